@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * crc32c.h - CRC32C (Castagnoli), SSE4.2 when the CPU has it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Continue a CRC32C over @len bytes. Start with crc = 0; the value returned
+ * is the finished CRC of everything fed so far (pre/post inversion done
+ * inside), so crc32c(crc32c(0, a), b) == crc32c(0, a || b).
+ */
+uint32_t mfs_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* The portable table implementation, always available (for tests). */
+uint32_t mfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
+/* The SSE4.2 implementation; only call when mfs_crc32c_has_hw(). */
+uint32_t mfs_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+
+/* Whether the running CPU has the CRC32 instruction. */
+bool mfs_crc32c_has_hw(void);

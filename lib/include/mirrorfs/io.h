@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.h - I/O helpers: full reads/writes with EINTR loops, durable file
+ * replacement, directory fsync, and an ops table for fault injection.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Syscalls the library's durable paths go through; tests swap them. */
+struct mfs_io_ops {
+	ssize_t (*pwritev)(int fd, const struct iovec *iov, int cnt, off_t off);
+	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+	int (*fdatasync)(int fd);
+	int (*fallocate)(int fd, int mode, off_t off, off_t len);
+};
+
+extern const struct mfs_io_ops mfs_io_default_ops;
+/* The ops in force (default: mfs_io_default_ops). */
+extern const struct mfs_io_ops *mfs_io;
+void mfs_io_set_ops(const struct mfs_io_ops *ops);
+
+/* Write all of iov at off (loops over short writes and EINTR). Returns 0 or -errno. */
+int mfs_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off);
+int mfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Read up to len bytes at off; returns bytes read (< len only at EOF) or -errno. */
+ssize_t mfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int mfs_write_all(int fd, const void *buf, size_t len);
+
+/* fsync a directory by fd or by path relative to dirfd. Returns 0 or -errno. */
+int mfs_fsync_dir(int dirfd, const char *path);
+
+/*
+ * Replace @name in @dirfd with @len bytes of @data durably: write a temp
+ * file, fsync it, renameat over @name, fsync the directory.
+ * Returns 0 or -errno.
+ */
+int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode);
+
+/* Read a whole small file (up to @max bytes) into a NUL-terminated malloc'd buffer. */
+int mfs_read_file(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len);
+
+/* Current CLOCK_REALTIME in ns. */
+uint64_t mfs_now_ns(void);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t mfs_mono_ns(void);
+
+/* UUIDs: random v4, and text form (36 chars + NUL). */
+int mfs_uuid_generate(uint8_t out[16]);
+void mfs_uuid_format(const uint8_t uuid[16], char out[37]);
+int mfs_uuid_parse(const char *s, uint8_t out[16]);
+
+/* Parse "64M", "1G", "4096": returns 0 and bytes, or -EINVAL. */
+int mfs_parse_size(const char *s, uint64_t *ret);

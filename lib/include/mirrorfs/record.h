@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * record.h - journal records in memory, and their encoding.
+ *
+ * A struct mfs_rec is the decoded form of one record. Strings are copied
+ * into the struct and NUL-terminated; data and xattr values point into the
+ * buffer they were decoded from and stay valid as long as it does.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "mirrorfs/format.h"
+
+struct mfs_rec {
+	enum mfs_rec_type type;
+	uint64_t lsn;
+	uint64_t time_ns;
+	char path[MFS_PATH_MAX + 1];  /* every mutation; empty for markers */
+	char path2[MFS_PATH_MAX + 1]; /* rename/link new name, symlink target, xattr or snapshot name */
+	uint64_t offset;              /* write, fallocate */
+	uint64_t length;              /* fallocate length, truncate size, checkpoint LSN */
+	uint64_t rdev;                /* mknod */
+	uint32_t mode;                /* mknod, mkdir, chmod, fallocate mode */
+	uint32_t uid, gid;            /* mknod, mkdir, symlink, chown */
+	uint32_t flags;               /* rename, setxattr */
+	int64_t atime_sec, mtime_sec; /* utimens */
+	uint32_t atime_nsec, mtime_nsec;
+	const void *data; /* write data, xattr value (not copied) */
+	uint32_t data_len;
+	struct mfs_seg_trailer trailer; /* MFS_REC_SEG_CLOSED */
+};
+
+/* Name of a record type ("write", "rename", ...), or NULL if unknown. */
+const char *mfs_rec_type_name(enum mfs_rec_type type);
+
+/* Whether a type number is one this version knows. */
+bool mfs_rec_type_is_valid(uint32_t type);
+
+/* Whether a record type is a marker (no path, does not change data). */
+bool mfs_rec_type_is_marker(enum mfs_rec_type type);
+
+/*
+ * Encode everything of @rec except the write data / xattr value into @buf
+ * (header + fixed payload), and say where the variable blob goes.
+ *
+ * The encoded record is buf[0..*ret_head) followed by rec->data_len bytes
+ * of rec->data. The CRC in the header already covers the data.
+ * @cap must be at least mfs_rec_head_size(rec).
+ * Returns 0 on success, -EINVAL for a malformed record (bad type, path too
+ * long, data too large), -ENOBUFS if @cap is too small.
+ */
+int mfs_rec_encode(const struct mfs_rec *rec, void *buf, size_t cap, size_t *ret_head);
+
+/* Bytes of header and fixed payload for @rec (without the data blob). */
+size_t mfs_rec_head_size(const struct mfs_rec *rec);
+
+/*
+ * Decode the record in buf[0..len). @len must be exactly the record's
+ * length field. Verifies CRC, type, every length and that the payload is
+ * consumed exactly. Strings must not contain NUL.
+ * Returns 0 on success, -EBADMSG on any malformation.
+ */
+int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret);
+
+/* Format one record as a human-readable line (no newline) into @out. */
+void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap);
+
+/* Format one record as a JSON object (no newline) into @out. */
+void mfs_rec_format_json(const struct mfs_rec *rec, char *out, size_t cap);

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * segment.h - writing and reading journal segment files.
+ *
+ * Writer: one open segment, appended to by many threads. Each append is
+ * written to the file at once (a kill -9 loses nothing that was appended),
+ * and mfs_segw_sync() makes it durable with group commit: concurrent
+ * callers share one fdatasync. Space is reserved ahead with
+ * fallocate(KEEP_SIZE) so that callers can check for ENOSPC before they
+ * change anything (mfs_segw_reserve).
+ *
+ * Reader: validates a segment from bytes that may be hostile. It never
+ * reads outside the file, never allocates from an unchecked length, and
+ * ends with exactly one verdict.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mirrorfs/record.h"
+
+/* ---------------------------------------------------------------- writer */
+
+struct mfs_segw;
+
+/*
+ * Create segment file @name in @dirfd (O_EXCL, mode 0600) and write its
+ * header. The first record appended gets LSN @first_lsn.
+ * Returns 0 on success, -errno on failure (-EEXIST, -ENOSPC, ...).
+ */
+int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
+		    uint64_t first_lsn, struct mfs_segw **ret);
+
+/*
+ * Reopen an open (trailer-less) segment to continue appending after its
+ * last valid record, cutting off anything after it (a torn tail).
+ * Returns 0 on success, -EALREADY if the file already carries a valid
+ * trailer (sealed but not yet renamed: close it again with a new writer is
+ * not possible, rename it by its closed name), -EBADMSG if it is not a
+ * valid open segment of data set @uuid, -errno on I/O failure. On success *ret_cut tells how many
+ * bytes of torn tail were dropped.
+ */
+int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct mfs_segw **ret,
+		    uint64_t *ret_cut);
+
+/*
+ * Make sure @bytes more can be appended without the file system running
+ * out of space. Returns 0 or -ENOSPC / -errno.
+ */
+int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes);
+
+/*
+ * Append @rec (its lsn and time_ns are assigned here unless time_ns is
+ * already set) and write it to the file. Thread-safe; records get
+ * consecutive LSNs in the order their appends are serialised.
+ * Returns 0 and the record's LSN in *ret_lsn, or -errno. After a failed
+ * append the writer is broken: every later append fails with -EIO.
+ */
+int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn);
+
+/*
+ * Make every record up to @lsn durable (group commit). Returns 0 or -errno.
+ */
+int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn);
+
+/*
+ * Write the trailer, fdatasync, and rename the file to its closed name in
+ * @dst_dirfd (NULL name = just seal in place). The closed name is returned
+ * in @ret_name (MFS_SEG_NAME_LEN + 1 bytes). The writer is freed in every
+ * case. Returns 0 or -errno.
+ */
+int mfs_segw_close(struct mfs_segw *w, int dst_dirfd, char *ret_name);
+
+/* Free without writing a trailer (the file stays an open segment). */
+struct mfs_segw *mfs_segw_free(struct mfs_segw *w);
+
+/* Counters of a writer. */
+struct mfs_segw_stats {
+	uint64_t seg_no;
+	uint64_t first_lsn;
+	uint64_t next_lsn;    /* LSN the next append gets */
+	uint64_t durable_lsn; /* highest LSN known durable */
+	uint64_t size;        /* bytes in the file */
+	uint64_t records;
+	uint64_t syncs; /* fdatasync calls issued */
+	uint64_t sync_requests;
+};
+void mfs_segw_get_stats(struct mfs_segw *w, struct mfs_segw_stats *ret);
+
+/* The fd of the segment file (for reading the open segment). */
+int mfs_segw_fd(struct mfs_segw *w);
+
+/* Name of a closed segment holding LSNs first..last ("%020lu-%020lu.mfsj"). */
+void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1]);
+
+/* Parse a closed segment name. Returns true and the range if it is one. */
+bool mfs_seg_name_parse(const char *name, uint64_t *ret_first, uint64_t *ret_last);
+
+/* ---------------------------------------------------------------- reader */
+
+enum mfs_seg_verdict {
+	MFS_SEG_OK = 0,      /* closed, trailer valid */
+	MFS_SEG_TORN,        /* no (valid) trailer: torn tail at bad_offset after last_lsn */
+	MFS_SEG_CORRUPT,     /* corrupt record at bad_offset */
+	MFS_SEG_FOREIGN,     /* another data set's UUID */
+	MFS_SEG_BAD_VERSION, /* a format version this reader does not know */
+	MFS_SEG_NOT_SEGMENT, /* no segment magic */
+};
+
+struct mfs_seg_info {
+	enum mfs_seg_verdict verdict;
+	uint32_t version;
+	uint8_t uuid[16];
+	uint64_t seg_no;
+	uint64_t first_lsn;
+	uint64_t created_ns;
+	uint64_t last_lsn;   /* of the last valid record (first_lsn - 1 if none) */
+	uint64_t records;    /* valid records, trailer excluded */
+	uint64_t valid_end;  /* offset just past the last valid record */
+	uint64_t bad_offset; /* TORN / CORRUPT: where reading stopped */
+	uint64_t file_size;
+	bool header_valid;
+	uint32_t crc_valid_end; /* CRC32C of bytes [0, valid_end) */
+};
+
+struct mfs_segr;
+
+/*
+ * Open a reader over the file @fd (not taken over) or over memory.
+ * @expect_uuid: NULL to accept any data set. Reads and checks the header;
+ * a bad header is not an error here: the verdict says it and
+ * mfs_segr_next() returns 0 at once.
+ * Returns 0 on success, -ENOMEM / -errno on I/O failure.
+ */
+int mfs_segr_open_fd(int fd, const uint8_t *expect_uuid, struct mfs_segr **ret);
+int mfs_segr_open_buf(const void *buf, size_t len, const uint8_t *expect_uuid,
+		      struct mfs_segr **ret);
+
+/*
+ * Read the next record. Returns 1 with *rec filled (rec->data valid until
+ * the next call), 0 at the end (verdict final in mfs_segr_info()), or
+ * -errno on an I/O error. The trailer is checked, not returned.
+ */
+int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec);
+
+/* State so far; final once mfs_segr_next() returned 0. */
+const struct mfs_seg_info *mfs_segr_info(struct mfs_segr *r);
+
+struct mfs_segr *mfs_segr_free(struct mfs_segr *r);
+
+/*
+ * Read a whole segment to its verdict, calling @cb for each valid record
+ * (stop early if it returns non-zero, which is then returned).
+ * Returns 0 or the callback's value, -errno on I/O error; verdict in @ret.
+ */
+int mfs_seg_scan_fd(int fd, const uint8_t *expect_uuid,
+		    int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
+		    struct mfs_seg_info *ret);
+
+/* One line describing a verdict: "ok", "torn tail at byte X after LSN N", ... */
+void mfs_seg_verdict_format(const struct mfs_seg_info *info, char *out, size_t cap);
+
+/* Short machine name of a verdict: "ok", "torn", "corrupt", "foreign", ... */
+const char *mfs_seg_verdict_name(enum mfs_seg_verdict v);

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.c - full reads and writes, durable replacement of small files, time,
+ * UUIDs and size parsing.
+ *
+ * The syscalls on the journal's durable path go through mfs_io (an ops
+ * table) so that unit tests can inject EIO, ENOSPC and short writes. EINTR
+ * and short-write loops live here and nowhere else.
+ */
+#include "mirrorfs/io.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mirrorfs/macro.h"
+
+static ssize_t def_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	return pwritev(fd, iov, cnt, off);
+}
+
+static ssize_t def_pread(int fd, void *buf, size_t len, off_t off)
+{
+	return pread(fd, buf, len, off);
+}
+
+static int def_fdatasync(int fd)
+{
+	return fdatasync(fd);
+}
+
+static int def_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return fallocate(fd, mode, off, len);
+}
+
+const struct mfs_io_ops mfs_io_default_ops = {
+	.pwritev = def_pwritev,
+	.pread = def_pread,
+	.fdatasync = def_fdatasync,
+	.fallocate = def_fallocate,
+};
+
+const struct mfs_io_ops *mfs_io = &mfs_io_default_ops;
+
+void mfs_io_set_ops(const struct mfs_io_ops *ops)
+{
+	mfs_io = ops ? ops : &mfs_io_default_ops;
+}
+
+int mfs_pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+	while (cnt > 0) {
+		ssize_t n = mfs_io->pwritev(fd, iov, cnt, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		off += (uint64_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+int mfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return mfs_pwritev_all(fd, &iov, 1, off);
+}
+
+ssize_t mfs_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = mfs_io->pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+int mfs_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mfs_fsync_dir(int dirfd, const char *path)
+{
+	_cleanup_close_ int fd = -EBADF;
+
+	fd = openat(dirfd, path ? path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)
+{
+	char tmp[PATH_MAX];
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	r = mfs_write_all(fd, data, len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)unlinkat(dirfd, tmp, 0);
+		return r;
+	}
+	return mfs_fsync_dir(dirfd, NULL);
+}
+
+int mfs_read_file(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	ssize_t n;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(max + 1);
+	if (!buf)
+		return -ENOMEM;
+	n = mfs_pread_all(fd, buf, max + 1, 0);
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n > max)
+		return -EFBIG;
+	buf[n] = 0;
+	if (ret_len)
+		*ret_len = (size_t)n;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+uint64_t mfs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mfs_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int mfs_uuid_generate(uint8_t out[16])
+{
+	size_t done = 0;
+
+	while (done < 16) {
+		ssize_t n = getrandom(out + done, 16 - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	out[6] = (out[6] & 0x0f) | 0x40; /* version 4 */
+	out[8] = (out[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+	return 0;
+}
+
+void mfs_uuid_format(const uint8_t uuid[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[uuid[i] >> 4];
+		*o++ = hex[uuid[i] & 15];
+	}
+	*o = 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int mfs_uuid_parse(const char *s, uint8_t out[16])
+{
+	uint8_t u[16];
+
+	for (int i = 0; i < 16; i++) {
+		int hi, lo;
+		if (i == 4 || i == 6 || i == 8 || i == 10) {
+			if (*s++ != '-')
+				return -EINVAL;
+		}
+		hi = hexval(s[0]);
+		lo = hi < 0 ? -1 : hexval(s[1]);
+		if (lo < 0)
+			return -EINVAL;
+		u[i] = (uint8_t)(hi << 4 | lo);
+		s += 2;
+	}
+	if (*s && *s != '\n')
+		return -EINVAL;
+	memcpy(out, u, 16);
+	return 0;
+}
+
+int mfs_parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 0:
+		break;
+	case 'K':
+		mult = 1ull << 10;
+		break;
+	case 'M':
+		mult = 1ull << 20;
+		break;
+	case 'G':
+		mult = 1ull << 30;
+		break;
+	case 'T':
+		mult = 1ull << 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end) {
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+		if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end)
+			return -EINVAL;
+	}
+	if (v > UINT64_MAX / mult)
+		return -EINVAL;
+	*ret = v * mult;
+	return 0;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_io.c - unit tests of lib/io (placeholder until written).
+ */
+#include "tests.h"
+
+static void test_placeholder(void)
+{
+	CU_PASS("placeholder");
+}
+
+static CU_TestInfo tests[] = {
+	{ "placeholder", test_placeholder },
+	CU_TEST_INFO_NULL,
+};
+
+CU_SuiteInfo suite_io[] = {
+	{ "io", NULL, NULL, NULL, NULL, tests },
+	CU_SUITE_INFO_NULL,
+};

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests.h - suites of the unit runner and small shared test helpers.
+ */
+#pragma once
+
+#include <CUnit/CUnit.h>
+#include <stdbool.h>
+
+extern CU_SuiteInfo suite_crc32c[];
+extern CU_SuiteInfo suite_codec[];
+extern CU_SuiteInfo suite_segment[];
+extern CU_SuiteInfo suite_io[];
+extern CU_SuiteInfo suite_path[];
+extern CU_SuiteInfo suite_replay[];
+
+/* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
+ * a malloc'd path or NULL. rm_rf() removes it again. */
+char *test_mkdtemp(void);
+int test_rm_rf(const char *path);

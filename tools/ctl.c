@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.c - the commands that talk to a mounted mirrorfs through its control
+ * file (protocol in mirrorfs/ctl.h), and `status` for a mount or a mirror's
+ * state folder.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/macro.h"
+
+/* Open the control file of mount @mnt. Returns fd or -1 after a message. */
+static int ctl_open(const char *mnt)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", mnt, MFS_CTL_FILE);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			cli_fail("'%s' is not a mirrorfs mount point", mnt);
+		else
+			cli_fail("cannot open '%s': %m", path);
+	}
+	return fd;
+}
+
+/*
+ * Send @cmd on @fd and read the reply into @reply. Returns 0 on "ok",
+ * the positive errno of an "err" reply, or -1 on a transport failure.
+ */
+static int ctl_call(int fd, const char *cmd, char *reply, size_t cap)
+{
+	ssize_t n;
+	int r;
+
+	r = mfs_write_all(fd, cmd, strlen(cmd));
+	if (r < 0) {
+		errno = -r;
+		cli_fail("cannot send '%s': %m", cmd);
+		return -1;
+	}
+	n = pread(fd, reply, cap - 1, 0);
+	if (n < 0) {
+		cli_fail("cannot read the reply to '%s': %m", cmd);
+		return -1;
+	}
+	reply[n] = 0;
+	if (!strncmp(reply, "ok", 2)) {
+		memmove(reply, reply + (reply[2] == ' ' ? 3 : 2), strlen(reply) + 1);
+		return 0;
+	}
+	if (!strncmp(reply, "err ", 4)) {
+		char *msg;
+		r = (int)strtol(reply + 4, &msg, 10);
+		memmove(reply, msg + (*msg == ' '), strlen(msg) + 1);
+		return r > 0 ? r : EIO;
+	}
+	cli_fail("unexpected reply to '%s': %s", cmd, reply);
+	return -1;
+}
+
+/* One command, its reply on stdout. Returns the exit status. */
+static int ctl_simple(const char *mnt, const char *cmd)
+{
+	_cleanup_close_ int fd = ctl_open(mnt);
+	char reply[MFS_CTL_REPLY_MAX];
+	int r;
+
+	if (fd < 0)
+		return 1;
+	r = ctl_call(fd, cmd, reply, sizeof(reply));
+	if (r < 0)
+		return 1;
+	reply[strcspn(reply, "\n")] = r ? 0 : reply[strcspn(reply, "\n")];
+	if (r) {
+		errno = r;
+		return cli_fail("%s failed on '%s': %s (%m)", cmd, mnt, reply);
+	}
+	fputs(reply, stdout);
+	if (reply[0] && reply[strlen(reply) - 1] != '\n')
+		putchar('\n');
+	return 0;
+}
+
+static int need_mount(int argc, char **argv, const char *usage)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: mirrorctl %s\n", usage);
+		return 2;
+	}
+	return 0;
+}
+
+int cli_rotate(int argc, char **argv)
+{
+	return need_mount(argc, argv, "rotate MOUNTPOINT") ?: ctl_simple(argv[1], "rotate");
+}
+
+int cli_checkpoint(int argc, char **argv)
+{
+	return need_mount(argc, argv, "checkpoint MOUNTPOINT") ?: ctl_simple(argv[1], "checkpoint");
+}
+
+int cli_unlock(int argc, char **argv)
+{
+	return need_mount(argc, argv, "unlock MOUNTPOINT") ?: ctl_simple(argv[1], "unlock");
+}
+
+/* Print a flat JSON object as "key: value" lines. */
+static void print_human(const char *json)
+{
+	int depth = 0;
+	bool in_str = false;
+
+	for (const char *p = json; *p; p++) {
+		char c = *p;
+		if (in_str) {
+			if (c == '\\' && p[1]) {
+				putchar(*++p);
+				continue;
+			}
+			if (c == '"')
+				in_str = false;
+			else
+				putchar(c);
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_str = true;
+			break;
+		case '{':
+		case '[':
+			if (depth++ > 0)
+				putchar(c);
+			break;
+		case '}':
+		case ']':
+			if (--depth > 0)
+				putchar(c);
+			break;
+		case ':':
+			fputs(depth == 1 ? ": " : ":", stdout);
+			break;
+		case ',':
+			if (depth == 1)
+				putchar('\n');
+			else
+				fputs(", ", stdout);
+			break;
+		case ' ':
+		case '\n':
+		case '\t':
+			break;
+		default:
+			putchar(c);
+		}
+	}
+	putchar('\n');
+}
+
+int cli_status(int argc, char **argv)
+{
+	_cleanup_free_ char *json = NULL;
+	const char *where;
+	bool as_json = false;
+	char path[4096];
+	int r;
+
+	if (argc == 3 && !strcmp(argv[1], "--json")) {
+		as_json = true;
+		where = argv[2];
+	} else if (argc == 2) {
+		where = argv[1];
+	} else {
+		fprintf(stderr, "usage: mirrorctl status [--json] MOUNTPOINT|STATEDIR\n");
+		return 2;
+	}
+	/* a mount point first, then a mirror state folder */
+	snprintf(path, sizeof(path), "%s/%s", where, MFS_STATUS_FILE);
+	r = mfs_read_file(AT_FDCWD, path, 1 << 20, &json, NULL);
+	if (r == -ENOENT) {
+		snprintf(path, sizeof(path), "%s/status.json", where);
+		r = mfs_read_file(AT_FDCWD, path, 1 << 20, &json, NULL);
+	}
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("no status in '%s' (neither a mirrorfs mount nor a mirrord state folder): %m",
+				where);
+	}
+	if (as_json)
+		fputs(json, stdout);
+	else
+		print_human(json);
+	return 0;
+}
+
+int cli_snapshot(int argc, char **argv)
+{
+	char cmd[512];
+
+	if (argc < 3 || (strcmp(argv[1], "list") && argc != 4) ||
+	    (!strcmp(argv[1], "list") && argc != 3)) {
+		fprintf(stderr, "usage: mirrorctl snapshot create|delete MOUNTPOINT NAME\n"
+				"       mirrorctl snapshot list MOUNTPOINT\n");
+		return 2;
+	}
+	if (strcmp(argv[1], "create") && strcmp(argv[1], "delete") && strcmp(argv[1], "list"))
+		return cli_fail("unknown snapshot action '%s'", argv[1]);
+	snprintf(cmd, sizeof(cmd), "snapshot %s%s%s", argv[1], argc == 4 ? " " : "",
+		 argc == 4 ? argv[3] : "");
+	return ctl_simple(argv[2], cmd);
+}
+
+/* Whether the status file of @mnt still says it is locked. */
+static bool still_locked(const char *mnt)
+{
+	_cleanup_free_ char *json = NULL;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", mnt, MFS_STATUS_FILE);
+	if (mfs_read_file(AT_FDCWD, path, 1 << 20, &json, NULL) < 0)
+		return false;
+	return strstr(json, "\"locked\":true") || strstr(json, "\"locked\": true");
+}
+
+/* Run COMMAND while holding the lock; its exit status is ours. */
+static int lock_around(int fd, char **cmd)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return cli_fail("cannot fork: %m");
+	if (pid == 0) {
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "mirrorctl: cannot run '%s': %m\n", cmd[0]);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return cli_fail("waitpid: %m");
+	close(fd); /* releases the lock */
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+/*
+ * No COMMAND: a background holder keeps the control descriptor (and so the
+ * lock) until `mirrorctl unlock` or the timeout; we return once it holds it.
+ */
+static int lock_detached(const char *mnt, const char *cmd, unsigned timeout_s)
+{
+	int pfd[2];
+	char ok = 0;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return cli_fail("pipe: %m");
+	pid = fork();
+	if (pid < 0)
+		return cli_fail("cannot fork: %m");
+	if (pid == 0) {
+		char reply[MFS_CTL_REPLY_MAX];
+		int fd, r;
+		uint64_t end;
+
+		close(pfd[0]);
+		setsid();
+		fd = ctl_open(mnt);
+		r = fd < 0 ? -1 : ctl_call(fd, cmd, reply, sizeof(reply));
+		if (r != 0) {
+			if (r > 0) {
+				errno = r;
+				cli_fail("lock failed on '%s': %s", mnt, reply);
+			}
+			_exit(1);
+		}
+		ok = 1;
+		(void)!write(pfd[1], &ok, 1);
+		close(pfd[1]);
+		(void)!freopen("/dev/null", "w", stderr);
+		end = mfs_mono_ns() + (uint64_t)timeout_s * 1000000000u;
+		while (mfs_mono_ns() < end && still_locked(mnt))
+			usleep(100000);
+		_exit(0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &ok, 1) != 1 || !ok) {
+		int status;
+		waitpid(pid, &status, 0);
+		close(pfd[0]);
+		return 1;
+	}
+	close(pfd[0]);
+	printf("locked '%s' (holder pid %d, timeout %u s)\n", mnt, (int)pid, timeout_s);
+	return 0;
+}
+
+int cli_lock(int argc, char **argv)
+{
+	unsigned timeout_s = 60;
+	char cmd[64], reply[MFS_CTL_REPLY_MAX];
+	int i = 1, fd, r;
+
+	if (i + 1 < argc && !strcmp(argv[i], "--timeout")) {
+		char *end;
+		timeout_s = (unsigned)strtoul(argv[i + 1], &end, 10);
+		if (*end || !timeout_s)
+			return cli_fail("bad --timeout '%s'", argv[i + 1]);
+		i += 2;
+	}
+	if (i >= argc || (i + 1 < argc && (strcmp(argv[i + 1], "--") || i + 2 >= argc))) {
+		fprintf(stderr, "usage: mirrorctl lock [--timeout S] MOUNTPOINT [-- COMMAND...]\n");
+		return 2;
+	}
+	snprintf(cmd, sizeof(cmd), "lock %llu", (unsigned long long)timeout_s * 1000ull);
+	if (i + 1 >= argc)
+		return lock_detached(argv[i], cmd, timeout_s);
+	fd = ctl_open(argv[i]);
+	if (fd < 0)
+		return 1;
+	r = ctl_call(fd, cmd, reply, sizeof(reply));
+	if (r != 0) {
+		close(fd);
+		if (r > 0) {
+			errno = r;
+			return cli_fail("lock failed on '%s': %s", argv[i], reply);
+		}
+		return 1;
+	}
+	return lock_around(fd, argv + i + 2);
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - mirrorctl, the operator's command-line tool: dispatch only.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "mirrorfs/log.h"
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+} commands[] = {
+	{ "rotate", cli_rotate, "rotate MOUNTPOINT            close the open segment, print its name" },
+	{ "status", cli_status, "status [--json] MOUNTPOINT|STATEDIR" },
+	{ "checkpoint", cli_checkpoint, "checkpoint MOUNTPOINT        sync backing files, mark it" },
+	{ "lock", cli_lock, "lock [--timeout S] MOUNTPOINT [-- COMMAND...]" },
+	{ "unlock", cli_unlock, "unlock MOUNTPOINT" },
+	{ "snapshot", cli_snapshot, "snapshot create|list|delete MOUNTPOINT [NAME]" },
+	{ "dump", cli_dump, "dump [--json] SEGMENT...       records and verdict" },
+	{ "verify", cli_verify, "verify DIR_A DIR_B            are two data directories identical?" },
+	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
+	{ "sample", cli_sample, "sample FILE                   write a sample segment" },
+};
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mirrorctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int usage(FILE *f)
+{
+	fprintf(f, "usage: mirrorctl COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s\n", commands[i].usage);
+	return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+	mfs_log_set_ident("mirrorctl");
+	if (argc < 2)
+		return usage(stderr);
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+		return usage(stdout);
+	if (!strcmp(argv[1], "--version")) {
+		printf("mirrorctl %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	cli_fail("unknown command '%s' (try --help)", argv[1]);
+	return 2;
+}
