@@ -65,7 +65,7 @@ __attribute__((target("sse4.2"))) uint32_t mfs_crc32c_hw(uint32_t crc, const voi
 		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
 		len--;
 	}
-	/* Three independent streams hide the instruction's 3-cycle latency. */
+	/* Unrolled by three: fewer loop branches per CRC32 instruction. */
 	while (len >= 24) {
 		uint64_t a, b, d;
 		memcpy(&a, p, 8);

@@ -51,6 +51,8 @@ struct mfs_segw {
 	uint64_t reserved_end; /* protected by lock */
 	uint32_t seg_crc;      /* protected by lock */
 	uint64_t records;      /* protected by lock */
+	uint64_t last_off;     /* protected by lock: where the last record starts */
+	uint32_t last_crc;     /* protected by lock: seg_crc before the last record */
 	int broken;            /* protected by lock: 0 or the first error */
 	_Atomic uint64_t written_lsn;
 
@@ -316,6 +318,8 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 		w->broken = r;
 		goto out_unlock;
 	}
+	w->last_off = w->size;
+	w->last_crc = w->seg_crc;
 	w->seg_crc = mfs_crc32c(w->seg_crc, head, head_len);
 	if (cnt > 1)
 		w->seg_crc = mfs_crc32c(w->seg_crc, rec->data, rec->data_len);
@@ -325,6 +329,34 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 	atomic_store(&w->written_lsn, rec->lsn);
 	*ret_lsn = rec->lsn;
 out_unlock:
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->broken) {
+		r = -EIO;
+	} else if (lsn + 1 != w->next_lsn || w->last_off < MFS_SEG_HEADER_SIZE) {
+		r = -EBUSY;
+	} else if (ftruncate(w->fd, (off_t)w->last_off) < 0) {
+		r = -errno;
+		w->broken = r;
+	} else {
+		w->size = w->last_off;
+		w->seg_crc = w->last_crc;
+		w->last_off = 0; /* only one step back */
+		w->records--;
+		w->next_lsn--;
+		atomic_store(&w->written_lsn, lsn - 1);
+		pthread_mutex_lock(&w->sync_lock);
+		if (w->durable_lsn >= lsn)
+			w->durable_lsn = lsn - 1;
+		pthread_mutex_unlock(&w->sync_lock);
+	}
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }

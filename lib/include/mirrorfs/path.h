@@ -28,3 +28,9 @@ int mfs_path_open_parent(int rootfd, const char *path, const char **ret_base);
  * Returns fd or -errno.
  */
 int mfs_path_open(int rootfd, const char *path, int flags, unsigned mode);
+
+/*
+ * Tests only: force the component walk used where openat2 is missing
+ * (true), or go back to openat2 (false).
+ */
+void mfs_path_set_force_walk(bool on);

@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mirrorfs/record.h"
@@ -58,3 +59,17 @@ struct mfs_replay *mfs_replay_free(struct mfs_replay *r);
  */
 int mfs_replay_segment(struct mfs_replay *r, int segfd, const uint8_t *expect_uuid,
 		       uint64_t after_lsn, bool strict, uint64_t *ret_last);
+
+/* Counters of an engine (since mfs_replay_new). */
+struct mfs_replay_stats {
+	uint64_t records;       /* records given to mfs_replay_apply (markers included) */
+	uint64_t writes;        /* write records */
+	uint64_t write_bytes;   /* bytes in write records */
+	uint64_t io_writes;     /* write syscalls / SQEs actually issued */
+	uint64_t io_bytes;      /* bytes actually written */
+	uint64_t dropped_bytes; /* bytes overwritten by a later write before being issued */
+	uint64_t skipped;       /* "already done" outcomes tolerated (see replay.c) */
+	uint64_t syncs;         /* fsync/syncfs calls of the final flushes */
+	bool uring;             /* io_uring in use */
+};
+void mfs_replay_get_stats(struct mfs_replay *r, struct mfs_replay_stats *ret);

@@ -61,6 +61,15 @@ int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes);
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn);
 
 /*
+ * Take back the record @lsn, which must be the last one appended (the
+ * caller journals first, then applies, and un-journals if applying failed;
+ * it must hold its own lock so that nothing was appended in between).
+ * Returns 0, -EBUSY if @lsn is not the last record (or was already taken
+ * back), -errno if the file cannot be cut (the writer is then broken).
+ */
+int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn);
+
+/*
  * Make every record up to @lsn durable (group commit). Returns 0 or -errno.
  */
 int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn);

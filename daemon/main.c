@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - mirrord, the mirror daemon: options, signals and the loop.
+ *
+ * mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]
+ *         [--once] [--no-apply] [--cascade DIR] [--keep DIR]
+ *         [--metrics FILE] [--syslog] [--naive] [-v]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "mirror.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+
+#define IDLE_RESCAN_MS 10000 /* safety net when nothing waits */
+#define RETRY_MS 1000        /* something waits: look again soon */
+
+static struct mirror_config arg_cfg;
+static bool arg_syslog;
+static volatile int stop_requested;
+static char *state_default, *quarantine_default;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]\n"
+		   "               [--once] [--no-apply] [--cascade DIR] [--keep DIR]\n"
+		   "               [--metrics FILE] [--syslog] [--naive] [-v]\n"
+		   "defaults: --state INCOMING/.mirrord, --quarantine STATE/quarantine\n");
+}
+
+static int parse_argv(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "incoming", required_argument, NULL, 'i' },
+		{ "data", required_argument, NULL, 'd' },
+		{ "state", required_argument, NULL, 's' },
+		{ "quarantine", required_argument, NULL, 'q' },
+		{ "cascade", required_argument, NULL, 'c' },
+		{ "keep", required_argument, NULL, 'k' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "no-apply", no_argument, NULL, 'n' },
+		{ "naive", no_argument, NULL, 'N' },
+		{ "syslog", no_argument, NULL, 'S' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{}
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "v", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'i': arg_cfg.incoming = optarg; break;
+		case 'd': arg_cfg.data = optarg; break;
+		case 's': arg_cfg.state = optarg; break;
+		case 'q': arg_cfg.quarantine = optarg; break;
+		case 'c': arg_cfg.cascade = optarg; break;
+		case 'k': arg_cfg.keep = optarg; break;
+		case 'm': arg_cfg.metrics = optarg; break;
+		case 'o': arg_cfg.once = true; break;
+		case 'n': arg_cfg.hold = true; break;
+		case 'N': arg_cfg.naive = true; break;
+		case 'S': arg_syslog = true; break;
+		case 'v': mfs_log_max_level = LOG_DEBUG; break;
+		case 'h': usage(stdout); exit(EXIT_SUCCESS);
+		case 'V': printf("mirrord %s\n", PACKAGE_VERSION); exit(EXIT_SUCCESS);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc || !arg_cfg.incoming || !arg_cfg.data) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (!arg_cfg.state) {
+		if (asprintf(&state_default, "%s/.mirrord", arg_cfg.incoming) < 0)
+			return -ENOMEM;
+		arg_cfg.state = state_default;
+	}
+	if (!arg_cfg.quarantine) {
+		if (asprintf(&quarantine_default, "%s/quarantine", arg_cfg.state) < 0)
+			return -ENOMEM;
+		arg_cfg.quarantine = quarantine_default;
+	}
+	return 0;
+}
+
+static void setup_process(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct rlimit rl;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Continuous mode: rescan on inotify events, retry while something waits. */
+static int run_loop(struct mirror *m)
+{
+	_cleanup_close_ int wfd = -EBADF;
+	int r, pending;
+
+	wfd = mirror_watch_open(arg_cfg.incoming);
+	if (wfd < 0)
+		return log_error_errno(wfd, "Failed to watch '%s': %m", arg_cfg.incoming);
+	pending = mirror_pass(m, &stop_requested);
+	while (!stop_requested) {
+		struct pollfd p = { .fd = wfd, .events = POLLIN };
+
+		r = poll(&p, 1, pending != 0 ? RETRY_MS : IDLE_RESCAN_MS);
+		if (r < 0 && errno != EINTR)
+			return log_error_errno(-errno, "poll failed: %m");
+		if (stop_requested)
+			break;
+		if (r > 0) {
+			r = mirror_watch_read(wfd);
+			if (r < 0)
+				return log_error_errno(r, "Failed to read inotify events: %m");
+			if (r == 0 && pending == 0)
+				continue;
+		}
+		pending = mirror_pass(m, &stop_requested);
+	}
+	log_info("stopping");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct mirror *m = NULL;
+	int r;
+
+	mfs_log_set_ident("mirrord");
+	r = parse_argv(argc, argv);
+	if (r < 0)
+		return 2;
+	if (arg_syslog)
+		mfs_log_use_syslog("mirrord");
+	setup_process();
+	r = mirror_new(&arg_cfg, &m);
+	if (r < 0)
+		return EXIT_FAILURE;
+	if (arg_cfg.once) {
+		r = mirror_pass(m, &stop_requested);
+		if (r > 0)
+			log_error("not everything could be applied (see '%s/status.json')",
+				  arg_cfg.state);
+	} else {
+		r = run_loop(m);
+	}
+	mirror_free(m);
+	free(state_default);
+	free(quarantine_default);
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

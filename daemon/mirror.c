@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mirror.c - order, validate, quarantine, apply, cascade and retire
+ * segments arriving in the incoming folder.
+ *
+ * Invariants:
+ *  - segments are applied strictly in LSN order, each from the first LSN
+ *    not yet applied (an overlapping or re-delivered segment applies only
+ *    its new tail); a segment starting after applied+1 is a gap: it waits;
+ *  - a segment is validated in full (verdict, data-set id, name against
+ *    contents, every record's path and fields) before any record of it is
+ *    applied; a bad one is moved to the quarantine folder with a
+ *    NAME.reason file, never applied;
+ *  - the applied LSN is recorded (state.c, durably) only after the
+ *    segment's data were flushed and its cascade copy, if any, is durable:
+ *    a kill -9 at any moment re-applies at most one segment, and the
+ *    replay engine makes that idempotent;
+ *  - a segment is deleted (or moved to --keep) only after its LSNs are
+ *    recorded as applied.
+ * A record that fails while being applied for a reason that is the
+ * segment's (an escape through a symlink found only at apply time, say)
+ * quarantines the segment; the records before it, all beneath the data
+ * root, stay applied. Local failures (EIO, ENOSPC, ...) leave the segment in
+ * place for a retry.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mirror.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/replay.h"
+#include "mirrorfs/segment.h"
+
+#define YOUNG_NS (30ull * 1000000000ull) /* a torn segment this young may still be arriving */
+#define MAX_LISTED 100u
+
+struct seg_ent {
+	char name[MFS_SEG_NAME_LEN + 1];
+	uint64_t first, last;
+};
+
+struct held {
+	char name[MFS_SEG_NAME_LEN + 1];
+	uint64_t size;
+	int64_t mtime;
+};
+
+struct mirror {
+	struct mirror_config cfg;
+	int in_fd, data_fd, state_fd, q_fd, cascade_fd, keep_fd;
+	struct mfs_replay *engine;
+	struct mirror_state st;
+	struct mirror_status status;
+	char last_error[512];
+	struct held *held; /* hold mode: segments already validated */
+	size_t n_held;
+	struct mfs_rec *rec; /* cascade copy */
+};
+
+/* What applying one segment needs in the scan callback. */
+struct apply_ctx {
+	struct mirror *m;
+	struct mfs_segw *cw; /* cascade writer or NULL */
+	uint64_t after, last, last_ns, bytes;
+	uint64_t err_lsn;
+	int error;
+	bool local; /* error is ours (cascade), not the segment's */
+};
+
+/* ================================================================ helpers */
+
+static int open_dir(const char *path, bool create)
+{
+	int fd;
+
+	if (create && mkdir(path, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void set_error(struct mirror *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct mirror *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->last_error, sizeof(m->last_error), fmt, ap);
+	va_end(ap);
+	m->status.last_error = m->last_error;
+	log_warning("%s", m->last_error);
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+	const struct seg_ent *x = a, *y = b;
+
+	if (x->first != y->first)
+		return x->first < y->first ? -1 : 1;
+	return x->last < y->last ? -1 : x->last > y->last;
+}
+
+/* Closed-segment names in @dirfd, sorted by LSN. Returns the count or -errno. */
+static int list_segments(int dirfd, struct seg_ent **ret)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct seg_ent *v = NULL, *nv;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int fd = dup(dirfd);
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		(void)close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		struct seg_ent e;
+
+		if (!mfs_seg_name_parse(de->d_name, &e.first, &e.last))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		if (strlen(de->d_name) > MFS_SEG_NAME_LEN)
+			continue;
+		memcpy(e.name, de->d_name, strlen(de->d_name) + 1);
+		v[n++] = e;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), ent_cmp);
+	*ret = v;
+	return (int)n;
+}
+
+static bool is_local_error(int e)
+{
+	switch (-e) {
+	case EIO: case ENOSPC: case EDQUOT: case ENOMEM: case EROFS: case EMFILE:
+	case ENFILE: case EAGAIN: case EINTR: case EBUSY: case ETXTBSY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* ================================================================ quarantine, retire */
+
+static void quarantine(struct mirror *m, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void quarantine(struct mirror *m, const char *name, const char *fmt, ...)
+{
+	char reason[512], rname[MFS_SEG_NAME_LEN + 16];
+	va_list ap;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vsnprintf(reason, sizeof(reason) - 1, fmt, ap);
+	va_end(ap);
+	n = MFS_MIN(n, (int)sizeof(reason) - 2);
+	set_error(m, "quarantined '%s': %s", name, reason);
+	reason[n++] = '\n';
+	snprintf(rname, sizeof(rname), "%s.reason", name);
+	r = mfs_replace_file(m->q_fd, rname, reason, (size_t)n, 0644);
+	if (r < 0)
+		log_error_errno(r, "Failed to write '%s' in the quarantine folder: %m", rname);
+	if (renameat(m->in_fd, name, m->q_fd, name) < 0) {
+		log_error_errno(-errno, "Failed to move '%s' to quarantine, removing it: %m", name);
+		(void)unlinkat(m->in_fd, name, 0);
+	}
+}
+
+static void retire(struct mirror *m, const char *name)
+{
+	if (m->keep_fd >= 0) {
+		if (renameat(m->in_fd, name, m->keep_fd, name) == 0)
+			return;
+		log_warning_errno(-errno, "Failed to move '%s' to '%s', leaving it: %m", name,
+				  m->cfg.keep);
+		return;
+	}
+	if (unlinkat(m->in_fd, name, 0) < 0 && errno != ENOENT)
+		log_warning_errno(-errno, "Failed to remove applied '%s', ignoring: %m", name);
+}
+
+/* ================================================================ validation */
+
+struct check_ctx {
+	uint64_t bad_lsn;
+	enum mfs_rec_type bad_type;
+	int error;
+};
+
+static int check_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct check_ctx *c = arg;
+
+	c->error = mfs_replay_check(rec);
+	if (c->error < 0) {
+		c->bad_lsn = rec->lsn;
+		c->bad_type = rec->type;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Validate segment @e (open as @fd) in full. Returns 0 if it may be
+ * applied, 1 if it was quarantined, 2 if it may still be arriving, -errno.
+ */
+static int validate(struct mirror *m, const struct seg_ent *e, int fd, struct mfs_seg_info *info)
+{
+	struct check_ctx c = { 0 };
+	char verdict[256], u1[37], u2[37];
+	struct stat st;
+	int r;
+
+	r = mfs_seg_scan_fd(fd, m->st.have_uuid ? m->st.uuid : NULL, check_cb, &c, info);
+	if (r < 0 && !c.error)
+		return log_error_errno(r, "Failed to read '%s': %m", e->name);
+	if (c.error) {
+		quarantine(m, e->name, "LSN %" PRIu64 " (%s): invalid path or field refused",
+			   c.bad_lsn, mfs_rec_type_name(c.bad_type) ?: "?");
+		return 1;
+	}
+	if (info->verdict == MFS_SEG_FOREIGN) {
+		mfs_uuid_format(info->uuid, u1);
+		mfs_uuid_format(m->st.uuid, u2);
+		quarantine(m, e->name, "foreign data set %s (this mirror follows %s)", u1, u2);
+		return 1;
+	}
+	if (info->verdict == MFS_SEG_TORN && !m->cfg.once && fstat(fd, &st) == 0 &&
+	    mfs_now_ns() - ((uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec) <
+		    YOUNG_NS)
+		return 2;
+	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
+	if (info->verdict != MFS_SEG_OK) {
+		quarantine(m, e->name, "%s", verdict);
+		return 1;
+	}
+	if (info->first_lsn != e->first || info->last_lsn != e->last) {
+		quarantine(m, e->name, "name says LSN %" PRIu64 "-%" PRIu64 ", contents hold %" PRIu64
+			   "-%" PRIu64, e->first, e->last, info->first_lsn, info->last_lsn);
+		return 1;
+	}
+	return 0;
+}
+
+static bool held_has(struct mirror *m, const struct seg_ent *e, const struct stat *st)
+{
+	for (size_t i = 0; i < m->n_held; i++)
+		if (!strcmp(m->held[i].name, e->name) && m->held[i].size == (uint64_t)st->st_size &&
+		    m->held[i].mtime == st->st_mtim.tv_sec)
+			return true;
+	return false;
+}
+
+static void held_add(struct mirror *m, const struct seg_ent *e, const struct stat *st)
+{
+	struct held *n = realloc(m->held, (m->n_held + 1) * sizeof(*n));
+
+	if (!n)
+		return;
+	m->held = n;
+	snprintf(n[m->n_held].name, sizeof(n->name), "%s", e->name);
+	n[m->n_held].size = (uint64_t)st->st_size;
+	n[m->n_held].mtime = st->st_mtim.tv_sec;
+	m->n_held++;
+}
+
+/* ================================================================ apply */
+
+static int apply_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct apply_ctx *a = arg;
+	uint64_t lsn;
+
+	if (rec->lsn <= a->after)
+		return 0;
+	a->error = mfs_replay_apply(a->m->engine, rec);
+	if (a->error < 0) {
+		a->err_lsn = rec->lsn;
+		return 1;
+	}
+	if (a->cw) {
+		*a->m->rec = *rec;
+		a->error = mfs_segw_append(a->cw, a->m->rec, &lsn);
+		if (a->error == 0 && lsn != rec->lsn)
+			a->error = -EPROTO;
+		if (a->error < 0) {
+			a->err_lsn = rec->lsn;
+			a->local = true;
+			return 1;
+		}
+	}
+	a->last = rec->lsn;
+	a->last_ns = rec->time_ns;
+	a->bytes += rec->data_len;
+	return 0;
+}
+
+static int cascade_begin(struct mirror *m, const struct mfs_seg_info *info, uint64_t first,
+			 struct mfs_segw **ret)
+{
+	char tmp[64];
+
+	if (m->cascade_fd < 0) {
+		*ret = NULL;
+		return 0;
+	}
+	snprintf(tmp, sizeof(tmp), ".cascade-%020" PRIu64 ".partial", first);
+	(void)unlinkat(m->cascade_fd, tmp, 0);
+	return mfs_segw_create(m->cascade_fd, tmp, info->uuid, info->seg_no, first, ret);
+}
+
+static int cascade_end(struct mirror *m, struct mfs_segw *cw)
+{
+	char name[MFS_SEG_NAME_LEN + 1];
+	int r;
+
+	if (!cw)
+		return 0;
+	r = mfs_segw_close(cw, m->cascade_fd, name);
+	if (r == 0)
+		r = mfs_fsync_dir(m->cascade_fd, NULL);
+	return r;
+}
+
+/* The segment's records after the applied LSN: apply, flush, record. */
+static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
+			 const struct mfs_seg_info *info)
+{
+	struct apply_ctx a = { .m = m, .after = m->st.applied_lsn };
+	struct mfs_seg_info again;
+	uint64_t t0 = mfs_mono_ns(), dt;
+	int r;
+
+	r = cascade_begin(m, info, m->st.applied_lsn + 1, &a.cw);
+	if (r < 0)
+		return log_error_errno(r, "Failed to start the cascade segment in '%s': %m",
+				       m->cfg.cascade);
+	a.last = m->st.applied_lsn;
+	r = mfs_seg_scan_fd(fd, info->uuid, apply_cb, &a, &again);
+	if (r >= 0 && !a.error && again.verdict != MFS_SEG_OK)
+		r = -EBADMSG; /* changed since validation */
+	if (r >= 0 && !a.error)
+		r = mfs_replay_finish(m->engine);
+	else
+		(void)mfs_replay_finish(m->engine);
+	if (a.error < 0 || r < 0) {
+		int err = a.error < 0 ? a.error : r;
+
+		mfs_segw_free(a.cw);
+		if (!a.local && !is_local_error(err)) {
+			errno = -err;
+			quarantine(m, e->name, "applying LSN %" PRIu64 " failed: %m", a.err_lsn);
+			return 1;
+		}
+		errno = -err;
+		set_error(m, "applying '%s' failed (will retry): %m", e->name);
+		return err;
+	}
+	r = cascade_end(m, a.cw);
+	if (r < 0)
+		return log_error_errno(r, "Failed to close the cascade segment: %m");
+	memcpy(m->st.uuid, info->uuid, 16);
+	m->st.have_uuid = true;
+	m->st.applied_lsn = a.last;
+	if (a.last_ns)
+		m->st.last_record_ns = a.last_ns;
+	m->st.segments_applied++;
+	r = mirror_state_save(m->state_fd, &m->st);
+	if (r < 0)
+		return log_error_errno(r, "Failed to record applied LSN %" PRIu64 ": %m", a.last);
+	dt = mfs_mono_ns() - t0;
+	m->status.last_bytes_per_sec = dt ? (double)a.bytes * 1e9 / (double)dt : 0;
+	log_info("applied '%s' up to LSN %" PRIu64 " (%.1f MB/s)", e->name, a.last,
+		 m->status.last_bytes_per_sec / 1e6);
+	return 0;
+}
+
+/*
+ * Validate and apply one segment. Returns 0 applied, 1 quarantined, 2 may
+ * still be arriving, 3 validated and held (hold mode), -errno.
+ */
+static int handle(struct mirror *m, const struct seg_ent *e)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct mfs_seg_info info;
+	struct stat st;
+	int r;
+
+	fd = openat(m->in_fd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 2 : log_error_errno(-errno, "Failed to open '%s': %m", e->name);
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode)) {
+		quarantine(m, e->name, "not a regular file");
+		return 1;
+	}
+	if (m->cfg.hold && held_has(m, e, &st))
+		return 3;
+	r = validate(m, e, fd, &info);
+	if (r != 0)
+		return r;
+	if (m->cfg.hold) {
+		held_add(m, e, &st);
+		log_info("hold: '%s' validated, kept", e->name);
+		return 3;
+	}
+	return apply_segment(m, e, fd, &info);
+}
+
+/* ================================================================ pass */
+
+static void free_names(struct mirror_status *s)
+{
+	for (unsigned i = 0; i < s->n_quarantined; i++)
+		free(s->quarantined[i]);
+	free(s->quarantined);
+	s->quarantined = NULL;
+	s->n_quarantined = 0;
+}
+
+static void list_quarantined(struct mirror *m)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = dup(m->q_fd);
+	char **v;
+
+	free_names(&m->status);
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		(void)close(fd);
+		return;
+	}
+	v = calloc(MAX_LISTED, sizeof(*v));
+	if (!v)
+		return;
+	m->status.quarantined = v;
+	while ((de = readdir(d)) && m->status.n_quarantined < MAX_LISTED) {
+		size_t n = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' || (n > 7 && !strcmp(de->d_name + n - 7, ".reason")))
+			continue;
+		v[m->status.n_quarantined] = strdup(de->d_name);
+		if (v[m->status.n_quarantined])
+			m->status.n_quarantined++;
+	}
+}
+
+static void publish(struct mirror *m)
+{
+	int r;
+
+	list_quarantined(m);
+	m->status.state = &m->st;
+	m->status.hold = m->cfg.hold;
+	r = mirror_status_write(m->state_fd, &m->status);
+	if (r < 0)
+		log_warning_errno(r, "Failed to write status.json, ignoring: %m");
+	if (m->cfg.metrics) {
+		r = mirror_metrics_write(m->cfg.metrics, &m->status);
+		if (r < 0)
+			log_warning_errno(r, "Failed to write '%s', ignoring: %m", m->cfg.metrics);
+	}
+}
+
+int mirror_pass(struct mirror *m, volatile const int *stop)
+{
+	_cleanup_free_ struct seg_ent *v = NULL;
+	uint64_t upto = m->st.applied_lsn; /* applied, or validated in hold mode */
+	int n, r = 0, ret = 0, i;
+
+	n = list_segments(m->in_fd, &v);
+	if (n < 0)
+		return log_error_errno(n, "Failed to list '%s': %m", m->cfg.incoming);
+	m->status.gap_from = m->status.gap_to = 0;
+	for (i = 0; i < n && !*stop; i++) {
+		const struct seg_ent *e = &v[i];
+
+		if (e->last <= m->st.applied_lsn) {
+			retire(m, e->name); /* already applied (re-delivered) */
+			continue;
+		}
+		if (e->last <= upto)
+			continue; /* hold mode: covered by a validated one */
+		if (e->first > upto + 1) {
+			m->status.gap_from = upto + 1;
+			m->status.gap_to = e->first - 1;
+			set_error(m, "gap: LSN %" PRIu64 "-%" PRIu64 " missing before '%s', waiting",
+				  upto + 1, e->first - 1, e->name);
+			ret = 1;
+			break;
+		}
+		r = handle(m, e);
+		if (r < 0) {
+			ret = r;
+			break;
+		}
+		if (r == 0) {
+			upto = m->st.applied_lsn;
+			retire(m, e->name);
+		} else if (r == 3) {
+			upto = e->last; /* validated and held */
+		} else if (r == 2) {
+			ret = 1; /* still arriving: later ones wait */
+			break;
+		} else {
+			ret = 1; /* quarantined */
+		}
+	}
+	m->status.waiting = 0;
+	for (int j = 0; j < n; j++)
+		m->status.waiting += v[j].last > m->st.applied_lsn;
+	if (ret == 0 && !m->status.gap_from)
+		m->status.last_error = NULL;
+	publish(m);
+	return ret;
+}
+
+/* ================================================================ lifetime */
+
+int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
+{
+	struct mirror *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	m->cfg = *cfg;
+	m->in_fd = m->data_fd = m->state_fd = m->q_fd = m->cascade_fd = m->keep_fd = -EBADF;
+	m->rec = malloc(sizeof(*m->rec));
+	if (!m->rec) {
+		mirror_free(m);
+		return -ENOMEM;
+	}
+	if ((m->in_fd = r = open_dir(cfg->incoming, false)) < 0 ||
+	    (m->data_fd = r = open_dir(cfg->data, false)) < 0 ||
+	    (m->state_fd = r = open_dir(cfg->state, true)) < 0 ||
+	    (m->q_fd = r = open_dir(cfg->quarantine, true)) < 0 ||
+	    (cfg->cascade && (m->cascade_fd = r = open_dir(cfg->cascade, true)) < 0) ||
+	    (cfg->keep && (m->keep_fd = r = open_dir(cfg->keep, true)) < 0)) {
+		log_error_errno(r, "Failed to open a folder: %m");
+		mirror_free(m);
+		return r;
+	}
+	r = mirror_state_load(m->state_fd, &m->st);
+	if (r < 0) {
+		log_error_errno(r, "Failed to load the state in '%s': %m", cfg->state);
+		mirror_free(m);
+		return r;
+	}
+	r = mfs_replay_new(m->data_fd, cfg->naive ? MFS_REPLAY_F_NO_URING : 0, &m->engine);
+	if (r < 0) {
+		log_error_errno(r, "Failed to start the replay engine: %m");
+		mirror_free(m);
+		return r;
+	}
+	if (!cfg->naive) {
+		struct mfs_replay_stats st;
+
+		mfs_replay_get_stats(m->engine, &st);
+		if (!st.uring)
+			log_warning("io_uring is unavailable (kernel.io_uring_disabled?), "
+				    "replaying with plain syscalls");
+	}
+	*ret = m;
+	return 0;
+}
+
+struct mirror *mirror_free(struct mirror *m)
+{
+	if (!m)
+		return NULL;
+	mfs_replay_free(m->engine);
+	free_names(&m->status);
+	free(m->held);
+	free(m->rec);
+	closep(&m->in_fd);
+	closep(&m->data_fd);
+	closep(&m->state_fd);
+	closep(&m->q_fd);
+	closep(&m->cascade_fd);
+	closep(&m->keep_fd);
+	free(m);
+	return NULL;
+}

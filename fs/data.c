@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * data.c - open files: open/create, read, write, truncate, fsync,
+ * fallocate, copy_file_range, lseek.
+ *
+ * A write is journaled first and applied second, under fs->ns_lock shared
+ * and the inode's lock, so records of one file are in the journal in the
+ * order their changes reach the backing file. A write that fails after
+ * its record was appended is compensated: the range is journaled again
+ * with what the backing file really holds, and the size set back. fsync
+ * makes the file's records durable (group commit); backing files are
+ * synced at checkpoints. Backing fds are opened without O_APPEND (the
+ * kernel gives the offset) and without O_DIRECT (buffers are unaligned).
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+
+#define COPY_CHUNK (1u << 20)
+
+static struct fs_file *file_of(struct fuse_file_info *fi)
+{
+	return (struct fs_file *)(uintptr_t)fi->fh;
+}
+
+/* Append @rec to the journal (first). Returns 0 or -errno. */
+static int journal_rec(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
+{
+	int r = fs_check_failed(fs);
+
+	return r < 0 ? r : fs_journal_append(fs, rec, lsn);
+}
+
+/*
+ * A journaled write at [off, off+len) failed (maybe halfway): journal what
+ * the backing file really holds there and its real size, so that replay
+ * ends where the backing file is.
+ */
+static void compensate_write(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec,
+			     uint64_t off, size_t len)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	char proc[64];
+	struct stat st;
+	uint64_t lsn, end;
+	ssize_t n = 0;
+
+	fs_proc_path(i->fd, proc);
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		goto fail;
+	end = MFS_MIN(off + len, (uint64_t)st.st_size);
+	if (end > off) {
+		buf = malloc(end - off);
+		if (!buf)
+			goto fail;
+		n = mfs_pread_all(fd, buf, end - off, off);
+		if (n != (ssize_t)(end - off))
+			goto fail;
+		rec->type = MFS_REC_WRITE;
+		rec->offset = off;
+		rec->data = buf;
+		rec->data_len = (uint32_t)n;
+		rec->time_ns = 0;
+		if (fs_journal_append(fs, rec, &lsn) < 0)
+			goto fail;
+	}
+	rec->type = MFS_REC_TRUNCATE;
+	rec->length = (uint64_t)st.st_size;
+	rec->data = NULL;
+	rec->data_len = 0;
+	rec->time_ns = 0;
+	if (fs_journal_append(fs, rec, &lsn) < 0)
+		goto fail;
+	return;
+fail:
+	fs_fail(fs, -EIO, "a failed write could not be compensated in the journal");
+}
+
+/* Write @len bytes at @off through open file @f, journaled. */
+static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, size_t len,
+			  uint64_t off)
+{
+	struct fs_inode *i = f->inode;
+	struct mfs_rec *rec = fs_rec_new(MFS_REC_WRITE);
+	uint64_t lsn = 0;
+	int r, jr;
+
+	if (!rec)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	pthread_mutex_lock(&i->lock);
+	r = jr = fs_inode_jpath(fs, i, rec->path);
+	if (jr > 0) {
+		rec->offset = off;
+		rec->data = data;
+		rec->data_len = (uint32_t)len;
+		r = journal_rec(fs, rec, &lsn);
+	}
+	if (r >= 0) {
+		r = mfs_pwrite_all(f->fd, data, len, off);
+		if (r < 0 && jr > 0)
+			compensate_write(fs, i, rec, off, len);
+		else if (jr > 0)
+			atomic_store(&i->last_lsn, lsn);
+	}
+	pthread_mutex_unlock(&i->lock);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	free(rec);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
+{
+	_cleanup_free_ struct mfs_rec *rec = fs_rec_new(MFS_REC_TRUNCATE);
+	char proc[64];
+	struct stat st;
+	uint64_t lsn = 0;
+	int r, jr;
+
+	if (!rec)
+		return -ENOMEM;
+	r = fs_check_failed(fs);
+	if (r < 0)
+		return r;
+	fs_proc_path(i->fd, proc);
+	if (fstatat(i->fd, "", &st, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	jr = fs_inode_jpath(fs, i, rec->path);
+	if (jr < 0)
+		return jr;
+	rec->length = size;
+	if (jr > 0) {
+		r = journal_rec(fs, rec, &lsn);
+		if (r < 0)
+			return r;
+	}
+	if ((fd >= 0 ? ftruncate(fd, (off_t)size) : truncate(proc, (off_t)size)) < 0) {
+		r = -errno;
+		if (jr > 0 && size < (uint64_t)st.st_size)
+			fs_fail(fs, r, "a journaled truncate failed");
+		else if (jr > 0)
+			compensate_write(fs, i, rec, (uint64_t)st.st_size, 0);
+		return r;
+	}
+	if (jr > 0)
+		atomic_store(&i->last_lsn, lsn);
+	return 0;
+}
+
+/* ================================================================ open, create */
+
+static int open_flags(int flags)
+{
+	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_APPEND | O_DIRECT | O_TRUNC |
+			  O_NOCTTY)) |
+	       O_CLOEXEC;
+}
+
+static struct fs_file *file_new(struct fs *fs, struct fs_inode *i, int fd)
+{
+	struct fs_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->inode = i;
+	f->fd = fd;
+	fs_inode_ref(fs, i);
+	return f;
+}
+
+/* Open inode @i's backing file; O_TRUNC is journaled. Caller holds no lock. */
+static int open_inode(struct fs *fs, struct fs_inode *i, int flags, struct fs_file **ret)
+{
+	char proc[64];
+	int fd, r = 0;
+
+	fs_proc_path(i->fd, proc);
+	fd = open(proc, open_flags(flags));
+	if (fd < 0)
+		return -errno;
+	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+		pthread_rwlock_rdlock(&fs->ns_lock);
+		pthread_mutex_lock(&i->lock);
+		r = fs_data_truncate(fs, i, fd, 0);
+		pthread_mutex_unlock(&i->lock);
+		pthread_rwlock_unlock(&fs->ns_lock);
+	}
+	if (r == 0) {
+		*ret = file_new(fs, i, fd);
+		r = *ret ? 0 : -ENOMEM;
+	}
+	if (r < 0)
+		close(fd);
+	return r;
+}
+
+static void set_open_flags(struct fuse_file_info *fi)
+{
+	fi->keep_cache = 1; /* every change goes through us: the page cache stays valid */
+}
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_inode *i = fs_inode(req, ino);
+	struct fs_file *f;
+	int r;
+
+	if (i->vkind != FS_VK_NONE) {
+		fs_vtree_open(req, i, fi);
+		return;
+	}
+	r = open_inode(fs, i, fi->flags, &f);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	set_open_flags(fi);
+	if (fuse_reply_open(req, fi) != 0) {
+		close(f->fd);
+		fs_inode_unref(fs, i);
+		free(f);
+	}
+}
+
+/* Create a new regular file: check, journal, create, compensate on failure. */
+static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode_t mode,
+		      int flags, struct fuse_entry_param *e, int *ret_fd)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	_cleanup_free_ struct mfs_rec *rec = fs_rec_new(MFS_REC_MKNOD);
+	_cleanup_free_ struct mfs_rec *undo = fs_rec_new(MFS_REC_UNLINK);
+	struct stat pst;
+	uint64_t lsn;
+	int fd, r;
+
+	if (!rec || !undo)
+		return -ENOMEM;
+	r = fs_entry_path(fs, p, name, rec->path, sizeof(rec->path));
+	if (r < 0)
+		return r;
+	memcpy(undo->path, rec->path, sizeof(rec->path));
+	rec->mode = S_IFREG | (mode & 07777);
+	rec->uid = fs->is_root ? ctx->uid : getuid();
+	rec->gid = fs->is_root ? ctx->gid : getgid();
+	if (fstatat(p->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
+		rec->gid = pst.st_gid;
+	r = journal_rec(fs, rec, &lsn);
+	if (r < 0)
+		return r;
+	fd = openat(p->fd, name, open_flags(flags) | O_CREAT | O_EXCL, mode & 07777);
+	if (fd < 0) {
+		r = -errno;
+		fs_compensate(fs, undo, "a failed creation could not be compensated");
+		return r;
+	}
+	r = fs_finish_new(fs, p, name, rec, lsn, e);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* create on a name that exists (no O_EXCL): open it. */
+static int create_existing(struct fs *fs, struct fs_inode *p, const char *name, int flags,
+			   struct fuse_entry_param *e, struct fs_file **ret)
+{
+	struct fs_inode *i;
+	int r;
+
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	r = fs_inode_lookup(fs, p, name, e);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	if (r < 0)
+		return r;
+	i = (struct fs_inode *)(uintptr_t)e->ino;
+	r = open_inode(fs, i, flags, ret);
+	if (r < 0)
+		fs_inode_forget(fs, i, 1);
+	return r;
+}
+
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_inode *p = fs_inode(req, parent);
+	struct fuse_entry_param e;
+	struct fs_file *f = NULL;
+	struct stat st;
+	int fd = -1, r;
+
+	if (p->vkind != FS_VK_NONE || fs_is_reserved(fs, p, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (strlen(name) > MFS_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	pthread_rwlock_wrlock(&fs->ns_lock);
+	if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		r = (fi->flags & O_EXCL) ? -EEXIST : 1;
+	else if (errno != ENOENT)
+		r = -errno;
+	else
+		r = create_new(req, p, name, mode, fi->flags, &e, &fd);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	if (r == 1)
+		r = create_existing(fs, p, name, fi->flags, &e, &f);
+	else if (r == 0 && !(f = file_new(fs, (struct fs_inode *)(uintptr_t)e.ino, fd)))
+		r = -ENOMEM;
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	set_open_flags(fi);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		close(f->fd);
+		fs_inode_unref(fs, f->inode);
+		fs_inode_forget(fs, f->inode, 1);
+		free(f);
+	}
+}
+
+/* ================================================================ I/O */
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	if (f->inode->vkind != FS_VK_NONE) {
+		fs_vtree_read(req, f->inode, size, off, f);
+		return;
+	}
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = f->fd;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *f = file_of(fi);
+	size_t size = fuse_buf_size(bufv);
+	_cleanup_free_ char *copy = NULL;
+	const char *data;
+	ssize_t n;
+
+	if (bufv->count == 1 && !(bufv->buf[0].flags & FUSE_BUF_IS_FD)) {
+		data = bufv->buf[0].mem;
+	} else {
+		struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+		copy = malloc(size ? size : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		mem.buf[0].mem = copy;
+		n = fuse_buf_copy(&mem, bufv, 0);
+		if (n < 0) {
+			fuse_reply_err(req, (int)-n);
+			return;
+		}
+		size = (size_t)n;
+		data = copy;
+	}
+	if (f->inode->vkind != FS_VK_NONE) {
+		fs_vtree_write(req, f->inode, data, size, f);
+		return;
+	}
+	n = data_write(fs, f, data, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0); /* locks are the kernel's; data is written at once */
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *f = file_of(fi);
+
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->inode->vkind == FS_VK_NONE)
+		fs_inode_unref(fs, f->inode);
+	free(f->buf);
+	free(f);
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_inode *i = fs_inode(req, ino);
+	uint64_t lsn = atomic_load(&i->last_lsn);
+	int r = 0;
+
+	if (i->vkind == FS_VK_NONE && lsn)
+		r = fs_journal_sync(fs, lsn);
+	if (r == 0)
+		r = fs_check_failed(fs);
+	fuse_reply_err(req, -r);
+}
+
+static int do_fallocate(struct fs *fs, struct fs_file *f, int mode, off_t off, off_t len)
+{
+	struct fs_inode *i = f->inode;
+	_cleanup_free_ struct mfs_rec *rec = fs_rec_new(MFS_REC_FALLOCATE);
+	uint64_t lsn;
+	int r, jr;
+
+	if (!rec)
+		return -ENOMEM;
+	r = fs_check_failed(fs);
+	if (r < 0)
+		return r;
+	jr = fs_inode_jpath(fs, i, rec->path);
+	if (jr < 0)
+		return jr;
+	if (fallocate(f->fd, mode, off, len) < 0)
+		return -errno;
+	if (!jr)
+		return 0;
+	rec->mode = (uint32_t)mode;
+	rec->offset = (uint64_t)off;
+	rec->length = (uint64_t)len;
+	r = fs_journal_append(fs, rec, &lsn);
+	if (r < 0) {
+		fs_fail(fs, r, "a fallocate was applied but could not be journaled");
+		return -EIO;
+	}
+	atomic_store(&i->last_lsn, lsn);
+	return 0;
+}
+
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *f = file_of(fi);
+	int r;
+
+	if (f->inode->vkind != FS_VK_NONE) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	pthread_mutex_lock(&f->inode->lock);
+	r = do_fallocate(fs, f, mode, off, len);
+	pthread_mutex_unlock(&f->inode->lock);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	fuse_reply_err(req, -r);
+}
+
+/* copy_file_range, journaled as the writes it amounts to. */
+void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			   struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			   struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *in = file_of(fi_in), *out = file_of(fi_out);
+	_cleanup_free_ char *buf = NULL;
+	size_t done = 0;
+	ssize_t n = 0;
+
+	if (in->inode->vkind != FS_VK_NONE || out->inode->vkind != FS_VK_NONE || flags) {
+		fuse_reply_err(req, flags ? EINVAL : EXDEV);
+		return;
+	}
+	buf = malloc(COPY_CHUNK);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	while (done < len) {
+		size_t chunk = MFS_MIN(len - done, (size_t)COPY_CHUNK);
+		n = mfs_pread_all(in->fd, buf, chunk, (uint64_t)off_in + done);
+		if (n <= 0)
+			break;
+		n = data_write(fs, out, buf, (size_t)n, (uint64_t)off_out + done);
+		if (n < 0)
+			break;
+		done += (size_t)n;
+	}
+	if (n < 0 && done == 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, done);
+}
+
+void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		 struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	off_t r;
+
+	if (f->fd < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = lseek(f->fd, off, whence);
+	if (r < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, r);
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.h - internal interfaces of mirrorfs, the journaling FUSE filesystem.
+ *
+ * Modules:
+ *   main.c     options, bring-up, session loop, teardown
+ *   ops.c      the FUSE ops table: namespace operations, attributes, xattrs
+ *   data.c     open files: open/create, read, write, fsync, fallocate, copy
+ *   inode.c    inode table (backing O_PATH fds), names per inode, paths
+ *   journal.c  journal dir, segment writer, checkpoints, rotation, recovery
+ *   vtree.c    the virtual .mirrorfs/ tree (journal/, current, status, ctl)
+ *
+ * Lock order: fs->ns_lock (rwlock: namespace ops exclusive, data ops
+ * shared) -> inode->lock (data mutations of one inode) -> journal locks ->
+ * fs->itable_lock (inode table and name lists, held briefly).
+ */
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <fuse_lowlevel.h>
+
+#include "mirrorfs/format.h"
+#include "mirrorfs/record.h"
+
+/* Virtual node kinds; FS_VK_NONE is a real (backing) inode. */
+enum fs_vkind {
+	FS_VK_NONE = 0,
+	FS_VK_DIR,     /* .mirrorfs/ */
+	FS_VK_JOURNAL, /* .mirrorfs/journal/ */
+	FS_VK_CURRENT, /* .mirrorfs/current */
+	FS_VK_STATUS,  /* .mirrorfs/status */
+	FS_VK_CTL,     /* .mirrorfs/ctl */
+	FS_VK_SEGMENT, /* .mirrorfs/journal/NAME */
+	FS_VK_COUNT,
+};
+
+/* One name of an inode: (parent, name). Holds a reference on parent. */
+struct fs_link {
+	struct fs_link *next;
+	struct fs_inode *parent;
+	char name[];
+};
+
+struct fs_inode {
+	struct fs_inode *hnext; /* protected by fs->itable_lock */
+	int fd;                 /* O_PATH fd of the backing file, -1 if virtual */
+	dev_t dev;
+	ino_t ino;
+	mode_t type; /* S_IFMT bits */
+	enum fs_vkind vkind;
+	uint64_t nlookup;      /* kernel lookups; protected by fs->itable_lock */
+	uint64_t refs;         /* child links and open handles; fs->itable_lock */
+	struct fs_link *links; /* known names; fs->itable_lock (changed under ns_lock) */
+	pthread_mutex_t lock;  /* serialises data mutations; after fs->ns_lock */
+	_Atomic uint64_t last_lsn; /* last journal record touching this inode */
+	char *vname;               /* FS_VK_SEGMENT: segment file name */
+};
+
+struct fs_dirent {
+	char *name;
+	ino_t ino;
+	mode_t type; /* S_IFMT bits, 0 if unknown */
+	bool virt;   /* the .mirrorfs entry, or an entry of a virtual directory */
+};
+
+/* An open file or directory (fi->fh). */
+struct fs_file {
+	struct fs_inode *inode;
+	int fd; /* backing fd (regular files), or -1 */
+	/* directories: a listing taken at offset 0 */
+	struct fs_dirent *ents;
+	size_t n_ents;
+	/* virtual files: generated contents (status) or the ctl reply */
+	char *buf;
+	size_t len;
+};
+
+struct fs_journal;
+
+struct fs_options {
+	const char *data_dir;
+	const char *journal_dir; /* NULL: DATADIR/.mirrorfs */
+	uint64_t rotate_size;    /* 0: never by size */
+	unsigned rotate_interval;     /* seconds, 0: never by time */
+	unsigned checkpoint_interval; /* seconds */
+	bool skip_backing_sync;       /* fault injection: simulate lost page cache */
+};
+
+struct fs {
+	int data_fd; /* DATADIR, O_PATH | O_DIRECTORY */
+	int sync_fd; /* DATADIR, O_RDONLY, for syncfs() */
+	struct fs_options opt;
+	struct fs_inode root;
+	double timeout;
+	uid_t owner;
+	bool is_root;
+
+	pthread_rwlock_t ns_lock; /* take before inode->lock */
+	pthread_mutex_t itable_lock;
+	struct fs_inode **itable; /* protected by itable_lock */
+	size_t n_buckets;
+
+	struct fs_journal *j;
+	atomic_int failed; /* 0 or the first fatal error (negative errno) */
+
+	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
+	pthread_mutex_t vlock;
+	struct fs_inode *segnodes; /* FS_VK_SEGMENT nodes, chained by hnext; vlock */
+};
+
+/* ---------------------------------------------------------------- inode.c */
+
+int fs_itable_init(struct fs *fs);
+void fs_itable_done(struct fs *fs);
+struct fs_inode *fs_inode(fuse_req_t req, fuse_ino_t ino);
+/* Look up @name in @parent on the backing fs; adds a kernel lookup reference
+ * and the name. Returns 0 or -errno. */
+int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
+		    struct fuse_entry_param *e);
+void fs_inode_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
+void fs_inode_ref(struct fs *fs, struct fs_inode *i);
+void fs_inode_unref(struct fs *fs, struct fs_inode *i);
+/* The table's inode for (dev, ino), or NULL. Caller holds ns_lock. */
+struct fs_inode *fs_inode_find(struct fs *fs, dev_t dev, ino_t ino);
+void fs_link_add(struct fs *fs, struct fs_inode *i, struct fs_inode *parent, const char *name);
+void fs_link_remove(struct fs *fs, struct fs_inode *i, struct fs_inode *parent, const char *name);
+void fs_link_move(struct fs *fs, struct fs_inode *i, struct fs_inode *oldp, const char *oldname,
+		  struct fs_inode *newp, const char *newname);
+/* Path of @i relative to DATADIR into @buf (root: ""). Returns 0, -ENOENT
+ * when it has no known name (deleted), -ENAMETOOLONG. Caller holds ns_lock. */
+int fs_inode_path(struct fs *fs, struct fs_inode *i, char *buf, size_t cap);
+int fs_entry_path(struct fs *fs, struct fs_inode *parent, const char *name, char *buf,
+		  size_t cap);
+bool fs_inode_has_name(struct fs *fs, struct fs_inode *i);
+/* The journal path of @i into @buf (MFS_PATH_MAX + 1 bytes): 1 if it has
+ * one, 0 if it is not journaled (no name left, or the root), -errno. */
+int fs_inode_jpath(struct fs *fs, struct fs_inode *i, char *buf);
+/* "/proc/self/fd/N" of an inode's O_PATH fd. */
+void fs_proc_path(int fd, char buf[64]);
+
+/* ---------------------------------------------------------------- journal.c */
+
+/* Open the journal dir, lock it, recover (replay the tail after the last
+ * checkpoint into DATADIR). Errors are logged. Returns 0 or -errno. */
+int fs_journal_open(struct fs *fs);
+/* Start the timer thread (rotation, periodic checkpoints). */
+int fs_journal_start(struct fs *fs);
+/* Stop the timer, checkpoint, release. */
+void fs_journal_close(struct fs *fs);
+/* Append @rec; sets rec->lsn. Returns 0 or -errno (nothing written). */
+int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+/* Make records up to @lsn durable (0: everything appended so far). */
+int fs_journal_sync(struct fs *fs, uint64_t lsn);
+/* Sync backing files and mark a checkpoint. Returns 0 and its LSN. */
+int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn);
+/* Close the open segment if it is not empty; @ret_name gets its name or "". */
+int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1]);
+/* Delete a closed segment (checkpointing first if it still matters). */
+int fs_journal_trim(struct fs *fs, const char *name);
+/* fd of the closed segments folder (borrowed). */
+int fs_journal_closed_dirfd(struct fs *fs);
+/* A new read-only fd on the open segment. */
+int fs_journal_open_current(struct fs *fs);
+uint64_t fs_journal_current_size(struct fs *fs);
+/* Status JSON (malloc'd). */
+int fs_journal_status(struct fs *fs, char **ret);
+/* Enter the failed state: every later mutation gets EIO. */
+void fs_fail(struct fs *fs, int r, const char *what);
+static inline int fs_check_failed(struct fs *fs)
+{
+	return atomic_load(&fs->failed) ? -EIO : 0;
+}
+
+/* ---------------------------------------------------------------- vtree.c */
+
+int fs_vtree_init(struct fs *fs);
+void fs_vtree_done(struct fs *fs);
+bool fs_is_reserved(struct fs *fs, struct fs_inode *parent, const char *name);
+void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name);
+void fs_vtree_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
+void fs_vtree_getattr(fuse_req_t req, struct fs_inode *i);
+int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st);
+void fs_vtree_opendir(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
+/* Names of a virtual directory's entries (malloc'd array of strings). */
+int fs_vtree_list(struct fs *fs, struct fs_inode *i, char ***ret, size_t *ret_n);
+/* The st_ino of virtual entry @name in @dir (the root for .mirrorfs). */
+ino_t fs_vtree_ino(struct fs *fs, struct fs_inode *dir, const char *name);
+void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
+void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
+		   struct fs_file *f);
+void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
+		    struct fs_file *f);
+void fs_vtree_unlink(fuse_req_t req, struct fs_inode *parent, const char *name);
+void fs_vtree_setattr(fuse_req_t req, struct fs_inode *i, int valid);
+
+/* ---------------------------------------------------------------- data.c */
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+		     struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+		     struct fuse_file_info *fi);
+void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			   struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			   struct fuse_file_info *fi_out, size_t len, int flags);
+void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		 struct fuse_file_info *fi);
+/* Truncate inode @i (open file @fd or -1) to @size, journaled. Caller holds
+ * ns_lock shared and i->lock. */
+int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size);
+
+/* ---------------------------------------------------------------- ops.c */
+
+extern const struct fuse_lowlevel_ops fs_ops;
+/* Reply helpers shared by the modules. */
+void fs_reply_entry_or_err(fuse_req_t req, int r, struct fuse_entry_param *e);
+/* Journal a change already applied; fails the fs if that fails. */
+int fs_append_after(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec);
+/* Journal the compensation of a failed apply (or fail the fs). */
+void fs_compensate(struct fs *fs, struct mfs_rec *undo, const char *what);
+/* After creating @name in @p (record @rec, LSN @lsn): chown, lookup into
+ * @e, and journal mode/owner fix-ups. */
+int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mfs_rec *rec,
+		  uint64_t lsn, struct fuse_entry_param *e);
+/* A zeroed record of @type (heap: struct mfs_rec is large). */
+struct mfs_rec *fs_rec_new(enum mfs_rec_type type);

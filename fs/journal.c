@@ -1,0 +1,917 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal.c - the journal of a mounted data set: its folder, the open
+ * segment, checkpoints, rotation and crash recovery.
+ *
+ * Journal folder (-o journal_dir=DIR, default DATADIR/.mirrorfs):
+ *
+ *   lock                 flock()ed while mounted: one mirrorfs per data set
+ *   state                "dataset=UUID\ncheckpoint=N\nlast=N\nsegment=N\n",
+ *                        replaced atomically (mfs_replace_file): backing
+ *                        files are durable up to LSN checkpoint; last is the
+ *                        last LSN known at that time; segment the open
+ *                        segment's sequence number
+ *   open/open-SEQ.mfsj   the one open segment (no trailer yet), mode 0600
+ *   journal/FIRST-LAST.mfsj  closed segments (mfs_seg_name), mode 0600; a
+ *                        segment is sealed in open/ and renamed here, so it
+ *                        appears whole and at once
+ *
+ * Write-ahead order. A mutation that rarely fails (write, truncate, the
+ * namespace operations after their checks) is appended to the journal
+ * first and applied to the backing file second, under fs->ns_lock (shared
+ * for data, exclusive for the namespace) and the inode's lock: a kill -9
+ * between the two leaves a record that recovery applies, never an applied
+ * change without a record. ENOSPC on the journal fails the mutation before
+ * anything is touched. Operations whose failure is common and harmless
+ * (xattrs, chmod/chown/utimens, fallocate) are applied first and appended
+ * after success. An append that fails after an apply, or an apply that
+ * fails after its append and cannot be compensated, puts the file system
+ * in the failed state: every later mutation gets EIO.
+ *
+ * Checkpoint: under fs->ns_lock held exclusively (a barrier: every record
+ * appended so far is applied) read the last LSN L; syncfs(DATADIR); append
+ * MFS_REC_CHECKPOINT(L); make the journal durable; write state. Recovery on
+ * mount replays every record after the state's checkpoint into DATADIR,
+ * from the closed segments and the open one (whose torn tail is cut).
+ */
+#include "fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/replay.h"
+#include "mirrorfs/segment.h"
+
+#define STATE_FILE "state"
+#define LOCK_FILE "lock"
+#define OPEN_DIR "open"
+#define CLOSED_DIR "journal"
+#define NS_PER_S 1000000000ull
+
+struct fs_journal {
+	int dirfd;
+	int open_dirfd;
+	int closed_dirfd;
+	int lock_fd;
+	char *path;
+	uint8_t uuid[16];
+	char uuid_text[37];
+
+	pthread_rwlock_t seg_lock; /* appends/syncs shared, segment switch exclusive */
+	struct mfs_segw *w;        /* protected by seg_lock; NULL after a fatal error */
+	char open_name[256];       /* protected by seg_lock */
+	uint64_t seg_no;           /* protected by seg_lock */
+	_Atomic uint64_t seg_bytes; /* appended to the open segment (approximate) */
+
+	pthread_mutex_t ckpt_lock; /* serialises checkpoints, rotations, trims */
+	_Atomic uint64_t checkpoint_lsn;
+	uint64_t last_rotate_ns; /* CLOCK_MONOTONIC; ckpt_lock */
+	uint64_t last_ckpt_ns;   /* ckpt_lock */
+
+	pthread_mutex_t tlock;
+	pthread_cond_t tcond;
+	pthread_t timer;
+	bool timer_started;
+	bool stop;        /* tlock */
+	bool want_rotate; /* tlock */
+};
+
+void fs_fail(struct fs *fs, int r, const char *what)
+{
+	int expected = 0;
+
+	if (atomic_compare_exchange_strong(&fs->failed, &expected, r ? r : -EIO))
+		log_error_errno(r, "FATAL: %s: %m; the journal and the backing files may disagree, "
+				   "every further change fails with EIO; unmount and mount again to "
+				   "recover", what);
+}
+
+/* ================================================================ state */
+
+struct jstate {
+	uint64_t checkpoint, last, segment;
+	bool have_uuid;
+	uint8_t uuid[16];
+};
+
+static int state_read(struct fs_journal *j, struct jstate *st)
+{
+	_cleanup_free_ char *text = NULL;
+	char *save = NULL;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	r = mfs_read_file(j->dirfd, STATE_FILE, 4096, &text, NULL);
+	if (r < 0)
+		return r;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq++ = 0;
+		if (!strcmp(line, "dataset")) {
+			if (mfs_uuid_parse(eq, st->uuid) < 0)
+				return -EBADMSG;
+			st->have_uuid = true;
+		} else if (!strcmp(line, "checkpoint")) {
+			st->checkpoint = strtoull(eq, NULL, 10);
+		} else if (!strcmp(line, "last")) {
+			st->last = strtoull(eq, NULL, 10);
+		} else if (!strcmp(line, "segment")) {
+			st->segment = strtoull(eq, NULL, 10);
+		}
+	}
+	return st->have_uuid ? 0 : -EBADMSG;
+}
+
+static int state_write(struct fs_journal *j, uint64_t last)
+{
+	char buf[256];
+	int len;
+
+	len = snprintf(buf, sizeof(buf),
+		       "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64 "\nsegment=%" PRIu64 "\n",
+		       j->uuid_text, atomic_load(&j->checkpoint_lsn), last, j->seg_no);
+	return mfs_replace_file(j->dirfd, STATE_FILE, buf, (size_t)len, 0600);
+}
+
+/* ================================================================ writer */
+
+static void open_name(uint64_t seg_no, char out[64])
+{
+	snprintf(out, 64, "open-%020" PRIu64 MFS_SEG_SUFFIX, seg_no);
+}
+
+static int new_segment(struct fs_journal *j, uint64_t seg_no, uint64_t first_lsn)
+{
+	char name[64];
+	int r;
+
+	open_name(seg_no, name);
+	r = mfs_segw_create(j->open_dirfd, name, j->uuid, seg_no, first_lsn, &j->w);
+	if (r < 0)
+		return r;
+	snprintf(j->open_name, sizeof(j->open_name), "%s", name);
+	j->seg_no = seg_no;
+	atomic_store(&j->seg_bytes, 0);
+	return 0;
+}
+
+static uint64_t next_lsn_locked(struct fs_journal *j)
+{
+	struct mfs_segw_stats s;
+
+	if (!j->w)
+		return 0;
+	mfs_segw_get_stats(j->w, &s);
+	return s.next_lsn;
+}
+
+int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
+{
+	struct fs_journal *j = fs->j;
+	uint64_t lsn = 0, bytes;
+	int r;
+
+	r = fs_check_failed(fs);
+	if (r < 0)
+		return r;
+	pthread_rwlock_rdlock(&j->seg_lock);
+	r = j->w ? mfs_segw_append(j->w, rec, &lsn) : -EIO;
+	pthread_rwlock_unlock(&j->seg_lock);
+	if (r == -ENOSPC || r == -EDQUOT) {
+		log_warning("journal full: a change was refused with ENOSPC");
+		return r;
+	}
+	if (r < 0) {
+		fs_fail(fs, r, "cannot append to the journal");
+		return -EIO;
+	}
+	bytes = atomic_fetch_add(&j->seg_bytes, mfs_rec_head_size(rec) + rec->data_len) +
+		mfs_rec_head_size(rec) + rec->data_len;
+	if (fs->opt.rotate_size && bytes >= fs->opt.rotate_size) {
+		pthread_mutex_lock(&j->tlock);
+		if (!j->want_rotate) {
+			j->want_rotate = true;
+			pthread_cond_signal(&j->tcond);
+		}
+		pthread_mutex_unlock(&j->tlock);
+	}
+	if (ret_lsn)
+		*ret_lsn = lsn;
+	return 0;
+}
+
+int fs_journal_sync(struct fs *fs, uint64_t lsn)
+{
+	struct fs_journal *j = fs->j;
+	int r;
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	if (!j->w) {
+		r = -EIO;
+	} else {
+		if (lsn == 0 || lsn >= next_lsn_locked(j))
+			lsn = next_lsn_locked(j) - 1;
+		r = mfs_segw_sync(j->w, lsn);
+	}
+	pthread_rwlock_unlock(&j->seg_lock);
+	if (r < 0 && r != -EIO)
+		fs_fail(fs, r, "cannot sync the journal");
+	return r < 0 ? -EIO : 0;
+}
+
+/* ================================================================ checkpoint */
+
+static uint64_t last_lsn(struct fs_journal *j)
+{
+	uint64_t n;
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	n = next_lsn_locked(j);
+	pthread_rwlock_unlock(&j->seg_lock);
+	return n ? n - 1 : 0;
+}
+
+static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
+{
+	struct fs_journal *j = fs->j;
+	struct mfs_rec *rec;
+	uint64_t l, m;
+	int r;
+
+	pthread_rwlock_wrlock(&fs->ns_lock); /* barrier: all appended records are applied */
+	l = last_lsn(j);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	j->last_ckpt_ns = mfs_mono_ns();
+	if (l <= atomic_load(&j->checkpoint_lsn)) {
+		if (ret_lsn)
+			*ret_lsn = atomic_load(&j->checkpoint_lsn);
+		return 0;
+	}
+	if (!fs->opt.skip_backing_sync && syncfs(fs->sync_fd) < 0)
+		return log_error_errno(-errno, "cannot sync the backing files: %m");
+	rec = fs_rec_new(MFS_REC_CHECKPOINT);
+	if (!rec)
+		return -ENOMEM;
+	rec->length = l;
+	r = fs_journal_append(fs, rec, &m);
+	free(rec);
+	if (r < 0)
+		return r;
+	r = fs_journal_sync(fs, m);
+	if (r < 0)
+		return r;
+	atomic_store(&j->checkpoint_lsn, l);
+	r = state_write(j, m);
+	if (r < 0)
+		return log_error_errno(r, "cannot write the journal state: %m");
+	log_debug("checkpoint at LSN %" PRIu64, l);
+	if (ret_lsn)
+		*ret_lsn = l;
+	return 0;
+}
+
+int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn)
+{
+	int r;
+
+	pthread_mutex_lock(&fs->j->ckpt_lock);
+	r = checkpoint_locked(fs, ret_lsn);
+	pthread_mutex_unlock(&fs->j->ckpt_lock);
+	return r;
+}
+
+/* ================================================================ rotation */
+
+/* Seal a left-over open segment that already has a trailer into journal/. */
+static int move_sealed(struct fs_journal *j, const char *name)
+{
+	_cleanup_close_ int fd = openat(j->open_dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct mfs_seg_info info;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = mfs_seg_scan_fd(fd, j->uuid, NULL, NULL, &info);
+	if (r < 0)
+		return r;
+	if (info.verdict != MFS_SEG_OK)
+		return -EBADMSG;
+	mfs_seg_name(info.first_lsn, info.last_lsn, closed);
+	if (renameat2(j->open_dirfd, name, j->closed_dirfd, closed, RENAME_NOREPLACE) < 0)
+		return -errno;
+	log_info("sealed segment '%s' moved to '%s'", name, closed);
+	(void)mfs_fsync_dir(j->closed_dirfd, NULL);
+	return mfs_fsync_dir(j->open_dirfd, NULL);
+}
+
+static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
+{
+	struct fs_journal *j = fs->j;
+	struct mfs_segw_stats s;
+	char old[256];
+	int r;
+
+	ret_name[0] = 0;
+	pthread_rwlock_rdlock(&j->seg_lock);
+	if (j->w)
+		mfs_segw_get_stats(j->w, &s);
+	pthread_rwlock_unlock(&j->seg_lock);
+	if (!j->w)
+		return -EIO;
+	j->last_rotate_ns = mfs_mono_ns();
+	if (s.records == 0)
+		return 0;
+	r = checkpoint_locked(fs, NULL);
+	if (r < 0)
+		return r;
+
+	pthread_rwlock_wrlock(&j->seg_lock);
+	mfs_segw_get_stats(j->w, &s);
+	snprintf(old, sizeof(old), "%s", j->open_name);
+	r = mfs_segw_close(j->w, j->closed_dirfd, ret_name);
+	j->w = NULL;
+	if (r < 0) {
+		log_error_errno(r, "cannot close segment '%s': %m", old);
+		if (mfs_segw_reopen(j->open_dirfd, old, j->uuid, &j->w, NULL) == -EALREADY)
+			(void)move_sealed(j, old);
+	}
+	if (!j->w) {
+		int r2 = new_segment(j, s.seg_no + 1, s.next_lsn);
+		if (r2 < 0)
+			fs_fail(fs, r2, "cannot create a new journal segment");
+		r = r < 0 ? r : r2;
+	}
+	pthread_rwlock_unlock(&j->seg_lock);
+	if (r == 0) {
+		(void)state_write(j, s.next_lsn - 1);
+		log_info("closed segment '%s'", ret_name);
+	}
+	return r;
+}
+
+int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
+{
+	int r;
+
+	pthread_mutex_lock(&fs->j->ckpt_lock);
+	r = rotate_locked(fs, ret_name);
+	pthread_mutex_unlock(&fs->j->ckpt_lock);
+	return r;
+}
+
+int fs_journal_trim(struct fs *fs, const char *name)
+{
+	struct fs_journal *j = fs->j;
+	uint64_t first, last;
+	int r = 0;
+
+	if (!mfs_seg_name_parse(name, &first, &last))
+		return -ENOENT;
+	pthread_mutex_lock(&j->ckpt_lock);
+	if (last > atomic_load(&j->checkpoint_lsn))
+		r = checkpoint_locked(fs, NULL); /* recovery must not need it any more */
+	if (r == 0 && unlinkat(j->closed_dirfd, name, 0) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&j->ckpt_lock);
+	if (r == 0) {
+		(void)mfs_fsync_dir(j->closed_dirfd, NULL);
+		log_debug("trimmed segment '%s'", name);
+	}
+	return r;
+}
+
+/* ================================================================ timer */
+
+static void timer_tick(struct fs *fs, bool want_rotate)
+{
+	struct fs_journal *j = fs->j;
+	char name[MFS_SEG_NAME_LEN + 1];
+	uint64_t now = mfs_mono_ns();
+	bool rotate = want_rotate;
+
+	pthread_mutex_lock(&j->ckpt_lock);
+	if (fs->opt.rotate_interval &&
+	    now - j->last_rotate_ns >= fs->opt.rotate_interval * NS_PER_S)
+		rotate = true;
+	if (rotate)
+		(void)rotate_locked(fs, name);
+	else if (fs->opt.checkpoint_interval &&
+		 now - j->last_ckpt_ns >= fs->opt.checkpoint_interval * NS_PER_S)
+		(void)checkpoint_locked(fs, NULL);
+	pthread_mutex_unlock(&j->ckpt_lock);
+}
+
+static void *timer_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct fs_journal *j = fs->j;
+
+	pthread_mutex_lock(&j->tlock);
+	while (!j->stop) {
+		struct timespec ts;
+		bool want;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (!j->want_rotate)
+			pthread_cond_timedwait(&j->tcond, &j->tlock, &ts);
+		if (j->stop)
+			break;
+		want = j->want_rotate;
+		j->want_rotate = false;
+		pthread_mutex_unlock(&j->tlock);
+		if (!atomic_load(&fs->failed))
+			timer_tick(fs, want);
+		pthread_mutex_lock(&j->tlock);
+	}
+	pthread_mutex_unlock(&j->tlock);
+	return NULL;
+}
+
+int fs_journal_start(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+	int r;
+
+	j->last_rotate_ns = j->last_ckpt_ns = mfs_mono_ns();
+	r = pthread_create(&j->timer, NULL, timer_main, fs);
+	if (r)
+		return log_error_errno(-r, "cannot start the timer thread: %m");
+	j->timer_started = true;
+	return 0;
+}
+
+/* ================================================================ recovery */
+
+struct replay_ctx {
+	struct mfs_replay *engine;
+	uint64_t after;
+	uint64_t applied, failed, last;
+};
+
+static int replay_one(const struct mfs_rec *rec, void *arg)
+{
+	struct replay_ctx *c = arg;
+	int r;
+
+	if (rec->lsn <= c->after)
+		return 0;
+	c->last = rec->lsn;
+	r = mfs_replay_apply(c->engine, rec);
+	if (r < 0) {
+		char line[512];
+		mfs_rec_format(rec, line, sizeof(line));
+		log_warning_errno(r, "recovery: LSN %" PRIu64 " (%s) failed, ignoring: %m",
+				  rec->lsn, line);
+		c->failed++;
+	} else {
+		c->applied++;
+	}
+	return 0;
+}
+
+static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool closed,
+		       struct replay_ctx *c)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct mfs_seg_info info;
+	char verdict[256];
+	int r;
+
+	if (fd < 0)
+		return log_error_errno(-errno, "cannot open segment '%s': %m", name);
+	r = mfs_seg_scan_fd(fd, j->uuid, replay_one, c, &info);
+	if (r < 0)
+		return log_error_errno(r, "cannot read segment '%s': %m", name);
+	if (info.verdict != MFS_SEG_OK && (closed || info.verdict != MFS_SEG_TORN)) {
+		mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
+		return log_error_errno(-EBADMSG, "segment '%s' is damaged: %s", name, verdict);
+	}
+	return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Closed segment names, sorted (apply order). */
+static int list_closed(struct fs_journal *j, char ***ret, size_t *ret_n)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int fd;
+
+	fd = openat(j->closed_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		uint64_t a, b;
+		if (!mfs_seg_name_parse(de->d_name, &a, &b))
+			continue;
+		if (n == cap) {
+			char **nn = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*names));
+			if (!nn)
+				goto out_nomem;
+			names = nn;
+		}
+		names[n] = strdup(de->d_name);
+		if (!names[n])
+			goto out_nomem;
+		n++;
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
+	*ret = names;
+	*ret_n = n;
+	return 0;
+out_nomem:
+	while (n)
+		free(names[--n]);
+	free(names);
+	return -ENOMEM;
+}
+
+static void free_names(char **names, size_t n)
+{
+	while (n)
+		free(names[--n]);
+	free(names);
+}
+
+static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
+{
+	struct fs_journal *j = fs->j;
+	struct replay_ctx c = { .after = after };
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+
+	r = list_closed(j, &names, &n);
+	if (r < 0)
+		return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
+	r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
+	if (r < 0) {
+		free_names(names, n);
+		return log_error_errno(r, "cannot start the replay engine: %m");
+	}
+	for (size_t k = 0; k < n && r == 0; k++) {
+		uint64_t first, last;
+		(void)mfs_seg_name_parse(names[k], &first, &last);
+		if (last > after)
+			r = replay_file(j, j->closed_dirfd, names[k], true, &c);
+	}
+	if (r == 0 && j->w)
+		r = replay_file(j, j->open_dirfd, j->open_name, false, &c);
+	if (r == 0) {
+		int r2 = mfs_replay_finish(c.engine);
+		if (r2 < 0)
+			log_warning_errno(r2, "recovery: replay finished with an error, ignoring: %m");
+	}
+	mfs_replay_free(c.engine);
+	free_names(names, n);
+	if (r == 0 && (c.applied || c.failed))
+		log_notice("recovery: replayed %" PRIu64 " records after checkpoint LSN %" PRIu64
+			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)",
+			   c.applied, after, c.last, c.failed);
+	*ret_last = c.last;
+	return r;
+}
+
+/* The data-set UUID and sequence number from a segment's header. */
+static int peek_header(int dirfd, const char *name, uint8_t uuid[16], uint64_t *ret_seg_no)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct mfs_segr *rd = NULL;
+	const struct mfs_seg_info *info;
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = mfs_segr_open_fd(fd, NULL, &rd);
+	if (r < 0)
+		return r;
+	info = mfs_segr_info(rd);
+	r = info->header_valid ? 0 : -EBADMSG;
+	if (r == 0) {
+		memcpy(uuid, info->uuid, 16);
+		*ret_seg_no = info->seg_no;
+	}
+	mfs_segr_free(rd);
+	return r;
+}
+
+/* Find the open segment in open/ and continue it (cutting a torn tail). */
+static int recover_open(struct fs_journal *j, bool have_uuid)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, r = 0;
+
+	fd = openat(j->open_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) && r == 0) {
+		uint64_t cut = 0, seg_no;
+		uint8_t uuid[16];
+
+		if (strncmp(de->d_name, "open-", 5) || !strstr(de->d_name, MFS_SEG_SUFFIX))
+			continue;
+		if (peek_header(j->open_dirfd, de->d_name, uuid, &seg_no) < 0) {
+			log_notice("removing '%s/" OPEN_DIR "/%s': its header was never completed",
+				   j->path, de->d_name);
+			(void)unlinkat(j->open_dirfd, de->d_name, 0);
+			continue;
+		}
+		if (!have_uuid) {
+			memcpy(j->uuid, uuid, 16);
+			have_uuid = true;
+		}
+		if (j->w)
+			return log_error_errno(-EEXIST, "two open segments in '%s/" OPEN_DIR "'",
+					       j->path);
+		r = mfs_segw_reopen(j->open_dirfd, de->d_name, j->uuid, &j->w, &cut);
+		if (r == -EALREADY) {
+			r = move_sealed(j, de->d_name);
+			continue;
+		}
+		if (r < 0)
+			return log_error_errno(r, "cannot reopen segment '%s/" OPEN_DIR "/%s': %m",
+					       j->path, de->d_name);
+		snprintf(j->open_name, sizeof(j->open_name), "%s", de->d_name);
+		j->seg_no = seg_no;
+		if (cut)
+			log_notice("segment '%s': cut a torn tail of %" PRIu64 " bytes", de->d_name,
+				   cut);
+	}
+	return r;
+}
+
+static int open_dirs(struct fs *fs, struct fs_journal *j)
+{
+	const char *sub[] = { OPEN_DIR, CLOSED_DIR };
+	int *fds[] = { &j->open_dirfd, &j->closed_dirfd };
+
+	if (mkdir(j->path, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(-errno, "cannot create journal folder '%s': %m", j->path);
+	j->dirfd = open(j->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dirfd < 0)
+		return log_error_errno(-errno, "cannot open journal folder '%s': %m", j->path);
+	j->lock_fd = openat(j->dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->lock_fd < 0)
+		return log_error_errno(-errno, "journal folder '%s' is not writable: %m", j->path);
+	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return log_error_errno(-EBUSY, "'%s' is already mounted (journal '%s' is "
+						       "locked by another mirrorfs)",
+					       fs->opt.data_dir, j->path);
+		return log_error_errno(-errno, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
+	}
+	for (size_t k = 0; k < ARRAY_SIZE(sub); k++) {
+		if (mkdirat(j->dirfd, sub[k], 0700) < 0 && errno != EEXIST)
+			return log_error_errno(-errno, "cannot create '%s/%s': %m", j->path, sub[k]);
+		*fds[k] = openat(j->dirfd, sub[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (*fds[k] < 0)
+			return log_error_errno(-errno, "cannot open '%s/%s': %m", j->path, sub[k]);
+	}
+	return 0;
+}
+
+/* Sequence number and last LSN after the closed segments. */
+static int closed_tail(struct fs_journal *j, uint64_t *seg_no, uint64_t *last)
+{
+	char **names = NULL;
+	size_t n = 0;
+	uint64_t first, l, no;
+	uint8_t uuid[16];
+	int r;
+
+	r = list_closed(j, &names, &n);
+	if (r < 0 || n == 0) {
+		free_names(names, n);
+		return r;
+	}
+	(void)mfs_seg_name_parse(names[n - 1], &first, &l);
+	*last = MFS_MAX(*last, l);
+	if (peek_header(j->closed_dirfd, names[n - 1], uuid, &no) == 0)
+		*seg_no = MFS_MAX(*seg_no, no);
+	free_names(names, n);
+	return 0;
+}
+
+static int journal_recover(struct fs *fs, struct fs_journal *j)
+{
+	struct jstate st;
+	uint64_t seg_no, last, replayed;
+	bool fresh = false;
+	int r;
+
+	r = state_read(j, &st);
+	if (r < 0 && r != -ENOENT)
+		return log_error_errno(r, "cannot read '%s/" STATE_FILE "': %m", j->path);
+	if (st.have_uuid)
+		memcpy(j->uuid, st.uuid, 16);
+	r = recover_open(j, st.have_uuid);
+	if (r < 0)
+		return r;
+	if (!st.have_uuid && !j->w) {
+		uint64_t dummy = 0, l = 0;
+		closed_tail(j, &dummy, &l);
+		fresh = (l == 0);
+		if (fresh) {
+			r = mfs_uuid_generate(j->uuid);
+			if (r < 0)
+				return log_error_errno(r, "cannot generate a data-set id: %m");
+		} else {
+			return log_error_errno(-EBADMSG, "'%s' has segments but no state file",
+					       j->path);
+		}
+	}
+	mfs_uuid_format(j->uuid, j->uuid_text);
+	atomic_store(&j->checkpoint_lsn, st.checkpoint);
+
+	r = replay_tail(fs, st.checkpoint, &replayed);
+	if (r < 0)
+		return r;
+	if (!j->w) {
+		seg_no = st.segment;
+		last = st.last;
+		closed_tail(j, &seg_no, &last);
+		r = new_segment(j, seg_no + 1, last + 1);
+		if (r < 0)
+			return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
+					       j->path);
+	}
+	r = mfs_segw_reserve(j->w, 1u << 20);
+	if (r < 0)
+		return log_error_errno(r, "journal folder '%s' has no room: %m", j->path);
+	if (fresh) {
+		r = state_write(j, 0);
+		if (r < 0)
+			return log_error_errno(r, "cannot write '%s/" STATE_FILE "': %m", j->path);
+		log_info("new data set %s in '%s'", j->uuid_text, j->path);
+	}
+	if (!fs->opt.skip_backing_sync && syncfs(fs->sync_fd) < 0)
+		return log_error_errno(-errno, "cannot sync '%s': %m", fs->opt.data_dir);
+	return checkpoint_locked(fs, NULL);
+}
+
+int fs_journal_open(struct fs *fs)
+{
+	struct fs_journal *j = calloc(1, sizeof(*j));
+	char path[PATH_MAX];
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = -EBADF;
+	pthread_rwlock_init(&j->seg_lock, NULL);
+	pthread_mutex_init(&j->ckpt_lock, NULL);
+	pthread_mutex_init(&j->tlock, NULL);
+	pthread_cond_init(&j->tcond, NULL);
+	fs->j = j;
+	if (fs->opt.journal_dir)
+		snprintf(path, sizeof(path), "%s", fs->opt.journal_dir);
+	else
+		snprintf(path, sizeof(path), "%s/" MFS_CTL_DIR, fs->opt.data_dir);
+	j->path = strdup(path);
+	if (!j->path)
+		return -ENOMEM;
+	r = open_dirs(fs, j);
+	if (r < 0)
+		return r;
+	return journal_recover(fs, j);
+}
+
+void fs_journal_close(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+
+	if (!j)
+		return;
+	if (j->timer_started) {
+		pthread_mutex_lock(&j->tlock);
+		j->stop = true;
+		pthread_cond_signal(&j->tcond);
+		pthread_mutex_unlock(&j->tlock);
+		pthread_join(j->timer, NULL);
+	}
+	if (j->w && !atomic_load(&fs->failed)) {
+		int r = fs_journal_checkpoint(fs, NULL);
+		if (r < 0)
+			log_error_errno(r, "final checkpoint failed: %m");
+	}
+	mfs_segw_free(j->w);
+	closep(&j->dirfd);
+	closep(&j->open_dirfd);
+	closep(&j->closed_dirfd);
+	closep(&j->lock_fd); /* releases the flock */
+	free(j->path);
+	free(j);
+	fs->j = NULL;
+}
+
+/* ================================================================ virtual tree support */
+
+int fs_journal_closed_dirfd(struct fs *fs)
+{
+	return fs->j->closed_dirfd;
+}
+
+int fs_journal_open_current(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+	int fd;
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	fd = openat(j->open_dirfd, j->open_name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+	pthread_rwlock_unlock(&j->seg_lock);
+	return fd;
+}
+
+uint64_t fs_journal_current_size(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+	struct mfs_segw_stats s = { 0 };
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	if (j->w)
+		mfs_segw_get_stats(j->w, &s);
+	pthread_rwlock_unlock(&j->seg_lock);
+	return s.size;
+}
+
+int fs_journal_status(struct fs *fs, char **ret)
+{
+	struct fs_journal *j = fs->j;
+	struct mfs_segw_stats s = { 0 };
+	char **names = NULL, name[256] = "";
+	size_t n = 0;
+	uint64_t bytes = 0, first = 0, a, b;
+	char *out;
+	int r;
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	if (j->w)
+		mfs_segw_get_stats(j->w, &s);
+	snprintf(name, sizeof(name), "%s", j->open_name);
+	pthread_rwlock_unlock(&j->seg_lock);
+	r = list_closed(j, &names, &n);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < n; k++) {
+		struct stat st;
+		if (fstatat(j->closed_dirfd, names[k], &st, 0) == 0)
+			bytes += (uint64_t)st.st_size;
+	}
+	first = s.first_lsn;
+	if (n && mfs_seg_name_parse(names[0], &a, &b))
+		first = a;
+	free_names(names, n);
+	r = asprintf(&out,
+		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
+		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
+		     ",\"open_segment\":\"%s\",\"open_segment_seq\":%" PRIu64
+		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
+		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
+		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
+		     ",\"locked\":false,\"failed\":%s,\"snapshots\":[]}\n",
+		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
+		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
+		     s.records, n, bytes, s.syncs, s.sync_requests,
+		     atomic_load(&fs->failed) ? "true" : "false");
+	if (r < 0)
+		return -ENOMEM;
+	*ret = out;
+	return 0;
+}

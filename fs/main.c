@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - mirrorfs [-f] [-d] [-o opt,...] DATADIR MOUNTPOINT
+ *
+ * Parses options, opens DATADIR and the journal (recovering it), mounts,
+ * runs the multithreaded session loop, and on unmount checkpoints and
+ * releases everything. Nothing is mounted unless the journal is usable.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "config.h"
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+
+struct cli {
+	char *data_dir;
+	char *journal_dir;
+	char *rotate_size;
+	unsigned rotate_interval;
+	unsigned checkpoint_interval;
+	int notify_fd;
+	int show_help;
+};
+
+#define CLI_OPT(t, p) { t, offsetof(struct cli, p), 0 }
+static const struct fuse_opt cli_opts[] = {
+	CLI_OPT("journal_dir=%s", journal_dir),
+	CLI_OPT("rotate_size=%s", rotate_size),
+	CLI_OPT("rotate_interval=%u", rotate_interval),
+	CLI_OPT("checkpoint_interval=%u", checkpoint_interval),
+	CLI_OPT("notify_fd=%d", notify_fd),
+	FUSE_OPT_END
+};
+
+static void usage(void)
+{
+	printf("usage: mirrorfs [-f] [-d] [-o opt,...] DATADIR MOUNTPOINT\n\n"
+	       "mirrorfs options:\n"
+	       "    -o journal_dir=DIR        segments folder (default DATADIR/.mirrorfs)\n"
+	       "    -o rotate_size=SIZE       close a segment when it reaches SIZE (e.g. 64M)\n"
+	       "    -o rotate_interval=SECS   close a non-empty segment every SECS seconds\n"
+	       "    -o checkpoint_interval=SECS  sync backing files every SECS (default 30)\n"
+	       "    -o notify_fd=N            write one byte to fd N once mounted\n\n");
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT && !c->data_dir) {
+		c->data_dir = strdup(arg);
+		return 0;
+	}
+	if (key == FUSE_OPT_KEY_OPT && (!strcmp(arg, "-h") || !strcmp(arg, "--help")))
+		c->show_help = 1;
+	return 1;
+}
+
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t len;
+
+	if ((int)level > mfs_log_max_level)
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	len = strlen(buf);
+	while (len && buf[len - 1] == '\n')
+		buf[--len] = 0;
+	mfs_log((int)level, "%s", buf);
+}
+
+/* Whether @inner is @outer or beneath it (both canonical). */
+static bool path_within(const char *inner, const char *outer)
+{
+	size_t n = strlen(outer);
+
+	return !strncmp(inner, outer, n) && (inner[n] == 0 || inner[n] == '/');
+}
+
+static int check_journal_dir(struct fs *fs, const char *data)
+{
+	char buf[PATH_MAX], resolved[PATH_MAX + NAME_MAX + 2], hidden[PATH_MAX + 16];
+
+	if (!fs->opt.journal_dir)
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", fs->opt.journal_dir);
+	if (!realpath(buf, resolved)) {
+		/* not there yet: judge by its parent */
+		char *slash = strrchr(buf, '/');
+		char parent[PATH_MAX];
+		if (slash)
+			*slash = 0;
+		if (!realpath(slash ? (buf[0] ? buf : "/") : ".", parent))
+			return log_error_errno(-errno, "journal folder '%s' is not reachable: %m",
+					       fs->opt.journal_dir);
+		if (snprintf(resolved, sizeof(resolved), "%s/%s", parent,
+			     slash ? slash + 1 : fs->opt.journal_dir) >= (int)sizeof(resolved))
+			return log_error_errno(-ENAMETOOLONG, "journal folder name is too long");
+	}
+	snprintf(hidden, sizeof(hidden), "%s/" MFS_CTL_DIR, data);
+	if (path_within(resolved, data) && !path_within(resolved, hidden))
+		return log_error_errno(-EINVAL, "journal folder '%s' is inside the data folder "
+						"'%s' (only '%s' is hidden there)",
+				       fs->opt.journal_dir, data, hidden);
+	fs->opt.journal_dir = strdup(resolved);
+	return fs->opt.journal_dir ? 0 : -ENOMEM;
+}
+
+static int fs_setup(struct fs *fs, struct cli *c)
+{
+	static char data[PATH_MAX];
+	pthread_rwlockattr_t attr;
+	struct stat st;
+	uint64_t size = 0;
+	int r;
+
+	if (!realpath(c->data_dir, data))
+		return log_error_errno(-errno, "data folder '%s' cannot be used: %m", c->data_dir);
+	if (stat(data, &st) < 0 || !S_ISDIR(st.st_mode))
+		return log_error_errno(-ENOTDIR, "data folder '%s' is not a directory",
+				       c->data_dir);
+	if (c->rotate_size && (mfs_parse_size(c->rotate_size, &size) < 0 || size == 0))
+		return log_error_errno(-EINVAL, "bad rotate_size '%s'", c->rotate_size);
+	fs->opt.data_dir = data;
+	fs->opt.journal_dir = c->journal_dir;
+	fs->opt.rotate_size = size;
+	fs->opt.rotate_interval = c->rotate_interval;
+	fs->opt.checkpoint_interval = c->checkpoint_interval ? c->checkpoint_interval : 30;
+	fs->opt.skip_backing_sync = getenv("MFS_FAULT_SKIP_BACKING_SYNC") != NULL;
+	if (fs->opt.skip_backing_sync)
+		log_warning("fault injection: backing files are never synced");
+	r = check_journal_dir(fs, data);
+	if (r < 0)
+		return r;
+	fs->owner = getuid();
+	fs->is_root = geteuid() == 0;
+	fs->timeout = 1.0;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs->ns_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	r = fs_itable_init(fs);
+	if (r == 0)
+		r = fs_vtree_init(fs);
+	if (r < 0)
+		return log_error_errno(r, "cannot allocate: %m");
+	fs->root.fd = open(data, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fs->sync_fd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->root.fd < 0 || fs->sync_fd < 0 || fstat(fs->root.fd, &st) < 0)
+		return log_error_errno(-errno, "cannot open data folder '%s': %m", data);
+	fs->root.dev = st.st_dev;
+	fs->root.ino = st.st_ino;
+	fs->data_fd = fs->root.fd;
+	return fs_journal_open(fs);
+}
+
+static void fs_teardown(struct fs *fs)
+{
+	fs_journal_close(fs);
+	fs_vtree_done(fs);
+	fs_itable_done(fs);
+	closep(&fs->root.fd);
+	closep(&fs->sync_fd);
+}
+
+static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *o,
+	       struct cli *c)
+{
+	struct fuse_loop_config *cfg;
+	struct fuse_session *se;
+	int r = 1;
+
+	se = fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs);
+	if (!se)
+		return 1;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_destroy;
+	if (fuse_session_mount(se, o->mountpoint) != 0)
+		goto out_signals;
+	fuse_daemonize(o->foreground);
+	if (!o->foreground)
+		mfs_log_use_syslog("mirrorfs");
+	if (fs_journal_start(fs) < 0)
+		goto out_unmount;
+	if (c->notify_fd > 0) {
+		char ok = 1;
+		(void)!write(c->notify_fd, &ok, 1);
+		close(c->notify_fd);
+	}
+	if (o->singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
+		if (o->max_threads > 0 && o->max_threads <= 100000)
+			fuse_loop_cfg_set_max_threads(cfg, o->max_threads);
+		fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
+		r = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	return r ? 1 : 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts o = { 0 };
+	struct cli c = { .notify_fd = -1 };
+	static struct fs fs = { .data_fd = -1, .sync_fd = -1, .root = { .fd = -1 } };
+	int r = 1;
+
+	umask(0); /* the kernel applied the caller's umask already */
+	mfs_log_set_ident("mirrorfs");
+	fuse_set_log_func(fuse_log_sink);
+	if (fuse_opt_parse(&args, &c, cli_opts, opt_proc) != 0)
+		return 1;
+	if (fuse_parse_cmdline(&args, &o) != 0)
+		return 1;
+	if (o.show_help || c.show_help) {
+		usage();
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		r = 0;
+		goto out;
+	}
+	if (o.show_version) {
+		printf("mirrorfs %s (FUSE %s)\n", PACKAGE_VERSION, fuse_pkgversion());
+		r = 0;
+		goto out;
+	}
+	if (!c.data_dir || !o.mountpoint) {
+		fprintf(stderr, "usage: mirrorfs [-f] [-d] [-o opt,...] DATADIR MOUNTPOINT\n");
+		r = 2;
+		goto out;
+	}
+	if (o.debug)
+		mfs_log_max_level = LOG_DEBUG;
+	fuse_opt_add_arg(&args, "-odefault_permissions,fsname=mirrorfs,subtype=mirrorfs");
+	if (geteuid() == 0)
+		fuse_opt_add_arg(&args, "-oallow_other");
+	if (fs_setup(&fs, &c) == 0)
+		r = run(&fs, &args, &o, &c);
+	fs_teardown(&fs);
+out:
+	free(o.mountpoint);
+	free(c.data_dir);
+	fuse_opt_free_args(&args);
+	return r;
+}
