@@ -24,6 +24,7 @@ static const struct {
 	{ "dump", cli_dump, "dump [--json] SEGMENT...       records and verdict" },
 	{ "verify", cli_verify, "verify DIR_A DIR_B            are two data directories identical?" },
 	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
+	{ "promote", cli_promote, "promote --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment" },
 };
 

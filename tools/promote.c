@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * promote.c - `mirrorctl promote --data DIR --state STATEDIR [--incoming DIR]
+ * [--current FILE]`: turn a mirror into the new primary.
+ *
+ * 1. With --incoming, apply what is left there (runs `mirrord --once`).
+ * 2. Integrate the failed primary's open segment (its .mirrorfs/current, or
+ *    the raw open-*.mfsj from its disk) up to its last valid record: every
+ *    record after the mirror's applied LSN, after a full validation, with the
+ *    same data set; a gap refuses.
+ * 3. Record the final LSN in STATEDIR/applied and write DIR/.mirrorfs/state
+ *    so that `mirrorfs DIR MOUNTPOINT` continues the same data set and LSN
+ *    sequence, plus DIR/.mirrorfs/promoted (LSN and time of the promotion),
+ *    which a rejoining old primary is checked against.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/replay.h"
+#include "mirrorfs/segment.h"
+
+struct applied {
+	bool have_uuid;
+	uint8_t uuid[16];
+	uint64_t lsn, last_ns, segments;
+};
+
+static int applied_load(int statefd, struct applied *a)
+{
+	_cleanup_free_ char *text = NULL;
+	char key[32], val[64];
+	const char *p;
+	int r, n;
+
+	memset(a, 0, sizeof(*a));
+	r = mfs_read_file(statefd, "applied", 4096, &text, NULL);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	for (p = text; sscanf(p, "%31s %63s%n", key, val, &n) == 2; p += n) {
+		if (!strcmp(key, "data_set"))
+			a->have_uuid = mfs_uuid_parse(val, a->uuid) == 0;
+		else if (!strcmp(key, "applied_lsn"))
+			a->lsn = strtoull(val, NULL, 10);
+		else if (!strcmp(key, "last_record_ns"))
+			a->last_ns = strtoull(val, NULL, 10);
+		else if (!strcmp(key, "segments_applied"))
+			a->segments = strtoull(val, NULL, 10);
+	}
+	return 0;
+}
+
+static int applied_save(int statefd, const struct applied *a)
+{
+	char uuid[37], buf[256];
+	int n;
+
+	mfs_uuid_format(a->uuid, uuid);
+	n = snprintf(buf, sizeof(buf),
+		     "data_set %s\napplied_lsn %" PRIu64 "\nlast_record_ns %" PRIu64
+		     "\nsegments_applied %" PRIu64 "\n",
+		     uuid, a->lsn, a->last_ns, a->segments);
+	return mfs_replace_file(statefd, "applied", buf, (size_t)n, 0644);
+}
+
+/* Run mirrord --once over @incoming; mirrord is beside us or in PATH. */
+static int run_mirrord_once(const char *incoming, const char *data, const char *state)
+{
+	char self[PATH_MAX], prog[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int status;
+	pid_t pid;
+
+	snprintf(prog, sizeof(prog), "mirrord");
+	if (n > 0) {
+		self[n] = 0;
+		*strrchr(self, '/') = 0;
+		snprintf(prog, sizeof(prog), "%s/../daemon/mirrord", self);
+		if (access(prog, X_OK) < 0)
+			snprintf(prog, sizeof(prog), "%s/mirrord", self);
+		if (access(prog, X_OK) < 0)
+			snprintf(prog, sizeof(prog), "mirrord");
+	}
+	pid = fork();
+	if (pid < 0)
+		return cli_fail("cannot fork: %m");
+	if (pid == 0) {
+		execlp(prog, "mirrord", "--once", "--incoming", incoming, "--data", data,
+		       "--state", state, (char *)NULL);
+		fprintf(stderr, "mirrorctl: cannot run '%s': %m\n", prog);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return cli_fail("waitpid: %m");
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return cli_fail("mirrord --once did not apply everything in '%s' (exit %d); "
+				"fix that first (a gap? a quarantined segment?)",
+				incoming, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 0;
+}
+
+struct apply_ctx {
+	struct mfs_replay *engine;
+	uint64_t after, last, last_ns;
+	int error;
+};
+
+static int apply_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct apply_ctx *c = arg;
+	int r;
+
+	if (rec->lsn <= c->after)
+		return 0;
+	r = mfs_replay_apply(c->engine, rec);
+	if (r < 0) {
+		c->error = r;
+		return 1;
+	}
+	c->last = rec->lsn;
+	c->last_ns = rec->time_ns;
+	return 0;
+}
+
+/* Integrate the open segment @path into @datafd after LSN a->lsn. */
+static int integrate_current(const char *path, int datafd, struct applied *a, uint64_t *seg_no)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct apply_ctx c = { .after = a->lsn, .last = a->lsn };
+	struct mfs_seg_info info;
+	char verdict[256];
+	int r;
+
+	if (fd < 0)
+		return cli_fail("cannot open '%s': %m", path);
+	r = mfs_seg_scan_fd(fd, a->have_uuid ? a->uuid : NULL, NULL, NULL, &info);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot read '%s': %m", path);
+	}
+	mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
+	if ((info.verdict != MFS_SEG_OK && info.verdict != MFS_SEG_TORN) || !info.header_valid)
+		return cli_fail("refusing '%s': %s", path, verdict);
+	if (info.first_lsn > a->lsn + 1)
+		return cli_fail("gap: the mirror applied up to LSN %" PRIu64 " but '%s' starts at %"
+				PRIu64 "; ship LSN %" PRIu64 "..%" PRIu64 " first",
+				a->lsn, path, info.first_lsn, a->lsn + 1, info.first_lsn - 1);
+	printf("open segment '%s': %s\n", path, verdict);
+	r = mfs_replay_new(datafd, 0, &c.engine);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot start the replay engine: %m");
+	}
+	r = mfs_seg_scan_fd(fd, info.uuid, apply_cb, &c, &info);
+	if (r >= 0 && !c.error)
+		r = mfs_replay_finish(c.engine);
+	mfs_replay_free(c.engine);
+	if (c.error || r < 0) {
+		errno = c.error ? -c.error : -r;
+		return cli_fail("integrating '%s' failed after LSN %" PRIu64 ": %m", path, c.last);
+	}
+	if (!a->have_uuid)
+		memcpy(a->uuid, info.uuid, 16);
+	a->have_uuid = true;
+	if (c.last > a->lsn) {
+		a->lsn = c.last;
+		a->last_ns = c.last_ns;
+	}
+	*seg_no = info.seg_no;
+	return 0;
+}
+
+/* DIR/.mirrorfs/state (the filesystem's format) and DIR/.mirrorfs/promoted. */
+static int mark_primary(int datafd, const struct applied *a, uint64_t seg_no)
+{
+	_cleanup_close_ int jfd = -EBADF;
+	char uuid[37], buf[256];
+	int n, r;
+
+	if (mkdirat(datafd, MFS_CTL_DIR, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	jfd = openat(datafd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (jfd < 0)
+		return -errno;
+	mfs_uuid_format(a->uuid, uuid);
+	n = snprintf(buf, sizeof(buf), "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64
+		     "\nsegment=%" PRIu64 "\n", uuid, a->lsn, a->lsn, seg_no);
+	r = mfs_replace_file(jfd, "state", buf, (size_t)n, 0600);
+	if (r < 0)
+		return r;
+	n = snprintf(buf, sizeof(buf), "dataset=%s\npromoted_lsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\n",
+		     uuid, a->lsn, mfs_now_ns());
+	return mfs_replace_file(jfd, "promoted", buf, (size_t)n, 0600);
+}
+
+int cli_promote(int argc, char **argv)
+{
+	const char *data = NULL, *state = NULL, *incoming = NULL, *current = NULL;
+	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF;
+	struct applied a;
+	uint64_t seg_no = 0, t0 = mfs_mono_ns();
+	char uuid[37];
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		const char **slot = !strcmp(argv[i], "--data")	    ? &data
+				    : !strcmp(argv[i], "--state")    ? &state
+				    : !strcmp(argv[i], "--incoming") ? &incoming
+				    : !strcmp(argv[i], "--current")  ? &current
+								     : NULL;
+		if (!slot || i + 1 >= argc) {
+			fprintf(stderr, "usage: mirrorctl promote --data DIR --state STATEDIR "
+					"[--incoming DIR] [--current FILE]\n");
+			return 2;
+		}
+		*slot = argv[++i];
+	}
+	if (!data || !state) {
+		fprintf(stderr, "usage: mirrorctl promote --data DIR --state STATEDIR "
+				"[--incoming DIR] [--current FILE]\n");
+		return 2;
+	}
+	if (incoming && run_mirrord_once(incoming, data, state))
+		return 1;
+	datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (datafd < 0)
+		return cli_fail("cannot open '%s': %m", data);
+	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (statefd < 0)
+		return cli_fail("cannot open '%s': %m", state);
+	r = applied_load(statefd, &a);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot read the mirror state in '%s': %m", state);
+	}
+	printf("mirror applied up to LSN %" PRIu64 "\n", a.lsn);
+	if (current && integrate_current(current, datafd, &a, &seg_no))
+		return 1;
+	if (!a.have_uuid)
+		return cli_fail("no data set known: nothing was ever applied to '%s'", data);
+	r = applied_save(statefd, &a);
+	if (r == 0)
+		r = mark_primary(datafd, &a, MFS_MAX(seg_no, a.segments));
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot record the promotion: %m");
+	}
+	mfs_uuid_format(a.uuid, uuid);
+	printf("promoted '%s': data set %s, final LSN %" PRIu64 " (%.3f s); mount it with "
+	       "mirrorfs to continue at LSN %" PRIu64 "\n",
+	       data, uuid, a.lsn, (double)(mfs_mono_ns() - t0) / 1e9, a.lsn + 1);
+	return 0;
+}
