@@ -126,6 +126,7 @@ static int list_segments(int dirfd, struct seg_ent **ret)
 		(void)close(fd);
 		return -errno;
 	}
+	rewinddir(d); /* the offset is shared with @dirfd: start from the top */
 	while ((de = readdir(d))) {
 		struct seg_ent e;
 
@@ -456,6 +457,7 @@ static void list_quarantined(struct mirror *m)
 		(void)close(fd);
 		return;
 	}
+	rewinddir(d);
 	v = calloc(MAX_LISTED, sizeof(*v));
 	if (!v)
 		return;

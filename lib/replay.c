@@ -20,7 +20,9 @@
  * many writes in flight; the next batch is built meanwhile and submitted
  * only when the previous one has completed, so two writes to the same
  * bytes are never in flight together. Extents of one batch are disjoint,
- * hence order-free.
+ * hence order-free. A large write (>= DIRECT_MIN) to a file with nothing
+ * pending or in flight is written at once from the record's buffer: copying
+ * it would cost more than batching saves.
  *
  * Ordering. A data write goes to an inode through an fd resolved when the
  * record is applied, so namespace operations (create, unlink, rename, link,
@@ -106,6 +108,7 @@
 #define SYNCFS_MIN 64u     /* this many objects to flush: one syncfs instead */
 #define PTAB_SIZE 2048u
 #define ITAB_SIZE 1024u
+#define DIRECT_MIN (256u << 10) /* writes this large skip the batch when the file is idle */
 #define RESERVED_NAME ".mirrorfs"
 
 struct extent {
@@ -733,7 +736,8 @@ static int op_write(struct mfs_replay *r, const struct mfs_rec *rec)
 	f->touched = true;
 	if (rec->data_len == 0)
 		return 0;
-	if (r->naive) {
+	if (r->naive || (rec->data_len >= DIRECT_MIN && !file_busy(f))) {
+		/* large and nothing pending on the file: write it from the record, no copy */
 		r->st.io_writes++;
 		r->st.io_bytes += rec->data_len;
 		return mfs_pwrite_all(f->fd, rec->data, rec->data_len, rec->offset);

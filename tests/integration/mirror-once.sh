@@ -201,7 +201,7 @@ printf 'symlink esc ../outside\nmknod esc/pwned 0100644\n' | hostile symdir; che
 printf 'symlink esc ../canary\nwrite esc 0 pwned\n' | hostile symfile; check_hostile symfile
 printf 'symlink esc ../canary\ntruncate esc 0\n' | hostile symtrunc; check_hostile symtrunc
 printf 'symlink esc ../canary\nchmod esc 0777\n' | hostile symchmod
-check_hostile symchmod 2>/dev/null || true # chmod of a symlink is a no-op: applied, not refused
+run_once symchmod 2>/dev/null || true # chmod of a symlink is a no-op: applied, not refused
 [ "$(stat -c %a "$T/symchmod/canary")" != 777 ] || fail "chmod followed a symlink"
 printf 'mkdir d 0755\nsymlink d/up ../..\nmknod d/up/pwned 0100644\n' | hostile symup; check_hostile symup
 printf 'mknod dev 020644\n' | hostile device; check_hostile device
