@@ -210,6 +210,7 @@ static int open_inode(struct fs *fs, struct fs_inode *i, int flags, struct fs_fi
 static void set_open_flags(struct fuse_file_info *fi)
 {
 	fi->keep_cache = 1; /* every change goes through us: the page cache stays valid */
+	fi->noflush = 1;    /* flush has nothing to do (locks are the kernel's): no round trip */
 }
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -113,6 +113,8 @@ struct fs {
 	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
 	pthread_mutex_t vlock;
 	struct fs_inode *segnodes; /* FS_VK_SEGMENT nodes, chained by hnext; vlock */
+
+	struct fs_lock *lock; /* lock.c; set in init, freed in destroy */
 };
 
 /* ---------------------------------------------------------------- inode.c */
@@ -238,3 +240,15 @@ int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mf
 		  uint64_t lsn, struct fuse_entry_param *e);
 /* A zeroed record of @type (heap: struct mfs_rec is large). */
 struct mfs_rec *fs_rec_new(enum mfs_rec_type type);
+
+/* ---------------------------------------------------------------- lock.c */
+
+struct fs_lock;
+/* @ops with its mutating entries wrapped to park requests while locked,
+ * and init/destroy/release hooked (static storage: one table per process). */
+const struct fuse_lowlevel_ops *fs_lock_wrap_ops(const struct fuse_lowlevel_ops *ops);
+/* ctl "lock [TIMEOUT_MS]" (owned by ctl handle @f) and "unlock": the reply
+ * line into *ret (malloc'd). Returns what asprintf() returns. */
+int fs_lock_ctl(struct fs *fs, struct fs_file *f, const char *cmd, char **ret);
+/* The lock's status JSON members ("locked":...,"parked":N) into @buf. */
+int fs_lock_status(struct fs *fs, char *buf, size_t cap);

@@ -473,6 +473,8 @@ static int replay_one(const struct mfs_rec *rec, void *arg)
 	if (rec->lsn <= c->after)
 		return 0;
 	c->last = rec->lsn;
+	if (mfs_rec_type_is_marker(rec->type))
+		return 0;
 	r = mfs_replay_apply(c->engine, rec);
 	if (r < 0) {
 		char line[512];
@@ -878,7 +880,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 	char **names = NULL, name[256] = "";
 	size_t n = 0;
 	uint64_t bytes = 0, first = 0, a, b;
-	char *out;
+	char *out, lockjson[192];
 	int r;
 
 	pthread_rwlock_rdlock(&j->seg_lock);
@@ -898,6 +900,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 	if (n && mfs_seg_name_parse(names[0], &a, &b))
 		first = a;
 	free_names(names, n);
+	fs_lock_status(fs, lockjson, sizeof(lockjson));
 	r = asprintf(&out,
 		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
 		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
@@ -905,10 +908,10 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
-		     ",\"locked\":false,\"failed\":%s,\"snapshots\":[]}\n",
+		     ",%s,\"failed\":%s,\"snapshots\":[]}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
-		     s.records, n, bytes, s.syncs, s.sync_requests,
+		     s.records, n, bytes, s.syncs, s.sync_requests, lockjson,
 		     atomic_load(&fs->failed) ? "true" : "false");
 	if (r < 0)
 		return -ENOMEM;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +122,18 @@ static int check_journal_dir(struct fs *fs, const char *data)
 	return fs->opt.journal_dir ? 0 : -ENOMEM;
 }
 
+/* Every known inode holds an O_PATH fd: allow as many as we may. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warning("cannot raise the open file limit, ignoring: %m");
+	}
+}
+
 static int fs_setup(struct fs *fs, struct cli *c)
 {
 	static char data[PATH_MAX];
@@ -147,6 +160,7 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	r = check_journal_dir(fs, data);
 	if (r < 0)
 		return r;
+	raise_nofile();
 	fs->owner = getuid();
 	fs->is_root = geteuid() == 0;
 	fs->timeout = 1.0;
@@ -185,7 +199,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	struct fuse_session *se;
 	int r = 1;
 
-	se = fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs);
+	se = fuse_session_new(args, fs_lock_wrap_ops(&fs_ops), sizeof(fs_ops), fs);
 	if (!se)
 		return 1;
 	if (fuse_set_signal_handlers(se) != 0)
@@ -209,7 +223,8 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
 		if (o->max_threads > 0 && o->max_threads <= 100000)
 			fuse_loop_cfg_set_max_threads(cfg, o->max_threads);
-		fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
+		if (o->max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
 		r = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}

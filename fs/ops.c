@@ -76,6 +76,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	r = fs_inode_lookup(fs, p, name, &e);
 	pthread_rwlock_unlock(&fs->ns_lock);
+	if (r == -ENOENT) {
+		/* every namespace change goes through us: let the kernel cache
+		 * the negative entry (it drops it itself when we create one) */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	fs_reply_entry_or_err(req, r, &e);
 }
 
@@ -615,6 +623,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	pthread_rwlock_wrlock(&fs->ns_lock);
 	r = do_rename(fs, fs_inode(req, parent), name, fs_inode(req, newparent), newname, flags);
 	pthread_rwlock_unlock(&fs->ns_lock);
+	/* replaying an exchange twice undoes it: keep it out of the tail that
+	 * recovery replays onto a tree which already has it */
+	if (r == 0 && (flags & RENAME_EXCHANGE))
+		(void)fs_journal_checkpoint(fs, NULL);
 	fuse_reply_err(req, -r);
 }
 

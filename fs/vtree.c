@@ -405,7 +405,8 @@ void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t 
 	cmd[len] = 0;
 	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\r'))
 		cmd[--len] = 0;
-	if (ctl_exec(fs, cmd, &reply) < 0) {
+	if ((!strncmp(cmd, "lock", 4) || !strcmp(cmd, "unlock") ? fs_lock_ctl(fs, f, cmd, &reply)
+								: ctl_exec(fs, cmd, &reply)) < 0) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}

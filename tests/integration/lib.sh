@@ -20,6 +20,7 @@ command -v fusermount3 >/dev/null || skip "no fusermount3"
 [ -x "$FS" ] || skip "mirrorfs not built ($FS)"
 
 T=$(mktemp -d /tmp/mfs-fs.XXXXXX)
+chmod 755 "$T" # tests run commands as other users too
 declare -A MFS_PID=()
 EXTRA_CLEANUP=:
 
@@ -55,7 +56,7 @@ mfs_mount() {
 	MFS_PID[$mnt]=$pid
 	for i in $(seq 300); do
 		mountpoint -q "$mnt" && return 0
-		kill -0 "$pid" 2>/dev/null || { unset "MFS_PID[$mnt]"; wait "$pid"; return 1; }
+		kill -0 "$pid" 2>/dev/null || { unset "MFS_PID[$mnt]"; wait "$pid" || true; fail "mirrorfs did not mount '$mnt'"; }
 		sleep 0.1
 	done
 	fail "mount of '$mnt' not ready after 30 s"
@@ -101,4 +102,33 @@ replay_journal() {
 verify_equal() {
 	local a=$1 b=$2
 	"$CTL" verify "$a" "$b" >"$T/verify.log" 2>&1 || { cat "$T/verify.log" >&2; return 1; }
+}
+
+# sqlite_workload DB MODE N: N transactions (inserts, updates, deletes) in
+# journal MODE (wal or delete) through the sqlite3 shell. Exit status of sqlite3.
+sqlite_workload() {
+	local db=$1 mode=$2 n=$3
+	python3 - "$mode" "$n" <<'PY' | sqlite3 -bail "$db" >/dev/null
+import sys
+mode, n = sys.argv[1], int(sys.argv[2])
+print("PRAGMA journal_mode=%s;" % mode)
+print("PRAGMA synchronous=FULL;")
+print("CREATE TABLE IF NOT EXISTS t(a INTEGER PRIMARY KEY, b TEXT, c BLOB);")
+print("CREATE INDEX IF NOT EXISTS tb ON t(b);")
+for i in range(n):
+    print("BEGIN;")
+    print("INSERT INTO t(b, c) VALUES(hex(randomblob(16)), randomblob(%d));" % (50 + i % 700))
+    if i % 3 == 0:
+        print("UPDATE t SET c = randomblob(300) WHERE a = (SELECT abs(random()) % (max(a) + 1) FROM t);")
+    if i % 7 == 0:
+        print("DELETE FROM t WHERE a = (SELECT abs(random()) % (max(a) + 1) FROM t);")
+    print("COMMIT;")
+PY
+}
+
+# sqlite_ok DB: PRAGMA integrity_check says ok.
+sqlite_ok() {
+	local r
+	r=$(sqlite3 "$1" "PRAGMA integrity_check;" 2>&1) || { echo "$r" >&2; return 1; }
+	[ "$r" = ok ] || { echo "$1: $r" >&2; return 1; }
 }
