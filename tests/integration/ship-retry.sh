@@ -40,19 +40,28 @@ fi
 T=$(mktemp -d /tmp/mfs-ship.XXXXXX)
 PIDS=()
 RSYNCD='' SHIPPER='' FSPID='' MNT=
-cleanup() {
+# SIGTERM, then SIGKILL after 10 s: a cleanup never hangs on one process
+stop_pids() {
 	local p
-	[ -n "$SHIPPER" ] && kill "$SHIPPER" 2>/dev/null
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "$@"; do kill "$p" 2>/dev/null; done
+	for p in "$@"; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$p" 2>/dev/null && { echo "cleanup: pid $p ignored SIGTERM" >&2; kill -9 "$p"; }
+		wait "$p" 2>/dev/null
+	done
+}
+cleanup() {
 	[ -n "$MNT" ] && mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	# shellcheck disable=SC2086 # empty when not running
+	stop_pids $SHIPPER $RSYNCD "${PIDS[@]}"
 	rm -rf "$T"
 }
 trap 'cleanup || true' EXIT
-[ -n "${SHIP_TEST_KEEP:-}" ] && trap - EXIT
 
 fail() {
 	echo "FAIL: $*" >&2
+	# SHIP_TEST_KEEP=1: leave everything running and in place for a look
+	[ -n "${SHIP_TEST_KEEP:-}" ] && { echo "kept: $T" >&2; trap - EXIT; }
 	for f in "$T"/*.log; do
 		[ -s "$f" ] && { echo "--- ${f##*/}" >&2; tail -n 15 "$f" >&2; }
 	done
@@ -70,6 +79,7 @@ wait_for() { # wait_for SECONDS CMD...
 applied() { # applied STATEDIR
 	sed -n 's/.*"applied_lsn"[^0-9]*\([0-9]*\).*/\1/p' "$1/status.json" 2>/dev/null | head -n 1
 }
+past() { local a; a=$(applied "$1"); [ "${a:-0}" -ge "$2" ]; } # past STATEDIR LSN
 lastlsn() { local n=${1%.mfsj}; echo $((10#${n#*-})); }
 
 # ------------------------------------------------------------ mirrors
@@ -150,6 +160,7 @@ fi
 
 # segments the primary holds now, "name" per line
 held() { (cd "$JDIR" && ls) 2>/dev/null | grep -E '^[0-9]{20}-[0-9]{20}\.mfsj$' || true; }
+nothing_held() { [ -z "$(held)" ]; }
 
 "$SHIP" --interval 1 --trim --backlog-warn 3 --max-backoff 4 --mirrorctl "$CTL" \
 	--status "$T/ship.json" \
@@ -160,11 +171,12 @@ SHIPPER=$!
 step "both destinations up"
 end=$(($(date +%s) + 5))
 while [ "$(date +%s)" -lt "$end" ]; do produce; sleep 0.3; done
-wait_for 30 test "$(applied "$T/m1/state")" -gt 0 2>/dev/null || fail "mirror 1 applied nothing"
-wait_for 30 test "$(applied "$T/m2/in/.mirrord")" -gt 0 2>/dev/null || fail "mirror 2 applied nothing"
+wait_for 30 past "$T/m1/state" 1 || fail "mirror 1 applied nothing"
+wait_for 30 past "$T/m2/in/.mirrord" 1 || fail "mirror 2 applied nothing"
 
 step "destination 1 down for ${DOWN} s"
 kill "$RSYNCD"; wait "$RSYNCD" 2>/dev/null || true
+RSYNCD=''
 sleep 1 # a transfer in flight may still land
 a1=$(applied "$T/m1/state")
 held_at_down=$(held)
@@ -203,11 +215,11 @@ if [ $mode = mirrorfs ]; then
 else
 	final=$((next_lsn - 1))
 fi
-wait_for 60 test "$(applied "$T/m1/state")" = "$final" ||
+wait_for 60 past "$T/m1/state" "$final" ||
 	fail "mirror 1 at $(applied "$T/m1/state"), primary at $final"
-wait_for 30 test "$(applied "$T/m2/in/.mirrord")" = "$final" ||
+wait_for 30 past "$T/m2/in/.mirrord" "$final" ||
 	fail "mirror 2 at $(applied "$T/m2/in/.mirrord"), primary at $final"
-wait_for 30 test -z "$(held)" || fail "segments not trimmed after both acknowledged: $(held)"
+wait_for 30 nothing_held || fail "segments not trimmed after both acknowledged: $(held)"
 wait_for 10 grep -q '"backlog":0,' "$T/ship.json" || fail "backlog not back to 0"
 grep -q 'is back after' "$T/ship.log" || fail "no recovery message"
 
