@@ -16,6 +16,7 @@ int cli_unlock(int argc, char **argv);
 int cli_snapshot(int argc, char **argv);
 int cli_checkpoint(int argc, char **argv);
 int cli_promote(int argc, char **argv);
+int cli_rejoin(int argc, char **argv);
 
 /* Print "mirrorctl: MESSAGE" on stderr and return 1 (usage errors: 2). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

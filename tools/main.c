@@ -25,6 +25,7 @@ static const struct {
 	{ "verify", cli_verify, "verify DIR_A DIR_B            are two data directories identical?" },
 	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
 	{ "promote", cli_promote, "promote --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
+	{ "rejoin", cli_rejoin, "rejoin --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment" },
 };
 

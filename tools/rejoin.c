@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rejoin.c - `mirrorctl rejoin --data DIR --state STATEDIR --incoming DIR`:
+ * let a repaired old primary follow the new primary as a mirror.
+ *
+ * The old primary's data directory reflects its own journal up to LSN L
+ * (DIR/.mirrorfs/state). The new primary continues the same data set from
+ * its promotion LSN P: its segments in INCOMING start at P+1 or earlier.
+ * If L <= P the old data is a prefix of the new history: the mirror state
+ * is set to L and mirrord takes over. If L > P, the records P+1..L of the
+ * old primary are compared with the new primary's records of the same LSNs
+ * (their CRCs); any difference means the two diverged — the old primary
+ * kept running unseen after the failover — and rejoining is refused, naming
+ * both LSNs: rebuild from the new primary instead (docs/runbook.md).
+ * Records of the old primary that change no data (the checkpoints its own
+ * crash recovery appends on the next mount) do not count as divergence: the
+ * mirror state is then set to the last LSN both histories share.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mirrorfs/crc32c.h"
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/segment.h"
+
+/* LSN -> record CRC of one history over an LSN window [lo, hi]. */
+struct window {
+	uint64_t lo, hi;
+	uint32_t *crc; /* hi - lo + 1 entries */
+	bool *have;
+	bool *marker; /* the record changes no data (checkpoint, snapshot) */
+};
+
+static int window_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct window *w = arg;
+	uint8_t head[MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64];
+	size_t head_len;
+	uint32_t crc;
+
+	if (rec->lsn < w->lo || rec->lsn > w->hi)
+		return 0;
+	/* re-encode: the header CRC covers type, LSN, time and payload */
+	if (mfs_rec_encode(rec, head, sizeof(head), &head_len) < 0)
+		return 0;
+	crc = mfs_get_le32(head + 28);
+	w->crc[rec->lsn - w->lo] = crc;
+	w->have[rec->lsn - w->lo] = true;
+	w->marker[rec->lsn - w->lo] = mfs_rec_type_is_marker(rec->type);
+	return 0;
+}
+
+/* Feed every segment file of folder @dirfd (closed or open) to the window. */
+static int window_fill(int dirfd, const uint8_t uuid[16], struct window *w)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = dup(dirfd);
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		struct mfs_seg_info info;
+		_cleanup_close_ int sfd = -EBADF;
+
+		if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 5, MFS_SEG_SUFFIX))
+			continue;
+		sfd = openat(dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (sfd >= 0)
+			(void)mfs_seg_scan_fd(sfd, uuid, window_cb, w, &info);
+	}
+	return 0;
+}
+
+/* Read DIR/.mirrorfs/state: data set and last LSN. */
+static int old_state(int datafd, uint8_t uuid[16], uint64_t *last)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[64];
+	const char *p;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/state", MFS_CTL_DIR);
+	r = mfs_read_file(datafd, path, 4096, &text, NULL);
+	if (r < 0)
+		return r;
+	p = strstr(text, "dataset=");
+	if (!p || mfs_uuid_parse(p + 8, uuid) < 0)
+		return -EBADMSG;
+	/* "dataset=UUID\n": mfs_uuid_parse stops at the newline */
+	p = strstr(text, "\nlast=");
+	*last = p ? strtoull(p + 6, NULL, 10) : 0;
+	return 0;
+}
+
+/* The lowest first LSN among the segments of @dirfd. */
+static uint64_t lowest_first(int dirfd)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	uint64_t best = 0, first, last;
+	int fd = dup(dirfd);
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(d)))
+		if (mfs_seg_name_parse(de->d_name, &first, &last) && (!best || first < best))
+			best = first;
+	return best;
+}
+
+static int refuse(uint64_t old_last, uint64_t diverge)
+{
+	return cli_fail("refusing to rejoin: this data directory holds LSNs up to %" PRIu64
+			", but the new primary's history differs from LSN %" PRIu64
+			" on: the old primary kept running after the failover. Rebuild it "
+			"from the new primary (snapshot + rsync, see docs/runbook.md)",
+			old_last, diverge);
+}
+
+int cli_rejoin(int argc, char **argv)
+{
+	const char *data = NULL, *state = NULL, *incoming = NULL;
+	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF, infd = -EBADF, jfd = -EBADF;
+	uint8_t uuid[16];
+	uint64_t old_last, first;
+	char uuid_text[37], buf[256];
+	int r, n;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--data"))
+			data = argv[i + 1];
+		else if (!strcmp(argv[i], "--state"))
+			state = argv[i + 1];
+		else if (!strcmp(argv[i], "--incoming"))
+			incoming = argv[i + 1];
+	}
+	if (!data || !state || !incoming || argc != 7) {
+		fprintf(stderr, "usage: mirrorctl rejoin --data DIR --state STATEDIR --incoming DIR\n");
+		return 2;
+	}
+	if ((datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return cli_fail("cannot open '%s': %m", data);
+	if ((infd = open(incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return cli_fail("cannot open '%s': %m", incoming);
+	if (mkdir(state, 0755) < 0 && errno != EEXIST)
+		return cli_fail("cannot create '%s': %m", state);
+	if ((statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return cli_fail("cannot open '%s': %m", state);
+	r = old_state(datafd, uuid, &old_last);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("'%s' holds no mirrorfs state (%s/state): %m", data, MFS_CTL_DIR);
+	}
+	first = lowest_first(infd);
+	if (!first)
+		return cli_fail("no segment of the new primary in '%s' yet", incoming);
+	if (first > old_last + 1)
+		return cli_fail("gap: this data directory ends at LSN %" PRIu64 " and the first "
+				"segment in '%s' starts at LSN %" PRIu64 "; ship LSN %" PRIu64
+				"..%" PRIu64 " first", old_last, incoming, first, old_last + 1,
+				first - 1);
+	if (old_last >= first) {
+		/* the overlap must be the same history on both sides */
+		struct window wo = { .lo = first, .hi = old_last }, wn = wo;
+		size_t cnt = (size_t)(old_last - first + 1);
+		char jpath[64];
+
+		wo.crc = calloc(cnt, sizeof(uint32_t));
+		wn.crc = calloc(cnt, sizeof(uint32_t));
+		wo.have = calloc(cnt, sizeof(bool));
+		wn.have = calloc(cnt, sizeof(bool));
+		wo.marker = calloc(cnt, sizeof(bool));
+		wn.marker = calloc(cnt, sizeof(bool));
+		if (!wo.crc || !wn.crc || !wo.have || !wn.have || !wo.marker || !wn.marker)
+			return cli_fail("out of memory");
+		snprintf(jpath, sizeof(jpath), "%s/journal", MFS_CTL_DIR);
+		if ((jfd = openat(datafd, jpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+			window_fill(jfd, uuid, &wo);
+		snprintf(jpath, sizeof(jpath), "%s/open", MFS_CTL_DIR);
+		closep(&jfd);
+		if ((jfd = openat(datafd, jpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+			window_fill(jfd, uuid, &wo);
+		window_fill(infd, uuid, &wn);
+		for (size_t k = 0; k < cnt; k++) {
+			if (wo.have[k] && wn.have[k] && wo.crc[k] == wn.crc[k])
+				continue;
+			/* histories part at first + k: only data-free records may follow */
+			for (size_t m = k; m < cnt; m++)
+				if (!wo.have[m] || !wo.marker[m])
+					return refuse(old_last, first + k);
+			old_last = first + k - 1;
+			break;
+		}
+		free(wo.crc);
+		free(wn.crc);
+		free(wo.have);
+		free(wn.have);
+		free(wo.marker);
+		free(wn.marker);
+	}
+	mfs_uuid_format(uuid, uuid_text);
+	n = snprintf(buf, sizeof(buf), "data_set %s\napplied_lsn %" PRIu64
+		     "\nlast_record_ns 0\nsegments_applied 0\n", uuid_text, old_last);
+	r = mfs_replace_file(statefd, "applied", buf, (size_t)n, 0644);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot write the mirror state in '%s': %m", state);
+	}
+	printf("'%s' can follow the new primary: applied LSN set to %" PRIu64
+	       "; start mirrord --data %s --state %s --incoming %s\n",
+	       data, old_last, data, state, incoming);
+	return 0;
+}
