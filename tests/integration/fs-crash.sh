@@ -20,6 +20,12 @@ WPID=
 EXTRA_CLEANUP='kill_workload'
 kill_workload() { [ -n "$WPID" ] && { kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null; }; WPID=; return 0; }
 
+status_field() { # status_field MNT KEY
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+		"$1/.mirrorfs/status" "$2"
+}
+lsn_past() { [ "$(status_field "$1" last_lsn)" -ge "$2" ]; }
+
 check_equivalence() {
 	replay_journal "$T/data/.mirrorfs" "$T/copy" || fail "replay failed ($1)"
 	verify_equal "$T/data" "$T/copy" || fail "journal and backing folder differ ($1)"
@@ -65,9 +71,13 @@ for i in 1 2 3; do
 	"$CTL" checkpoint "$T/mnt" >/dev/null
 	rm -rf "$T/snap"
 	rsync -a --exclude=/.mirrorfs "$T/data/" "$T/snap/"
+	ckpt=$(status_field "$T/mnt" last_lsn)
 	sqlite_workload "$T/mnt/$db" "$mode" 100000 2>/dev/null &
 	WPID=$!
-	sleep "1.$((RANDOM % 10))"
+	# a loaded machine may take a while to start writing: crash only once
+	# the journal holds records past the checkpoint
+	wait_for lsn_past "$T/mnt" $((ckpt + 50)) || fail "the workload wrote nothing"
+	sleep "0.$((RANDOM % 10))"
 	mfs_kill9 "$T/mnt"
 	wait "$WPID" 2>/dev/null || true
 	WPID=
