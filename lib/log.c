@@ -12,7 +12,8 @@ int mfs_log_max_level = LOG_INFO;
 static const char *log_ident = "mirrorfs";
 static mfs_log_func_t log_func;
 
-static void log_stderr(int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_stderr(int level, const char *fmt,
+							  va_list ap)
 {
 	(void)level;
 	char line[4096];
@@ -21,7 +22,8 @@ static void log_stderr(int level, const char *fmt, va_list ap)
 	fprintf(stderr, "%s: %s\n", log_ident, line);
 }
 
-static void log_syslog(int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_syslog(int level, const char *fmt,
+							  va_list ap)
 {
 	vsyslog(level, fmt, ap);
 }

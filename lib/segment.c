@@ -94,7 +94,7 @@ bool mfs_seg_name_parse(const char *name, uint64_t *ret_first, uint64_t *ret_las
 		return false;
 	if (!parse_u20(name, &first) || !parse_u20(name + 21, &last))
 		return false;
-	if (first == 0 || last + 1 < first)
+	if (first == 0 || last < first - 1)
 		return false;
 	*ret_first = first;
 	*ret_last = last;
@@ -337,12 +337,25 @@ int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn)
 {
 	int r = 0;
 
+	bool was_durable;
+
 	pthread_mutex_lock(&w->lock);
 	if (w->broken) {
 		r = -EIO;
-	} else if (lsn + 1 != w->next_lsn || w->last_off < MFS_SEG_HEADER_SIZE) {
+		goto out_unlock;
+	}
+	if (lsn + 1 != w->next_lsn || w->last_off < MFS_SEG_HEADER_SIZE) {
 		r = -EBUSY;
-	} else if (ftruncate(w->fd, (off_t)w->last_off) < 0) {
+		goto out_unlock;
+	}
+	/* A sync leader may hold lsn as its target: let it finish first, or
+	 * it would mark the LSN durable after we reused it. */
+	pthread_mutex_lock(&w->sync_lock);
+	while (w->syncing)
+		pthread_cond_wait(&w->sync_cond, &w->sync_lock);
+	was_durable = w->durable_lsn >= lsn;
+	if (ftruncate(w->fd, (off_t)w->last_off) < 0 ||
+	    (was_durable && mfs_io->fdatasync(w->fd) < 0)) {
 		r = -errno;
 		w->broken = r;
 	} else {
@@ -352,11 +365,11 @@ int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn)
 		w->records--;
 		w->next_lsn--;
 		atomic_store(&w->written_lsn, lsn - 1);
-		pthread_mutex_lock(&w->sync_lock);
 		if (w->durable_lsn >= lsn)
 			w->durable_lsn = lsn - 1;
-		pthread_mutex_unlock(&w->sync_lock);
 	}
+	pthread_mutex_unlock(&w->sync_lock);
+out_unlock:
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }
@@ -546,6 +559,10 @@ static int segr_header(struct mfs_segr *r)
 	const uint8_t *h;
 	int ret;
 
+	if (size == 0) { /* created, nothing written yet: a torn header */
+		finish(r, MFS_SEG_TORN, 0);
+		return 0;
+	}
 	ret = segr_get(r, 0, have, &h);
 	if (ret < 0)
 		return ret;

@@ -35,16 +35,16 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The data set of the seeds written by gen_corpus.c. */
-static const uint8_t seed_uuid[16] = { 0x6d, 0x66, 0x73, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
-				       0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31 };
+static const uint8_t seed_uuid[16] = {0x6d, 0x66, 0x73, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
+				      0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_segment: check failed: %s (line %d)\n", \
-				#cond, __LINE__);                                     \
-			__builtin_trap();                                             \
-		}                                                                     \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_segment: check failed: %s (line %d)\n", #cond,       \
+				__LINE__);                                                         \
+			__builtin_trap();                                                          \
+		}                                                                                  \
 	} while (0)
 
 static struct mfs_rec rec;
@@ -108,6 +108,8 @@ static struct mfs_seg_info read_buf(const uint8_t *data, size_t size, const uint
 	CHECK(info.records == n && info.valid_end <= size && info.file_size == size);
 	if (n)
 		CHECK(info.last_lsn == last && info.header_valid);
+	if (info.header_valid) /* what recovery continues the segment CRC from */
+		CHECK(info.crc_valid_end == mfs_crc32c(0, data, (size_t)info.valid_end));
 	if (info.verdict == MFS_SEG_OK)
 		CHECK(info.header_valid && size >= info.valid_end + MFS_REC_HEADER_SIZE + 24);
 	if (info.verdict == MFS_SEG_TORN || info.verdict == MFS_SEG_CORRUPT)

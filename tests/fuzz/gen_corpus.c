@@ -24,15 +24,16 @@
 #include "mirrorfs/segment.h"
 
 /* Keep in sync with fuzz_segment.c. */
-static const uint8_t seed_uuid[16] = { 0x6d, 0x66, 0x73, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
-				       0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31 };
-static const uint8_t other_uuid[16] = { 1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16 };
+static const uint8_t seed_uuid[16] = {0x6d, 0x66, 0x73, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
+				      0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
+static const uint8_t other_uuid[16] = {1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16};
 
 static const enum mfs_rec_type types[] = {
-	MFS_REC_WRITE,	 MFS_REC_TRUNCATE, MFS_REC_FALLOCATE, MFS_REC_MKNOD,	   MFS_REC_MKDIR,
-	MFS_REC_UNLINK,	 MFS_REC_RMDIR,	   MFS_REC_RENAME,    MFS_REC_LINK,	   MFS_REC_SYMLINK,
-	MFS_REC_CHMOD,	 MFS_REC_CHOWN,	   MFS_REC_UTIMENS,   MFS_REC_SETXATTR,    MFS_REC_REMOVEXATTR,
-	MFS_REC_SNAPSHOT, MFS_REC_CHECKPOINT,
+	MFS_REC_WRITE,	    MFS_REC_TRUNCATE, MFS_REC_FALLOCATE,   MFS_REC_MKNOD,
+	MFS_REC_MKDIR,	    MFS_REC_UNLINK,   MFS_REC_RMDIR,	   MFS_REC_RENAME,
+	MFS_REC_LINK,	    MFS_REC_SYMLINK,  MFS_REC_CHMOD,	   MFS_REC_CHOWN,
+	MFS_REC_UTIMENS,    MFS_REC_SETXATTR, MFS_REC_REMOVEXATTR, MFS_REC_SNAPSHOT,
+	MFS_REC_CHECKPOINT,
 };
 
 static void fill(struct mfs_rec *rec, enum mfs_rec_type t)
@@ -156,8 +157,9 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = write_segment(dirfd, "torn.seg", seed_uuid, 5, NULL, 0, false);
 	if (r == 0)
-		r = fstatat(dirfd, "torn.seg", &st, 0) < 0 ? -errno
-							   : cut_file(dirfd, "torn.seg", st.st_size - 7);
+		r = fstatat(dirfd, "torn.seg", &st, 0) < 0
+			    ? -errno
+			    : cut_file(dirfd, "torn.seg", st.st_size - 7);
 	if (r == 0)
 		r = write_segment(dirfd, "big-write.mfsj", seed_uuid, 1, big, sizeof(big), true);
 	if (r == 0)

@@ -3,7 +3,7 @@
 #
 # run-fuzz.sh - build one libFuzzer target with clang and run it, bounded.
 #
-# Usage: run-fuzz.sh TARGET [SECONDS]     (TARGET: segment, ...)
+# Usage: run-fuzz.sh TARGET [SECONDS]     (TARGET: segment, replay)
 #
 # The lib sources are compiled here, by clang, with
 # -fsanitize=fuzzer,address,undefined: the main build may use gcc, whose
@@ -16,7 +16,7 @@
 # clang, or clang without libFuzzer).
 #
 # Environment: MFS_SRC (source root; default: two levels above this
-# script), CC_FUZZ (default clang), MFS_FUZZ_JOBS_ARGS (extra libFuzzer args).
+# script), CC_FUZZ (default clang), MFS_FUZZ_ARGS (extra libFuzzer args).
 set -eu
 
 target=${1:?usage: run-fuzz.sh TARGET [SECONDS]}
@@ -34,10 +34,10 @@ segment)
 	lib=(crc32c.c codec.c segment.c io.c log.c)
 	libs=()
 	;;
-# replay)   # tests/fuzz/fuzz_replay.c (to come): the replay engine on hostile records
-#	lib=(crc32c.c codec.c segment.c io.c log.c path.c replay.c)
-#	libs=(-luring)
-#	;;
+replay) # tests/fuzz/fuzz_replay.c: the replay engine on hostile records
+	lib=(crc32c.c codec.c segment.c io.c log.c path.c replay.c)
+	libs=(-luring)
+	;;
 *)
 	echo "run-fuzz.sh: unknown target '$target'" >&2
 	exit 1
@@ -76,7 +76,7 @@ echo "run-fuzz.sh: building fuzz_$target with $cc"
 "$cc" "${cflags[@]}" -fsanitize=address,undefined \
 	"${srcs[@]}" "$here/gen_corpus.c" -o "$work/gen_corpus" "${libs[@]}"
 "$work/gen_corpus" "$work/seeds"
-echo "run-fuzz.sh: $(ls "$work/seeds" | wc -l) seeds, running for ${seconds}s"
+echo "run-fuzz.sh: $(find "$work/seeds" -type f | wc -l) seeds, running for ${seconds}s"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,10 +24,10 @@
 #include "tests.h"
 
 static const enum mfs_rec_type all_types[] = {
-	MFS_REC_WRITE,	  MFS_REC_TRUNCATE,    MFS_REC_FALLOCATE, MFS_REC_MKNOD,
-	MFS_REC_MKDIR,	  MFS_REC_UNLINK,      MFS_REC_RMDIR,	  MFS_REC_RENAME,
-	MFS_REC_LINK,	  MFS_REC_SYMLINK,     MFS_REC_CHMOD,	  MFS_REC_CHOWN,
-	MFS_REC_UTIMENS,  MFS_REC_SETXATTR,    MFS_REC_REMOVEXATTR, MFS_REC_SNAPSHOT,
+	MFS_REC_WRITE,	    MFS_REC_TRUNCATE,	MFS_REC_FALLOCATE,   MFS_REC_MKNOD,
+	MFS_REC_MKDIR,	    MFS_REC_UNLINK,	MFS_REC_RMDIR,	     MFS_REC_RENAME,
+	MFS_REC_LINK,	    MFS_REC_SYMLINK,	MFS_REC_CHMOD,	     MFS_REC_CHOWN,
+	MFS_REC_UTIMENS,    MFS_REC_SETXATTR,	MFS_REC_REMOVEXATTR, MFS_REC_SNAPSHOT,
 	MFS_REC_CHECKPOINT, MFS_REC_SEG_CLOSED,
 };
 
@@ -471,7 +472,7 @@ static void test_decode_bad_crc(void)
 
 static void test_decode_bad_type_flags_reserved(void)
 {
-	static const uint16_t bad_types[] = { 0, 16, 17, 63, 67, 255, 0x8001, 0xffff };
+	static const uint16_t bad_types[] = {0, 16, 17, 63, 67, 255, 0x8001, 0xffff};
 	uint8_t rec[256];
 	struct mfs_rec *out = rec_new();
 	struct pb *p = calloc(1, sizeof(*p));
@@ -707,21 +708,48 @@ static void test_decode_trailer(void)
 	free(p);
 }
 
+
+/*
+ * A write of MFS_WRITE_MAX bytes to a path of MFS_PATH_MAX bytes is within
+ * both documented limits, but its record (32 + 2 + 4095 + 8 + 4 + 64 MiB)
+ * exceeds MFS_REC_MAX (64 MiB + 4096).
+ */
+static void test_max_write_long_path(void)
+{
+	struct mfs_rec *in;
+	uint8_t *data, head[MFS_REC_HEADER_SIZE + MFS_PATH_MAX + 64];
+	size_t head_len = 0;
+
+	in = rec_new();
+	data = calloc(1, MFS_WRITE_MAX);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+	fill_rec(in, MFS_REC_WRITE);
+	memset(in->path, 'p', MFS_PATH_MAX);
+	in->path[MFS_PATH_MAX] = 0;
+	in->data = data;
+	in->data_len = MFS_WRITE_MAX;
+	CU_ASSERT_EQUAL(mfs_rec_encode(in, head, sizeof(head), &head_len), 0);
+	free(data);
+	free(in);
+}
+
 static CU_TestInfo tests[] = {
-	{ "round trip of every type, every field", test_roundtrip_every_type },
-	{ "round trip at the limits", test_roundtrip_limits },
-	{ "type table", test_type_table },
-	{ "encode rejects malformed records", test_encode_rejects },
-	{ "decode: every bit flip caught by the CRC", test_decode_bad_crc },
-	{ "decode: bad type, flags, reserved", test_decode_bad_type_flags_reserved },
-	{ "decode: length mismatches", test_decode_length_mismatch },
-	{ "decode: NUL, empty and oversize strings", test_decode_bad_strings },
-	{ "decode: oversize blobs and records", test_decode_oversize },
-	{ "decode: markers and trailer", test_decode_trailer },
+	{"round trip of every type, every field", test_roundtrip_every_type},
+	{"round trip at the limits", test_roundtrip_limits},
+	{"type table", test_type_table},
+	{"encode rejects malformed records", test_encode_rejects},
+	{"decode: every bit flip caught by the CRC", test_decode_bad_crc},
+	{"decode: bad type, flags, reserved", test_decode_bad_type_flags_reserved},
+	{"decode: length mismatches", test_decode_length_mismatch},
+	{"decode: NUL, empty and oversize strings", test_decode_bad_strings},
+	{"decode: oversize blobs and records", test_decode_oversize},
+	{"decode: markers and trailer", test_decode_trailer},
+	{"largest write on the longest path", test_max_write_long_path},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_codec[] = {
-	{ "codec", NULL, NULL, NULL, NULL, tests },
+	{"codec", NULL, NULL, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };

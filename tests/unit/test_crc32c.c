@@ -23,9 +23,9 @@ static const struct {
 	crc_fn fn;
 	bool (*usable)(void);
 } impls[] = {
-	{ "sw", mfs_crc32c_sw, NULL },
-	{ "hw", mfs_crc32c_hw, mfs_crc32c_has_hw },
-	{ "dispatch", mfs_crc32c, NULL },
+	{"sw", mfs_crc32c_sw, NULL},
+	{"hw", mfs_crc32c_hw, mfs_crc32c_has_hw},
+	{"dispatch", mfs_crc32c, NULL},
 };
 
 static bool impl_usable(size_t i)
@@ -168,15 +168,15 @@ static void test_large(void)
 }
 
 static CU_TestInfo tests[] = {
-	{ "check values (sw, hw, dispatch)", test_check_values },
-	{ "hw path present", test_hw_reported },
-	{ "hw == sw, lengths 0..300, all alignments", test_hw_equals_sw },
-	{ "incremental chaining", test_chaining },
-	{ "1 MiB buffer", test_large },
+	{"check values (sw, hw, dispatch)", test_check_values},
+	{"hw path present", test_hw_reported},
+	{"hw == sw, lengths 0..300, all alignments", test_hw_equals_sw},
+	{"incremental chaining", test_chaining},
+	{"1 MiB buffer", test_large},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_crc32c[] = {
-	{ "crc32c", NULL, NULL, NULL, NULL, tests },
+	{"crc32c", NULL, NULL, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };

@@ -29,8 +29,8 @@
 static char *tmpdir;
 static int dirfd_ = -1;
 
-static const uint8_t uuid_t1[16] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 0x43, 4,
-				     0x85, 6, 7, 8, 9, 10, 11, 12 };
+static const uint8_t uuid_t1[16] = {0xde, 0xad, 0xbe, 0xef, 1, 2,  0x43, 4,
+				    0x85, 6,	7,    8,    9, 10, 11,	 12};
 
 static int suite_init(void)
 {
@@ -107,22 +107,28 @@ static void test_parse_size(void)
 		const char *s;
 		uint64_t v;
 	} good[] = {
-		{ "0", 0 },
-		{ "4096", 4096 },
-		{ "1k", 1024 },
-		{ "1K", 1024 },
-		{ "2KiB", 2048 },
-		{ "64M", 64ull << 20 },
-		{ "64m", 64ull << 20 },
-		{ "3MB", 3ull << 20 },
-		{ "1G", 1ull << 30 },
-		{ "2T", 2ull << 40 },
-		{ "18446744073709551615", UINT64_MAX },
-		{ "16777215T", 16777215ull << 40 },
+		{"0", 0},
+		{"4096", 4096},
+		{"1k", 1024},
+		{"1K", 1024},
+		{"2KiB", 2048},
+		{"64M", 64ull << 20},
+		{"64m", 64ull << 20},
+		{"3MB", 3ull << 20},
+		{"1G", 1ull << 30},
+		{"2T", 2ull << 40},
+		{"18446744073709551615", UINT64_MAX},
+		{"16777215T", 16777215ull << 40},
 	};
 	static const char *const bad[] = {
-		"",	 "M",	"-1",  " 5",   "5 ",   "1.5M", "12X", "1MM", "1Mx", "0x10",
-		"1KiBB", "abc", "+3",  "18446744073709551616", "16777216T", "17179869184G",
+		"",	     "M",
+		"-1",	     " 5",
+		"5 ",	     "1.5M",
+		"12X",	     "1MM",
+		"1Mx",	     "0x10",
+		"1KiBB",     "abc",
+		"+3",	     "18446744073709551616",
+		"16777216T", "17179869184G",
 	};
 	uint64_t v;
 
@@ -144,8 +150,8 @@ static void test_parse_size(void)
 
 static void test_uuid(void)
 {
-	static const uint8_t u[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
-				       0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
+	static const uint8_t u[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+				      0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
 	uint8_t back[16], g1[16], g2[16];
 	char s[37], s2[37];
 
@@ -170,7 +176,7 @@ static void test_uuid(void)
 	CU_ASSERT_EQUAL(mfs_uuid_generate(g1), 0);
 	CU_ASSERT_EQUAL(mfs_uuid_generate(g2), 0);
 	CU_ASSERT(memcmp(g1, g2, 16) != 0);
-	CU_ASSERT_EQUAL(g1[6] >> 4, 4);	    /* version 4 */
+	CU_ASSERT_EQUAL(g1[6] >> 4, 4); /* version 4 */
 	CU_ASSERT_EQUAL(g1[8] & 0xc0, 0x80); /* RFC 4122 variant */
 	mfs_uuid_format(g1, s);
 	CU_ASSERT_EQUAL(strlen(s), 36);
@@ -183,7 +189,7 @@ static void test_uuid(void)
 static void test_rw_all_and_time(void)
 {
 	char a[] = "alpha-", b[] = "beta-", c[] = "gamma";
-	struct iovec iov[3] = { { a, 6 }, { b, 5 }, { c, 5 } };
+	struct iovec iov[3] = {{a, 6}, {b, 5}, {c, 5}};
 	char buf[64] = "";
 	uint64_t t0, t1;
 	int fd;
@@ -211,7 +217,7 @@ static void test_rw_all_and_time(void)
 static char log_buf[256];
 static int log_level = -1;
 
-static void capture(int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void capture(int level, const char *fmt, va_list ap)
 {
 	log_level = level;
 	vsnprintf(log_buf, sizeof(log_buf), fmt, ap);
@@ -251,10 +257,10 @@ static void test_log(void)
 
 /* ---------------------------------------------------------------- fault injection */
 
-static int fail_errno;	    /* errno the failing op sets */
-static int fail_after;	    /* calls that still succeed before failing */
-static size_t short_max;    /* bytes per pwritev call when > 0 */
-static int eintr_every;	    /* every Nth call fails with EINTR */
+static int fail_errno; /* errno the failing op sets */
+static int fail_after; /* calls that still succeed before failing */
+static size_t short_max; /* bytes per pwritev call when > 0 */
+static int eintr_every; /* every Nth call fails with EINTR */
 static unsigned pwritev_calls, fdatasync_calls;
 
 static ssize_t inj_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -278,7 +284,7 @@ static ssize_t inj_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 	for (int i = 0; i < cnt && i < 16 && budget; i++) {
 		size_t l = MFS_MIN(iov[i].iov_len, budget);
 
-		part[n++] = (struct iovec){ iov[i].iov_base, l };
+		part[n++] = (struct iovec){iov[i].iov_base, l};
 		budget -= l;
 	}
 	return pwritev(fd, part, n, off);
@@ -428,7 +434,7 @@ static void test_fault_short_writes_and_eintr(void)
 	inj_reset();
 	ops.pwritev = inj_pwritev;
 	mfs_io_set_ops(&ops);
-	short_max = 7;	 /* at most 7 bytes per call */
+	short_max = 7; /* at most 7 bytes per call */
 	eintr_every = 3; /* and every third call interrupted */
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "f-short", uuid_t1, 1, 10, &w), 0);
 	for (int i = 0; i < 20; i++)
@@ -447,7 +453,7 @@ static void test_fault_short_writes_and_eintr(void)
 	/* mfs_pwritev_all on its own, across iovec boundaries */
 	{
 		char a[] = "abc", b[] = "defghij", c[] = "klmnopqrstu";
-		struct iovec iov[3] = { { a, 3 }, { b, 7 }, { c, 11 } };
+		struct iovec iov[3] = {{a, 3}, {b, 7}, {c, 11}};
 		char buf[32] = "";
 		int fd = openat(dirfd_, "short-iov", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
@@ -603,23 +609,23 @@ static void test_fault_pread(void)
 }
 
 static CU_TestInfo tests[] = {
-	{ "replace_file, read_file, fsync_dir", test_replace_file },
-	{ "parse_size", test_parse_size },
-	{ "uuid format, parse, generate", test_uuid },
-	{ "pwritev_all, pread_all, clocks", test_rw_all_and_time },
-	{ "log facade", test_log },
-	{ "fault: pwritev ENOSPC breaks the writer", test_fault_pwritev_enospc },
-	{ "fault: pwritev EIO breaks the writer", test_fault_pwritev_eio },
-	{ "fault: half a record then EIO", test_fault_partial_then_eio },
-	{ "fault: short writes and EINTR retried", test_fault_short_writes_and_eintr },
-	{ "fault: pwritev writing 0 bytes", test_fault_zero_write },
-	{ "fault: fdatasync EIO", test_fault_fdatasync },
-	{ "fault: fallocate ENOSPC / EOPNOTSUPP", test_fault_fallocate },
-	{ "fault: pread EIO, EINTR, short reads", test_fault_pread },
+	{"replace_file, read_file, fsync_dir", test_replace_file},
+	{"parse_size", test_parse_size},
+	{"uuid format, parse, generate", test_uuid},
+	{"pwritev_all, pread_all, clocks", test_rw_all_and_time},
+	{"log facade", test_log},
+	{"fault: pwritev ENOSPC breaks the writer", test_fault_pwritev_enospc},
+	{"fault: pwritev EIO breaks the writer", test_fault_pwritev_eio},
+	{"fault: half a record then EIO", test_fault_partial_then_eio},
+	{"fault: short writes and EINTR retried", test_fault_short_writes_and_eintr},
+	{"fault: pwritev writing 0 bytes", test_fault_zero_write},
+	{"fault: fdatasync EIO", test_fault_fdatasync},
+	{"fault: fallocate ENOSPC / EOPNOTSUPP", test_fault_fallocate},
+	{"fault: pread EIO, EINTR, short reads", test_fault_pread},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_io[] = {
-	{ "io", suite_init, suite_cleanup, NULL, NULL, tests },
+	{"io", suite_init, suite_cleanup, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };

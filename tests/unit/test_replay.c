@@ -3,10 +3,14 @@
  * test_replay.c - unit tests of lib/replay: every record type, idempotency
  * (apply twice = apply once), write batching against a model (coalescing,
  * superseded writes, truncates, hard links), both engines (io_uring and
- * naive), escapes refused with a canary beside the root, check().
+ * naive), escapes refused with a canary beside the root, check(); loaded
+ * segments (one read, applied from memory, several segments before one
+ * finish, after_lsn, re-application) against the same model, and corrupt
+ * or refused segments applying nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include <linux/falloc.h>
 
 #include "mirrorfs/replay.h"
+#include "mirrorfs/segment.h"
 #include "tests.h"
 
 static char *tmp;
@@ -182,18 +187,38 @@ static unsigned rnd(void)
 	return (seed >> 8) & 0xffffff;
 }
 
+/* Where generated records go: applied (struct mfs_replay), or journaled. */
+static int (*sink)(void *ctx, struct mfs_rec *rec);
+static void *sink_ctx;
+
+static int sink_apply(void *ctx, struct mfs_rec *rec)
+{
+	return mfs_replay_apply(ctx, rec);
+}
+
+#define EMIT(rec) do { int _e = sink(sink_ctx, (rec)); if (_e < 0) return _e; } while (0)
+
+static int gen_random(int n_ops);
+
 static int fill_random(struct mfs_replay *r)
+{
+	sink = sink_apply;
+	sink_ctx = r;
+	return gen_random(4000);
+}
+
+static int gen_random(int n_ops)
 {
 	static unsigned char data[8192];
 	struct mfs_rec *x;
 
 	x = mk(MFS_REC_MKNOD, "f", NULL);
 	x->mode = S_IFREG | 0644;
-	APPLY(x);
-	APPLY(mk(MFS_REC_LINK, "f", "g"));
+	EMIT(x);
+	EMIT(mk(MFS_REC_LINK, "f", "g"));
 	memset(model, 0, sizeof(model));
 	model_len = 0;
-	for (int i = 0; i < 4000; i++) {
+	for (int i = 0; i < n_ops; i++) {
 		unsigned op = rnd() % 100;
 
 		if (op < 2) {
@@ -201,7 +226,7 @@ static int fill_random(struct mfs_replay *r)
 
 			x = mk(MFS_REC_TRUNCATE, i & 1 ? "f" : "g", NULL);
 			x->length = sz;
-			APPLY(x);
+			EMIT(x);
 			if (sz < model_len)
 				memset(model + sz, 0, model_len - sz);
 			model_len = sz;
@@ -219,7 +244,7 @@ static int fill_random(struct mfs_replay *r)
 		x->offset = off;
 		x->data = data;
 		x->data_len = (uint32_t)len;
-		APPLY(x);
+		EMIT(x);
 		memcpy(model + off, data, len);
 		if (off + len > model_len)
 			model_len = off + len;
@@ -253,6 +278,216 @@ static void test_model(void)
 		check_model(root);
 		close(root);
 	}
+}
+
+/* ---------------------------------------------------------------- loaded segments */
+
+static const uint8_t test_uuid[16] = { 0x5e, 0x61, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
+
+/* Journals generated records into segments of @per records in dirfd. */
+struct segsink {
+	int dirfd;
+	struct mfs_segw *w;
+	uint64_t next_lsn, seg_no;
+	unsigned in_seg, per, n_names;
+	char names[64][MFS_SEG_NAME_LEN + 1];
+};
+
+static int segsink_close(struct segsink *k)
+{
+	int e;
+
+	if (!k->w)
+		return 0;
+	e = mfs_segw_close(k->w, k->dirfd, k->names[k->n_names]);
+	k->w = NULL;
+	if (e == 0)
+		k->n_names++;
+	return e;
+}
+
+static int sink_segment(void *ctx, struct mfs_rec *rec)
+{
+	struct segsink *k = ctx;
+	char oname[32];
+	uint64_t lsn;
+	int e;
+
+	if (!k->w) {
+		if (k->n_names >= 64)
+			return -ENOSPC;
+		snprintf(oname, sizeof(oname), "open-%" PRIu64, k->seg_no);
+		e = mfs_segw_create(k->dirfd, oname, test_uuid, ++k->seg_no, k->next_lsn, &k->w);
+		if (e < 0)
+			return e;
+		k->in_seg = 0;
+	}
+	rec->time_ns = 0;
+	e = mfs_segw_append(k->w, rec, &lsn);
+	if (e < 0)
+		return e;
+	k->next_lsn = lsn + 1;
+	if (++k->in_seg == k->per)
+		return segsink_close(k);
+	return 0;
+}
+
+/* Journal the model workload (seed 42) into segments of @per records in @dirfd. */
+static int journal_model(int dirfd, unsigned per, struct segsink *k)
+{
+	int e;
+
+	memset(k, 0, sizeof(*k));
+	k->dirfd = dirfd;
+	k->next_lsn = 1;
+	k->per = per;
+	sink = sink_segment;
+	sink_ctx = k;
+	seed = 42;
+	e = gen_random(4000);
+	return e < 0 ? e : segsink_close(k);
+}
+
+/* Load and apply every segment of @k (records after @after), then one finish. */
+static int apply_segments(int rootfd, unsigned flags, const struct segsink *k, uint64_t after)
+{
+	struct mfs_replay *r;
+	int e, e2;
+
+	e = mfs_replay_new(rootfd, flags, &r);
+	if (e < 0)
+		return e;
+	for (unsigned i = 0; i < k->n_names && e == 0; i++) {
+		struct mfs_replay_seg *s;
+		int fd = openat(k->dirfd, k->names[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			e = -errno;
+			break;
+		}
+		e = mfs_replay_seg_load(r, fd, test_uuid, 1u << 30, &s);
+		close(fd);
+		if (e < 0)
+			break;
+		CU_ASSERT_EQUAL(mfs_replay_seg_info(s)->verdict, MFS_SEG_OK);
+		CU_ASSERT_EQUAL(mfs_replay_seg_refused(s, NULL, NULL), 0);
+		e = mfs_replay_seg_apply(r, s, after, NULL, NULL);
+	}
+	e2 = mfs_replay_finish(r);
+	mfs_replay_free(r);
+	return e < 0 ? e : e2;
+}
+
+static void test_segments(void)
+{
+	static const char *names[] = { "seg-uring", "seg-naive" };
+	struct segsink *k = calloc(1, sizeof(*k));
+	int dir;
+
+	CU_ASSERT_TRUE_FATAL(k != NULL);
+	CU_ASSERT_EQUAL_FATAL(mkdirat(topfd, "segs", 0755), 0);
+	dir = openat(topfd, "segs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_TRUE_FATAL(dir >= 0);
+	/* 4002 records in 9 segments: superseded writes within and across them */
+	CU_ASSERT_EQUAL_FATAL(journal_model(dir, 500, k), 0);
+	CU_ASSERT_EQUAL(k->n_names, 9);
+	for (int mode = 0; mode < 2; mode++) {
+		int root = fresh_root(names[mode]);
+
+		CU_ASSERT_TRUE_FATAL(root >= 0);
+		CU_ASSERT_EQUAL(apply_segments(root, mode ? MFS_REPLAY_F_NO_URING : 0, k, 0), 0);
+		check_model(root);
+		/* everything already applied: nothing changes */
+		CU_ASSERT_EQUAL(apply_segments(root, 0, k, k->next_lsn - 1), 0);
+		check_model(root);
+		/* applied again from LSN 1 on the finished tree: idempotent */
+		CU_ASSERT_EQUAL(apply_segments(root, 0, k, 0), 0);
+		check_model(root);
+		close(root);
+	}
+	close(dir);
+	free(k);
+}
+
+/* A copy of segment @name with byte @at flipped, as @out. */
+static void flip_copy(int dirfd, const char *name, long at, const char *out)
+{
+	static unsigned char buf[1 << 20];
+	int in = openat(dirfd, name, O_RDONLY | O_CLOEXEC), o;
+	ssize_t n;
+
+	CU_ASSERT_TRUE_FATAL(in >= 0);
+	n = read(in, buf, sizeof(buf));
+	close(in);
+	CU_ASSERT_TRUE_FATAL(n > at);
+	buf[at] ^= 0x10;
+	o = openat(dirfd, out, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	CU_ASSERT_TRUE_FATAL(o >= 0);
+	CU_ASSERT_EQUAL(write(o, buf, (size_t)n), n);
+	close(o);
+}
+
+static void test_segment_invalid(void)
+{
+	struct segsink k;
+	struct mfs_replay_seg *s;
+	struct mfs_replay *r;
+	struct mfs_rec *x;
+	enum mfs_rec_type type;
+	uint64_t lsn = 0, last;
+	struct stat st;
+	int dir, root, fd;
+
+	CU_ASSERT_EQUAL_FATAL(mkdirat(topfd, "bad", 0755), 0);
+	dir = openat(topfd, "bad", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	root = fresh_root("bad-root");
+	CU_ASSERT_TRUE_FATAL(dir >= 0 && root >= 0);
+	memset(&k, 0, sizeof(k));
+	k.dirfd = dir;
+	k.next_lsn = 1;
+	k.per = 100;
+	x = mk(MFS_REC_MKNOD, "a", NULL);
+	x->mode = S_IFREG | 0644;
+	CU_ASSERT_EQUAL(sink_segment(&k, x), 0);
+	x = mk(MFS_REC_WRITE, "a", NULL);
+	x->data = "0123456789abcdef";
+	x->data_len = 16;
+	CU_ASSERT_EQUAL(sink_segment(&k, x), 0);
+	x = mk(MFS_REC_WRITE, "../escape", NULL);
+	x->data = "x";
+	x->data_len = 1;
+	CU_ASSERT_EQUAL(sink_segment(&k, x), 0);
+	CU_ASSERT_EQUAL_FATAL(segsink_close(&k), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_replay_new(root, 0, &r), 0);
+	/* a refused record: reported with its LSN, nothing of the segment applied */
+	fd = openat(dir, k.names[0], O_RDONLY | O_CLOEXEC);
+	CU_ASSERT_EQUAL_FATAL(mfs_replay_seg_load(r, fd, test_uuid, 1u << 20, &s), 0);
+	CU_ASSERT_EQUAL(mfs_replay_seg_refused(s, &lsn, &type), -EINVAL);
+	CU_ASSERT_EQUAL(lsn, 3);
+	CU_ASSERT_EQUAL(type, MFS_REC_WRITE);
+	mfs_replay_seg_free(s);
+	CU_ASSERT_EQUAL(mfs_replay_segment(r, fd, test_uuid, 0, true, &last), -EINVAL);
+	CU_ASSERT_EQUAL(mfs_replay_seg_load(r, fd, test_uuid, 100, &s), -EFBIG);
+	close(fd);
+	/* a flipped bit in the last record's data: corrupt, nothing applied */
+	flip_copy(dir, k.names[0], 200, "flipped");
+	fd = openat(dir, "flipped", O_RDONLY | O_CLOEXEC);
+	CU_ASSERT_EQUAL_FATAL(mfs_replay_seg_load(r, fd, test_uuid, 1u << 20, &s), 0);
+	CU_ASSERT_NOT_EQUAL(mfs_replay_seg_info(s)->verdict, MFS_SEG_OK);
+	mfs_replay_seg_free(s);
+	CU_ASSERT_EQUAL(mfs_replay_segment(r, fd, test_uuid, 0, true, &last), -EBADMSG);
+	/* another data set: foreign */
+	CU_ASSERT_EQUAL_FATAL(mfs_replay_seg_load(r, fd, (const uint8_t *)"0123456789abcdef",
+						  1u << 20, &s), 0);
+	CU_ASSERT_EQUAL(mfs_replay_seg_info(s)->verdict, MFS_SEG_FOREIGN);
+	mfs_replay_seg_free(s);
+	close(fd);
+	CU_ASSERT_EQUAL(mfs_replay_finish(r), 0);
+	mfs_replay_free(r);
+	CU_ASSERT_EQUAL(fstatat(root, "a", &st, 0), -1);
+	CU_ASSERT_EQUAL(fstatat(topfd, "escape", &st, 0), -1);
+	close(root);
+	close(dir);
 }
 
 /* ---------------------------------------------------------------- escapes */
@@ -339,6 +574,8 @@ static void test_check(void)
 static CU_TestInfo tests[] = {
 	{ "life", test_life },
 	{ "model", test_model },
+	{ "segments", test_segments },
+	{ "segment-invalid", test_segment_invalid },
 	{ "escape", test_escape },
 	{ "check", test_check },
 	CU_TEST_INFO_NULL,

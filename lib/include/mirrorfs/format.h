@@ -53,7 +53,7 @@
 #define MFS_REC_HEADER_SIZE 32u
 
 /* Largest record accepted, header included: a reader never allocates more. */
-#define MFS_REC_MAX (64u * 1024u * 1024u + 4096u)
+#define MFS_REC_MAX (64u * 1024u * 1024u + 8192u)
 /* Largest data payload of one write record. */
 #define MFS_WRITE_MAX (64u * 1024u * 1024u)
 /* Longest path in a record (bytes, no NUL), and longest component. */

@@ -5,9 +5,11 @@
  * Used by the mirror daemon, crash recovery on mount and restore/promote.
  * Applying is idempotent (applying a record twice leaves the same result as
  * once) and every path is resolved beneath the root fd: a hostile record can
- * fail, never touch anything outside the root. Writes are batched through
- * io_uring; metadata operations are ordered after the writes they depend
- * on; mfs_replay_finish() flushes every touched file once.
+ * fail, never touch anything outside the root. Writes are logged per
+ * file and issued together (superseded bytes dropped, adjacent ones in one
+ * pwritev); metadata operations are ordered after the writes they depend
+ * on; mfs_replay_finish() flushes every touched file once (io_uring fsyncs
+ * in parallel, or one syncfs).
  */
 #pragma once
 
@@ -15,8 +17,10 @@
 #include <stdint.h>
 
 #include "mirrorfs/record.h"
+#include "mirrorfs/segment.h"
 
 struct mfs_replay;
+struct mfs_replay_seg;
 
 #define MFS_REPLAY_F_NO_URING (1u << 0) /* plain syscalls (baseline, fallback) */
 #define MFS_REPLAY_F_NO_SYNC (1u << 1)  /* skip the final flush (tests, recovery before its own sync) */
@@ -52,13 +56,54 @@ int mfs_replay_finish(struct mfs_replay *r);
 struct mfs_replay *mfs_replay_free(struct mfs_replay *r);
 
 /*
- * Convenience: validate a whole segment file and apply its records with
- * LSN > @after_lsn. @expect_uuid may be NULL. Returns 0 and the last
- * applied LSN in *ret_last, -EBADMSG if the segment is not valid (nothing
- * applied when @strict: the segment is validated fully first), or -errno.
+ * Convenience: load a whole segment file (mfs_replay_seg_load, no size
+ * limit) and apply its records with LSN > @after_lsn (mfs_replay_seg_apply).
+ * @expect_uuid may be NULL. Returns 0 and the last applied LSN in
+ * *ret_last, -EBADMSG if the segment is not valid, -EINVAL if a record is
+ * refused (nothing applied when @strict; otherwise the valid records before
+ * a torn tail or a refused record are applied), or -errno.
  */
 int mfs_replay_segment(struct mfs_replay *r, int segfd, const uint8_t *expect_uuid,
 		       uint64_t after_lsn, bool strict, uint64_t *ret_last);
+
+/*
+ * Map segment file @segfd into memory (or read it into a buffer of engine
+ * @r, which must outlive the segment), once (at most @max_size bytes, else -EFBIG), and
+ * validate it fully: the reader's verdict (every record's CRC,
+ * the trailer and whole-segment CRC, the data-set id @expect_uuid, may be
+ * NULL) and mfs_replay_check() of every record. Nothing is applied. The
+ * verdict is in mfs_replay_seg_info(), a refused record in
+ * mfs_replay_seg_refused(). Returns 0, or -errno if the file cannot be read.
+ */
+int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_uuid,
+			uint64_t max_size, struct mfs_replay_seg **ret);
+
+/* The reader's verdict over a loaded segment (records up to a refused one). */
+const struct mfs_seg_info *mfs_replay_seg_info(const struct mfs_replay_seg *s);
+
+/*
+ * Returns 0 if mfs_replay_check() accepted every record, else -EINVAL with
+ * the first refused record's LSN and type (either pointer may be NULL).
+ */
+int mfs_replay_seg_refused(const struct mfs_replay_seg *s, uint64_t *ret_lsn,
+			   enum mfs_rec_type *ret_type);
+
+/* Free a loaded segment that was not given to mfs_replay_seg_apply(). */
+struct mfs_replay_seg *mfs_replay_seg_free(struct mfs_replay_seg *s);
+
+/*
+ * Apply the valid records of loaded segment @s with LSN > @after_lsn, in
+ * order, from the memory they were read into: write data are not copied,
+ * and bytes a later write of the same batch overwrites are never written.
+ * The engine takes @s over in every case (it is freed once its writes are
+ * issued, at the latest by mfs_replay_finish() or mfs_replay_free()): the
+ * caller must not touch it afterwards. @cb (may be NULL) is called after
+ * each record applied; a non-zero return stops and is returned. LSNs of a
+ * segment are consecutive: a record that fails is the one after the last
+ * @cb saw. Returns 0, @cb's value, or -errno of the failing record.
+ */
+int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_t after_lsn,
+			 int (*cb)(const struct mfs_rec *rec, void *arg), void *arg);
 
 /* Counters of an engine (since mfs_replay_new). */
 struct mfs_replay_stats {
