@@ -14,12 +14,20 @@
  * the saved arguments (the low-level API lets any thread reply); it also
  * releases a lock at its timeout.
  *
- * Locking closes the gate, waits until no mutation is in flight (every
- * wrapper that got through has returned, so it has replied and its change
- * is applied and journaled), then checkpoints: ns_lock barrier, syncfs of
- * DATADIR, journal sync. The lock belongs to the ctl handle that took it:
- * "unlock" on any ctl handle, the release of that handle (its holder
- * exited or died) or the timeout releases it.
+ * Locking first flushes with writers still running (so that the flush
+ * under the lock is short), then closes the gate, waits until no mutation
+ * is in flight (every wrapper that got through has returned, so it has
+ * replied and its change is applied and journaled), then checkpoints:
+ * ns_lock barrier, syncfs of DATADIR, journal sync. The lock belongs to the
+ * ctl handle that took it: "unlock" on any ctl handle, the release of that
+ * handle (its holder exited or died) or the timeout releases it.
+ *
+ * What the kernel still serialises: a parked request keeps the VFS locks
+ * its syscall took, so a parked create/mkdir/unlink/rename blocks other
+ * lookups and listings of that directory, and a parked write keeps a page
+ * it fills partially (and that is not cached) locked, so a read of that
+ * very page waits. Those callers wait in the kernel, not in a FUSE worker:
+ * everything else, the ctl file and the unlock go on.
  *
  * Invariants: the gate is closed whenever the fs is locked or the FIFO is
  * not empty, so a new mutation never overtakes a parked one. The fast path
@@ -40,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
@@ -82,24 +91,24 @@ struct fs_parked {
 	off_t off, off2, len;
 	size_t size;
 	char *name, *name2; /* names, link target, xattr name */
-	char *data;         /* write data, xattr value */
+	char *data; /* write data, xattr value */
 };
 
 struct fs_lock {
 	pthread_mutex_t mu;
 	pthread_cond_t wake; /* resumer: state changed (CLOCK_MONOTONIC) */
 	pthread_cond_t idle; /* locker: inflight dropped to 0 */
-	atomic_bool closed;  /* written under mu */
+	atomic_bool closed; /* written under mu */
 	atomic_uint inflight;
-	bool locked;            /* mu */
-	bool stop;              /* mu */
-	const void *owner;      /* mu; the owning ctl handle, compared only */
-	uint64_t since_ns;      /* mu; CLOCK_REALTIME */
-	uint64_t timeout_ms;    /* mu */
-	uint64_t deadline_ns;   /* mu; CLOCK_MONOTONIC */
+	bool locked; /* mu */
+	bool stop; /* mu */
+	const void *owner; /* mu; the owning ctl handle, compared only */
+	uint64_t since_ns; /* mu; CLOCK_REALTIME */
+	uint64_t timeout_ms; /* mu */
+	uint64_t deadline_ns; /* mu; CLOCK_MONOTONIC */
 	struct fs_parked *head; /* mu */
 	struct fs_parked **tail; /* mu */
-	size_t n_parked;        /* mu */
+	size_t n_parked; /* mu */
 	pthread_t resumer;
 	bool resumer_started;
 };
@@ -348,7 +357,11 @@ static int lock_new(struct fs_lock **ret)
 	return 0;
 }
 
-/* Stop the resumer; requests still parked get ENOTCONN (the kernel is gone). */
+/*
+ * Stop the resumer and free requests still parked, unapplied: destroy runs
+ * after fuse_session_unmount() closed the device, which aborted them (their
+ * callers got ECONNABORTED), so there is nobody to reply to.
+ */
 static void lock_free(struct fs_lock *lk)
 {
 	if (!lk)
@@ -359,10 +372,12 @@ static void lock_free(struct fs_lock *lk)
 	pthread_mutex_unlock(&lk->mu);
 	if (lk->resumer_started)
 		pthread_join(lk->resumer, NULL);
+	if (lk->n_parked)
+		log_warning("unmounted while locked: %zu parked requests dropped", lk->n_parked);
 	while (lk->head) {
 		struct fs_parked *p = lk->head;
 		lk->head = p->next;
-		fuse_reply_err(p->req, ENOTCONN);
+		fuse_reply_none(p->req); /* frees it, sends nothing */
 		parked_free(p);
 	}
 	pthread_cond_destroy(&lk->wake);
@@ -394,12 +409,37 @@ static void lk_destroy(void *userdata)
 
 /* ================================================================ ctl */
 
+static bool is_locked(struct fs_lock *lk)
+{
+	bool locked;
+
+	pthread_mutex_lock(&lk->mu);
+	locked = lk->locked;
+	pthread_mutex_unlock(&lk->mu);
+	return locked;
+}
+
+/*
+ * Flush while writers still run (errors are caught by the checkpoint under
+ * the lock): the flush inside the lock window then only has what was
+ * written meanwhile, which keeps that window short.
+ */
+static void preflush(struct fs *fs)
+{
+	if (!fs->opt.skip_backing_sync)
+		(void)syncfs(fs->sync_fd);
+	(void)fs_journal_sync(fs, 0);
+}
+
 /* Returns 0 once locked and flushed, -EBUSY if already locked, -errno. */
 static int lock_take(struct fs *fs, const void *owner, uint64_t timeout_ms)
 {
 	struct fs_lock *lk = fs->lock;
 	int r;
 
+	if (is_locked(lk))
+		return -EBUSY;
+	preflush(fs);
 	pthread_mutex_lock(&lk->mu);
 	if (lk->locked) {
 		pthread_mutex_unlock(&lk->mu);
@@ -565,9 +605,15 @@ static void ns_op(fuse_req_t req, enum park_kind kind, fuse_ino_t ino, const cha
 		return;
 	}
 	if (gate_enter(lk)) {
-		struct fs_parked now = { .kind = kind, .req = req, .ino = ino, .ino2 = ino2,
-					 .name = (char *)name, .name2 = (char *)name2,
-					 .fmode = mode, .rdev = rdev, .flags = flags };
+		struct fs_parked now = {.kind = kind,
+					.req = req,
+					.ino = ino,
+					.ino2 = ino2,
+					.name = (char *)name,
+					.name2 = (char *)name2,
+					.fmode = mode,
+					.rdev = rdev,
+					.flags = flags};
 		resume_ns(&now);
 		gate_leave(lk);
 		return;
@@ -583,8 +629,7 @@ static void ns_op(fuse_req_t req, enum park_kind kind, fuse_ino_t ino, const cha
 	park(lk, req, p);
 }
 
-static void lk_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void lk_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	ns_op(req, PK_MKNOD, parent, name, 0, NULL, mode, rdev, 0);
 }

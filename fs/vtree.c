@@ -342,10 +342,19 @@ void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
 	ssize_t n;
 
 	if (f->fd < 0) {
-		if ((size_t)off >= f->len)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, f->buf + off, MFS_MIN(size, f->len - (size_t)off));
+		/* reply from a copy: once the kernel has the reply, the reader may
+		 * close and release() free f->buf while writev() still returns
+		 * (ASan/TSan check writev's buffers after the call) */
+		size_t len = (size_t)off >= f->len ? 0 : MFS_MIN(size, f->len - (size_t)off);
+
+		buf = len ? malloc(len) : NULL;
+		if (len && !buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (len)
+			memcpy(buf, f->buf + off, len);
+		fuse_reply_buf(req, buf, len);
 		return;
 	}
 	buf = malloc(size ? size : 1);

@@ -293,6 +293,8 @@ static int lock_detached(const char *mnt, const char *cmd, unsigned timeout_s)
 		ok = 1;
 		(void)!write(pfd[1], &ok, 1);
 		close(pfd[1]);
+		/* let $(mirrorctl lock MNT) and pipes finish: keep no caller's output open */
+		(void)!freopen("/dev/null", "w", stdout);
 		(void)!freopen("/dev/null", "w", stderr);
 		end = mfs_mono_ns() + (uint64_t)timeout_s * 1000000000u;
 		while (mfs_mono_ns() < end && still_locked(mnt))
