@@ -4,7 +4,7 @@
  *
  * mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]
  *         [--once] [--no-apply] [--cascade DIR] [--keep DIR]
- *         [--metrics FILE] [--syslog] [--naive] [-v]
+ *         [--metrics FILE] [--max-segment SIZE] [--syslog] [--naive] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,11 +18,13 @@
 
 #include "config.h"
 #include "mirror.h"
+#include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
 
 #define IDLE_RESCAN_MS 10000 /* safety net when nothing waits */
 #define RETRY_MS 1000        /* something waits: look again soon */
+#define DEFAULT_MAX_SEGMENT (1ull << 30)
 
 static struct mirror_config arg_cfg;
 static bool arg_syslog;
@@ -39,8 +41,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]\n"
 		   "               [--once] [--no-apply] [--cascade DIR] [--keep DIR]\n"
-		   "               [--metrics FILE] [--syslog] [--naive] [-v]\n"
-		   "defaults: --state INCOMING/.mirrord, --quarantine STATE/quarantine\n");
+		   "               [--metrics FILE] [--max-segment SIZE] [--syslog] [--naive] [-v]\n"
+		   "defaults: --state INCOMING/.mirrord, --quarantine STATE/quarantine,\n"
+		   "          --max-segment 1G (larger segments are quarantined)\n");
 }
 
 static int parse_argv(int argc, char **argv)
@@ -56,6 +59,7 @@ static int parse_argv(int argc, char **argv)
 		{ "once", no_argument, NULL, 'o' },
 		{ "no-apply", no_argument, NULL, 'n' },
 		{ "naive", no_argument, NULL, 'N' },
+		{ "max-segment", required_argument, NULL, 'M' },
 		{ "syslog", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -76,6 +80,12 @@ static int parse_argv(int argc, char **argv)
 		case 'o': arg_cfg.once = true; break;
 		case 'n': arg_cfg.hold = true; break;
 		case 'N': arg_cfg.naive = true; break;
+		case 'M':
+			if (mfs_parse_size(optarg, &arg_cfg.max_segment) < 0 || !arg_cfg.max_segment) {
+				log_error("bad --max-segment '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
 		case 'S': arg_syslog = true; break;
 		case 'v': mfs_log_max_level = LOG_DEBUG; break;
 		case 'h': usage(stdout); exit(EXIT_SUCCESS);
@@ -83,6 +93,8 @@ static int parse_argv(int argc, char **argv)
 		default: usage(stderr); return -EINVAL;
 		}
 	}
+	if (!arg_cfg.max_segment)
+		arg_cfg.max_segment = DEFAULT_MAX_SEGMENT;
 	if (optind < argc || !arg_cfg.incoming || !arg_cfg.data) {
 		usage(stderr);
 		return -EINVAL;

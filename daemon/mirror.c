@@ -11,10 +11,20 @@
  *    contents, every record's path and fields) before any record of it is
  *    applied; a bad one is moved to the quarantine folder with a
  *    NAME.reason file, never applied;
- *  - the applied LSN is recorded (state.c, durably) only after the
- *    segment's data were flushed and its cascade copy, if any, is durable:
- *    a kill -9 at any moment re-applies at most one segment, and the
- *    replay engine makes that idempotent;
+ *  - a segment is mapped into memory once (at most --max-segment bytes),
+ *    validated from that memory and applied from the same memory: no
+ *    second read, no second checksum pass (paths and fields are decoded
+ *    and checked once, only write data are taken from the mapping later);
+ *  - segments ready together form a batch (up to BATCH_BYTES): applied
+ *    one after the other, then one flush of everything they touched and
+ *    one durable save of the applied LSN (state.c) for all of them; the
+ *    applied LSN is recorded only after that flush, and after the
+ *    cascade copies are durable: a kill -9 at any moment re-applies at
+ *    most one batch, and the replay engine makes that idempotent. The
+ *    naive mode (--naive, the benchmark's baseline) reads each segment
+ *    twice through the streaming reader (validate, then apply) and its
+ *    engine does one pwrite per write record and fsyncs each touched file
+ *    at the end of the batch;
  *  - a segment is deleted (or moved to --keep) only after its LSNs are
  *    recorded as applied.
  * A record that fails while being applied for a reason that is the
@@ -43,6 +53,7 @@
 
 #define YOUNG_NS (30ull * 1000000000ull) /* a torn segment this young may still be arriving */
 #define MAX_LISTED 100u
+#define BATCH_BYTES (1ull << 30) /* segment bytes applied before a flush and state save */
 
 struct seg_ent {
 	char name[MFS_SEG_NAME_LEN + 1];
@@ -65,6 +76,10 @@ struct mirror {
 	struct held *held; /* hold mode: segments already validated */
 	size_t n_held;
 	struct mfs_rec *rec; /* cascade copy */
+	/* the batch: applied, not yet flushed and recorded */
+	uint64_t batch_lsn, batch_ns, batch_bytes, batch_data, batch_t0;
+	char **batch_names;
+	size_t n_batch;
 };
 
 /* What applying one segment needs in the scan callback. */
@@ -224,22 +239,19 @@ static int check_cb(const struct mfs_rec *rec, void *arg)
 }
 
 /*
- * Validate segment @e (open as @fd) in full. Returns 0 if it may be
- * applied, 1 if it was quarantined, 2 if it may still be arriving, -errno.
+ * Judge segment @e (open as @fd) from its reader verdict @info and the
+ * first refused record (@c->error). Returns 0 if it may be applied, 1 if
+ * it was quarantined, 2 if it may still be arriving.
  */
-static int validate(struct mirror *m, const struct seg_ent *e, int fd, struct mfs_seg_info *info)
+static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct check_ctx *c,
+		 const struct mfs_seg_info *info)
 {
-	struct check_ctx c = { 0 };
 	char verdict[256], u1[37], u2[37];
 	struct stat st;
-	int r;
 
-	r = mfs_seg_scan_fd(fd, m->st.have_uuid ? m->st.uuid : NULL, check_cb, &c, info);
-	if (r < 0 && !c.error)
-		return log_error_errno(r, "Failed to read '%s': %m", e->name);
-	if (c.error) {
+	if (c->error) {
 		quarantine(m, e->name, "LSN %" PRIu64 " (%s): invalid path or field refused",
-			   c.bad_lsn, mfs_rec_type_name(c.bad_type) ?: "?");
+			   c->bad_lsn, mfs_rec_type_name(c->bad_type) ?: "?");
 		return 1;
 	}
 	if (info->verdict == MFS_SEG_FOREIGN) {
@@ -262,6 +274,50 @@ static int validate(struct mirror *m, const struct seg_ent *e, int fd, struct mf
 			   "-%" PRIu64, e->first, e->last, info->first_lsn, info->last_lsn);
 		return 1;
 	}
+	return 0;
+}
+
+/* Naive mode: validate by a streaming scan of the file (it is read again to apply). */
+static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
+			   struct mfs_seg_info *info)
+{
+	struct check_ctx c = { 0 };
+	int r;
+
+	r = mfs_seg_scan_fd(fd, m->st.have_uuid ? m->st.uuid : NULL, check_cb, &c, info);
+	if (r < 0 && !c.error)
+		return log_error_errno(r, "Failed to read '%s': %m", e->name);
+	return judge(m, e, fd, &c, info);
+}
+
+/*
+ * Read segment @e (open as @fd) into memory once and validate it in full.
+ * Returns 0 and the loaded segment in *ret if it may be applied, 1 if it
+ * was quarantined, 2 if it may still be arriving, -errno.
+ */
+static int validate(struct mirror *m, const struct seg_ent *e, int fd,
+		    struct mfs_replay_seg **ret)
+{
+	struct check_ctx c = { 0 };
+	struct mfs_replay_seg *s;
+	int r;
+
+	r = mfs_replay_seg_load(m->engine, fd, m->st.have_uuid ? m->st.uuid : NULL,
+				m->cfg.max_segment, &s);
+	if (r == -EFBIG) {
+		quarantine(m, e->name, "larger than --max-segment (%" PRIu64 " bytes)",
+			   m->cfg.max_segment);
+		return 1;
+	}
+	if (r < 0)
+		return log_error_errno(r, "Failed to read '%s': %m", e->name);
+	c.error = mfs_replay_seg_refused(s, &c.bad_lsn, &c.bad_type);
+	r = judge(m, e, fd, &c, mfs_replay_seg_info(s));
+	if (r != 0) {
+		mfs_replay_seg_free(s);
+		return r;
+	}
+	*ret = s;
 	return 0;
 }
 
@@ -289,18 +345,12 @@ static void held_add(struct mirror *m, const struct seg_ent *e, const struct sta
 
 /* ================================================================ apply */
 
-static int apply_cb(const struct mfs_rec *rec, void *arg)
+/* After a record was applied: its cascade copy, progress. */
+static int applied_cb(const struct mfs_rec *rec, void *arg)
 {
 	struct apply_ctx *a = arg;
 	uint64_t lsn;
 
-	if (rec->lsn <= a->after)
-		return 0;
-	a->error = mfs_replay_apply(a->m->engine, rec);
-	if (a->error < 0) {
-		a->err_lsn = rec->lsn;
-		return 1;
-	}
 	if (a->cw) {
 		*a->m->rec = *rec;
 		a->error = mfs_segw_append(a->cw, a->m->rec, &lsn);
@@ -309,13 +359,28 @@ static int apply_cb(const struct mfs_rec *rec, void *arg)
 		if (a->error < 0) {
 			a->err_lsn = rec->lsn;
 			a->local = true;
-			return 1;
+			return a->error;
 		}
 	}
 	a->last = rec->lsn;
 	a->last_ns = rec->time_ns;
 	a->bytes += rec->data_len;
 	return 0;
+}
+
+/* Naive mode: each record of the streaming scan is applied, then accounted. */
+static int stream_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct apply_ctx *a = arg;
+
+	if (rec->lsn <= a->after)
+		return 0;
+	a->error = mfs_replay_apply(a->m->engine, rec);
+	if (a->error < 0) {
+		a->err_lsn = rec->lsn;
+		return 1;
+	}
+	return applied_cb(rec, arg) ? 1 : 0;
 }
 
 static int cascade_begin(struct mirror *m, const struct mfs_seg_info *info, uint64_t first,
@@ -345,27 +410,36 @@ static int cascade_end(struct mirror *m, struct mfs_segw *cw)
 	return r;
 }
 
-/* The segment's records after the applied LSN: apply, flush, record. */
+/*
+ * Apply the records of segment @e after the batch's LSN: from loaded
+ * segment @s (taken over), or (naive mode, @s NULL) by a second streaming
+ * scan of @fd. Nothing is flushed or recorded here (batch_commit).
+ * Returns 0 applied, 1 quarantined, -errno (left in incoming for a retry).
+ */
 static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
-			 const struct mfs_seg_info *info)
+			 const struct mfs_seg_info *info, struct mfs_replay_seg *s)
 {
-	struct apply_ctx a = { .m = m, .after = m->st.applied_lsn };
+	struct apply_ctx a = { .m = m, .after = m->batch_lsn, .last = m->batch_lsn };
 	struct mfs_seg_info again;
-	uint64_t t0 = mfs_mono_ns(), dt;
 	int r;
 
-	r = cascade_begin(m, info, m->st.applied_lsn + 1, &a.cw);
-	if (r < 0)
+	r = cascade_begin(m, info, a.after + 1, &a.cw);
+	if (r < 0) {
+		mfs_replay_seg_free(s);
 		return log_error_errno(r, "Failed to start the cascade segment in '%s': %m",
 				       m->cfg.cascade);
-	a.last = m->st.applied_lsn;
-	r = mfs_seg_scan_fd(fd, info->uuid, apply_cb, &a, &again);
-	if (r >= 0 && !a.error && again.verdict != MFS_SEG_OK)
-		r = -EBADMSG; /* changed since validation */
-	if (r >= 0 && !a.error)
-		r = mfs_replay_finish(m->engine);
-	else
-		(void)mfs_replay_finish(m->engine);
+	}
+	if (s) {
+		r = mfs_replay_seg_apply(m->engine, s, a.after, applied_cb, &a);
+		if (r < 0 && !a.local) {
+			a.error = r;
+			a.err_lsn = a.last + 1; /* LSNs are consecutive */
+		}
+	} else {
+		r = mfs_seg_scan_fd(fd, info->uuid, stream_cb, &a, &again);
+		if (r >= 0 && !a.error && again.verdict != MFS_SEG_OK)
+			r = -EBADMSG; /* changed since validation */
+	}
 	if (a.error < 0 || r < 0) {
 		int err = a.error < 0 ? a.error : r;
 
@@ -384,27 +458,81 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 		return log_error_errno(r, "Failed to close the cascade segment: %m");
 	memcpy(m->st.uuid, info->uuid, 16);
 	m->st.have_uuid = true;
-	m->st.applied_lsn = a.last;
+	m->batch_lsn = a.last;
 	if (a.last_ns)
-		m->st.last_record_ns = a.last_ns;
-	m->st.segments_applied++;
-	r = mirror_state_save(m->state_fd, &m->st);
-	if (r < 0)
-		return log_error_errno(r, "Failed to record applied LSN %" PRIu64 ": %m", a.last);
-	dt = mfs_mono_ns() - t0;
-	m->status.last_bytes_per_sec = dt ? (double)a.bytes * 1e9 / (double)dt : 0;
-	log_info("applied '%s' up to LSN %" PRIu64 " (%.1f MB/s)", e->name, a.last,
-		 m->status.last_bytes_per_sec / 1e6);
+		m->batch_ns = a.last_ns;
+	m->batch_data += a.bytes;
 	return 0;
 }
 
 /*
- * Validate and apply one segment. Returns 0 applied, 1 quarantined, 2 may
- * still be arriving, 3 validated and held (hold mode), -errno.
+ * Flush everything the batch touched, then record its last LSN durably,
+ * then retire its segments. Returns 0 or -errno (the segments stay in
+ * incoming and are applied again: idempotent).
+ */
+static int batch_commit(struct mirror *m)
+{
+	uint64_t dt;
+	int r;
+
+	if (m->n_batch == 0)
+		return 0;
+	r = mfs_replay_finish(m->engine);
+	if (r < 0) {
+		errno = -r;
+		set_error(m, "flushing the data directory failed (will retry): %m");
+	} else {
+		m->st.applied_lsn = m->batch_lsn;
+		if (m->batch_ns)
+			m->st.last_record_ns = m->batch_ns;
+		m->st.segments_applied += m->n_batch;
+		r = mirror_state_save(m->state_fd, &m->st);
+		if (r < 0)
+			log_error_errno(r, "Failed to record applied LSN %" PRIu64 ": %m",
+					m->batch_lsn);
+	}
+	if (r == 0) {
+		dt = mfs_mono_ns() - m->batch_t0;
+		m->status.last_bytes_per_sec = dt ? (double)m->batch_data * 1e9 / (double)dt : 0;
+		log_info("applied %zu segment(s) up to LSN %" PRIu64 " (%.1f MB/s), last '%s'",
+			 m->n_batch, m->st.applied_lsn, m->status.last_bytes_per_sec / 1e6,
+			 m->batch_names[m->n_batch - 1]);
+		for (size_t i = 0; i < m->n_batch; i++)
+			retire(m, m->batch_names[i]);
+	}
+	for (size_t i = 0; i < m->n_batch; i++)
+		free(m->batch_names[i]);
+	m->n_batch = 0;
+	m->batch_lsn = m->st.applied_lsn;
+	m->batch_ns = m->batch_data = m->batch_bytes = 0;
+	return r;
+}
+
+static int batch_add(struct mirror *m, const struct seg_ent *e, uint64_t size)
+{
+	char **n = realloc(m->batch_names, (m->n_batch + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	m->batch_names = n;
+	n[m->n_batch] = strdup(e->name);
+	if (!n[m->n_batch])
+		return -ENOMEM;
+	if (m->n_batch++ == 0)
+		m->batch_t0 = mfs_mono_ns();
+	m->batch_bytes += size;
+	return 0;
+}
+
+/*
+ * Validate and apply one segment into the batch. Returns 0 applied, 1
+ * quarantined, 2 may still be arriving, 3 validated and held (hold mode),
+ * -errno.
  */
 static int handle(struct mirror *m, const struct seg_ent *e)
 {
 	_cleanup_close_ int fd = -EBADF;
+	struct mfs_replay_seg *s = NULL;
 	struct mfs_seg_info info;
 	struct stat st;
 	int r;
@@ -420,15 +548,30 @@ static int handle(struct mirror *m, const struct seg_ent *e)
 	}
 	if (m->cfg.hold && held_has(m, e, &st))
 		return 3;
-	r = validate(m, e, fd, &info);
+	if (m->cfg.naive) {
+		r = validate_stream(m, e, fd, &info);
+	} else {
+		r = validate(m, e, fd, &s);
+		if (r == 0)
+			info = *mfs_replay_seg_info(s);
+	}
 	if (r != 0)
 		return r;
 	if (m->cfg.hold) {
+		mfs_replay_seg_free(s);
 		held_add(m, e, &st);
 		log_info("hold: '%s' validated, kept", e->name);
 		return 3;
 	}
-	return apply_segment(m, e, fd, &info);
+	r = apply_segment(m, e, fd, &info, s);
+	if (r != 0)
+		return r;
+	r = batch_add(m, e, (uint64_t)st.st_size);
+	if (r < 0)
+		return r;
+	if (m->batch_bytes >= BATCH_BYTES)
+		return batch_commit(m);
+	return 0;
 }
 
 /* ================================================================ pass */
@@ -493,13 +636,14 @@ static void publish(struct mirror *m)
 int mirror_pass(struct mirror *m, volatile const int *stop)
 {
 	_cleanup_free_ struct seg_ent *v = NULL;
-	uint64_t upto = m->st.applied_lsn; /* applied, or validated in hold mode */
+	uint64_t upto = m->st.applied_lsn; /* applied (maybe not yet flushed), or held */
 	int n, r = 0, ret = 0, i;
 
 	n = list_segments(m->in_fd, &v);
 	if (n < 0)
 		return log_error_errno(n, "Failed to list '%s': %m", m->cfg.incoming);
 	m->status.gap_from = m->status.gap_to = 0;
+	m->batch_lsn = m->st.applied_lsn;
 	for (i = 0; i < n && !*stop; i++) {
 		const struct seg_ent *e = &v[i];
 
@@ -508,7 +652,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			continue;
 		}
 		if (e->last <= upto)
-			continue; /* hold mode: covered by a validated one */
+			continue; /* in the batch, or held: covered by a validated one */
 		if (e->first > upto + 1) {
 			m->status.gap_from = upto + 1;
 			m->status.gap_to = e->first - 1;
@@ -523,8 +667,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			break;
 		}
 		if (r == 0) {
-			upto = m->st.applied_lsn;
-			retire(m, e->name);
+			upto = m->batch_lsn;
 		} else if (r == 3) {
 			upto = e->last; /* validated and held */
 		} else if (r == 2) {
@@ -534,6 +677,9 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			ret = 1; /* quarantined */
 		}
 	}
+	r = batch_commit(m);
+	if (r < 0 && ret >= 0)
+		ret = r;
 	m->status.waiting = 0;
 	for (int j = 0; j < n; j++)
 		m->status.waiting += v[j].last > m->st.applied_lsn;
@@ -601,6 +747,9 @@ struct mirror *mirror_free(struct mirror *m)
 	free_names(&m->status);
 	free(m->held);
 	free(m->rec);
+	for (size_t i = 0; i < m->n_batch; i++)
+		free(m->batch_names[i]);
+	free(m->batch_names);
 	closep(&m->in_fd);
 	closep(&m->data_fd);
 	closep(&m->state_fd);

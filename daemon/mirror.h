@@ -20,6 +20,7 @@ struct mirror_config {
 	const char *cascade;    /* NULL, or where to re-emit applied segments */
 	const char *keep;       /* NULL (delete applied segments) or where to keep them */
 	const char *metrics;    /* NULL, or a Prometheus textfile */
+	uint64_t max_segment;   /* largest segment read into memory (bytes) */
 	bool once, hold, naive;
 };
 
