@@ -721,6 +721,15 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return r;
 	}
+	/* a data directory that was a primary may hold records the new primary
+	 * does not have: only `mirrorctl rejoin` may turn it into a mirror */
+	if (!m->st.have_uuid && faccessat(m->data_fd, ".mirrorfs/state", F_OK, 0) == 0) {
+		log_error("'%s' was a primary (it has .mirrorfs/state) and this mirror has no applied "
+			  "state: run 'mirrorctl rejoin --data %s --state %s --incoming %s' first",
+			  cfg->data, cfg->data, cfg->state, cfg->incoming);
+		mirror_free(m);
+		return -EEXIST;
+	}
 	r = mfs_replay_new(m->data_fd, cfg->naive ? MFS_REPLAY_F_NO_URING : 0, &m->engine);
 	if (r < 0) {
 		log_error_errno(r, "Failed to start the replay engine: %m");

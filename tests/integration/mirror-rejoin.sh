@@ -68,6 +68,10 @@ step "the repaired old primary (crash-recovered, nothing unseen) rejoins as B's 
 mfs_mount "$A/data" "$A/mnt2"
 mfs_umount "$A/mnt2"
 rsync -a "$B/mnt/.mirrorfs/journal/" "$A/incoming/"
+if "$MIRRORD" --once --incoming "$A/incoming" --data "$A/data" --state "$A/state" 2>"$T/md.log"; then
+	fail "mirrord applied onto an old primary without mirrorctl rejoin"
+fi
+grep -q "was a primary" "$T/md.log" || { cat "$T/md.log"; fail "mirrord refusal unclear"; }
 "$CTL" rejoin --data "$A/data" --state "$A/state" --incoming "$A/incoming" >"$T/rejoin.log" ||
 	{ cat "$T/rejoin.log"; fail "rejoin refused a consistent old primary"; }
 "$MIRRORD" --once --incoming "$A/incoming" --data "$A/data" --state "$A/state" 2>>"$T/fs.log" ||
