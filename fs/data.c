@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,7 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&i->lock);
+	fs_snap_cow(fs, i, off, len); /* before the journal: see snap.c */
 	r = jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr > 0) {
 		rec->offset = off;
@@ -142,6 +144,7 @@ int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
 	if (jr < 0)
 		return jr;
 	rec->length = size;
+	fs_snap_cow(fs, i, size, UINT64_MAX);
 	if (jr > 0) {
 		r = journal_rec(fs, rec, &lsn);
 		if (r < 0)
@@ -309,7 +312,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	int fd = -1, r;
 
 	if (p->vkind != FS_VK_NONE || fs_is_reserved(fs, p, name)) {
-		fuse_reply_err(req, EPERM);
+		fuse_reply_err(req, p->vkind == FS_VK_SNAP || p->vkind == FS_VK_SNAPS ? EROFS : EPERM);
 		return;
 	}
 	if (strlen(name) > MFS_NAME_MAX) {
@@ -449,6 +452,12 @@ static int do_fallocate(struct fs *fs, struct fs_file *f, int mode, off_t off, o
 	jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		fs_snap_cow(fs, i, (uint64_t)off, (uint64_t)len);
+	else if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
+		fs_snap_cow(fs, i, (uint64_t)off, UINT64_MAX);
+	else
+		fs_snap_cow(fs, i, 0, 0); /* the size may change */
 	if (fallocate(f->fd, mode, off, len) < 0)
 		return -errno;
 	if (!jr)

@@ -9,6 +9,8 @@
  *   inode.c    inode table (backing O_PATH fds), names per inode, paths
  *   journal.c  journal dir, segment writer, checkpoints, rotation, recovery
  *   vtree.c    the virtual .mirrorfs/ tree (journal/, current, status, ctl)
+ *   snap.c     snapshots: store, copy-on-write, create/list/delete
+ *   snapview.c the read-only views .mirrorfs/snapshots/NAME/
  *
  * Lock order: fs->ns_lock (rwlock: namespace ops exclusive, data ops
  * shared) -> inode->lock (data mutations of one inode) -> journal locks ->
@@ -34,10 +36,12 @@ enum fs_vkind {
 	FS_VK_NONE = 0,
 	FS_VK_DIR,     /* .mirrorfs/ */
 	FS_VK_JOURNAL, /* .mirrorfs/journal/ */
+	FS_VK_SNAPS,   /* .mirrorfs/snapshots/ */
 	FS_VK_CURRENT, /* .mirrorfs/current */
 	FS_VK_STATUS,  /* .mirrorfs/status */
 	FS_VK_CTL,     /* .mirrorfs/ctl */
 	FS_VK_SEGMENT, /* .mirrorfs/journal/NAME */
+	FS_VK_SNAP,    /* anything in .mirrorfs/snapshots/NAME/ (snapview.c) */
 	FS_VK_COUNT,
 };
 
@@ -60,7 +64,9 @@ struct fs_inode {
 	struct fs_link *links; /* known names; fs->itable_lock (changed under ns_lock) */
 	pthread_mutex_t lock;  /* serialises data mutations; after fs->ns_lock */
 	_Atomic uint64_t last_lsn; /* last journal record touching this inode */
-	char *vname;               /* FS_VK_SEGMENT: segment file name */
+	char *vname;               /* FS_VK_SEGMENT: segment file name; FS_VK_SNAP: set on a
+				      snapshot's root (its name) */
+	struct fs_snap *snap;      /* FS_VK_SNAP: the snapshot */
 };
 
 struct fs_dirent {
@@ -115,6 +121,7 @@ struct fs {
 	struct fs_inode *segnodes; /* FS_VK_SEGMENT nodes, chained by hnext; vlock */
 
 	struct fs_lock *lock; /* lock.c; set in init, freed in destroy */
+	struct fs_snaps *snaps; /* snap.c */
 };
 
 /* ---------------------------------------------------------------- inode.c */
@@ -164,6 +171,11 @@ int fs_journal_sync(struct fs *fs, uint64_t lsn);
 int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn);
 /* Close the open segment if it is not empty; @ret_name gets its name or "". */
 int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1]);
+/* Append a snapshot marker for @name and close the segment (no checkpoint:
+ * this runs in the lock window). *ret_lsn: the closed segment's last LSN. */
+int fs_journal_snapshot(struct fs *fs, const char *name, uint64_t *ret_lsn);
+/* The data set's UUID as text. */
+void fs_journal_uuid(struct fs *fs, char out[37]);
 /* Delete a closed segment (checkpointing first if it still matters). */
 int fs_journal_trim(struct fs *fs, const char *name);
 /* fd of the closed segments folder (borrowed). */
@@ -252,3 +264,55 @@ const struct fuse_lowlevel_ops *fs_lock_wrap_ops(const struct fuse_lowlevel_ops 
 int fs_lock_ctl(struct fs *fs, struct fs_file *f, const char *cmd, char **ret);
 /* The lock's status JSON members ("locked":...,"parked":N) into @buf. */
 int fs_lock_status(struct fs *fs, char *buf, size_t cap);
+/* Hold every mutation (as a lock does), run @fn, release; *ret_ns gets how
+ * long mutations were held (0 if a lock was already held, which also
+ * quiesces). Returns what @fn returns, or -EBUSY/-ENOTSUP. */
+int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *arg,
+		    uint64_t *ret_ns);
+
+/* ---------------------------------------------------------------- snap.c */
+
+#define FS_SNAP_NAME_MAX 64
+struct fs_snap;
+/* Open the store and load the snapshots (after journal recovery). */
+int fs_snap_open(struct fs *fs);
+void fs_snap_close(struct fs *fs);
+/* fdatasync the preserved data. */
+int fs_snap_sync(struct fs *fs);
+bool fs_snap_name_ok(const char *name);
+/* Before inode @i changes: preserve [off, off+len) (UINT64_MAX: to the end;
+ * 0: attributes only) for every live snapshot that holds it. Never fails
+ * the change: a snapshot that cannot be kept is marked broken. Caller
+ * holds i->lock. */
+int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len);
+/* ctl "snapshot create NAME|delete NAME|list": the reply (malloc'd). */
+int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret);
+int fs_snap_json(struct fs *fs, char **ret);
+struct fs_snap *fs_snap_find(struct fs *fs, const char *name);
+int fs_snap_names(struct fs *fs, char ***ret, size_t *ret_n);
+int fs_snap_tree_fd(struct fs_snap *s);
+uint64_t fs_snap_lsn(struct fs_snap *s);
+/* 0, -ESTALE (deleted) or -EIO (broken). */
+int fs_snap_check(struct fs_snap *s);
+void fs_snap_vlock(struct fs *fs, bool lock);
+struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino);
+int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
+ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
+			  size_t size, uint64_t off);
+
+/* ---------------------------------------------------------------- snapview.c */
+
+/* Node of @name in snapshot directory @parent (FS_VK_SNAPS: a snapshot's
+ * root), with a kernel lookup reference. NULL and errno on failure. */
+struct fs_inode *fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name);
+void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
+int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st);
+void fs_snapview_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
+void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
+		      struct fs_file *f);
+/* getxattr/listxattr of a view node (the root has user.mirrorfs.lsn and
+ * user.mirrorfs.dataset). */
+void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size);
+void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size);
+/* Free a node the kernel never forgot (unmount). */
+void fs_snapview_free(struct fs_inode *i);

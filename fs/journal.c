@@ -320,7 +320,7 @@ static int move_sealed(struct fs_journal *j, const char *name)
 	return mfs_fsync_dir(j->open_dirfd, NULL);
 }
 
-static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
+static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], bool ckpt)
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_segw_stats s;
@@ -337,7 +337,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
 	j->last_rotate_ns = mfs_mono_ns();
 	if (s.records == 0)
 		return 0;
-	r = checkpoint_locked(fs, NULL);
+	r = ckpt ? checkpoint_locked(fs, NULL) : 0;
 	if (r < 0)
 		return r;
 
@@ -370,9 +370,36 @@ int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
 	int r;
 
 	pthread_mutex_lock(&fs->j->ckpt_lock);
-	r = rotate_locked(fs, ret_name);
+	r = rotate_locked(fs, ret_name, true);
 	pthread_mutex_unlock(&fs->j->ckpt_lock);
 	return r;
+}
+
+int fs_journal_snapshot(struct fs *fs, const char *name, uint64_t *ret_lsn)
+{
+	struct fs_journal *j = fs->j;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	struct mfs_rec *rec = fs_rec_new(MFS_REC_SNAPSHOT);
+	uint64_t first, lsn;
+	int r;
+
+	if (!rec)
+		return -ENOMEM;
+	snprintf(rec->path2, sizeof(rec->path2), "%s", name);
+	pthread_mutex_lock(&j->ckpt_lock);
+	r = fs_journal_append(fs, rec, &lsn);
+	if (r == 0)
+		r = rotate_locked(fs, closed, false);
+	pthread_mutex_unlock(&j->ckpt_lock);
+	free(rec);
+	if (r == 0 && !mfs_seg_name_parse(closed, &first, ret_lsn))
+		r = -EIO;
+	return r;
+}
+
+void fs_journal_uuid(struct fs *fs, char out[37])
+{
+	memcpy(out, fs->j->uuid_text, 37);
 }
 
 int fs_journal_trim(struct fs *fs, const char *name)
@@ -410,7 +437,7 @@ static void timer_tick(struct fs *fs, bool want_rotate)
 	    now - j->last_rotate_ns >= fs->opt.rotate_interval * NS_PER_S)
 		rotate = true;
 	if (rotate)
-		(void)rotate_locked(fs, name);
+		(void)rotate_locked(fs, name, true);
 	else if (fs->opt.checkpoint_interval &&
 		 now - j->last_ckpt_ns >= fs->opt.checkpoint_interval * NS_PER_S)
 		(void)checkpoint_locked(fs, NULL);
@@ -810,7 +837,10 @@ int fs_journal_open(struct fs *fs)
 	r = open_dirs(fs, j);
 	if (r < 0)
 		return r;
-	return journal_recover(fs, j);
+	r = journal_recover(fs, j);
+	if (r == 0)
+		r = fs_snap_open(fs); /* after recovery: see snap.c, "Ordering" */
+	return r;
 }
 
 void fs_journal_close(struct fs *fs)
@@ -831,6 +861,7 @@ void fs_journal_close(struct fs *fs)
 		if (r < 0)
 			log_error_errno(r, "final checkpoint failed: %m");
 	}
+	fs_snap_close(fs);
 	mfs_segw_free(j->w);
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);
@@ -881,6 +912,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 	size_t n = 0;
 	uint64_t bytes = 0, first = 0, a, b;
 	char *out, lockjson[192];
+	_cleanup_free_ char *snaps = NULL;
 	int r;
 
 	pthread_rwlock_rdlock(&j->seg_lock);
@@ -901,6 +933,8 @@ int fs_journal_status(struct fs *fs, char **ret)
 		first = a;
 	free_names(names, n);
 	fs_lock_status(fs, lockjson, sizeof(lockjson));
+	if (fs_snap_json(fs, &snaps) < 0)
+		return -ENOMEM;
 	r = asprintf(&out,
 		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
 		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
@@ -908,11 +942,11 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
-		     ",%s,\"failed\":%s,\"snapshots\":[]}\n",
+		     ",%s,\"failed\":%s,\"snapshots\":%s}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
 		     s.records, n, bytes, s.syncs, s.sync_requests, lockjson,
-		     atomic_load(&fs->failed) ? "true" : "false");
+		     atomic_load(&fs->failed) ? "true" : "false", snaps);
 	if (r < 0)
 		return -ENOMEM;
 	*ret = out;

@@ -101,6 +101,7 @@ struct fs_lock {
 	atomic_bool closed; /* written under mu */
 	atomic_uint inflight;
 	bool locked; /* mu */
+	bool internal; /* mu; held by fs_lock_quiesce(): no unlock, no timeout */
 	bool stop; /* mu */
 	const void *owner; /* mu; the owning ctl handle, compared only */
 	uint64_t since_ns; /* mu; CLOCK_REALTIME */
@@ -305,7 +306,7 @@ static void *resumer_main(void *arg)
 	while (!lk->stop) {
 		struct fs_parked *p = lk->head;
 
-		if (lk->locked && mfs_mono_ns() >= lk->deadline_ns) {
+		if (lk->locked && !lk->internal && mfs_mono_ns() >= lk->deadline_ns) {
 			release_locked(lk, "timeout");
 			continue;
 		}
@@ -470,6 +471,48 @@ static int lock_take(struct fs *fs, const void *owner, uint64_t timeout_ms)
 	return 0;
 }
 
+int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *arg,
+		    uint64_t *ret_ns)
+{
+	struct fs_lock *lk = fs->lock;
+	uint64_t t0;
+	int r;
+
+	*ret_ns = 0;
+	if (!lk)
+		return -ENOTSUP;
+	(void)fs_journal_sync(fs, 0); /* while writers run: less to flush below */
+	pthread_mutex_lock(&lk->mu);
+	if (lk->locked) {
+		/* an operator's lock: nothing runs, and unlock waits for lk->mu */
+		r = lk->internal ? -EBUSY : fn(fs, arg);
+		pthread_mutex_unlock(&lk->mu);
+		return r;
+	}
+	t0 = mfs_mono_ns();
+	lk->locked = true;
+	lk->internal = true;
+	lk->owner = NULL;
+	lk->since_ns = realtime_ns();
+	lk->timeout_ms = 0;
+	atomic_store(&lk->closed, true);
+	while (atomic_load(&lk->inflight) > 0)
+		pthread_cond_wait(&lk->idle, &lk->mu);
+	pthread_mutex_unlock(&lk->mu);
+
+	r = fn(fs, arg);
+
+	pthread_mutex_lock(&lk->mu);
+	lk->internal = false;
+	lk->locked = false;
+	if (!lk->head)
+		atomic_store(&lk->closed, false);
+	pthread_cond_signal(&lk->wake);
+	*ret_ns = mfs_mono_ns() - t0;
+	pthread_mutex_unlock(&lk->mu);
+	return r;
+}
+
 /* Release the lock if @owner (NULL: anyone) holds it. Returns 0 or -EINVAL. */
 static int lock_drop(struct fs *fs, const void *owner, const char *why)
 {
@@ -477,7 +520,7 @@ static int lock_drop(struct fs *fs, const void *owner, const char *why)
 	int r = -EINVAL;
 
 	pthread_mutex_lock(&lk->mu);
-	if (lk->locked && (!owner || lk->owner == owner)) {
+	if (lk->locked && !lk->internal && (!owner || lk->owner == owner)) {
 		release_locked(lk, why);
 		r = 0;
 	}

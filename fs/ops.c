@@ -198,6 +198,9 @@ static int do_setattr(struct fs *fs, struct fs_inode *i, struct stat *attr, int 
 	jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
+	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		     FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
+		fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
 	if (valid & FUSE_SET_ATTR_MODE) {
 		r = set_mode(fs, i, fd, attr->st_mode, rec, jr);
 		if (r < 0)
@@ -249,7 +252,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char buf[PATH_MAX + 1];
 	ssize_t n;
 
-	if (i->vkind != FS_VK_NONE) {
+	if (i->vkind != FS_VK_NONE && i->vkind != FS_VK_SNAP) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -287,6 +290,8 @@ void fs_compensate(struct fs *fs, struct mfs_rec *undo, const char *what)
 
 static int name_check(struct fs *fs, struct fs_inode *p, const char *name)
 {
+	if (p->vkind == FS_VK_SNAP || p->vkind == FS_VK_SNAPS)
+		return -EROFS;
 	if (p->vkind != FS_VK_NONE || fs_is_reserved(fs, p, name))
 		return -EPERM;
 	if (strlen(name) > MFS_NAME_MAX)
@@ -721,14 +726,17 @@ static int load_dir(struct fs *fs, struct fs_file *f)
 	r = add_ent(f, &cap, ".", i == &fs->root ? 1 : i->ino, S_IFDIR, true);
 	if (r == 0)
 		r = add_ent(f, &cap, "..", 1, S_IFDIR, true);
-	if (r < 0 || i->vkind != FS_VK_NONE) {
+	if (r < 0 || (i->vkind != FS_VK_NONE && i->vkind != FS_VK_SNAP)) {
 		char **names = NULL;
 		size_t n = 0;
 		if (r == 0 && fs_vtree_list(fs, i, &names, &n) == 0) {
 			for (size_t k = 0; k < n; k++) {
 				if (r == 0 && names[k])
 					r = add_ent(f, &cap, names[k], fs_vtree_ino(fs, i, names[k]),
-						    i->vkind == FS_VK_DIR && k == 0 ? S_IFDIR : S_IFREG,
+						    (i->vkind == FS_VK_DIR && k <= 1) ||
+								    i->vkind == FS_VK_SNAPS
+							    ? S_IFDIR
+							    : S_IFREG,
 						    true);
 				free(names[k]);
 			}
@@ -880,6 +888,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	char proc[64];
 	ssize_t n;
 
+	if (i->vkind == FS_VK_SNAP) {
+		fs_snapview_getxattr(req, i, name, size);
+		return;
+	}
 	if (i->vkind != FS_VK_NONE) {
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -905,6 +917,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char proc[64];
 	ssize_t n;
 
+	if (i->vkind == FS_VK_SNAP) {
+		fs_snapview_listxattr(req, i, size);
+		return;
+	}
 	if (i->vkind != FS_VK_NONE) {
 		if (size)
 			fuse_reply_buf(req, NULL, 0);

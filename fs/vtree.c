@@ -34,7 +34,8 @@
 #define VINO_SEGMENT (VINO_BASE + 0x1000)
 
 static const char *const vnames[FS_VK_COUNT] = {
-	[FS_VK_DIR] = MFS_CTL_DIR,   [FS_VK_JOURNAL] = "journal", [FS_VK_CURRENT] = "current",
+	[FS_VK_DIR] = MFS_CTL_DIR,   [FS_VK_JOURNAL] = "journal", [FS_VK_SNAPS] = "snapshots",
+	[FS_VK_CURRENT] = "current",
 	[FS_VK_STATUS] = "status", [FS_VK_CTL] = "ctl",
 };
 
@@ -47,7 +48,8 @@ int fs_vtree_init(struct fs *fs)
 			return -ENOMEM;
 		i->fd = -1;
 		i->vkind = (enum fs_vkind)k;
-		i->type = (k == FS_VK_DIR || k == FS_VK_JOURNAL) ? S_IFDIR : S_IFREG;
+		i->type = (k == FS_VK_DIR || k == FS_VK_JOURNAL || k == FS_VK_SNAPS) ? S_IFDIR
+										     : S_IFREG;
 		i->ino = (ino_t)(VINO_BASE + (uint64_t)k);
 		pthread_mutex_init(&i->lock, NULL);
 		fs->vnodes[k] = i;
@@ -78,6 +80,8 @@ int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 {
 	struct timespec now;
 
+	if (i->vkind == FS_VK_SNAP)
+		return fs_snapview_stat(fs, i, st);
 	clock_gettime(CLOCK_REALTIME, &now);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = i->ino;
@@ -99,6 +103,10 @@ int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 			st->st_mtim = st->st_ctim = real.st_mtim;
 		break;
 	}
+	case FS_VK_SNAPS:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		break;
 	case FS_VK_CURRENT:
 		st->st_mode = S_IFREG | 0400;
 		st->st_size = (off_t)fs_journal_current_size(fs);
@@ -180,6 +188,10 @@ static struct fs_inode *segnode_get(struct fs *fs, const char *name, uint64_t fi
 
 void fs_vtree_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 {
+	if (i->vkind == FS_VK_SNAP) {
+		fs_snapview_forget(fs, i, n);
+		return;
+	}
 	if (i->vkind != FS_VK_SEGMENT)
 		return;
 	pthread_mutex_lock(&fs->vlock);
@@ -204,6 +216,8 @@ static struct fs_inode *vchild(struct fs *fs, struct fs_inode *parent, const cha
 
 	if (parent == &fs->root)
 		return strcmp(name, MFS_CTL_DIR) ? NULL : fs->vnodes[FS_VK_DIR];
+	if (parent->vkind == FS_VK_SNAPS || parent->vkind == FS_VK_SNAP)
+		return fs_snapview_child(fs, parent, name);
 	if (parent->vkind == FS_VK_DIR) {
 		for (int k = FS_VK_JOURNAL; k <= FS_VK_CTL; k++)
 			if (!strcmp(name, vnames[k]))
@@ -221,11 +235,19 @@ void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e = { 0 };
-	struct fs_inode *i = vchild(fs, parent, name);
+	struct fs_inode *i;
 	int r;
 
+	errno = ENOENT;
+	i = vchild(fs, parent, name);
 	if (!i) {
-		fuse_reply_err(req, ENOENT);
+		r = errno == ENOENT || !errno ? ENOENT : errno;
+		if (r == ENOENT && parent->vkind == FS_VK_SNAP) {
+			e.entry_timeout = fs->timeout; /* a snapshot never changes */
+			fuse_reply_entry(req, &e);
+			return;
+		}
+		fuse_reply_err(req, r);
 		return;
 	}
 	r = fs_vtree_stat(fs, i, &e.attr);
@@ -235,6 +257,8 @@ void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
 		return;
 	}
 	e.ino = (uintptr_t)i;
+	if (i->vkind == FS_VK_SNAP)
+		e.attr_timeout = e.entry_timeout = fs->timeout;
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_vtree_forget(fs, i, 1);
 }
@@ -248,8 +272,14 @@ ino_t fs_vtree_ino(struct fs *fs, struct fs_inode *dir, const char *name)
 	for (int k = FS_VK_JOURNAL; dir->vkind == FS_VK_DIR && k <= FS_VK_CTL; k++)
 		if (!strcmp(name, vnames[k]))
 			return fs->vnodes[k]->ino;
-	if (mfs_seg_name_parse(name, &first, &last))
+	if (dir->vkind == FS_VK_JOURNAL && mfs_seg_name_parse(name, &first, &last))
 		return (ino_t)(VINO_SEGMENT + first);
+	if (dir->vkind == FS_VK_SNAPS) {
+		struct fs_snap *s = fs_snap_find(fs, name);
+		struct stat st;
+		if (s && fstat(fs_snap_tree_fd(s), &st) == 0)
+			return st.st_ino;
+	}
 	return (ino_t)VINO_BASE;
 }
 
@@ -268,6 +298,10 @@ int fs_vtree_list(struct fs *fs, struct fs_inode *i, char ***ret, size_t *ret_n)
 		for (int k = FS_VK_JOURNAL; k <= FS_VK_CTL; k++)
 			names[n++] = strdup(vnames[k]);
 		goto out;
+	}
+	if (i->vkind == FS_VK_SNAPS) {
+		free(names);
+		return fs_snap_names(fs, ret, ret_n);
 	}
 	fd = openat(fs_journal_closed_dirfd(fs), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
@@ -302,6 +336,10 @@ void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi
 	struct fs_file *f;
 	int acc = fi->flags & O_ACCMODE;
 
+	if (i->vkind == FS_VK_SNAP) {
+		fs_snapview_open(req, i, fi);
+		return;
+	}
 	if (i->vkind == FS_VK_CTL && ctx->uid != 0 && ctx->uid != fs->owner) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -341,6 +379,10 @@ void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
 	_cleanup_free_ char *buf = NULL;
 	ssize_t n;
 
+	if (i->vkind == FS_VK_SNAP) {
+		fs_snapview_read(req, i, size, off, f);
+		return;
+	}
 	if (f->fd < 0) {
 		/* reply from a copy: once the kernel has the reply, the reader may
 		 * close and release() free f->buf while writev() still returns
@@ -388,9 +430,8 @@ static int ctl_exec(struct fs *fs, const char *cmd, char **ret)
 		r = fs_journal_status(fs, &json);
 		if (r == 0)
 			return asprintf(ret, "ok %s", json);
-	} else if (!strncmp(cmd, "lock", 4) || !strcmp(cmd, "unlock") ||
-		   !strncmp(cmd, "snapshot", 8)) {
-		return asprintf(ret, "err %d not implemented\n", ENOSYS);
+	} else if (!strncmp(cmd, "snapshot", 8) && (!cmd[8] || cmd[8] == ' ')) {
+		return fs_snap_ctl(fs, cmd, ret);
 	} else {
 		return asprintf(ret, "err %d unknown command '%s'\n", EINVAL, cmd);
 	}
@@ -428,7 +469,7 @@ void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t 
 void fs_vtree_unlink(fuse_req_t req, struct fs_inode *parent, const char *name)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	int r = -EPERM;
+	int r = parent->vkind == FS_VK_SNAP || parent->vkind == FS_VK_SNAPS ? -EROFS : -EPERM;
 
 	if (parent->vkind == FS_VK_JOURNAL)
 		r = fs_journal_trim(fs, name);
@@ -444,5 +485,5 @@ void fs_vtree_setattr(fuse_req_t req, struct fs_inode *i, int valid)
 		fs_vtree_getattr(req, i);
 		return;
 	}
-	fuse_reply_err(req, EPERM);
+	fuse_reply_err(req, i->vkind == FS_VK_SNAP || i->vkind == FS_VK_SNAPS ? EROFS : EPERM);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -208,21 +209,109 @@ int cli_status(int argc, char **argv)
 	return 0;
 }
 
+/* The value of "key": in one JSON object @obj (numbers and plain strings). */
+static void json_field(const char *obj, const char *key, char *out, size_t cap)
+{
+	char pat[64];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	out[0] = 0;
+	p = strstr(obj, pat);
+	if (!p)
+		return;
+	p += strlen(pat);
+	if (*p == '"')
+		p++;
+	while (p[n] && p[n] != '"' && p[n] != ',' && p[n] != '}' && n + 1 < cap)
+		n++;
+	memcpy(out, p, n);
+	out[n] = 0;
+}
+
+static void print_snapshots(const char *json)
+{
+	const char *p = json;
+
+	printf("%-24s %12s  %-19s %14s  %s\n", "NAME", "LSN", "TAKEN", "PRESERVED", "STATE");
+	while ((p = strchr(p, '{'))) {
+		char name[80], lsn[24], t[24], bytes[24], state[16], when[32] = "?";
+		const char *end = strchr(p, '}');
+		char obj[512];
+		time_t secs;
+		struct tm tm;
+
+		if (!end || (size_t)(end - p) >= sizeof(obj))
+			break;
+		memcpy(obj, p, (size_t)(end - p + 1));
+		obj[end - p + 1] = 0;
+		json_field(obj, "name", name, sizeof(name));
+		json_field(obj, "lsn", lsn, sizeof(lsn));
+		json_field(obj, "time_ns", t, sizeof(t));
+		json_field(obj, "preserved_bytes", bytes, sizeof(bytes));
+		json_field(obj, "state", state, sizeof(state));
+		secs = (time_t)(strtoull(t, NULL, 10) / 1000000000ull);
+		if (localtime_r(&secs, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		printf("%-24s %12s  %-19s %14s  %s\n", name, lsn, when, bytes, state);
+		p = end + 1;
+	}
+}
+
 int cli_snapshot(int argc, char **argv)
 {
+	_cleanup_free_ char *reply = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const char *act, *mnt, *name = NULL;
+	bool json = false;
 	char cmd[512];
+	int r;
 
+	if (argc >= 3 && !strcmp(argv[1], "list") && !strcmp(argv[2], "--json")) {
+		json = true;
+		argv++;
+		argc--;
+	}
 	if (argc < 3 || (strcmp(argv[1], "list") && argc != 4) ||
 	    (!strcmp(argv[1], "list") && argc != 3)) {
 		fprintf(stderr, "usage: mirrorctl snapshot create|delete MOUNTPOINT NAME\n"
-				"       mirrorctl snapshot list MOUNTPOINT\n");
+				"       mirrorctl snapshot list [--json] MOUNTPOINT\n");
 		return 2;
 	}
-	if (strcmp(argv[1], "create") && strcmp(argv[1], "delete") && strcmp(argv[1], "list"))
-		return cli_fail("unknown snapshot action '%s'", argv[1]);
-	snprintf(cmd, sizeof(cmd), "snapshot %s%s%s", argv[1], argc == 4 ? " " : "",
-		 argc == 4 ? argv[3] : "");
-	return ctl_simple(argv[2], cmd);
+	act = argv[1];
+	mnt = argv[2];
+	if (strcmp(act, "create") && strcmp(act, "delete") && strcmp(act, "list"))
+		return cli_fail("unknown snapshot action '%s'", act);
+	if (argc == 4)
+		name = argv[3];
+	snprintf(cmd, sizeof(cmd), "snapshot %s%s%s", act, name ? " " : "", name ? name : "");
+	fd = ctl_open(mnt);
+	if (fd < 0)
+		return 1;
+	reply = malloc(1u << 20);
+	if (!reply)
+		return cli_fail("out of memory");
+	r = ctl_call(fd, cmd, reply, 1u << 20);
+	if (r < 0)
+		return 1;
+	reply[strcspn(reply, "\n")] = 0;
+	if (r) {
+		errno = r;
+		return cli_fail("snapshot %s failed on '%s': %s (%m)", act, mnt, reply);
+	}
+	if (!strcmp(act, "create")) {
+		char n[80] = "", lsn[24] = "", us[24] = "";
+		if (sscanf(reply, "%79s %23s %23s", n, lsn, us) != 3)
+			return cli_fail("unexpected reply '%s'", reply);
+		printf("%s lsn=%s window_us=%s\n", n, lsn, us);
+	} else if (!strcmp(act, "list")) {
+		if (json)
+			printf("%s\n", reply);
+		else
+			print_snapshots(reply);
+	}
+	return 0;
 }
 
 /* Whether the status file of @mnt still says it is locked. */

@@ -1,0 +1,1280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snap.c - frozen snapshots: the store, copy-on-write, create/list/delete.
+ *
+ * Store (always DATADIR/.mirrorfs/snapshots/, on the data's filesystem):
+ *
+ *   NAME/meta        "name=\nlsn=\ntime_ns=\ndataset=\n"; written last, so a
+ *                    folder without it is an unfinished snapshot (removed
+ *                    at mount)
+ *   NAME/tree/       the namespace at the snapshot: directories and
+ *                    symlinks are copies (modes, owners, times), special
+ *                    files are recreated, and regular files are HARD LINKS
+ *                    to the live inodes. Making it costs one link per file,
+ *                    never a byte of data.
+ *   NAME/cow/INO.map the file's attributes at the snapshot (mode, owner,
+ *                    size, times) and a bitmap of preserved 4 KiB blocks
+ *   NAME/cow/INO.data  the preserved blocks at their own offsets (sparse),
+ *                    or a whole reflink clone (flag "full")
+ *   NAME/broken      why the snapshot could not be kept (out of space...)
+ *
+ * Copy-on-write. A hard link shares the inode with the live file, so
+ * before anything changes an inode that a live snapshot holds,
+ * fs_snap_cow() preserves what the snapshot still needs: the attributes
+ * the first time, and the old contents of the blocks about to change - a
+ * FICLONE of the whole file where the backing filesystem can (XFS with
+ * reflink, btrfs: O(extents), then the filesystem shares blocks), else a
+ * copy of only the touched blocks (ext4). Unlink, rename and rename-over
+ * need nothing: the link keeps the old inode. The snapshot view reads a
+ * block from INO.data when it is preserved, else from the link (the live
+ * inode, whose block is then still the snapshot's).
+ *
+ * Ordering: preservation happens under the entry's mutex before the
+ * mutation is journaled or applied, so a kill -9 anywhere leaves either
+ * an unchanged block or a preserved one, and crash recovery (which replays
+ * journaled records without copy-on-write) only re-applies changes whose
+ * preservation is done. Preserved data is synced at each checkpoint; a
+ * power cut between a preservation and the next checkpoint can lose it
+ * (see docs/runbook.md). Readers hold the same mutex while they look at
+ * the bitmap and read, so a block is never read half-preserved.
+ *
+ * Failure to preserve (ENOSPC...) never fails the database's write: the
+ * snapshot is marked broken (reported by list and status, its view gives
+ * EIO) and the write goes on.
+ *
+ * Locks: fs->lock gate (create) -> snaps->mu (create/delete, serialised) ->
+ * snaps->rw (list and hash: shared for cow and reads, exclusive to change)
+ * -> entry->mu.
+ */
+#include "fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/segment.h"
+
+#define STORE_DIR "snapshots"
+#define META_FILE "meta"
+#define BROKEN_FILE "broken"
+#define TREE_DIR "tree"
+#define COW_DIR "cow"
+#define COW_BS 4096u
+#define COW_MAGIC "MFSCOW1\n"
+#define COW_HDR 64u
+#define COW_FULL 1u
+#define COPY_BUF (1u << 20)
+#define N_BUCKETS 16384u
+#define MAX_DEPTH 1024
+
+/* A regular file's state in one snapshot. */
+struct cow_state {
+	struct cow_state *next;
+	struct fs_snap *snap;
+	bool saved; /* the file changed since the snapshot: attributes below */
+	bool full;  /* all data in data_fd (a reflink clone) */
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	struct timespec atime, mtime;
+	int data_fd, map_fd;
+	uint8_t *map; /* nblocks bits */
+	uint64_t nblocks;
+};
+
+/* Every snapshot state of one backing inode. */
+struct cow_entry {
+	struct cow_entry *hnext;
+	ino_t ino;
+	pthread_mutex_t mu;
+	int src_fd; /* O_RDONLY on the inode, -1 until needed; mu */
+	struct cow_state *states;
+};
+
+struct fs_snap {
+	struct fs_snap *next;
+	char name[FS_SNAP_NAME_MAX + 1];
+	uint64_t lsn, time_ns;
+	int dirfd;   /* store/NAME */
+	int tree_fd; /* store/NAME/tree */
+	int cow_fd; /* store/NAME/cow */
+	atomic_bool broken;
+	bool dead; /* deleted; kept until unmount for the view nodes */
+	_Atomic uint64_t preserved;
+};
+
+struct fs_snaps {
+	pthread_mutex_t mu; /* create, delete */
+	pthread_rwlock_t rw;
+	struct fs_snap *list;  /* live snapshots; rw */
+	struct fs_snap *dead;  /* deleted ones; rw */
+	atomic_uint count;
+	struct cow_entry **hash; /* rw */
+	int store_fd;
+	atomic_int reflink;      /* -1 unknown, 0 no, 1 yes */
+	pthread_mutex_t vmu;     /* view nodes */
+	struct fs_inode **vhash;
+};
+
+/* ================================================================ helpers */
+
+bool fs_snap_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > FS_SNAP_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		char c = name[k];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static size_t ebucket(ino_t ino)
+{
+	return (size_t)(((uint64_t)ino * 0x9E3779B97F4A7C15ull) >> 40) & (N_BUCKETS - 1);
+}
+
+static struct cow_entry *entry_find(struct fs_snaps *S, ino_t ino)
+{
+	for (struct cow_entry *e = S->hash[ebucket(ino)]; e; e = e->hnext)
+		if (e->ino == ino)
+			return e;
+	return NULL;
+}
+
+static struct cow_state *state_of(struct cow_entry *e, struct fs_snap *s)
+{
+	for (struct cow_state *c = e ? e->states : NULL; c; c = c->next)
+		if (c->snap == s)
+			return c;
+	return NULL;
+}
+
+static void state_free(struct cow_state *c)
+{
+	if (c->data_fd >= 0)
+		close(c->data_fd);
+	if (c->map_fd >= 0)
+		close(c->map_fd);
+	free(c->map);
+	free(c);
+}
+
+/* Add a state of @s for inode @ino (rw held exclusively). */
+static int state_add(struct fs_snaps *S, struct fs_snap *s, ino_t ino, struct cow_state **ret)
+{
+	struct cow_entry *e = entry_find(S, ino);
+	struct cow_state *c;
+
+	if (e && (c = state_of(e, s))) {
+		*ret = c;
+		return 0; /* a hard link within the snapshot */
+	}
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		e->ino = ino;
+		e->src_fd = -1;
+		pthread_mutex_init(&e->mu, NULL);
+		e->hnext = S->hash[ebucket(ino)];
+		S->hash[ebucket(ino)] = e;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->snap = s;
+	c->data_fd = c->map_fd = -1;
+	c->next = e->states;
+	e->states = c;
+	*ret = c;
+	return 0;
+}
+
+/* Drop every state of @s (rw held exclusively). */
+static void states_drop(struct fs_snaps *S, struct fs_snap *s)
+{
+	for (size_t b = 0; b < N_BUCKETS; b++) {
+		struct cow_entry **pe = &S->hash[b];
+		while (*pe) {
+			struct cow_entry *e = *pe;
+			struct cow_state **pc = &e->states;
+			while (*pc) {
+				struct cow_state *c = *pc;
+				if (c->snap == s) {
+					*pc = c->next;
+					state_free(c);
+				} else {
+					pc = &c->next;
+				}
+			}
+			if (!e->states) {
+				*pe = e->hnext;
+				if (e->src_fd >= 0)
+					close(e->src_fd);
+				pthread_mutex_destroy(&e->mu);
+				free(e);
+			} else {
+				pe = &e->hnext;
+			}
+		}
+	}
+}
+
+/* Remove @name in @dirfd and everything below it. */
+static int rm_tree(int pfd, const char *name, int depth)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, r = 0;
+
+	if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	if (depth > MAX_DEPTH)
+		return -ELOOP;
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		int r2;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
+		r = r < 0 ? r : r2;
+	}
+	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+		r = -errno;
+	return r;
+}
+
+static void snap_free(struct fs_snap *s)
+{
+	closep(&s->dirfd);
+	closep(&s->tree_fd);
+	closep(&s->cow_fd);
+	free(s);
+}
+
+static void mark_broken(struct fs_snap *s, int err, const char *what)
+{
+	char buf[256];
+	int n;
+
+	if (atomic_exchange(&s->broken, true))
+		return;
+	errno = -err;
+	n = snprintf(buf, sizeof(buf), "%s: %m\n", what);
+	log_error("snapshot '%s' is broken and no longer kept: %s: %m", s->name, what);
+	(void)mfs_replace_file(s->dirfd, BROKEN_FILE, buf, (size_t)n, 0600);
+}
+
+/* ================================================================ cow files */
+
+static void hdr_encode(const struct cow_state *c, ino_t ino, uint8_t h[COW_HDR])
+{
+	memset(h, 0, COW_HDR);
+	memcpy(h, COW_MAGIC, 8);
+	mfs_put_le32(h + 8, c->full ? COW_FULL : 0);
+	mfs_put_le32(h + 12, c->mode);
+	mfs_put_le32(h + 16, c->uid);
+	mfs_put_le32(h + 20, c->gid);
+	mfs_put_le64(h + 24, c->size);
+	mfs_put_le64(h + 32, (uint64_t)c->atime.tv_sec);
+	mfs_put_le32(h + 40, (uint32_t)c->atime.tv_nsec);
+	mfs_put_le32(h + 44, (uint32_t)c->mtime.tv_nsec);
+	mfs_put_le64(h + 48, (uint64_t)c->mtime.tv_sec);
+	mfs_put_le64(h + 56, (uint64_t)ino);
+}
+
+static void cow_name(ino_t ino, const char *ext, char out[64])
+{
+	snprintf(out, 64, "%" PRIu64 ".%s", (uint64_t)ino, ext);
+}
+
+/* The file changes for the first time since @c's snapshot: save its
+ * attributes (from @st) and create its cow files. */
+static int state_save(struct cow_state *c, ino_t ino, const struct stat *st)
+{
+	uint8_t h[COW_HDR];
+	char name[64];
+	int r;
+
+	c->mode = st->st_mode;
+	c->uid = st->st_uid;
+	c->gid = st->st_gid;
+	c->size = (uint64_t)st->st_size;
+	c->atime = st->st_atim;
+	c->mtime = st->st_mtim;
+	c->nblocks = (c->size + COW_BS - 1) / COW_BS;
+	c->map = calloc(1, c->nblocks / 8 + 1);
+	if (!c->map)
+		return -ENOMEM;
+	cow_name(ino, "data", name);
+	c->data_fd = openat(c->snap->cow_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (c->data_fd < 0)
+		return -errno;
+	cow_name(ino, "map", name);
+	c->map_fd = openat(c->snap->cow_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (c->map_fd < 0)
+		return -errno;
+	hdr_encode(c, ino, h);
+	r = mfs_pwrite_all(c->map_fd, h, COW_HDR, 0);
+	if (r == 0)
+		r = mfs_pwrite_all(c->map_fd, c->map, c->nblocks / 8 + 1, COW_HDR);
+	if (r < 0)
+		return r;
+	c->saved = true;
+	return 0;
+}
+
+static bool bit(const uint8_t *m, uint64_t b)
+{
+	return m[b / 8] & (1u << (b % 8));
+}
+
+/* Copy blocks [b0, b1) of the inode (@src) into @c, mark them. */
+static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, char *buf)
+{
+	uint64_t off = b0 * COW_BS, end = MFS_MIN(b1 * COW_BS, c->size);
+
+	while (off < end) {
+		size_t n = (size_t)MFS_MIN(end - off, (uint64_t)COPY_BUF);
+		ssize_t got = mfs_pread_all(src, buf, n, off);
+		int r;
+		if (got < 0)
+			return (int)got;
+		if ((size_t)got < n) /* the inode is shorter than the snapshot: zeros */
+			memset(buf + got, 0, n - (size_t)got);
+		r = mfs_pwrite_all(c->data_fd, buf, n, off);
+		if (r < 0)
+			return r;
+		off += n;
+	}
+	for (uint64_t b = b0; b < b1; b++)
+		c->map[b / 8] |= (uint8_t)(1u << (b % 8));
+	atomic_fetch_add(&c->snap->preserved, end - b0 * COW_BS);
+	return mfs_pwrite_all(c->map_fd, c->map + b0 / 8, (size_t)(b1 - 1) / 8 - b0 / 8 + 1,
+			      COW_HDR + b0 / 8);
+}
+
+static int try_clone(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino)
+{
+	uint8_t h[COW_HDR];
+
+	if (atomic_load(&S->reflink) == 0)
+		return -EOPNOTSUPP;
+	if (ioctl(c->data_fd, FICLONE, src) < 0) {
+		int err = errno;
+		if (err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOTTY ||
+		    err == ENOSYS) {
+			if (atomic_exchange(&S->reflink, 0) != 0)
+				log_info("snapshots: no reflink here (%s), copying blocks before "
+					 "writes",
+					 strerror(err));
+			return -EOPNOTSUPP;
+		}
+		return -err;
+	}
+	if (atomic_exchange(&S->reflink, 1) != 1)
+		log_info("snapshots: reflink clones (FICLONE) preserve data");
+	c->full = true;
+	atomic_fetch_add(&c->snap->preserved, c->size);
+	hdr_encode(c, ino, h);
+	return mfs_pwrite_all(c->map_fd, h, COW_HDR, 0);
+}
+
+/* Preserve [off, off+len) of @c (clipped to the snapshot's size). */
+static int preserve(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino, uint64_t off,
+		    uint64_t len, char **buf)
+{
+	uint64_t end = len > c->size - MFS_MIN(off, c->size) ? c->size : off + len;
+	uint64_t b, b1;
+	int r;
+
+	if (c->full || off >= end)
+		return 0;
+	r = try_clone(S, c, src, ino);
+	if (r != -EOPNOTSUPP)
+		return r;
+	if (!*buf && !(*buf = malloc(COPY_BUF)))
+		return -ENOMEM;
+	b = off / COW_BS;
+	b1 = (end + COW_BS - 1) / COW_BS;
+	while (b < b1) {
+		uint64_t run;
+		if (bit(c->map, b)) {
+			b++;
+			continue;
+		}
+		for (run = b + 1; run < b1 && !bit(c->map, run); run++)
+			;
+		r = copy_blocks(c, src, b, run, *buf);
+		if (r < 0)
+			return r;
+		b = run;
+	}
+	return 0;
+}
+
+int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
+{
+	struct fs_snaps *S = fs->snaps;
+	_cleanup_free_ char *buf = NULL;
+	struct cow_entry *e;
+	struct stat st;
+	bool have_st = false;
+
+	if (!S || atomic_load(&S->count) == 0 || i->vkind != FS_VK_NONE || i == &fs->root)
+		return 0;
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, i->ino);
+	if (!e) {
+		pthread_rwlock_unlock(&S->rw);
+		return 0;
+	}
+	pthread_mutex_lock(&e->mu);
+	for (struct cow_state *c = e->states; c; c = c->next) {
+		int r = 0;
+		if (atomic_load(&c->snap->broken) || (c->saved && (c->full || len == 0)))
+			continue;
+		if (e->src_fd < 0) {
+			char proc[64];
+			fs_proc_path(i->fd, proc);
+			e->src_fd = open(proc, O_RDONLY | O_CLOEXEC);
+			if (e->src_fd < 0)
+				r = -errno;
+		}
+		if (r == 0 && !have_st) {
+			r = fstat(e->src_fd, &st) < 0 ? -errno : 0;
+			have_st = r == 0;
+		}
+		if (r == 0 && !c->saved)
+			r = state_save(c, i->ino, &st);
+		if (r == 0 && len)
+			r = preserve(S, c, e->src_fd, i->ino, off, len, &buf);
+		if (r < 0)
+			mark_broken(c->snap, r, "cannot preserve a changed file");
+	}
+	pthread_mutex_unlock(&e->mu);
+	pthread_rwlock_unlock(&S->rw);
+	return 0;
+}
+
+/* ================================================================ the farm */
+
+static int copy_attrs(int dirfd, const char *name, const struct stat *st, bool nofollow)
+{
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	int fl = nofollow ? AT_SYMLINK_NOFOLLOW : 0;
+
+	if (fchownat(dirfd, name, st->st_uid, st->st_gid, fl) < 0 && errno != EPERM)
+		return -errno;
+	if (!S_ISLNK(st->st_mode) && fchmodat(dirfd, name, st->st_mode & 07777, 0) < 0)
+		return -errno;
+	if (utimensat(dirfd, name, ts, fl) < 0)
+		return -errno;
+	return 0;
+}
+
+struct farm {
+	struct fs *fs;
+	struct fs_snap *s;
+	uint64_t files, dirs;
+};
+
+/* Mirror directory @src (O_RDONLY) into @dst (O_RDONLY), recursively. */
+static int farm_dir(struct farm *fm, int src, int dst, bool top, int depth)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, r = 0;
+
+	if (depth > MAX_DEPTH)
+		return -ELOOP;
+	fd = dup(src);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		struct stat st;
+
+		if (!strcmp(n, ".") || !strcmp(n, "..") || (top && !strcmp(n, MFS_CTL_DIR)))
+			continue;
+		if (de->d_type == DT_REG) {
+			struct cow_state *c;
+			if (linkat(src, n, dst, n, 0) < 0) {
+				r = -errno;
+				break;
+			}
+			r = state_add(fm->fs->snaps, fm->s, (ino_t)de->d_ino, &c);
+			fm->files++;
+			continue;
+		}
+		if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			break;
+		}
+		if (S_ISREG(st.st_mode)) { /* d_type unknown */
+			struct cow_state *c;
+			r = linkat(src, n, dst, n, 0) < 0 ? -errno
+							  : state_add(fm->fs->snaps, fm->s, st.st_ino, &c);
+			fm->files++;
+		} else if (S_ISDIR(st.st_mode)) {
+			_cleanup_close_ int s2 = -EBADF, d2 = -EBADF;
+			if (mkdirat(dst, n, 0700) < 0)
+				r = -errno;
+			s2 = r ? -EBADF : openat(src, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			d2 = s2 < 0 ? -EBADF : openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (r == 0 && (s2 < 0 || d2 < 0))
+				r = -errno;
+			if (r == 0)
+				r = farm_dir(fm, s2, d2, false, depth + 1);
+			if (r == 0)
+				r = copy_attrs(dst, n, &st, false);
+			fm->dirs++;
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX + 1];
+			ssize_t len = readlinkat(src, n, target, sizeof(target) - 1);
+			if (len < 0) {
+				r = -errno;
+				break;
+			}
+			target[len] = 0;
+			r = symlinkat(target, dst, n) < 0 ? -errno : copy_attrs(dst, n, &st, true);
+		} else {
+			if (mknodat(dst, n, st.st_mode, st.st_rdev) < 0) {
+				if (errno == EPERM) {
+					log_warning("snapshot '%s': cannot recreate device '%s'",
+						    fm->s->name, n);
+					continue;
+				}
+				r = -errno;
+				break;
+			}
+			r = copy_attrs(dst, n, &st, true);
+		}
+	}
+	return r;
+}
+
+/* fsync every directory of a farm (after the lock window). */
+static int sync_tree(int dirfd, int depth)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = dup(dirfd), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0) {
+		close(fd);
+		return -errno;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 0 && depth < MAX_DEPTH && (de = readdir(d))) {
+		_cleanup_close_ int c = -EBADF;
+		if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		c = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		r = c < 0 ? -errno : sync_tree(c, depth + 1);
+	}
+	return r;
+}
+
+/* Register the regular files of an existing farm (mount). */
+static int scan_tree(struct fs_snaps *S, struct fs_snap *s, int dirfd, int depth)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = dup(dirfd), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 0 && depth < MAX_DEPTH && (de = readdir(d))) {
+		struct stat st;
+		struct cow_state *c;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (de->d_type == DT_UNKNOWN) {
+			if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				return -errno;
+			de->d_type = (unsigned char)IFTODT(st.st_mode);
+		}
+		if (de->d_type == DT_REG) {
+			r = state_add(S, s, (ino_t)de->d_ino, &c);
+		} else if (de->d_type == DT_DIR) {
+			_cleanup_close_ int c2 =
+				openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			r = c2 < 0 ? -errno : scan_tree(S, s, c2, depth + 1);
+		}
+	}
+	return r;
+}
+
+/* Load NAME/cow/INO.map files into the states of @s (mount). */
+static int load_cow(struct fs_snaps *S, struct fs_snap *s)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = openat(s->cow_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		uint8_t h[COW_HDR];
+		char name[64], *end;
+		unsigned long long ino = strtoull(de->d_name, &end, 10);
+		struct cow_state *c;
+		struct stat st;
+		ssize_t n;
+
+		if (strcmp(end, ".map") || end == de->d_name)
+			continue;
+		c = state_of(entry_find(S, (ino_t)ino), s);
+		if (!c || c->saved)
+			continue;
+		c->map_fd = openat(s->cow_fd, de->d_name, O_RDWR | O_CLOEXEC);
+		cow_name((ino_t)ino, "data", name);
+		c->data_fd = openat(s->cow_fd, name, O_RDWR | O_CLOEXEC);
+		if (c->map_fd < 0 || c->data_fd < 0 || fstat(c->map_fd, &st) < 0)
+			return -errno;
+		n = mfs_pread_all(c->map_fd, h, COW_HDR, 0);
+		if (n != COW_HDR || memcmp(h, COW_MAGIC, 8) || mfs_get_le64(h + 56) != ino)
+			return -EBADMSG;
+		c->full = mfs_get_le32(h + 8) & COW_FULL;
+		c->mode = mfs_get_le32(h + 12);
+		c->uid = mfs_get_le32(h + 16);
+		c->gid = mfs_get_le32(h + 20);
+		c->size = mfs_get_le64(h + 24);
+		c->atime.tv_sec = (time_t)mfs_get_le64(h + 32);
+		c->atime.tv_nsec = (long)(mfs_get_le32(h + 40) % 1000000000u);
+		c->mtime.tv_nsec = (long)(mfs_get_le32(h + 44) % 1000000000u);
+		c->mtime.tv_sec = (time_t)mfs_get_le64(h + 48);
+		c->nblocks = (c->size + COW_BS - 1) / COW_BS;
+		if (c->size > (UINT64_C(1) << 50) ||
+		    (uint64_t)st.st_size != COW_HDR + c->nblocks / 8 + 1)
+			return -EBADMSG;
+		c->map = malloc(c->nblocks / 8 + 1);
+		if (!c->map)
+			return -ENOMEM;
+		if (mfs_pread_all(c->map_fd, c->map, c->nblocks / 8 + 1, COW_HDR) !=
+		    (ssize_t)(c->nblocks / 8 + 1))
+			return -EBADMSG;
+		c->saved = true;
+		if (fstat(c->data_fd, &st) == 0)
+			atomic_fetch_add(&s->preserved, (uint64_t)st.st_blocks * 512);
+	}
+	return 0;
+}
+
+/* ================================================================ store */
+
+static int snap_open_dirs(struct fs_snaps *S, struct fs_snap *s)
+{
+	s->dirfd = openat(S->store_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->dirfd < 0)
+		return -errno;
+	s->tree_fd = openat(s->dirfd, TREE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	s->cow_fd = openat(s->dirfd, COW_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return s->tree_fd < 0 || s->cow_fd < 0 ? -errno : 0;
+}
+
+static struct fs_snap *snap_new(const char *name)
+{
+	struct fs_snap *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	memcpy(s->name, name, strnlen(name, FS_SNAP_NAME_MAX)); /* names are checked */
+	s->dirfd = s->tree_fd = s->cow_fd = -1;
+	return s;
+}
+
+static int meta_parse(const char *text, struct fs_snap *s)
+{
+	const char *p = strstr(text, "\nlsn="), *t = strstr(text, "\ntime_ns=");
+
+	if (strncmp(text, "name=", 5) || !p || !t)
+		return -EBADMSG;
+	s->lsn = strtoull(p + 5, NULL, 10);
+	s->time_ns = strtoull(t + 9, NULL, 10);
+	return 0;
+}
+
+static void list_insert(struct fs_snaps *S, struct fs_snap *s)
+{
+	struct fs_snap **pp = &S->list;
+
+	while (*pp && (*pp)->lsn <= s->lsn)
+		pp = &(*pp)->next;
+	s->next = *pp;
+	*pp = s;
+	atomic_fetch_add(&S->count, 1);
+}
+
+static int load_one(struct fs_snaps *S, const char *name)
+{
+	_cleanup_free_ char *meta = NULL;
+	struct fs_snap *s;
+	struct stat st;
+	size_t len;
+	int r;
+
+	s = snap_new(name);
+	if (!s)
+		return -ENOMEM;
+	r = snap_open_dirs(S, s);
+	if (r == 0)
+		r = mfs_read_file(s->dirfd, META_FILE, 4096, &meta, &len);
+	if (r == -ENOENT) {
+		snap_free(s);
+		log_warning("removing unfinished snapshot '%s'", name);
+		return rm_tree(S->store_fd, name, 0);
+	}
+	if (r == 0)
+		r = meta_parse(meta, s);
+	if (r == 0)
+		r = scan_tree(S, s, s->tree_fd, 0);
+	if (r == 0)
+		r = load_cow(S, s);
+	if (r < 0) {
+		log_error_errno(r, "snapshot '%s' cannot be loaded, it is marked broken: %m", name);
+		mark_broken(s, r, "cannot load");
+	}
+	if (fstatat(s->dirfd, BROKEN_FILE, &st, 0) == 0)
+		atomic_store(&s->broken, true);
+	list_insert(S, s);
+	log_info("snapshot '%s' at LSN %" PRIu64 "%s", name, s->lsn,
+		 atomic_load(&s->broken) ? " (broken)" : "");
+	return 0;
+}
+
+int fs_snap_open(struct fs *fs)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct fs_snaps *S = calloc(1, sizeof(*S));
+	struct dirent *de;
+	int fd, r = 0;
+
+	if (!S)
+		return -ENOMEM;
+	fs->snaps = S;
+	pthread_mutex_init(&S->mu, NULL);
+	pthread_mutex_init(&S->vmu, NULL);
+	pthread_rwlock_init(&S->rw, NULL);
+	atomic_store(&S->reflink, -1);
+	S->store_fd = -1;
+	S->hash = calloc(N_BUCKETS, sizeof(*S->hash));
+	S->vhash = calloc(N_BUCKETS, sizeof(*S->vhash));
+	if (!S->hash || !S->vhash)
+		return -ENOMEM;
+	if (mkdirat(fs->data_fd, MFS_CTL_DIR, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(-errno, "cannot create '%s': %m", MFS_CTL_DIR);
+	fd = openat(fs->data_fd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return log_error_errno(-errno, "cannot open '%s': %m", MFS_CTL_DIR);
+	if (mkdirat(fd, STORE_DIR, 0700) < 0 && errno != EEXIST)
+		r = -errno;
+	S->store_fd = r ? -1 : openat(fd, STORE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(fd);
+	if (S->store_fd < 0)
+		return log_error_errno(r ? r : -errno, "cannot open the snapshot store: %m");
+	fd = openat(S->store_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.') {
+			if (!strncmp(de->d_name, ".del-", 5) || !strncmp(de->d_name, ".new-", 5))
+				(void)rm_tree(S->store_fd, de->d_name, 0);
+			continue;
+		}
+		if (!fs_snap_name_ok(de->d_name))
+			continue;
+		r = load_one(S, de->d_name);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void fs_snap_close(struct fs *fs)
+{
+	struct fs_snaps *S = fs->snaps;
+
+	if (!S)
+		return;
+	(void)fs_snap_sync(fs);
+	if (S->hash) {
+		for (struct fs_snap *s = S->list; s; s = s->next)
+			states_drop(S, s);
+	}
+	while (S->list) {
+		struct fs_snap *s = S->list;
+		S->list = s->next;
+		snap_free(s);
+	}
+	while (S->dead) {
+		struct fs_snap *s = S->dead;
+		S->dead = s->next;
+		snap_free(s);
+	}
+	for (size_t b = 0; S->vhash && b < N_BUCKETS; b++)
+		while (S->vhash[b]) {
+			struct fs_inode *i = S->vhash[b];
+			S->vhash[b] = i->hnext;
+			fs_snapview_free(i);
+		}
+	free(S->hash);
+	free(S->vhash);
+	closep(&S->store_fd);
+	free(S);
+	fs->snaps = NULL;
+}
+
+int fs_snap_sync(struct fs *fs)
+{
+	struct fs_snaps *S = fs->snaps;
+	int r = 0;
+
+	if (!S || atomic_load(&S->count) == 0)
+		return 0;
+	pthread_rwlock_rdlock(&S->rw);
+	for (size_t b = 0; b < N_BUCKETS; b++)
+		for (struct cow_entry *e = S->hash[b]; e; e = e->hnext) {
+			pthread_mutex_lock(&e->mu);
+			for (struct cow_state *c = e->states; c; c = c->next) {
+				if (c->data_fd >= 0 && fdatasync(c->data_fd) < 0 && r == 0)
+					r = -errno;
+				if (c->map_fd >= 0 && fdatasync(c->map_fd) < 0 && r == 0)
+					r = -errno;
+			}
+			pthread_mutex_unlock(&e->mu);
+		}
+	for (struct fs_snap *s = S->list; s; s = s->next) {
+		int fd = openat(s->cow_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)fsync(fd);
+			close(fd);
+		}
+	}
+	pthread_rwlock_unlock(&S->rw);
+	return r;
+}
+
+/* ================================================================ create */
+
+struct create_ctx {
+	struct fs *fs;
+	struct fs_snap *s;
+	const char *tmpname;
+	uint64_t window_ns;
+};
+
+/* Runs with every mutation held (fs_lock_quiesce): rotate, build the farm. */
+static int create_locked(struct fs *fs, void *arg)
+{
+	struct create_ctx *x = arg;
+	struct fs_snaps *S = fs->snaps;
+	struct fs_snap *s = x->s;
+	struct farm fm = { .fs = fs, .s = s };
+	_cleanup_close_ int src = -EBADF, dst = -EBADF;
+	int r;
+
+	r = fs_journal_snapshot(fs, s->name, &s->lsn);
+	if (r < 0)
+		return r;
+	s->time_ns = mfs_now_ns();
+	src = openat(fs->data_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dst = openat(s->tree_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (src < 0 || dst < 0)
+		return -errno;
+	pthread_rwlock_wrlock(&S->rw);
+	r = farm_dir(&fm, src, dst, true, 0);
+	if (r == 0) {
+		struct stat st;
+		r = fstat(src, &st) < 0 ? -errno : copy_attrs(s->tree_fd, ".", &st, false);
+	}
+	if (r == 0)
+		list_insert(S, s);
+	else
+		states_drop(S, s);
+	pthread_rwlock_unlock(&S->rw);
+	log_debug("snapshot '%s': %" PRIu64 " files, %" PRIu64 " folders linked", s->name,
+		  fm.files, fm.dirs);
+	return r;
+}
+
+static int snap_create(struct fs *fs, const char *name, char **ret)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct create_ctx x = { .fs = fs };
+	char tmp[FS_SNAP_NAME_MAX + 8], meta[512], uuid[37];
+	_cleanup_close_ int tdir = -EBADF;
+	struct fs_snap *s;
+	struct stat st;
+	int r, n;
+
+	if (!fs_snap_name_ok(name))
+		return asprintf(ret, "err %d bad snapshot name '%s' (1-%d of A-Z a-z 0-9 . _ -, "
+				     "not starting with '.')\n",
+				EINVAL, name, FS_SNAP_NAME_MAX);
+	pthread_mutex_lock(&S->mu);
+	if (fstatat(S->store_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		pthread_mutex_unlock(&S->mu);
+		return asprintf(ret, "err %d snapshot '%s' exists\n", EEXIST, name);
+	}
+	snprintf(tmp, sizeof(tmp), ".new-%s", name);
+	(void)rm_tree(S->store_fd, tmp, 0);
+	s = snap_new(name);
+	r = s ? 0 : -ENOMEM;
+	if (r == 0 && mkdirat(S->store_fd, tmp, 0700) < 0)
+		r = -errno;
+	if (r == 0 && (tdir = openat(S->store_fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		r = -errno;
+	if (r == 0 && (mkdirat(tdir, TREE_DIR, 0700) < 0 || mkdirat(tdir, COW_DIR, 0700) < 0))
+		r = -errno;
+	if (r == 0) {
+		s->dirfd = TAKE_FD(tdir);
+		s->tree_fd = openat(s->dirfd, TREE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		s->cow_fd = openat(s->dirfd, COW_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (s->tree_fd < 0 || s->cow_fd < 0)
+			r = -errno;
+	}
+	x.s = s;
+	if (r == 0)
+		r = fs_lock_quiesce(fs, create_locked, &x, &x.window_ns);
+	if (r == 0) {
+		/* outside the lock window: make the farm durable, then publish it */
+		r = sync_tree(s->tree_fd, 0);
+		fs_journal_uuid(fs, uuid);
+		n = snprintf(meta, sizeof(meta),
+			     "name=%s\nlsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\ndataset=%s\n", name,
+			     s->lsn, s->time_ns, uuid);
+		if (r == 0)
+			r = mfs_replace_file(s->dirfd, META_FILE, meta, (size_t)n, 0600);
+		if (r == 0 && renameat(S->store_fd, tmp, S->store_fd, name) < 0)
+			r = -errno;
+		if (r == 0)
+			r = mfs_fsync_dir(S->store_fd, NULL);
+		if (r < 0) {
+			pthread_rwlock_wrlock(&S->rw);
+			for (struct fs_snap **pp = &S->list; *pp; pp = &(*pp)->next)
+				if (*pp == s) {
+					*pp = s->next;
+					atomic_fetch_sub(&S->count, 1);
+					break;
+				}
+			states_drop(S, s);
+			pthread_rwlock_unlock(&S->rw);
+		}
+	}
+	if (r < 0) {
+		(void)rm_tree(S->store_fd, tmp, 0);
+		if (s)
+			snap_free(s);
+		pthread_mutex_unlock(&S->mu);
+		errno = -r;
+		return asprintf(ret, "err %d cannot create snapshot '%s': %m\n", -r, name);
+	}
+	pthread_mutex_unlock(&S->mu);
+	log_info("snapshot '%s' at LSN %" PRIu64 ", writers held %" PRIu64 " us", name, s->lsn,
+		 x.window_ns / 1000);
+	return asprintf(ret, "ok %s %" PRIu64 " %" PRIu64 "\n", name, s->lsn, x.window_ns / 1000);
+}
+
+static int snap_delete(struct fs *fs, const char *name, char **ret)
+{
+	struct fs_snaps *S = fs->snaps;
+	char tmp[FS_SNAP_NAME_MAX + 8];
+	struct fs_snap *s = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&S->mu);
+	pthread_rwlock_wrlock(&S->rw);
+	for (struct fs_snap **pp = &S->list; *pp; pp = &(*pp)->next)
+		if (!strcmp((*pp)->name, name)) {
+			s = *pp;
+			*pp = s->next;
+			atomic_fetch_sub(&S->count, 1);
+			break;
+		}
+	if (s) {
+		states_drop(S, s);
+		s->dead = true;
+		s->next = S->dead;
+		S->dead = s;
+	}
+	pthread_rwlock_unlock(&S->rw);
+	if (!s) {
+		pthread_mutex_unlock(&S->mu);
+		return asprintf(ret, "err %d no snapshot '%s'\n", ENOENT, name);
+	}
+	snprintf(tmp, sizeof(tmp), ".del-%s", name);
+	if (renameat(S->store_fd, name, S->store_fd, tmp) < 0)
+		r = -errno;
+	if (r == 0)
+		r = rm_tree(S->store_fd, tmp, 0);
+	if (r == 0)
+		r = mfs_fsync_dir(S->store_fd, NULL);
+	pthread_mutex_unlock(&S->mu);
+	if (r < 0) {
+		errno = -r;
+		return asprintf(ret, "err %d snapshot '%s' is gone but its store was not removed: "
+				     "%m\n",
+				-r, name);
+	}
+	log_info("snapshot '%s' deleted", name);
+	return asprintf(ret, "ok\n");
+}
+
+/* The snapshots as a JSON array (malloc'd). */
+int fs_snap_json(struct fs *fs, char **ret)
+{
+	struct fs_snaps *S = fs->snaps;
+	size_t cap = 64, len = 0;
+	char *out = malloc(cap);
+
+	if (!out)
+		return -ENOMEM;
+	out[len++] = '[';
+	if (S)
+		pthread_rwlock_rdlock(&S->rw);
+	for (struct fs_snap *s = S ? S->list : NULL; s; s = s->next) {
+		char item[FS_SNAP_NAME_MAX + 160];
+		int n = snprintf(item, sizeof(item),
+				 "%s{\"name\":\"%s\",\"lsn\":%" PRIu64 ",\"time_ns\":%" PRIu64
+				 ",\"preserved_bytes\":%" PRIu64 ",\"state\":\"%s\"}",
+				 s == S->list ? "" : ",", s->name, s->lsn, s->time_ns,
+				 atomic_load(&s->preserved),
+				 atomic_load(&s->broken) ? "broken" : "ok");
+		if (len + (size_t)n + 2 > cap) {
+			char *nn = realloc(out, cap = (cap + (size_t)n) * 2);
+			if (!nn) {
+				free(out);
+				out = NULL;
+				break;
+			}
+			out = nn;
+		}
+		memcpy(out + len, item, (size_t)n);
+		len += (size_t)n;
+	}
+	if (S)
+		pthread_rwlock_unlock(&S->rw);
+	if (!out)
+		return -ENOMEM;
+	out[len++] = ']';
+	out[len] = 0;
+	*ret = out;
+	return 0;
+}
+
+int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret)
+{
+	const char *arg = cmd + strlen("snapshot");
+
+	if (!fs->snaps)
+		return asprintf(ret, "err %d snapshots are unavailable\n", ENOTSUP);
+	while (*arg == ' ')
+		arg++;
+	if (!strncmp(arg, "create ", 7))
+		return snap_create(fs, arg + 7, ret);
+	if (!strncmp(arg, "delete ", 7))
+		return snap_delete(fs, arg + 7, ret);
+	if (!strcmp(arg, "list")) {
+		_cleanup_free_ char *json = NULL;
+		if (fs_snap_json(fs, &json) < 0)
+			return asprintf(ret, "err %d out of memory\n", ENOMEM);
+		return asprintf(ret, "ok %s\n", json);
+	}
+	return asprintf(ret, "err %d usage: snapshot create|delete NAME, snapshot list\n", EINVAL);
+}
+
+/* ================================================================ view support */
+
+struct fs_snap *fs_snap_find(struct fs *fs, const char *name)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct fs_snap *s;
+
+	if (!S)
+		return NULL;
+	pthread_rwlock_rdlock(&S->rw);
+	for (s = S->list; s; s = s->next)
+		if (!strcmp(s->name, name))
+			break;
+	pthread_rwlock_unlock(&S->rw);
+	return s;
+}
+
+int fs_snap_names(struct fs *fs, char ***ret, size_t *ret_n)
+{
+	struct fs_snaps *S = fs->snaps;
+	size_t n = 0, cap = S ? atomic_load(&S->count) + 1 : 1;
+	char **names = calloc(cap, sizeof(*names));
+
+	if (!names)
+		return -ENOMEM;
+	if (S) {
+		pthread_rwlock_rdlock(&S->rw);
+		for (struct fs_snap *s = S->list; s && n < cap; s = s->next)
+			names[n++] = strdup(s->name);
+		pthread_rwlock_unlock(&S->rw);
+	}
+	*ret = names;
+	*ret_n = n;
+	return 0;
+}
+
+int fs_snap_tree_fd(struct fs_snap *s)
+{
+	return s->tree_fd;
+}
+
+uint64_t fs_snap_lsn(struct fs_snap *s)
+{
+	return s->lsn;
+}
+
+int fs_snap_check(struct fs_snap *s)
+{
+	if (s->dead)
+		return -ESTALE;
+	return atomic_load(&s->broken) ? -EIO : 0;
+}
+
+void fs_snap_vlock(struct fs *fs, bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&fs->snaps->vmu);
+	else
+		pthread_mutex_unlock(&fs->snaps->vmu);
+}
+
+struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino)
+{
+	return &fs->snaps->vhash[ebucket((ino_t)((uint64_t)ino ^ (uintptr_t)s))];
+}
+
+/*
+ * A regular file's attributes in snapshot @s: those saved at its first
+ * change if it changed, else the link's (@st, from fstat of the link).
+ */
+int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct cow_entry *e;
+	struct cow_state *c;
+	int r = fs_snap_check(s);
+
+	if (r < 0)
+		return r;
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, st->st_ino);
+	if (e) {
+		pthread_mutex_lock(&e->mu);
+		c = state_of(e, s);
+		if (c && c->saved) {
+			st->st_mode = c->mode;
+			st->st_uid = c->uid;
+			st->st_gid = c->gid;
+			st->st_size = (off_t)c->size;
+			st->st_atim = c->atime;
+			st->st_mtim = c->mtime;
+			st->st_ctim = c->mtime;
+			st->st_blocks = (blkcnt_t)((c->size + 511) / 512);
+		}
+		pthread_mutex_unlock(&e->mu);
+	}
+	pthread_rwlock_unlock(&S->rw);
+	st->st_nlink = 1;
+	return 0;
+}
+
+ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
+			  size_t size, uint64_t off)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct cow_entry *e;
+	struct cow_state *c;
+	ssize_t done = 0;
+	int r = fs_snap_check(s);
+
+	if (r < 0)
+		return r;
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, ino);
+	if (e)
+		pthread_mutex_lock(&e->mu);
+	c = state_of(e, s);
+	if (!c || !c->saved) {
+		done = mfs_pread_all(fd, buf, size, off);
+	} else if (off < c->size) {
+		uint64_t end = MFS_MIN(off + size, c->size);
+		while (off < end) {
+			uint64_t b = off / COW_BS, bend = MFS_MIN((b + 1) * COW_BS, end);
+			bool pre = c->full || bit(c->map, b);
+			ssize_t n;
+			/* extend over blocks in the same state */
+			while (bend < end && !c->full && bit(c->map, bend / COW_BS) == pre)
+				bend = MFS_MIN(bend + COW_BS, end);
+			n = mfs_pread_all(pre ? c->data_fd : fd, buf + done, bend - off, off);
+			if (n < 0) {
+				done = n;
+				break;
+			}
+			if ((uint64_t)n < bend - off) /* a hole at the end of the data */
+				memset(buf + done + n, 0, bend - off - (uint64_t)n);
+			done += (ssize_t)(bend - off);
+			off = bend;
+		}
+	}
+	if (e)
+		pthread_mutex_unlock(&e->mu);
+	pthread_rwlock_unlock(&S->rw);
+	return done;
+}
