@@ -26,6 +26,7 @@ struct mirror_config {
 
 /* ---------------------------------------------------------------- state.c */
 
+/* The fields of STATE/applied (struct mfs_applied, lib/applied.c). */
 struct mirror_state {
 	uint8_t uuid[16];
 	bool have_uuid;
@@ -35,12 +36,12 @@ struct mirror_state {
 };
 
 /*
- * Load the applied state from @dirfd ("applied"); a missing file is the
- * empty state. Returns 0, -EBADMSG for an unreadable file, or -errno.
+ * Load the applied state from @dirfd (mfs_applied_read); a missing file is
+ * the empty state. Returns 0, -EBADMSG for a malformed file, or -errno.
  */
 int mirror_state_load(int dirfd, struct mirror_state *ret);
 
-/* Record @s durably (mfs_replace_file). Returns 0 or -errno. */
+/* Record @s durably (mfs_applied_write). Returns 0 or -errno. */
 int mirror_state_save(int dirfd, const struct mirror_state *s);
 
 struct mirror_status {

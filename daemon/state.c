@@ -2,11 +2,11 @@
 /*
  * state.c - the applied-LSN state of a mirror, its status and metrics.
  *
- * STATE/applied is a small text file ("key value" lines) replaced durably
- * with mfs_replace_file() after each segment's flush: data set id, applied
- * LSN, time of the last applied record. It only ever moves forward.
- * STATE/status.json and the --metrics file are written the same way, so a
- * reader never sees half of one.
+ * STATE/applied (format and durable write: lib/applied.c) is replaced after
+ * each batch's flush: data set id, applied LSN, time of the last applied
+ * record, segments applied. It only ever moves forward. STATE/status.json
+ * and the --metrics file are written the same way, so a reader never sees
+ * half of one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,56 +17,45 @@
 #include <string.h>
 
 #include "mirror.h"
+#include "mirrorfs/applied.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 
-#define STATE_FILE "applied"
 #define STATUS_FILE "status.json"
 
 int mirror_state_load(int dirfd, struct mirror_state *ret)
 {
-	_cleanup_free_ char *text = NULL;
-	struct mirror_state s = { 0 };
-	char key[32], val[64];
-	const char *p;
-	int r, n;
+	struct mfs_applied a;
+	int r;
 
-	r = mfs_read_file(dirfd, STATE_FILE, 4096, &text, NULL);
+	r = mfs_applied_read(dirfd, &a);
 	if (r == -ENOENT) {
-		*ret = s;
+		*ret = (struct mirror_state){ 0 };
 		return 0;
 	}
 	if (r < 0)
 		return r;
-	for (p = text; sscanf(p, "%31s %63s%n", key, val, &n) == 2; p += n) {
-		if (!strcmp(key, "data_set")) {
-			if (mfs_uuid_parse(val, s.uuid) < 0)
-				return -EBADMSG;
-			s.have_uuid = true;
-		} else if (!strcmp(key, "applied_lsn")) {
-			s.applied_lsn = strtoull(val, NULL, 10);
-		} else if (!strcmp(key, "last_record_ns")) {
-			s.last_record_ns = strtoull(val, NULL, 10);
-		} else if (!strcmp(key, "segments_applied")) {
-			s.segments_applied = strtoull(val, NULL, 10);
-		}
-	}
-	*ret = s;
+	*ret = (struct mirror_state){
+		.have_uuid = a.have_data_set,
+		.applied_lsn = a.applied_lsn,
+		.last_record_ns = a.last_record_ns,
+		.segments_applied = a.segments_applied,
+	};
+	memcpy(ret->uuid, a.data_set, sizeof(ret->uuid));
 	return 0;
 }
 
 int mirror_state_save(int dirfd, const struct mirror_state *s)
 {
-	char uuid[37] = "-", buf[256];
-	int n;
+	struct mfs_applied a = {
+		.have_data_set = s->have_uuid,
+		.applied_lsn = s->applied_lsn,
+		.last_record_ns = s->last_record_ns,
+		.segments_applied = s->segments_applied,
+	};
 
-	if (s->have_uuid)
-		mfs_uuid_format(s->uuid, uuid);
-	n = snprintf(buf, sizeof(buf),
-		     "data_set %s\napplied_lsn %" PRIu64 "\nlast_record_ns %" PRIu64
-		     "\nsegments_applied %" PRIu64 "\n",
-		     uuid, s->applied_lsn, s->last_record_ns, s->segments_applied);
-	return mfs_replace_file(dirfd, STATE_FILE, buf, (size_t)n, 0644);
+	memcpy(a.data_set, s->uuid, sizeof(a.data_set));
+	return mfs_applied_write(dirfd, &a);
 }
 
 /* Append @s to @b as a JSON string (names are plain, but escape anyway). */

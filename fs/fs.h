@@ -171,13 +171,22 @@ int fs_journal_sync(struct fs *fs, uint64_t lsn);
 int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn);
 /* Close the open segment if it is not empty; @ret_name gets its name or "". */
 int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1]);
-/* Append a snapshot marker for @name and close the segment (no checkpoint:
- * this runs in the lock window). *ret_lsn: the closed segment's last LSN. */
-int fs_journal_snapshot(struct fs *fs, const char *name, uint64_t *ret_lsn);
+/* In a snapshot's lock window: append its marker and switch to a new
+ * segment without syncing anything (mfs_segw_create_flags, MFS_SEGW_LAZY).
+ * *ret_lsn: the old segment's last LSN; *ret_old: the old writer. Returns
+ * with the checkpoint lock held: call fs_journal_snapshot_end() after the
+ * window, which seals the old segment, establishes the new one and
+ * releases it. */
+struct mfs_segw;
+int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn,
+			      struct mfs_segw **ret_old);
+int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old);
 /* The data set's UUID as text. */
 void fs_journal_uuid(struct fs *fs, char out[37]);
 /* Delete a closed segment (checkpointing first if it still matters). */
 int fs_journal_trim(struct fs *fs, const char *name);
+/* fd of the journal folder (borrowed). */
+int fs_journal_dirfd(struct fs *fs);
 /* fd of the closed segments folder (borrowed). */
 int fs_journal_closed_dirfd(struct fs *fs);
 /* A new read-only fd on the open segment. */

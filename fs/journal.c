@@ -375,12 +375,15 @@ int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1])
 	return r;
 }
 
-int fs_journal_snapshot(struct fs *fs, const char *name, uint64_t *ret_lsn)
+int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn,
+			      struct mfs_segw **ret_old)
 {
 	struct fs_journal *j = fs->j;
-	char closed[MFS_SEG_NAME_LEN + 1];
 	struct mfs_rec *rec = fs_rec_new(MFS_REC_SNAPSHOT);
-	uint64_t first, lsn;
+	struct mfs_segw_stats s;
+	struct mfs_segw *old;
+	uint64_t lsn;
+	char nname[64];
 	int r;
 
 	if (!rec)
@@ -388,13 +391,55 @@ int fs_journal_snapshot(struct fs *fs, const char *name, uint64_t *ret_lsn)
 	snprintf(rec->path2, sizeof(rec->path2), "%s", name);
 	pthread_mutex_lock(&j->ckpt_lock);
 	r = fs_journal_append(fs, rec, &lsn);
-	if (r == 0)
-		r = rotate_locked(fs, closed, false);
-	pthread_mutex_unlock(&j->ckpt_lock);
 	free(rec);
-	if (r == 0 && !mfs_seg_name_parse(closed, &first, ret_lsn))
-		r = -EIO;
-	return r;
+	if (r < 0) {
+		pthread_mutex_unlock(&j->ckpt_lock);
+		return r;
+	}
+	pthread_rwlock_wrlock(&j->seg_lock);
+	old = j->w;
+	mfs_segw_get_stats(old, &s);
+	open_name(s.seg_no + 1, nname);
+	r = mfs_segw_create_flags(j->open_dirfd, nname, j->uuid, s.seg_no + 1, s.next_lsn,
+				  MFS_SEGW_LAZY, &j->w);
+	if (r < 0) {
+		j->w = old;
+		pthread_rwlock_unlock(&j->seg_lock);
+		pthread_mutex_unlock(&j->ckpt_lock);
+		return r;
+	}
+	snprintf(j->open_name, sizeof(j->open_name), "%s", nname);
+	j->seg_no = s.seg_no + 1;
+	atomic_store(&j->seg_bytes, 0);
+	j->last_rotate_ns = mfs_mono_ns();
+	pthread_rwlock_unlock(&j->seg_lock);
+	*ret_lsn = s.next_lsn - 1;
+	*ret_old = old;
+	return 0; /* ckpt_lock stays held until fs_journal_snapshot_end() */
+}
+
+int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
+{
+	struct fs_journal *j = fs->j;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	struct mfs_segw_stats s;
+	int r, r2;
+
+	mfs_segw_get_stats(old, &s);
+	r = mfs_segw_close(old, j->closed_dirfd, closed);
+	if (r < 0)
+		fs_fail(fs, r, "cannot close the segment before a snapshot");
+	pthread_rwlock_rdlock(&j->seg_lock);
+	r2 = j->w ? mfs_segw_establish(j->w) : -EIO;
+	pthread_rwlock_unlock(&j->seg_lock);
+	if (r2 < 0)
+		fs_fail(fs, r2, "cannot make the new journal segment durable");
+	if (r == 0 && r2 == 0) {
+		(void)state_write(j, s.next_lsn - 1);
+		log_info("closed segment '%s'", closed);
+	}
+	pthread_mutex_unlock(&j->ckpt_lock);
+	return r < 0 ? r : r2;
 }
 
 void fs_journal_uuid(struct fs *fs, char out[37])
@@ -653,11 +698,34 @@ static int peek_header(int dirfd, const char *name, uint8_t uuid[16], uint64_t *
 	return r;
 }
 
-/* Find the open segment in open/ and continue it (cutting a torn tail). */
+struct open_seg {
+	uint64_t seg_no;
+	char name[256];
+};
+
+static int open_seg_cmp(const void *a, const void *b)
+{
+	const struct open_seg *x = a, *y = b;
+
+	return x->seg_no < y->seg_no ? -1 : x->seg_no > y->seg_no;
+}
+
+/*
+ * Find the open segment in open/ and continue it (cutting a torn tail).
+ * Two open segments are left by a crash right after a snapshot switched
+ * segments (fs_journal_snapshot_begin): the older is sealed into journal/
+ * up to its last valid record, and the newer continues it - unless a torn
+ * tail of the older left a gap, in which case the newer (whose records
+ * were never reported durable: syncs wait for the older's seal) is set
+ * aside as lost-NAME.
+ */
 static int recover_open(struct fs_journal *j, bool have_uuid)
 {
 	_cleanup_closedir_ DIR *d = NULL;
+	struct open_seg segs[8];
 	struct dirent *de;
+	size_t n = 0;
+	uint64_t prev_last = 0;
 	int fd, r = 0;
 
 	fd = openat(j->open_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -668,8 +736,8 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 		close(fd);
 		return -errno;
 	}
-	while ((de = readdir(d)) && r == 0) {
-		uint64_t cut = 0, seg_no;
+	while ((de = readdir(d))) {
+		uint64_t seg_no;
 		uint8_t uuid[16];
 
 		if (strncmp(de->d_name, "open-", 5) || !strstr(de->d_name, MFS_SEG_SUFFIX))
@@ -684,22 +752,64 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			memcpy(j->uuid, uuid, 16);
 			have_uuid = true;
 		}
-		if (j->w)
-			return log_error_errno(-EEXIST, "two open segments in '%s/" OPEN_DIR "'",
+		if (n == ARRAY_SIZE(segs) || strlen(de->d_name) >= sizeof(segs[0].name))
+			return log_error_errno(-EEXIST, "too many open segments in '%s/" OPEN_DIR "'",
 					       j->path);
-		r = mfs_segw_reopen(j->open_dirfd, de->d_name, j->uuid, &j->w, &cut);
+		segs[n].seg_no = seg_no;
+		snprintf(segs[n].name, sizeof(segs[n].name), "%s", de->d_name);
+		n++;
+	}
+	if (n > 2)
+		return log_error_errno(-EEXIST, "%zu open segments in '%s/" OPEN_DIR "'", n, j->path);
+	qsort(segs, n, sizeof(segs[0]), open_seg_cmp);
+	for (size_t k = 0; k < n && r == 0; k++) {
+		struct mfs_segw_stats st;
+		uint64_t cut = 0;
+		const char *name = segs[k].name;
+
+		r = mfs_segw_reopen(j->open_dirfd, name, j->uuid, &j->w, &cut);
 		if (r == -EALREADY) {
-			r = move_sealed(j, de->d_name);
+			r = move_sealed(j, name);
 			continue;
 		}
 		if (r < 0)
 			return log_error_errno(r, "cannot reopen segment '%s/" OPEN_DIR "/%s': %m",
-					       j->path, de->d_name);
-		snprintf(j->open_name, sizeof(j->open_name), "%s", de->d_name);
-		j->seg_no = seg_no;
+					       j->path, name);
 		if (cut)
-			log_notice("segment '%s': cut a torn tail of %" PRIu64 " bytes", de->d_name,
-				   cut);
+			log_notice("segment '%s': cut a torn tail of %" PRIu64 " bytes", name, cut);
+		mfs_segw_get_stats(j->w, &st);
+		if (k > 0 && prev_last && st.first_lsn != prev_last + 1) {
+			char lost[300];
+			mfs_segw_free(j->w);
+			j->w = NULL;
+			snprintf(lost, sizeof(lost), "lost-%s", name);
+			log_error("segment '%s' starts at LSN %" PRIu64 " but the one before ends at %" PRIu64
+				  " (torn by a crash): set aside as '%s/" OPEN_DIR "/%s'; none of its "
+				  "records was reported durable",
+				  name, st.first_lsn, prev_last, j->path, lost);
+			if (renameat(j->open_dirfd, name, j->open_dirfd, lost) < 0)
+				return -errno;
+			continue;
+		}
+		if (k + 1 < n && st.records == 0) { /* the older one, empty */
+			prev_last = st.first_lsn - 1;
+			mfs_segw_free(j->w);
+			j->w = NULL;
+			(void)unlinkat(j->open_dirfd, name, 0);
+			continue;
+		}
+		if (k + 1 < n) { /* the older one of two: seal it */
+			char closed[MFS_SEG_NAME_LEN + 1];
+			prev_last = st.next_lsn - 1;
+			r = mfs_segw_close(j->w, j->closed_dirfd, closed);
+			j->w = NULL;
+			if (r < 0)
+				return log_error_errno(r, "cannot seal segment '%s': %m", name);
+			log_notice("sealed segment '%s' left open by a crash as '%s'", name, closed);
+			continue;
+		}
+		snprintf(j->open_name, sizeof(j->open_name), "%s", name);
+		j->seg_no = segs[k].seg_no;
 	}
 	return r;
 }
@@ -873,6 +983,11 @@ void fs_journal_close(struct fs *fs)
 }
 
 /* ================================================================ virtual tree support */
+
+int fs_journal_dirfd(struct fs *fs)
+{
+	return fs->j->dirfd;
+}
 
 int fs_journal_closed_dirfd(struct fs *fs)
 {

@@ -71,18 +71,27 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	return 1;
 }
 
+/*
+ * libfuse sometimes logs one line in pieces (its "unknown option(s): `-o
+ * x'" is three calls): keep a piece that lacks its newline and log the
+ * line once it is complete, so the message reads as one line.
+ */
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	char buf[1024];
-	size_t len;
+	static _Thread_local char buf[1024];
+	static _Thread_local size_t len;
 
 	if ((int)level > mfs_log_max_level)
 		return;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
 	len = strlen(buf);
+	if (len && buf[len - 1] != '\n' && len < sizeof(buf) - 1)
+		return;
 	while (len && buf[len - 1] == '\n')
 		buf[--len] = 0;
 	mfs_log((int)level, "%s", buf);
+	len = 0;
+	buf[0] = 0;
 }
 
 /* Whether @inner is @outer or beneath it (both canonical). */
@@ -271,7 +280,9 @@ int main(int argc, char *argv[])
 	}
 	if (o.debug)
 		mfs_log_max_level = LOG_DEBUG;
-	fuse_opt_add_arg(&args, "-odefault_permissions,fsname=mirrorfs,subtype=mirrorfs");
+	/* before the user's options, so that an fsname= given there wins: an
+	 * fstab line with fsname=DATADIR is then seen as mounted by mount -a */
+	fuse_opt_insert_arg(&args, 1, "-odefault_permissions,fsname=mirrorfs,subtype=mirrorfs");
 	if (geteuid() == 0)
 		fuse_opt_add_arg(&args, "-oallow_other");
 	if (fs_setup(&fs, &c) == 0)

@@ -790,6 +790,41 @@ static int load_one(struct fs_snaps *S, const char *name)
 	return 0;
 }
 
+/*
+ * Open the store (@create: make it first): JOURNAL_DIR/snapshots when the
+ * journal folder is on the data's filesystem (the default, DATADIR/.mirrorfs,
+ * is), else DATADIR/.mirrorfs/snapshots - hard links need one filesystem.
+ */
+static int store_open(struct fs *fs, bool create)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct stat jst;
+	int base, r = 0;
+
+	if (S->store_fd >= 0)
+		return 0;
+	if (fstat(fs_journal_dirfd(fs), &jst) == 0 && jst.st_dev == fs->root.dev) {
+		base = fcntl(fs_journal_dirfd(fs), F_DUPFD_CLOEXEC, 3);
+	} else {
+		if (create && mkdirat(fs->data_fd, MFS_CTL_DIR, 0700) < 0 && errno != EEXIST)
+			return log_error_errno(-errno, "cannot create '%s/%s': %m", fs->opt.data_dir,
+					       MFS_CTL_DIR);
+		base = openat(fs->data_fd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (base < 0)
+		return errno == ENOENT ? -ENOENT : log_error_errno(-errno, "cannot open the snapshot store: %m");
+	if (create && mkdirat(base, STORE_DIR, 0700) < 0 && errno != EEXIST)
+		r = -errno;
+	if (r == 0) {
+		S->store_fd = openat(base, STORE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		r = S->store_fd < 0 ? -errno : 0;
+	}
+	close(base);
+	if (r < 0 && r != -ENOENT)
+		log_error_errno(r, "cannot open the snapshot store: %m");
+	return r;
+}
+
 int fs_snap_open(struct fs *fs)
 {
 	_cleanup_closedir_ DIR *d = NULL;
@@ -809,17 +844,11 @@ int fs_snap_open(struct fs *fs)
 	S->vhash = calloc(N_BUCKETS, sizeof(*S->vhash));
 	if (!S->hash || !S->vhash)
 		return -ENOMEM;
-	if (mkdirat(fs->data_fd, MFS_CTL_DIR, 0700) < 0 && errno != EEXIST)
-		return log_error_errno(-errno, "cannot create '%s': %m", MFS_CTL_DIR);
-	fd = openat(fs->data_fd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot open '%s': %m", MFS_CTL_DIR);
-	if (mkdirat(fd, STORE_DIR, 0700) < 0 && errno != EEXIST)
-		r = -errno;
-	S->store_fd = r ? -1 : openat(fd, STORE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	close(fd);
-	if (S->store_fd < 0)
-		return log_error_errno(r ? r : -errno, "cannot open the snapshot store: %m");
+	r = store_open(fs, false);
+	if (r == -ENOENT)
+		return 0; /* no snapshot was ever taken */
+	if (r < 0)
+		return r;
 	fd = openat(S->store_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
@@ -910,7 +939,7 @@ int fs_snap_sync(struct fs *fs)
 struct create_ctx {
 	struct fs *fs;
 	struct fs_snap *s;
-	const char *tmpname;
+	struct mfs_segw *old; /* the segment to seal after the window */
 	uint64_t window_ns;
 };
 
@@ -924,7 +953,7 @@ static int create_locked(struct fs *fs, void *arg)
 	_cleanup_close_ int src = -EBADF, dst = -EBADF;
 	int r;
 
-	r = fs_journal_snapshot(fs, s->name, &s->lsn);
+	r = fs_journal_snapshot_begin(fs, s->name, &s->lsn, &x->old);
 	if (r < 0)
 		return r;
 	s->time_ns = mfs_now_ns();
@@ -963,6 +992,12 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 				     "not starting with '.')\n",
 				EINVAL, name, FS_SNAP_NAME_MAX);
 	pthread_mutex_lock(&S->mu);
+	r = store_open(fs, true);
+	if (r < 0) {
+		pthread_mutex_unlock(&S->mu);
+		errno = -r;
+		return asprintf(ret, "err %d cannot open the snapshot store: %m\n", -r);
+	}
 	if (fstatat(S->store_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		pthread_mutex_unlock(&S->mu);
 		return asprintf(ret, "err %d snapshot '%s' exists\n", EEXIST, name);
@@ -987,6 +1022,14 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	x.s = s;
 	if (r == 0)
 		r = fs_lock_quiesce(fs, create_locked, &x, &x.window_ns);
+	if (x.old && getenv("MFS_FAULT_CRASH_IN_SNAPSHOT")) {
+		log_warning("fault injection: crashing between segment switch and seal");
+		_exit(9);
+	}
+	if (x.old) {
+		int r2 = fs_journal_snapshot_end(fs, x.old);
+		r = r < 0 ? r : r2;
+	}
 	if (r == 0) {
 		/* outside the lock window: make the farm durable, then publish it */
 		r = sync_tree(s->tree_fd, 0);

@@ -61,6 +61,7 @@ struct mfs_segw {
 	uint64_t durable_lsn; /* protected by sync_lock */
 	bool syncing;         /* protected by sync_lock */
 	int sync_error;       /* protected by sync_lock */
+	bool pending;         /* protected by sync_lock: MFS_SEGW_LAZY, not established yet */
 	uint64_t syncs, sync_requests;
 };
 
@@ -174,6 +175,12 @@ static int reserve_locked(struct mfs_segw *w, uint64_t need)
 int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
 		    uint64_t first_lsn, struct mfs_segw **ret)
 {
+	return mfs_segw_create_flags(dirfd, name, uuid, seg_no, first_lsn, 0, ret);
+}
+
+int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
+			  uint64_t first_lsn, unsigned flags, struct mfs_segw **ret)
+{
 	uint8_t hdr[MFS_SEG_HEADER_SIZE];
 	struct mfs_segw *w;
 	int r;
@@ -196,14 +203,15 @@ int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_
 	r = reserve_locked(w, MFS_SEG_HEADER_SIZE);
 	if (r == 0)
 		r = mfs_pwrite_all(w->fd, hdr, sizeof(hdr), 0);
-	if (r == 0 && mfs_io->fdatasync(w->fd) < 0)
+	if (r == 0 && !(flags & MFS_SEGW_LAZY) && mfs_io->fdatasync(w->fd) < 0)
 		r = -errno;
-	if (r == 0)
+	if (r == 0 && !(flags & MFS_SEGW_LAZY))
 		r = mfs_fsync_dir(dirfd, NULL);
 	if (r < 0) {
 		(void)unlinkat(dirfd, name, 0);
 		goto out_free;
 	}
+	w->pending = flags & MFS_SEGW_LAZY;
 	w->size = MFS_SEG_HEADER_SIZE;
 	w->seg_crc = mfs_crc32c(0, hdr, sizeof(hdr));
 	w->written_lsn = first_lsn - 1;
@@ -374,12 +382,32 @@ out_unlock:
 	return r;
 }
 
+int mfs_segw_establish(struct mfs_segw *w)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->sync_lock);
+	if (w->pending) {
+		r = mfs_io->fdatasync(w->fd) < 0 ? -errno : 0;
+		if (r == 0)
+			r = mfs_fsync_dir(w->dirfd, NULL);
+		if (r < 0)
+			w->sync_error = r;
+		w->pending = false;
+		pthread_cond_broadcast(&w->sync_cond);
+	}
+	pthread_mutex_unlock(&w->sync_lock);
+	return r;
+}
+
 int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&w->sync_lock);
 	w->sync_requests++;
+	while (w->pending && !w->sync_error) /* nothing is durable before that */
+		pthread_cond_wait(&w->sync_cond, &w->sync_lock);
 	while (w->durable_lsn < lsn && !w->sync_error) {
 		uint64_t target;
 

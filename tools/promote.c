@@ -26,56 +26,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mirrorfs/applied.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
-
-struct applied {
-	bool have_uuid;
-	uint8_t uuid[16];
-	uint64_t lsn, last_ns, segments;
-};
-
-static int applied_load(int statefd, struct applied *a)
-{
-	_cleanup_free_ char *text = NULL;
-	char key[32], val[64];
-	const char *p;
-	int r, n;
-
-	memset(a, 0, sizeof(*a));
-	r = mfs_read_file(statefd, "applied", 4096, &text, NULL);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	for (p = text; sscanf(p, "%31s %63s%n", key, val, &n) == 2; p += n) {
-		if (!strcmp(key, "data_set"))
-			a->have_uuid = mfs_uuid_parse(val, a->uuid) == 0;
-		else if (!strcmp(key, "applied_lsn"))
-			a->lsn = strtoull(val, NULL, 10);
-		else if (!strcmp(key, "last_record_ns"))
-			a->last_ns = strtoull(val, NULL, 10);
-		else if (!strcmp(key, "segments_applied"))
-			a->segments = strtoull(val, NULL, 10);
-	}
-	return 0;
-}
-
-static int applied_save(int statefd, const struct applied *a)
-{
-	char uuid[37], buf[256];
-	int n;
-
-	mfs_uuid_format(a->uuid, uuid);
-	n = snprintf(buf, sizeof(buf),
-		     "data_set %s\napplied_lsn %" PRIu64 "\nlast_record_ns %" PRIu64
-		     "\nsegments_applied %" PRIu64 "\n",
-		     uuid, a->lsn, a->last_ns, a->segments);
-	return mfs_replace_file(statefd, "applied", buf, (size_t)n, 0644);
-}
 
 /* Run mirrord --once over @incoming; mirrord is beside us or in PATH. */
 static int run_mirrord_once(const char *incoming, const char *data, const char *state)
@@ -137,18 +93,19 @@ static int apply_cb(const struct mfs_rec *rec, void *arg)
 	return 0;
 }
 
-/* Integrate the open segment @path into @datafd after LSN a->lsn. */
-static int integrate_current(const char *path, int datafd, struct applied *a, uint64_t *seg_no)
+/* Integrate the open segment @path into @datafd after LSN a->applied_lsn. */
+static int integrate_current(const char *path, int datafd, struct mfs_applied *a,
+			     uint64_t *seg_no)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct apply_ctx c = { .after = a->lsn, .last = a->lsn };
+	struct apply_ctx c = { .after = a->applied_lsn, .last = a->applied_lsn };
 	struct mfs_seg_info info;
 	char verdict[256];
 	int r;
 
 	if (fd < 0)
 		return cli_fail("cannot open '%s': %m", path);
-	r = mfs_seg_scan_fd(fd, a->have_uuid ? a->uuid : NULL, NULL, NULL, &info);
+	r = mfs_seg_scan_fd(fd, a->have_data_set ? a->data_set : NULL, NULL, NULL, &info);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot read '%s': %m", path);
@@ -156,10 +113,11 @@ static int integrate_current(const char *path, int datafd, struct applied *a, ui
 	mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
 	if ((info.verdict != MFS_SEG_OK && info.verdict != MFS_SEG_TORN) || !info.header_valid)
 		return cli_fail("refusing '%s': %s", path, verdict);
-	if (info.first_lsn > a->lsn + 1)
+	if (info.first_lsn > a->applied_lsn + 1)
 		return cli_fail("gap: the mirror applied up to LSN %" PRIu64 " but '%s' starts at %"
 				PRIu64 "; ship LSN %" PRIu64 "..%" PRIu64 " first",
-				a->lsn, path, info.first_lsn, a->lsn + 1, info.first_lsn - 1);
+				a->applied_lsn, path, info.first_lsn, a->applied_lsn + 1,
+				info.first_lsn - 1);
 	printf("open segment '%s': %s\n", path, verdict);
 	r = mfs_replay_new(datafd, 0, &c.engine);
 	if (r < 0) {
@@ -174,19 +132,19 @@ static int integrate_current(const char *path, int datafd, struct applied *a, ui
 		errno = c.error ? -c.error : -r;
 		return cli_fail("integrating '%s' failed after LSN %" PRIu64 ": %m", path, c.last);
 	}
-	if (!a->have_uuid)
-		memcpy(a->uuid, info.uuid, 16);
-	a->have_uuid = true;
-	if (c.last > a->lsn) {
-		a->lsn = c.last;
-		a->last_ns = c.last_ns;
+	if (!a->have_data_set)
+		memcpy(a->data_set, info.uuid, 16);
+	a->have_data_set = true;
+	if (c.last > a->applied_lsn) {
+		a->applied_lsn = c.last;
+		a->last_record_ns = c.last_ns;
 	}
 	*seg_no = info.seg_no;
 	return 0;
 }
 
 /* DIR/.mirrorfs/state (the filesystem's format) and DIR/.mirrorfs/promoted. */
-static int mark_primary(int datafd, const struct applied *a, uint64_t seg_no)
+static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no)
 {
 	_cleanup_close_ int jfd = -EBADF;
 	char uuid[37], buf[256];
@@ -197,14 +155,14 @@ static int mark_primary(int datafd, const struct applied *a, uint64_t seg_no)
 	jfd = openat(datafd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (jfd < 0)
 		return -errno;
-	mfs_uuid_format(a->uuid, uuid);
+	mfs_uuid_format(a->data_set, uuid);
 	n = snprintf(buf, sizeof(buf), "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64
-		     "\nsegment=%" PRIu64 "\n", uuid, a->lsn, a->lsn, seg_no);
+		     "\nsegment=%" PRIu64 "\n", uuid, a->applied_lsn, a->applied_lsn, seg_no);
 	r = mfs_replace_file(jfd, "state", buf, (size_t)n, 0600);
 	if (r < 0)
 		return r;
 	n = snprintf(buf, sizeof(buf), "dataset=%s\npromoted_lsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\n",
-		     uuid, a->lsn, mfs_now_ns());
+		     uuid, a->applied_lsn, mfs_now_ns());
 	return mfs_replace_file(jfd, "promoted", buf, (size_t)n, 0600);
 }
 
@@ -212,7 +170,7 @@ int cli_promote(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL, *current = NULL;
 	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF;
-	struct applied a;
+	struct mfs_applied a;
 	uint64_t seg_no = 0, t0 = mfs_mono_ns();
 	char uuid[37];
 	int r;
@@ -243,26 +201,34 @@ int cli_promote(int argc, char **argv)
 	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (statefd < 0)
 		return cli_fail("cannot open '%s': %m", state);
-	r = applied_load(statefd, &a);
+	r = mfs_applied_read(statefd, &a);
+	if (r == -ENOENT) {
+		a = (struct mfs_applied){ 0 }; /* nothing applied yet */
+		r = 0;
+	}
+	if (r == -EBADMSG)
+		return cli_fail("malformed mirror state '%s/%s', refusing to promote", state,
+				MFS_APPLIED_FILE);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot read the mirror state in '%s': %m", state);
 	}
-	printf("mirror applied up to LSN %" PRIu64 "\n", a.lsn);
+	printf("mirror applied up to LSN %" PRIu64 "\n", a.applied_lsn);
 	if (current && integrate_current(current, datafd, &a, &seg_no))
 		return 1;
-	if (!a.have_uuid)
+	if (!a.have_data_set)
 		return cli_fail("no data set known: nothing was ever applied to '%s'", data);
-	r = applied_save(statefd, &a);
+	r = mfs_applied_write(statefd, &a);
 	if (r == 0)
-		r = mark_primary(datafd, &a, MFS_MAX(seg_no, a.segments));
+		r = mark_primary(datafd, &a, MFS_MAX(seg_no, a.segments_applied));
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot record the promotion: %m");
 	}
-	mfs_uuid_format(a.uuid, uuid);
+	mfs_uuid_format(a.data_set, uuid);
 	printf("promoted '%s': data set %s, final LSN %" PRIu64 " (%.3f s); mount it with "
 	       "mirrorfs to continue at LSN %" PRIu64 "\n",
-	       data, uuid, a.lsn, (double)(mfs_mono_ns() - t0) / 1e9, a.lsn + 1);
+	       data, uuid, a.applied_lsn, (double)(mfs_mono_ns() - t0) / 1e9,
+	       a.applied_lsn + 1);
 	return 0;
 }

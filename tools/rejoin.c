@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mirrorfs/applied.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
@@ -142,10 +143,10 @@ int cli_rejoin(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL;
 	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF, infd = -EBADF, jfd = -EBADF;
+	struct mfs_applied applied;
 	uint8_t uuid[16];
 	uint64_t old_last, first;
-	char uuid_text[37], buf[256];
-	int r, n;
+	int r;
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--data"))
@@ -219,10 +220,10 @@ int cli_rejoin(int argc, char **argv)
 		free(wo.marker);
 		free(wn.marker);
 	}
-	mfs_uuid_format(uuid, uuid_text);
-	n = snprintf(buf, sizeof(buf), "data_set %s\napplied_lsn %" PRIu64
-		     "\nlast_record_ns 0\nsegments_applied 0\n", uuid_text, old_last);
-	r = mfs_replace_file(statefd, "applied", buf, (size_t)n, 0644);
+	/* a fresh mirror state: the old primary's counters do not carry over */
+	applied = (struct mfs_applied){ .have_data_set = true, .applied_lsn = old_last };
+	memcpy(applied.data_set, uuid, sizeof(applied.data_set));
+	r = mfs_applied_write(statefd, &applied);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot write the mirror state in '%s': %m", state);

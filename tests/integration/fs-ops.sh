@@ -192,7 +192,7 @@ for bad in "mkdir $T/mnt/.mirrorfs/x" "touch $T/mnt/.mirrorfs/x" "rm -rf $T/mnt/
 done
 [ -d "$T/mnt/.mirrorfs/journal" ] || fail "virtual tree is gone"
 ls -a "$T/mnt" | grep -qx .mirrorfs || fail ".mirrorfs not listed"
-[ "$(ls "$T/mnt/.mirrorfs" | tr "\n" " ")" = "ctl current journal status " ] || fail "virtual entries"
+[ "$(ls "$T/mnt/.mirrorfs" | tr "\n" " ")" = "ctl current journal snapshots status " ] || fail "virtual entries"
 python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$T/mnt/.mirrorfs/status" || fail "status is not JSON"
 out=$(setpriv --reuid=4242 --regid=4242 --clear-groups -- sh -c "echo rotate > $T/mnt/.mirrorfs/ctl" 2>&1) &&
 	fail "ctl writable by another user"

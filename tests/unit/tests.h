@@ -13,6 +13,7 @@ extern CU_SuiteInfo suite_segment[];
 extern CU_SuiteInfo suite_io[];
 extern CU_SuiteInfo suite_path[];
 extern CU_SuiteInfo suite_replay[];
+extern CU_SuiteInfo suite_applied[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */

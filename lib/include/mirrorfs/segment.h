@@ -34,6 +34,18 @@ int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_
 		    uint64_t first_lsn, struct mfs_segw **ret);
 
 /*
+ * mfs_segw_create() with @flags. MFS_SEGW_LAZY: the header and the folder
+ * entry are not made durable yet (a fast switch of segments); until
+ * mfs_segw_establish() has done that, every mfs_segw_sync() waits, so no
+ * record of it is ever reported durable too early.
+ */
+#define MFS_SEGW_LAZY 1u
+int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
+			  uint64_t first_lsn, unsigned flags, struct mfs_segw **ret);
+/* Make a lazily created segment durable and let syncs go on. */
+int mfs_segw_establish(struct mfs_segw *w);
+
+/*
  * Reopen an open (trailer-less) segment to continue appending after its
  * last valid record, cutting off anything after it (a torn tail).
  * Returns 0 on success, -EALREADY if the file already carries a valid
