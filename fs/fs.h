@@ -122,6 +122,7 @@ struct fs {
 
 	struct fs_lock *lock; /* lock.c; set in init, freed in destroy */
 	struct fs_snaps *snaps; /* snap.c */
+	struct fuse_session *se; /* for notifications; set once mounted */
 };
 
 /* ---------------------------------------------------------------- inode.c */
@@ -308,6 +309,10 @@ struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t 
 int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
 			  size_t size, uint64_t off);
+ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const char *name,
+			   char *buf, size_t size);
+/* A live file's link count without the snapshots' links to it. */
+void fs_snap_fix_nlink(struct fs *fs, struct stat *st);
 
 /* ---------------------------------------------------------------- snapview.c */
 

@@ -279,6 +279,7 @@ int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
 		return -errno;
 	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
+	fs_snap_fix_nlink(fs, &e->attr);
 
 	pthread_mutex_lock(&fs->itable_lock);
 	i = find_locked(fs, e->attr.st_dev, e->attr.st_ino);

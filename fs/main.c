@@ -211,6 +211,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	se = fuse_session_new(args, fs_lock_wrap_ops(&fs_ops), sizeof(fs_ops), fs);
 	if (!se)
 		return 1;
+	fs->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_destroy;
 	if (fuse_session_mount(se, o->mountpoint) != 0)
@@ -238,6 +239,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		fuse_loop_cfg_destroy(cfg);
 	}
 out_unmount:
+	fs->se = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

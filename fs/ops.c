@@ -115,6 +115,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, errno);
 		return;
 	}
+	fs_snap_fix_nlink(fs_of(req), &st);
 	fuse_reply_attr(req, &st, fs_of(req)->timeout);
 }
 
@@ -965,6 +966,7 @@ static int do_xattr(struct fs *fs, struct fs_inode *i, const char *name, const c
 	jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
+	fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
 	fs_proc_path(i->fd, proc);
 	r = value ? setxattr(proc, name, value, size, flags) : removexattr(proc, name);
 	if (r < 0)

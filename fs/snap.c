@@ -58,6 +58,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mirrorfs/ctl.h"
@@ -91,6 +92,9 @@ struct cow_state {
 	int data_fd, map_fd;
 	uint8_t *map; /* nblocks bits */
 	uint64_t nblocks;
+	uint32_t links;  /* names of the file in the snapshot (farm links) */
+	char *xattrs;    /* saved: the xattr blob (see xattr_blob()) */
+	size_t xattrs_len;
 };
 
 /* Every snapshot state of one backing inode. */
@@ -172,6 +176,7 @@ static void state_free(struct cow_state *c)
 	if (c->map_fd >= 0)
 		close(c->map_fd);
 	free(c->map);
+	free(c->xattrs);
 	free(c);
 }
 
@@ -182,6 +187,7 @@ static int state_add(struct fs_snaps *S, struct fs_snap *s, ino_t ino, struct co
 	struct cow_state *c;
 
 	if (e && (c = state_of(e, s))) {
+		c->links++;
 		*ret = c;
 		return 0; /* a hard link within the snapshot */
 	}
@@ -199,6 +205,7 @@ static int state_add(struct fs_snaps *S, struct fs_snap *s, ino_t ino, struct co
 	if (!c)
 		return -ENOMEM;
 	c->snap = s;
+	c->links = 1;
 	c->data_fd = c->map_fd = -1;
 	c->next = e->states;
 	e->states = c;
@@ -313,13 +320,106 @@ static void cow_name(ino_t ino, const char *ext, char out[64])
 	snprintf(out, 64, "%" PRIu64 ".%s", (uint64_t)ino, ext);
 }
 
+/*
+ * The extended attributes of @fd as a blob: per attribute u32 name length,
+ * u32 value length, name, value (little endian). Returns 0 or -errno.
+ */
+static int xattr_blob(int fd, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *names = NULL;
+	char *blob = NULL;
+	size_t len = 0;
+	ssize_t n = flistxattr(fd, NULL, 0);
+
+	*ret = NULL;
+	*ret_len = 0;
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : -errno;
+	if (n == 0)
+		return 0;
+	names = malloc((size_t)n);
+	if (!names)
+		return -ENOMEM;
+	n = flistxattr(fd, names, (size_t)n);
+	if (n < 0)
+		return -errno;
+	for (char *nm = names; nm < names + n; nm += strlen(nm) + 1) {
+		ssize_t v = fgetxattr(fd, nm, NULL, 0);
+		size_t nl = strlen(nm);
+		char *nb;
+		if (v < 0)
+			continue;
+		nb = realloc(blob, len + 8 + nl + (size_t)v);
+		if (!nb) {
+			free(blob);
+			return -ENOMEM;
+		}
+		blob = nb;
+		v = fgetxattr(fd, nm, blob + len + 8 + nl, (size_t)v);
+		if (v < 0)
+			continue;
+		mfs_put_le32(blob + len, (uint32_t)nl);
+		mfs_put_le32(blob + len + 4, (uint32_t)v);
+		memcpy(blob + len + 8, nm, nl);
+		len += 8 + nl + (size_t)v;
+	}
+	*ret = blob;
+	*ret_len = len;
+	return 0;
+}
+
+/* Iterate a blob: the next attribute at *pos, 0 at the end, -EBADMSG. */
+static int blob_next(const char *blob, size_t len, size_t *pos, const char **name, size_t *nl,
+		     const char **val, size_t *vl)
+{
+	if (*pos >= len)
+		return 0;
+	if (len - *pos < 8)
+		return -EBADMSG;
+	*nl = mfs_get_le32(blob + *pos);
+	*vl = mfs_get_le32(blob + *pos + 4);
+	if (*nl == 0 || *nl > 255 || *vl > len || len - *pos - 8 < *nl + *vl)
+		return -EBADMSG;
+	*name = blob + *pos + 8;
+	*val = *name + *nl;
+	*pos += 8 + *nl + *vl;
+	return 1;
+}
+
+/* Copy the extended attributes of @src to @dst (folders in the farm). */
+static void copy_xattrs(int src, int dst)
+{
+	_cleanup_free_ char *blob = NULL;
+	const char *name, *val;
+	size_t len, pos = 0, nl, vl;
+
+	if (xattr_blob(src, &blob, &len) < 0)
+		return;
+	while (blob_next(blob, len, &pos, &name, &nl, &val, &vl) > 0) {
+		char n0[256];
+		memcpy(n0, name, nl);
+		n0[nl] = 0;
+		(void)fsetxattr(dst, n0, val, vl, 0);
+	}
+}
+
 /* The file changes for the first time since @c's snapshot: save its
  * attributes (from @st) and create its cow files. */
-static int state_save(struct cow_state *c, ino_t ino, const struct stat *st)
+static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int src)
 {
 	uint8_t h[COW_HDR];
 	char name[64];
 	int r;
+
+	r = xattr_blob(src, &c->xattrs, &c->xattrs_len);
+	if (r < 0)
+		return r;
+	if (c->xattrs_len) {
+		cow_name(ino, "xattr", name);
+		r = mfs_replace_file(c->snap->cow_fd, name, c->xattrs, c->xattrs_len, 0600);
+		if (r < 0)
+			return r;
+	}
 
 	c->mode = st->st_mode;
 	c->uid = st->st_uid;
@@ -471,7 +571,7 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 			have_st = r == 0;
 		}
 		if (r == 0 && !c->saved)
-			r = state_save(c, i->ino, &st);
+			r = state_save(c, i->ino, &st, e->src_fd);
 		if (r == 0 && len)
 			r = preserve(S, c, e->src_fd, i->ino, off, len, &buf);
 		if (r < 0)
@@ -556,8 +656,10 @@ static int farm_dir(struct farm *fm, int src, int dst, bool top, int depth)
 				r = -errno;
 			if (r == 0)
 				r = farm_dir(fm, s2, d2, false, depth + 1);
-			if (r == 0)
+			if (r == 0) {
+				copy_xattrs(s2, d2);
 				r = copy_attrs(dst, n, &st, false);
+			}
 			fm->dirs++;
 		} else if (S_ISLNK(st.st_mode)) {
 			char target[PATH_MAX + 1];
@@ -701,6 +803,10 @@ static int load_cow(struct fs_snaps *S, struct fs_snap *s)
 		if (mfs_pread_all(c->map_fd, c->map, c->nblocks / 8 + 1, COW_HDR) !=
 		    (ssize_t)(c->nblocks / 8 + 1))
 			return -EBADMSG;
+		cow_name((ino_t)ino, "xattr", name);
+		n = (ssize_t)mfs_read_file(s->cow_fd, name, 1u << 24, &c->xattrs, &c->xattrs_len);
+		if (n < 0 && n != -ENOENT)
+			return (int)n;
 		c->saved = true;
 		if (fstat(c->data_fd, &st) == 0)
 			atomic_fetch_add(&s->preserved, (uint64_t)st.st_blocks * 512);
@@ -965,6 +1071,7 @@ static int create_locked(struct fs *fs, void *arg)
 	r = farm_dir(&fm, src, dst, true, 0);
 	if (r == 0) {
 		struct stat st;
+		copy_xattrs(src, dst);
 		r = fstat(src, &st) < 0 ? -errno : copy_attrs(s->tree_fd, ".", &st, false);
 	}
 	if (r == 0)
@@ -1111,6 +1218,9 @@ static int snap_delete(struct fs *fs, const char *name, char **ret)
 				-r, name);
 	}
 	log_info("snapshot '%s' deleted", name);
+	if (fs->se) /* the kernel forgets .mirrorfs/snapshots/NAME now */
+		(void)fuse_lowlevel_notify_inval_entry(
+			fs->se, (fuse_ino_t)(uintptr_t)fs->vnodes[FS_VK_SNAPS], name, strlen(name));
 	return asprintf(ret, "ok\n");
 }
 
@@ -1271,11 +1381,77 @@ int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st)
 			st->st_ctim = c->mtime;
 			st->st_blocks = (blkcnt_t)((c->size + 511) / 512);
 		}
+		st->st_nlink = c ? c->links : 1;
+		pthread_mutex_unlock(&e->mu);
+	} else {
+		st->st_nlink = 1;
+	}
+	pthread_rwlock_unlock(&S->rw);
+	return 0;
+}
+
+void fs_snap_fix_nlink(struct fs *fs, struct stat *st)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct cow_entry *e;
+	nlink_t held = 0;
+
+	if (!S || !S_ISREG(st->st_mode) || atomic_load(&S->count) == 0)
+		return;
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, st->st_ino);
+	if (e) {
+		pthread_mutex_lock(&e->mu);
+		for (struct cow_state *c = e->states; c; c = c->next)
+			held += c->links;
 		pthread_mutex_unlock(&e->mu);
 	}
 	pthread_rwlock_unlock(&S->rw);
-	st->st_nlink = 1;
-	return 0;
+	st->st_nlink = st->st_nlink > held ? st->st_nlink - held : 0;
+}
+
+/*
+ * getxattr (@name) or listxattr (@name NULL) of regular file @ino in @s:
+ * from the saved blob if it changed, else -EAGAIN (read the link).
+ * Returns the size, -ENODATA, -ERANGE.
+ */
+ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const char *name,
+			   char *buf, size_t size)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct cow_entry *e;
+	struct cow_state *c;
+	ssize_t r = -EAGAIN;
+
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, ino);
+	if (e)
+		pthread_mutex_lock(&e->mu);
+	c = state_of(e, s);
+	if (c && c->saved) {
+		const char *n, *v;
+		size_t pos = 0, nl, vl, total = 0;
+		r = name ? -ENODATA : 0;
+		while (blob_next(c->xattrs, c->xattrs_len, &pos, &n, &nl, &v, &vl) > 0) {
+			if (!name) {
+				if (size && total + nl + 1 <= size) {
+					memcpy(buf + total, n, nl);
+					buf[total + nl] = 0;
+				}
+				total += nl + 1;
+				r = size && (size_t)total > size ? -ERANGE : (ssize_t)total;
+			} else if (strlen(name) == nl && !memcmp(name, n, nl)) {
+				r = size && vl > size ? -ERANGE : (ssize_t)vl;
+				if (size && vl <= size)
+					memcpy(buf, v, vl);
+				break;
+			}
+		}
+	}
+	if (e)
+		pthread_mutex_unlock(&e->mu);
+	pthread_rwlock_unlock(&S->rw);
+	return r;
 }
 
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,

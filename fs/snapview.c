@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mirrorfs/macro.h"
@@ -208,31 +209,82 @@ static int root_xattr(struct fs *fs, struct fs_inode *i, const char *name, char 
 	return -ENODATA;
 }
 
+/* Real xattrs of a view node: saved ones of a changed file, else the store
+ * entry's (folders: copied at the snapshot; files: the unchanged inode). */
+static ssize_t node_xattr(struct fs *fs, struct fs_inode *i, const char *name, char *buf,
+			  size_t size)
+{
+	char proc[64];
+	ssize_t n = -EAGAIN;
+	int r = fs_snap_check(i->snap);
+
+	if (r < 0)
+		return r;
+	if (i->type == S_IFREG)
+		n = fs_snap_file_xattr(fs, i->snap, i->ino, name, buf, size);
+	if (n != -EAGAIN)
+		return n;
+	if (i->type != S_IFREG && i->type != S_IFDIR)
+		return name ? -ENODATA : 0;
+	fs_proc_path(i->fd, proc);
+	n = name ? getxattr(proc, name, buf, size) : listxattr(proc, buf, size);
+	return n < 0 ? -errno : n;
+}
+
 void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size)
 {
 	struct fs *fs = fuse_req_userdata(req);
+	_cleanup_free_ char *buf = NULL;
 	char v[64];
-	int n = root_xattr(fs, i, name, v);
+	ssize_t n = root_xattr(fs, i, name, v);
 
+	if (n >= 0) {
+		if (!size)
+			fuse_reply_xattr(req, (size_t)n);
+		else if (size < (size_t)n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, v, (size_t)n);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = node_xattr(fs, i, name, buf, size);
 	if (n < 0)
-		fuse_reply_err(req, -n);
+		fuse_reply_err(req, (int)-n);
 	else if (!size)
 		fuse_reply_xattr(req, (size_t)n);
-	else if (size < (size_t)n)
-		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, v, (size_t)n);
+		fuse_reply_buf(req, buf, (size_t)n);
 }
 
 void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size)
 {
-	static const char names[] = XATTR_LSN "\0" XATTR_DATASET;
-	size_t n = i->vname ? sizeof(names) : 0;
+	static const char extra[] = XATTR_LSN "\0" XATTR_DATASET;
+	struct fs *fs = fuse_req_userdata(req);
+	size_t xl = i->vname ? sizeof(extra) : 0;
+	_cleanup_free_ char *buf = malloc(size + xl + 1);
+	ssize_t n;
 
-	if (!size)
-		fuse_reply_xattr(req, n);
-	else if (size < n)
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = node_xattr(fs, i, NULL, size ? buf : NULL, size ? size : 0);
+	if (n == -ERANGE || (size && n >= 0 && (size_t)n + xl > size)) {
 		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, names, n);
+		return;
+	}
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	if (!size) {
+		fuse_reply_xattr(req, (size_t)n + xl);
+		return;
+	}
+	memcpy(buf + n, extra, xl);
+	fuse_reply_buf(req, buf, (size_t)n + xl);
 }

@@ -268,11 +268,13 @@ int cli_snapshot(int argc, char **argv)
 	char cmd[512];
 	int r;
 
-	if (argc >= 3 && !strcmp(argv[1], "list") && !strcmp(argv[2], "--json")) {
-		json = true;
-		argv++;
-		argc--;
-	}
+	for (int k = 2; argc >= 3 && !strcmp(argv[1], "list") && k < argc; k++)
+		if (!strcmp(argv[k], "--json")) { /* list --json MNT, list MNT --json */
+			json = true;
+			memmove(argv + k, argv + k + 1, (size_t)(argc - k) * sizeof(*argv));
+			argc--;
+			break;
+		}
 	if (argc < 3 || (strcmp(argv[1], "list") && argc != 4) ||
 	    (!strcmp(argv[1], "list") && argc != 3)) {
 		fprintf(stderr, "usage: mirrorctl snapshot create|delete MOUNTPOINT NAME\n"
