@@ -17,6 +17,13 @@ int cli_snapshot(int argc, char **argv);
 int cli_checkpoint(int argc, char **argv);
 int cli_promote(int argc, char **argv);
 int cli_rejoin(int argc, char **argv);
+int cli_restore(int argc, char **argv);
 
 /* Print "mirrorctl: MESSAGE" on stderr and return 1 (usage errors: 2). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The same line for a warning that does not stop the command. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Start cli_fail()/cli_warn() lines with @prefix instead of "mirrorctl" (borrowed). */
+void cli_set_prefix(const char *prefix);

@@ -25,20 +25,42 @@ static const struct {
 	{ "verify", cli_verify, "verify DIR_A DIR_B            are two data directories identical?" },
 	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
 	{ "promote", cli_promote, "promote --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
+	{ "restore", cli_restore, "restore --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment" },
 };
+
+static const char *fail_prefix = "mirrorctl";
+
+void cli_set_prefix(const char *prefix)
+{
+	fail_prefix = prefix;
+}
+
+static void vline(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", fail_prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
 
 int cli_fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("mirrorctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vline(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return 1;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vline(fmt, ap);
+	va_end(ap);
 }
 
 static int usage(FILE *f)
