@@ -77,7 +77,8 @@ static int list_dir(int dfd, bool top, char ***ret, size_t *ret_n)
 		names[n++] = strdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
 	*ret = names;
 	*ret_n = n;
 	return 0;
