@@ -896,13 +896,32 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 	}
 	mfs_uuid_format(j->uuid, j->uuid_text);
 	atomic_store(&j->checkpoint_lsn, st.checkpoint);
+	if (j->w) {
+		/* an open segment that ends before the checkpoint was left by an
+		 * earlier life of this data directory (a primary that became a
+		 * mirror and was promoted again): continuing it would reuse LSNs */
+		struct mfs_segw_stats s;
+		mfs_segw_get_stats(j->w, &s);
+		if (s.next_lsn - 1 < st.checkpoint) {
+			char stale[300];
+			snprintf(stale, sizeof(stale), "stale-%s", j->open_name);
+			log_warning("open segment '%s' ends at LSN %" PRIu64 ", before the checkpoint "
+				    "at LSN %" PRIu64 " (left by an earlier life of this data "
+				    "directory): set aside as '%s/" OPEN_DIR "/%s'",
+				    j->open_name, s.next_lsn - 1, st.checkpoint, j->path, stale);
+			j->w = mfs_segw_free(j->w);
+			if (renameat(j->open_dirfd, j->open_name, j->open_dirfd, stale) < 0)
+				return log_error_errno(-errno, "cannot set '%s' aside: %m", j->open_name);
+			j->open_name[0] = 0;
+		}
+	}
 
 	r = replay_tail(fs, st.checkpoint, &replayed);
 	if (r < 0)
 		return r;
 	if (!j->w) {
 		seg_no = st.segment;
-		last = st.last;
+		last = MFS_MAX(st.last, st.checkpoint);
 		closed_tail(j, &seg_no, &last);
 		r = new_segment(j, seg_no + 1, last + 1);
 		if (r < 0)
