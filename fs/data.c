@@ -38,7 +38,7 @@ static int journal_rec(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
 {
 	int r = fs_check_failed(fs);
 
-	return r < 0 ? r : fs_journal_append(fs, rec, lsn);
+	return r < 0 ? r : fs_journal_append_intent(fs, rec, lsn);
 }
 
 /*
@@ -111,6 +111,7 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 	}
 	if (r >= 0) {
 		r = mfs_pwrite_all(f->fd, data, len, off);
+		fs_journal_intent_done(fs);
 		if (r < 0 && jr > 0)
 			compensate_write(fs, i, rec, off, len);
 		else if (jr > 0)
@@ -150,8 +151,9 @@ int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
 		if (r < 0)
 			return r;
 	}
-	if ((fd >= 0 ? ftruncate(fd, (off_t)size) : truncate(proc, (off_t)size)) < 0) {
-		r = -errno;
+	r = (fd >= 0 ? ftruncate(fd, (off_t)size) : truncate(proc, (off_t)size)) < 0 ? -errno : 0;
+	fs_journal_intent_done(fs);
+	if (r < 0) {
 		if (jr > 0 && size < (uint64_t)st.st_size)
 			fs_fail(fs, r, "a journaled truncate failed");
 		else if (jr > 0)
@@ -268,8 +270,9 @@ static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode
 	if (r < 0)
 		return r;
 	fd = openat(p->fd, name, open_flags(flags) | O_CREAT | O_EXCL, mode & 07777);
+	r = fd < 0 ? -errno : 0;
+	fs_journal_intent_done(fs);
 	if (fd < 0) {
-		r = -errno;
 		fs_compensate(fs, undo, "a failed creation could not be compensated");
 		return r;
 	}

@@ -166,6 +166,13 @@ int fs_journal_start(struct fs *fs);
 void fs_journal_close(struct fs *fs);
 /* Append @rec; sets rec->lsn. Returns 0 or -errno (nothing written). */
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+/* fs_journal_append() for a record appended BEFORE its change is applied:
+ * its LSN stays in the calling thread's intent slot until
+ * fs_journal_intent_done(), so that crash recovery re-applies exactly the
+ * records that may not have been applied (journal.c, "In-flight records"). */
+int fs_journal_append_intent(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+/* The calling thread's journal-first change is applied (or failed). */
+void fs_journal_intent_done(struct fs *fs);
 /* Make records up to @lsn durable (0: everything appended so far). */
 int fs_journal_sync(struct fs *fs, uint64_t lsn);
 /* Sync backing files and mark a checkpoint. Returns 0 and its LSN. */

@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +81,16 @@ struct fs_journal {
 	_Atomic uint64_t checkpoint_lsn;
 	uint64_t last_rotate_ns; /* CLOCK_MONOTONIC; ckpt_lock */
 	uint64_t last_ckpt_ns;   /* ckpt_lock */
+
+	/* intents (see "In-flight records" below) */
+	_Atomic uint64_t *slots; /* mmap of INFLIGHT_FILE after its header */
+	uint8_t *imap;
+	size_t imap_len;
+	pthread_mutex_t ilock;  /* free slots */
+	uint32_t *ifree;
+	size_t n_ifree;
+	pthread_key_t ikey;
+	bool ikey_ok;
 
 	pthread_mutex_t tlock;
 	pthread_cond_t tcond;
@@ -180,7 +191,182 @@ static uint64_t next_lsn_locked(struct fs_journal *j)
 	return s.next_lsn;
 }
 
+/*
+ * In-flight records. A mutation journaled before it is applied (write,
+ * truncate, the namespace operations) publishes its LSN in the calling
+ * thread's slot of INFLIGHT_FILE (mmap'ed, so it survives a kill -9 in the
+ * page cache) as soon as the LSN is assigned, and clears it once applied.
+ * After a crash of mirrorfs alone (same boot: the backing files' page
+ * cache survived, so every applied change is there), recovery re-applies
+ * only the records still in a slot. Re-applying every record after the
+ * checkpoint on top of the final state would not be idempotent as a
+ * sequence (a write re-applied after a later rename over its file lands in
+ * the wrong file). After a reboot, or without a valid intent file, every
+ * record after the checkpoint is replayed.
+ */
+#define INFLIGHT_FILE "inflight"
+#define INFLIGHT_MAGIC "MFSINFL1"
+#define INFLIGHT_HDR 64
+#define INFLIGHT_SLOTS 4096
+#define INFLIGHT_UNTRACKED 1u /* header flag: a thread had no slot */
+
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
+			  _Atomic uint64_t *slot);
+static __thread _Atomic uint64_t *tls_slot;
+static __thread struct fs_journal *tls_slot_j;
+
+static void slot_release(void *arg)
+{
+	struct fs_journal *j = tls_slot_j;
+	uint32_t idx = (uint32_t)(uintptr_t)arg - 1;
+
+	if (!j || !j->slots)
+		return;
+	atomic_store(&j->slots[idx], 0);
+	pthread_mutex_lock(&j->ilock);
+	j->ifree[j->n_ifree++] = idx;
+	pthread_mutex_unlock(&j->ilock);
+}
+
+static _Atomic uint64_t *my_slot(struct fs_journal *j)
+{
+	if (tls_slot && tls_slot_j == j)
+		return tls_slot;
+	if (!j->slots)
+		return NULL;
+	pthread_mutex_lock(&j->ilock);
+	if (j->n_ifree) {
+		uint32_t idx = j->ifree[--j->n_ifree];
+		tls_slot = &j->slots[idx];
+		tls_slot_j = j;
+		if (j->ikey_ok)
+			(void)pthread_setspecific(j->ikey, (void *)(uintptr_t)(idx + 1));
+	} else if (!(j->imap[8] & INFLIGHT_UNTRACKED)) {
+		j->imap[8] |= INFLIGHT_UNTRACKED; /* recovery must replay everything */
+		log_warning("more than %d threads mutate at once: crash recovery will replay "
+			    "every record after the checkpoint",
+			    INFLIGHT_SLOTS);
+	}
+	pthread_mutex_unlock(&j->ilock);
+	return tls_slot_j == j ? tls_slot : NULL;
+}
+
+void fs_journal_intent_done(struct fs *fs)
+{
+	if (tls_slot && tls_slot_j == fs->j)
+		atomic_store(tls_slot, 0);
+}
+
+static int boot_id(char out[37])
+{
+	_cleanup_free_ char *b = NULL;
+	size_t len;
+	int r = mfs_read_file(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, &b, &len);
+
+	if (r < 0 || len < 36)
+		return r < 0 ? r : -EBADMSG;
+	memcpy(out, b, 36);
+	out[36] = 0;
+	return 0;
+}
+
+/*
+ * Map the intent file. *ret_set gets the LSNs of the records in flight
+ * when the last mount ended (sorted, malloc'd) and returns 1 if that list
+ * can be trusted (same boot, file valid, nothing untracked), else 0.
+ */
+static int intent_open(struct fs *fs, struct fs_journal *j, uint64_t **ret_set, size_t *ret_n)
+{
+	char now[37], then[37];
+	struct stat st;
+	size_t n = 0;
+	uint64_t *set;
+	int fd, trusted;
+
+	*ret_set = NULL;
+	*ret_n = 0;
+	j->imap_len = INFLIGHT_HDR + INFLIGHT_SLOTS * sizeof(uint64_t);
+	fd = openat(j->dirfd, INFLIGHT_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return log_error_errno(-errno, "cannot open '%s/" INFLIGHT_FILE "': %m", j->path);
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != j->imap_len) {
+		/* written, not sparse: a store into the mapping must never need a
+		 * block the filesystem does not have (that would be a SIGBUS) */
+		void *zero = calloc(1, j->imap_len);
+		int r = zero ? mfs_pwrite_all(fd, zero, j->imap_len, 0) : -ENOMEM;
+		free(zero);
+		if (r == 0 && fsync(fd) < 0)
+			r = -errno;
+		if (r < 0) {
+			close(fd);
+			return log_error_errno(r, "journal folder '%s' has no room for '" INFLIGHT_FILE
+						  "': %m",
+					       j->path);
+		}
+	}
+	j->imap = mmap(NULL, j->imap_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (j->imap == MAP_FAILED) {
+		j->imap = NULL;
+		return log_error_errno(-errno, "cannot map '%s/" INFLIGHT_FILE "': %m", j->path);
+	}
+	j->slots = (_Atomic uint64_t *)(void *)(j->imap + INFLIGHT_HDR);
+	memcpy(then, j->imap + 16, 36);
+	then[36] = 0;
+	trusted = boot_id(now) == 0 && !memcmp(j->imap, INFLIGHT_MAGIC, 8) &&
+		  !(j->imap[8] & INFLIGHT_UNTRACKED) && !strcmp(now, then) &&
+		  !fs->opt.skip_backing_sync;
+	set = calloc(INFLIGHT_SLOTS, sizeof(*set));
+	if (!set)
+		return -ENOMEM;
+	for (size_t k = 0; trusted && k < INFLIGHT_SLOTS; k++) {
+		uint64_t v = atomic_load(&j->slots[k]);
+		if (v)
+			set[n++] = v;
+	}
+	for (size_t a = 1; a < n; a++) /* insertion sort: a handful of entries */
+		for (size_t b = a; b > 0 && set[b - 1] > set[b]; b--) {
+			uint64_t t = set[b];
+			set[b] = set[b - 1];
+			set[b - 1] = t;
+		}
+	*ret_set = set;
+	*ret_n = n;
+	return trusted;
+}
+
+/* After recovery: a fresh header for this boot, every slot free. */
+static int intent_reset(struct fs_journal *j)
+{
+	char now[37] = "";
+
+	(void)boot_id(now);
+	for (size_t k = 0; k < INFLIGHT_SLOTS; k++)
+		atomic_store(&j->slots[k], 0);
+	memset(j->imap, 0, INFLIGHT_HDR);
+	memcpy(j->imap, INFLIGHT_MAGIC, 8);
+	memcpy(j->imap + 16, now, 36);
+	j->ifree = calloc(INFLIGHT_SLOTS, sizeof(*j->ifree));
+	if (!j->ifree)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < INFLIGHT_SLOTS; k++)
+		j->ifree[j->n_ifree++] = INFLIGHT_SLOTS - 1 - k;
+	j->ikey_ok = pthread_key_create(&j->ikey, slot_release) == 0;
+	return msync(j->imap, j->imap_len, MS_SYNC) < 0 ? -errno : 0;
+}
+
+int fs_journal_append_intent(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
+{
+	return journal_append(fs, rec, ret_lsn, my_slot(fs->j));
+}
+
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
+{
+	return journal_append(fs, rec, ret_lsn, NULL);
+}
+
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
+			  _Atomic uint64_t *slot)
 {
 	struct fs_journal *j = fs->j;
 	uint64_t lsn = 0, bytes;
@@ -190,8 +376,10 @@ int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 	if (r < 0)
 		return r;
 	pthread_rwlock_rdlock(&j->seg_lock);
-	r = j->w ? mfs_segw_append(j->w, rec, &lsn) : -EIO;
+	r = j->w ? mfs_segw_append_publish(j->w, rec, &lsn, slot) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
+	if (r < 0 && slot)
+		atomic_store(slot, 0); /* nothing written: its LSN goes to the next record */
 	if (r == -ENOSPC || r == -EDQUOT) {
 		log_warning("journal full: a change was refused with ENOSPC");
 		return r;
@@ -489,6 +677,23 @@ static void timer_tick(struct fs *fs, bool want_rotate)
 	pthread_mutex_unlock(&j->ckpt_lock);
 }
 
+/* How long the timer may sleep: until the next rotation or checkpoint is
+ * due (a fixed 1 s tick would let rotate_interval=1 close segments every
+ * 2 s), at most 1 s, at least 5 ms. */
+static uint64_t timer_wait_ns(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+	uint64_t now = mfs_mono_ns(), due = now + NS_PER_S;
+
+	pthread_mutex_lock(&j->ckpt_lock);
+	if (fs->opt.rotate_interval)
+		due = MFS_MIN(due, j->last_rotate_ns + fs->opt.rotate_interval * NS_PER_S);
+	if (fs->opt.checkpoint_interval)
+		due = MFS_MIN(due, j->last_ckpt_ns + fs->opt.checkpoint_interval * NS_PER_S);
+	pthread_mutex_unlock(&j->ckpt_lock);
+	return due > now + 5000000ull ? due - now : 5000000ull;
+}
+
 static void *timer_main(void *arg)
 {
 	struct fs *fs = arg;
@@ -497,10 +702,16 @@ static void *timer_main(void *arg)
 	pthread_mutex_lock(&j->tlock);
 	while (!j->stop) {
 		struct timespec ts;
+		uint64_t wait = timer_wait_ns(fs);
 		bool want;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		ts.tv_sec += (time_t)(wait / NS_PER_S);
+		ts.tv_nsec += (long)(wait % NS_PER_S);
+		if (ts.tv_nsec >= (long)NS_PER_S) {
+			ts.tv_sec++;
+			ts.tv_nsec -= (long)NS_PER_S;
+		}
 		if (!j->want_rotate)
 			pthread_cond_timedwait(&j->tcond, &j->tlock, &ts);
 		if (j->stop)
@@ -535,7 +746,28 @@ struct replay_ctx {
 	struct mfs_replay *engine;
 	uint64_t after;
 	uint64_t applied, failed, last;
+	const uint64_t *only; /* sorted; with n_only: apply just these LSNs */
+	size_t n_only;
+	bool filter;
 };
+
+static bool wanted(const struct replay_ctx *c, uint64_t lsn)
+{
+	size_t lo = 0, hi = c->n_only;
+
+	if (!c->filter)
+		return true;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c->only[mid] == lsn)
+			return true;
+		if (c->only[mid] < lsn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
 
 static int replay_one(const struct mfs_rec *rec, void *arg)
 {
@@ -545,7 +777,7 @@ static int replay_one(const struct mfs_rec *rec, void *arg)
 	if (rec->lsn <= c->after)
 		return 0;
 	c->last = rec->lsn;
-	if (mfs_rec_type_is_marker(rec->type))
+	if (mfs_rec_type_is_marker(rec->type) || !wanted(c, rec->lsn))
 		return 0;
 	r = mfs_replay_apply(c->engine, rec);
 	if (r < 0) {
@@ -636,10 +868,11 @@ static void free_names(char **names, size_t n)
 	free(names);
 }
 
-static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
+static int replay_tail(struct fs *fs, uint64_t after, const uint64_t *only, size_t n_only,
+		       bool filter, uint64_t *ret_last)
 {
 	struct fs_journal *j = fs->j;
-	struct replay_ctx c = { .after = after };
+	struct replay_ctx c = { .after = after, .only = only, .n_only = n_only, .filter = filter };
 	char **names = NULL;
 	size_t n = 0;
 	int r;
@@ -669,8 +902,9 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 	free_names(names, n);
 	if (r == 0 && (c.applied || c.failed))
 		log_notice("recovery: replayed %" PRIu64 " records after checkpoint LSN %" PRIu64
-			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)",
-			   c.applied, after, c.last, c.failed);
+			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)%s",
+			   c.applied, after, c.last, c.failed,
+			   filter ? ", only those in flight at the crash" : "");
 	*ret_last = c.last;
 	return r;
 }
@@ -916,9 +1150,19 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 		}
 	}
 
-	r = replay_tail(fs, st.checkpoint, &replayed);
-	if (r < 0)
-		return r;
+	{
+		_cleanup_free_ uint64_t *set = NULL;
+		size_t n_set = 0;
+		int trusted = intent_open(fs, j, &set, &n_set);
+		if (trusted < 0)
+			return trusted;
+		r = replay_tail(fs, st.checkpoint, set, n_set, trusted > 0, &replayed);
+		if (r < 0)
+			return r;
+		r = intent_reset(j);
+		if (r < 0)
+			return log_error_errno(r, "cannot reset '%s/" INFLIGHT_FILE "': %m", j->path);
+	}
 	if (!j->w) {
 		seg_no = st.segment;
 		last = MFS_MAX(st.last, st.checkpoint);
@@ -953,6 +1197,7 @@ int fs_journal_open(struct fs *fs)
 	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = -EBADF;
 	pthread_rwlock_init(&j->seg_lock, NULL);
 	pthread_mutex_init(&j->ckpt_lock, NULL);
+	pthread_mutex_init(&j->ilock, NULL);
 	pthread_mutex_init(&j->tlock, NULL);
 	pthread_cond_init(&j->tcond, NULL);
 	fs->j = j;
@@ -992,6 +1237,17 @@ void fs_journal_close(struct fs *fs)
 	}
 	fs_snap_close(fs);
 	mfs_segw_free(j->w);
+	if (j->imap) {
+		/* every mutation has returned: nothing is in flight any more */
+		for (size_t k = 0; k < INFLIGHT_SLOTS; k++)
+			atomic_store(&j->slots[k], 0);
+		munmap(j->imap, j->imap_len);
+		j->imap = NULL;
+		j->slots = NULL;
+	}
+	if (j->ikey_ok)
+		pthread_key_delete(j->ikey);
+	free(j->ifree);
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);
 	closep(&j->closed_dirfd);

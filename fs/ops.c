@@ -277,7 +277,7 @@ static int journal_first(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
 {
 	int r = fs_check_failed(fs);
 
-	return r < 0 ? r : fs_journal_append(fs, rec, lsn);
+	return r < 0 ? r : fs_journal_append_intent(fs, rec, lsn);
 }
 
 /* After a failed apply: journal the compensation, or fail the fs. */
@@ -425,6 +425,7 @@ static int make_node(fuse_req_t req, struct fs_inode *p, const char *name, mode_
 	if (r < 0)
 		return r;
 	r = apply_new(p, name, rec, link);
+	fs_journal_intent_done(fs);
 	if (r < 0) {
 		fs_compensate(fs, undo, "a failed creation could not be compensated");
 		return r;
@@ -488,8 +489,9 @@ static int do_remove(struct fs *fs, struct fs_inode *p, const char *name, bool d
 		r = journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
-	if (unlinkat(p->fd, name, dir ? AT_REMOVEDIR : 0) < 0) {
-		r = -errno;
+	r = unlinkat(p->fd, name, dir ? AT_REMOVEDIR : 0) < 0 ? -errno : 0;
+	fs_journal_intent_done(fs);
+	if (r < 0) {
 		fs_fail(fs, r, "a journaled removal failed");
 		return r;
 	}
@@ -609,8 +611,9 @@ static int do_rename(struct fs *fs, struct fs_inode *p, const char *name, struct
 	r = journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
-	if (renameat2(p->fd, name, np->fd, newname, flags) < 0) {
-		r = -errno;
+	r = renameat2(p->fd, name, np->fd, newname, flags) < 0 ? -errno : 0;
+	fs_journal_intent_done(fs);
+	if (r < 0) {
 		fs_compensate(fs, undo, "a failed rename could not be compensated");
 		return r;
 	}
@@ -665,8 +668,9 @@ static int do_link(struct fs *fs, struct fs_inode *i, struct fs_inode *np, const
 	if (r < 0)
 		return r;
 	fs_proc_path(i->fd, proc);
-	if (linkat(AT_FDCWD, proc, np->fd, newname, AT_SYMLINK_FOLLOW) < 0) {
-		r = -errno;
+	r = linkat(AT_FDCWD, proc, np->fd, newname, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	fs_journal_intent_done(fs);
+	if (r < 0) {
 		fs_compensate(fs, undo, "a failed link could not be compensated");
 		return r;
 	}

@@ -292,6 +292,12 @@ static bool rec_has_blob(enum mfs_rec_type t)
 
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
+	return mfs_segw_append_publish(w, rec, ret_lsn, NULL);
+}
+
+int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+			    _Atomic uint64_t *publish)
+{
 	uint8_t head[HEAD_MAX];
 	struct iovec iov[2];
 	size_t head_len, total;
@@ -305,6 +311,8 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 		goto out_unlock;
 	}
 	rec->lsn = w->next_lsn;
+	if (publish) /* before a byte of the record can reach the file */
+		atomic_store(publish, rec->lsn);
 	if (!rec->time_ns)
 		rec->time_ns = mfs_now_ns();
 	r = mfs_rec_encode(rec, head, sizeof(head), &head_len);

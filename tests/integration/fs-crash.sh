@@ -82,6 +82,9 @@ for i in 1 2 3; do
 	wait "$WPID" 2>/dev/null || true
 	WPID=
 	rsync -a --delete --exclude=/.mirrorfs "$T/snap/" "$T/data/"
+	# a power cut is a reboot: the intents recorded for this boot no longer
+	# describe the backing files (mirrorfs compares boot ids); forget them
+	rm -f "$T/data/.mirrorfs/inflight"
 	seg=$(ls "$T/data/.mirrorfs/open/"*.mfsj)
 	cut=$((RANDOM % 100 + 1))
 	truncate -s "-$cut" "$seg"

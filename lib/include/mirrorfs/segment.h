@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "mirrorfs/record.h"
@@ -71,6 +72,10 @@ int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes);
  * append the writer is broken: every later append fails with -EIO.
  */
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn);
+/* mfs_segw_append(), storing the record's LSN into *@publish as soon as it
+ * is assigned, before the record is written (an intent slot: see fs/). */
+int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+			    _Atomic uint64_t *publish);
 
 /*
  * Take back the record @lsn, which must be the last one appended (the
