@@ -316,6 +316,8 @@ struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t 
 int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
 			  size_t size, uint64_t off);
+int fs_snap_file_reply(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, fuse_req_t req,
+		       size_t size, off_t off);
 ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const char *name,
 			   char *buf, size_t size);
 /* A live file's link count without the snapshots' links to it. */

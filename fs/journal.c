@@ -613,15 +613,23 @@ int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 	struct mfs_segw_stats s;
 	int r, r2;
 
+	/* First what writers' fsyncs wait for: the old segment's records and
+	 * the new segment durable (a crash from here on leaves two open
+	 * segments, which recovery seals and continues without a gap). */
 	mfs_segw_get_stats(old, &s);
-	r = mfs_segw_close(old, j->closed_dirfd, closed);
-	if (r < 0)
-		fs_fail(fs, r, "cannot close the segment before a snapshot");
+	r = mfs_segw_sync(old, s.next_lsn - 1);
 	pthread_rwlock_rdlock(&j->seg_lock);
 	r2 = j->w ? mfs_segw_establish(j->w) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r2 < 0)
 		fs_fail(fs, r2, "cannot make the new journal segment durable");
+	/* then the seal: trailer, rename into journal/ */
+	if (r == 0)
+		r = mfs_segw_close(old, j->closed_dirfd, closed);
+	else
+		mfs_segw_free(old);
+	if (r < 0)
+		fs_fail(fs, r, "cannot close the segment before a snapshot");
 	if (r == 0 && r2 == 0) {
 		(void)state_write(j, s.next_lsn - 1);
 		log_info("closed segment '%s'", closed);

@@ -789,6 +789,22 @@ static size_t add_plus(fuse_req_t req, struct fs_file *f, const struct fs_dirent
 	struct fuse_entry_param e = { 0 };
 	size_t n;
 
+	if (!de->virt && f->inode->vkind == FS_VK_SNAP) {
+		/* a snapshot folder: entries with their attributes, as below */
+		struct fs_inode *c = fs_snapview_child(fs, f->inode, de->name);
+		if (!c)
+			return 0;
+		if (fs_snapview_stat(fs, c, &e.attr) < 0) {
+			fs_snapview_forget(fs, c, 1);
+			return 0;
+		}
+		e.ino = (uintptr_t)c;
+		e.attr_timeout = e.entry_timeout = fs->timeout;
+		n = fuse_add_direntry_plus(req, p, rem, de->name, &e, next);
+		if (n > rem)
+			fs_snapview_forget(fs, c, 1);
+		return n;
+	}
 	if (de->virt || f->inode->vkind != FS_VK_NONE) {
 		e.attr.st_ino = de->ino;
 		e.attr.st_mode = de->type;

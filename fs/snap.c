@@ -101,7 +101,7 @@ struct cow_state {
 struct cow_entry {
 	struct cow_entry *hnext;
 	ino_t ino;
-	pthread_mutex_t mu;
+	pthread_rwlock_t mu; /* preserving: exclusive; reading the state: shared */
 	int src_fd; /* O_RDONLY on the inode, -1 until needed; mu */
 	struct cow_state *states;
 };
@@ -197,7 +197,7 @@ static int state_add(struct fs_snaps *S, struct fs_snap *s, ino_t ino, struct co
 			return -ENOMEM;
 		e->ino = ino;
 		e->src_fd = -1;
-		pthread_mutex_init(&e->mu, NULL);
+		pthread_rwlock_init(&e->mu, NULL);
 		e->hnext = S->hash[ebucket(ino)];
 		S->hash[ebucket(ino)] = e;
 	}
@@ -234,7 +234,7 @@ static void states_drop(struct fs_snaps *S, struct fs_snap *s)
 				*pe = e->hnext;
 				if (e->src_fd >= 0)
 					close(e->src_fd);
-				pthread_mutex_destroy(&e->mu);
+				pthread_rwlock_destroy(&e->mu);
 				free(e);
 			} else {
 				pe = &e->hnext;
@@ -554,7 +554,7 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 		pthread_rwlock_unlock(&S->rw);
 		return 0;
 	}
-	pthread_mutex_lock(&e->mu);
+	pthread_rwlock_wrlock(&e->mu);
 	for (struct cow_state *c = e->states; c; c = c->next) {
 		int r = 0;
 		if (atomic_load(&c->snap->broken) || (c->saved && (c->full || len == 0)))
@@ -577,7 +577,7 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
 	}
-	pthread_mutex_unlock(&e->mu);
+	pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
 	return 0;
 }
@@ -1020,14 +1020,14 @@ int fs_snap_sync(struct fs *fs)
 	pthread_rwlock_rdlock(&S->rw);
 	for (size_t b = 0; b < N_BUCKETS; b++)
 		for (struct cow_entry *e = S->hash[b]; e; e = e->hnext) {
-			pthread_mutex_lock(&e->mu);
+			pthread_rwlock_rdlock(&e->mu);
 			for (struct cow_state *c = e->states; c; c = c->next) {
 				if (c->data_fd >= 0 && fdatasync(c->data_fd) < 0 && r == 0)
 					r = -errno;
 				if (c->map_fd >= 0 && fdatasync(c->map_fd) < 0 && r == 0)
 					r = -errno;
 			}
-			pthread_mutex_unlock(&e->mu);
+			pthread_rwlock_unlock(&e->mu);
 		}
 	for (struct fs_snap *s = S->list; s; s = s->next) {
 		int fd = openat(s->cow_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1369,7 +1369,7 @@ int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st)
 	pthread_rwlock_rdlock(&S->rw);
 	e = entry_find(S, st->st_ino);
 	if (e) {
-		pthread_mutex_lock(&e->mu);
+		pthread_rwlock_rdlock(&e->mu);
 		c = state_of(e, s);
 		if (c && c->saved) {
 			st->st_mode = c->mode;
@@ -1382,7 +1382,7 @@ int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st)
 			st->st_blocks = (blkcnt_t)((c->size + 511) / 512);
 		}
 		st->st_nlink = c ? c->links : 1;
-		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->mu);
 	} else {
 		st->st_nlink = 1;
 	}
@@ -1401,10 +1401,10 @@ void fs_snap_fix_nlink(struct fs *fs, struct stat *st)
 	pthread_rwlock_rdlock(&S->rw);
 	e = entry_find(S, st->st_ino);
 	if (e) {
-		pthread_mutex_lock(&e->mu);
+		pthread_rwlock_rdlock(&e->mu);
 		for (struct cow_state *c = e->states; c; c = c->next)
 			held += c->links;
-		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->mu);
 	}
 	pthread_rwlock_unlock(&S->rw);
 	st->st_nlink = st->st_nlink > held ? st->st_nlink - held : 0;
@@ -1426,7 +1426,7 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 	pthread_rwlock_rdlock(&S->rw);
 	e = entry_find(S, ino);
 	if (e)
-		pthread_mutex_lock(&e->mu);
+		pthread_rwlock_rdlock(&e->mu);
 	c = state_of(e, s);
 	if (c && c->saved) {
 		const char *n, *v;
@@ -1449,9 +1449,44 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 		}
 	}
 	if (e)
-		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
 	return r;
+}
+
+/*
+ * Read of an unchanged file: reply straight from the link (spliced, as
+ * live reads are) while holding the entry's mutex, so no preservation and
+ * change of a block can come in between. Returns 1 if it replied, 0 if
+ * the file changed since the snapshot (use fs_snap_file_read()).
+ */
+int fs_snap_file_reply(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, fuse_req_t req,
+		       size_t size, off_t off)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	struct cow_entry *e;
+	struct cow_state *c;
+	int done = 0;
+
+	if (fs_snap_check(s) < 0)
+		return 0;
+	pthread_rwlock_rdlock(&S->rw);
+	e = entry_find(S, ino);
+	if (e)
+		pthread_rwlock_rdlock(&e->mu);
+	c = state_of(e, s);
+	if (!c || !c->saved) {
+		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		buf.buf[0].fd = fd;
+		buf.buf[0].pos = off;
+		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		done = 1;
+	}
+	if (e)
+		pthread_rwlock_unlock(&e->mu);
+	pthread_rwlock_unlock(&S->rw);
+	return done;
 }
 
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
@@ -1468,7 +1503,7 @@ ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, c
 	pthread_rwlock_rdlock(&S->rw);
 	e = entry_find(S, ino);
 	if (e)
-		pthread_mutex_lock(&e->mu);
+		pthread_rwlock_rdlock(&e->mu);
 	c = state_of(e, s);
 	if (!c || !c->saved) {
 		done = mfs_pread_all(fd, buf, size, off);
@@ -1493,7 +1528,7 @@ ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, c
 		}
 	}
 	if (e)
-		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
 	return done;
 }

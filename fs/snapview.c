@@ -182,9 +182,12 @@ void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off
 		      struct fs_file *f)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	_cleanup_free_ char *buf = malloc(size ? size : 1);
+	_cleanup_free_ char *buf = NULL;
 	ssize_t n;
 
+	if (fs_snap_file_reply(fs, i->snap, i->ino, f->fd, req, size, off))
+		return;
+	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
