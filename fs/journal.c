@@ -1309,7 +1309,8 @@ int fs_journal_status(struct fs *fs, char **ret)
 	char **names = NULL, name[256] = "";
 	size_t n = 0;
 	uint64_t bytes = 0, first = 0, a, b;
-	char *out, lockjson[192];
+	char *out, lockjson[192], jpath[2 * PATH_MAX];
+	size_t jp = 0;
 	_cleanup_free_ char *snaps = NULL;
 	int r;
 
@@ -1333,6 +1334,15 @@ int fs_journal_status(struct fs *fs, char **ret)
 	fs_lock_status(fs, lockjson, sizeof(lockjson));
 	if (fs_snap_json(fs, &snaps) < 0)
 		return -ENOMEM;
+	/* the real closed-segments folder: a shipper can watch it with inotify
+	 * (the kernel reports nothing for segments appearing on the mount) */
+	for (const char *c = j->path; *c && jp < sizeof(jpath) - 8; c++) {
+		if (*c == '"' || *c == '\\')
+			jpath[jp++] = '\\';
+		if ((unsigned char)*c >= 0x20)
+			jpath[jp++] = *c;
+	}
+	jpath[jp] = 0;
 	r = asprintf(&out,
 		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
 		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
@@ -1340,11 +1350,11 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
-		     ",%s,\"failed\":%s,\"snapshots\":%s}\n",
+		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" CLOSED_DIR "\",\"snapshots\":%s}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
 		     s.records, n, bytes, s.syncs, s.sync_requests, lockjson,
-		     atomic_load(&fs->failed) ? "true" : "false", snaps);
+		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps);
 	if (r < 0)
 		return -ENOMEM;
 	*ret = out;

@@ -248,7 +248,7 @@ static int rm_tree(int pfd, const char *name, int depth)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd, r = 0;
+	int r = 0;
 
 	if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
 		return 0;
@@ -256,19 +256,11 @@ static int rm_tree(int pfd, const char *name, int depth)
 		return -errno;
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
-	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	d = mfs_opendir_at(pfd, name);
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		int r2;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
+	while ((de = mfs_readdir(d))) {
+		int r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
 		r = r < 0 ? r : r2;
 	}
 	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
@@ -609,23 +601,18 @@ static int farm_dir(struct farm *fm, int src, int dst, bool top, int depth)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd, r = 0;
+	int r = 0;
 
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
-	fd = dup(src);
-	if (fd < 0)
+	d = mfs_opendir_at(src, ".");
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while (r == 0 && (de = readdir(d))) {
+	while (r == 0 && (de = mfs_readdir(d))) {
 		const char *n = de->d_name;
 		struct stat st;
 
-		if (!strcmp(n, ".") || !strcmp(n, "..") || (top && !strcmp(n, MFS_CTL_DIR)))
+		if (top && !strcmp(n, MFS_CTL_DIR))
 			continue;
 		if (de->d_type == DT_REG) {
 			struct cow_state *c;
@@ -686,84 +673,90 @@ static int farm_dir(struct farm *fm, int src, int dst, bool top, int depth)
 	return r;
 }
 
-/* fsync every directory of a farm (after the lock window). */
-static int sync_tree(int dirfd, int depth)
+/* A walk of a farm: @dir_fn on every folder (the top one included),
+ * @reg_fn on every regular file. */
+struct walk {
+	int (*dir_fn)(int fd, void *arg);
+	int (*reg_fn)(int dirfd, const struct dirent *de, void *arg);
+	void *arg;
+};
+
+static int walk_tree(const struct walk *w, int dirfd, int depth)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = dup(dirfd), r = 0;
+	int r = w->dir_fn ? w->dir_fn(dirfd, w->arg) : 0;
 
-	if (fd < 0)
+	if (r < 0)
+		return r;
+	if (depth > MAX_DEPTH)
+		return -ELOOP;
+	d = mfs_opendir_at(dirfd, ".");
+	if (!d)
 		return -errno;
-	if (fsync(fd) < 0) {
-		close(fd);
-		return -errno;
-	}
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while (r == 0 && depth < MAX_DEPTH && (de = readdir(d))) {
-		_cleanup_close_ int c = -EBADF;
-		if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		c = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		r = c < 0 ? -errno : sync_tree(c, depth + 1);
+	while (r == 0 && (de = mfs_readdir(d))) {
+		unsigned char t = de->d_type;
+		if (t == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				return -errno;
+			t = (unsigned char)IFTODT(st.st_mode);
+		}
+		if (t == DT_REG && w->reg_fn) {
+			r = w->reg_fn(dirfd, de, w->arg);
+		} else if (t == DT_DIR) {
+			_cleanup_close_ int c =
+				openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			r = c < 0 ? -errno : walk_tree(w, c, depth + 1);
+		}
 	}
 	return r;
 }
 
-/* Register the regular files of an existing farm (mount). */
-static int scan_tree(struct fs_snaps *S, struct fs_snap *s, int dirfd, int depth)
+static int fsync_dir_fd(int fd, void *arg)
 {
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd = dup(dirfd), r = 0;
+	return fsync(fd) < 0 ? -errno : 0;
+}
 
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while (r == 0 && depth < MAX_DEPTH && (de = readdir(d))) {
-		struct stat st;
-		struct cow_state *c;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (de->d_type == DT_UNKNOWN) {
-			if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				return -errno;
-			de->d_type = (unsigned char)IFTODT(st.st_mode);
-		}
-		if (de->d_type == DT_REG) {
-			r = state_add(S, s, (ino_t)de->d_ino, &c);
-		} else if (de->d_type == DT_DIR) {
-			_cleanup_close_ int c2 =
-				openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			r = c2 < 0 ? -errno : scan_tree(S, s, c2, depth + 1);
-		}
-	}
-	return r;
+/* fsync every folder of a farm (after the lock window). */
+static int sync_tree(int dirfd)
+{
+	const struct walk w = { .dir_fn = fsync_dir_fd };
+
+	return walk_tree(&w, dirfd, 0);
+}
+
+struct scan_arg {
+	struct fs_snaps *S;
+	struct fs_snap *s;
+};
+
+static int scan_reg(int dirfd, const struct dirent *de, void *arg)
+{
+	struct scan_arg *a = arg;
+	struct cow_state *c;
+
+	return state_add(a->S, a->s, (ino_t)de->d_ino, &c);
+}
+
+/* Register the regular files of an existing farm (mount). */
+static int scan_tree(struct fs_snaps *S, struct fs_snap *s, int dirfd)
+{
+	struct scan_arg a = { S, s };
+	const struct walk w = { .reg_fn = scan_reg, .arg = &a };
+
+	return walk_tree(&w, dirfd, 0);
 }
 
 /* Load NAME/cow/INO.map files into the states of @s (mount). */
 static int load_cow(struct fs_snaps *S, struct fs_snap *s)
 {
-	_cleanup_closedir_ DIR *d = NULL;
+	_cleanup_closedir_ DIR *d = mfs_opendir_at(s->cow_fd, ".");
 	struct dirent *de;
-	int fd = openat(s->cow_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
+	while ((de = mfs_readdir(d))) {
 		uint8_t h[COW_HDR];
 		char name[64], *end;
 		unsigned long long ino = strtoull(de->d_name, &end, 10);
@@ -881,7 +874,7 @@ static int load_one(struct fs_snaps *S, const char *name)
 	if (r == 0)
 		r = meta_parse(meta, s);
 	if (r == 0)
-		r = scan_tree(S, s, s->tree_fd, 0);
+		r = scan_tree(S, s, s->tree_fd);
 	if (r == 0)
 		r = load_cow(S, s);
 	if (r < 0) {
@@ -936,7 +929,7 @@ int fs_snap_open(struct fs *fs)
 	_cleanup_closedir_ DIR *d = NULL;
 	struct fs_snaps *S = calloc(1, sizeof(*S));
 	struct dirent *de;
-	int fd, r = 0;
+	int r = 0;
 
 	if (!S)
 		return -ENOMEM;
@@ -955,13 +948,10 @@ int fs_snap_open(struct fs *fs)
 		return 0; /* no snapshot was ever taken */
 	if (r < 0)
 		return r;
-	fd = openat(S->store_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
+	d = mfs_opendir_at(S->store_fd, ".");
+	if (!d)
 		return -errno;
-	}
-	while ((de = readdir(d))) {
+	while ((de = mfs_readdir(d))) {
 		if (de->d_name[0] == '.') {
 			if (!strncmp(de->d_name, ".del-", 5) || !strncmp(de->d_name, ".new-", 5))
 				(void)rm_tree(S->store_fd, de->d_name, 0);
@@ -1139,7 +1129,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	}
 	if (r == 0) {
 		/* outside the lock window: make the farm durable, then publish it */
-		r = sync_tree(s->tree_fd, 0);
+		r = sync_tree(s->tree_fd);
 		fs_journal_uuid(fs, uuid);
 		n = snprintf(meta, sizeof(meta),
 			     "name=%s\nlsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\ndataset=%s\n", name,

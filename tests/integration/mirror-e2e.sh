@@ -92,7 +92,8 @@ last=$(journal_last)
 echo "   journal: $(ls "$J" | wc -l) segments, last LSN $last"
 
 step "continuous mirror catches up (inotify)"
-wait_for test "$(applied "$T/live/state")" -ge "$last" ||
+caught_up() { [ "$(applied "$T/live/state")" -ge "$last" ]; } # re-read on every try
+wait_for caught_up ||
 	fail "continuous mirror stuck at LSN $(applied "$T/live/state") < $last: $(tail -3 "$T/live.log")"
 kill -TERM "$DPID"
 wait "$DPID" || fail "mirrord did not stop cleanly on SIGTERM"

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -32,6 +33,14 @@ int mfs_write_all(int fd, const void *buf, size_t len);
 
 /* fsync a directory by fd or by path relative to dirfd. Returns 0 or -errno. */
 int mfs_fsync_dir(int dirfd, const char *path);
+
+/*
+ * Open folder @name in @dirfd ("." for @dirfd itself; symlinks are not
+ * followed) for listing. Returns the stream, or NULL with errno set.
+ */
+DIR *mfs_opendir_at(int dirfd, const char *name);
+/* The next entry of @d other than "." and "..", or NULL at the end. */
+struct dirent *mfs_readdir(DIR *d);
 
 /*
  * Replace @name in @dirfd with @len bytes of @data durably: write a temp
