@@ -86,6 +86,8 @@ struct fs_file {
 	/* virtual files: generated contents (status) or the ctl reply */
 	char *buf;
 	size_t len;
+	/* snapshot views: end of what was announced to the kernel for read-ahead */
+	_Atomic uint64_t ra_end;
 };
 
 struct fs_journal;
@@ -314,8 +316,9 @@ int fs_snap_check(struct fs_snap *s);
 void fs_snap_vlock(struct fs *fs, bool lock);
 struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino);
 int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
+/* @ra_end: the open file's read-ahead mark (see snap.c), or NULL */
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
-			  size_t size, uint64_t off);
+			  size_t size, uint64_t off, _Atomic uint64_t *ra_end);
 int fs_snap_file_reply(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, fuse_req_t req,
 		       size_t size, off_t off);
 ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const char *name,

@@ -1479,8 +1479,51 @@ int fs_snap_file_reply(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, fuse
 	return done;
 }
 
+/*
+ * A changed file is read from two files: the link whole (sequential, so
+ * the kernel reads ahead of it) and the preserved blocks laid over it.
+ * Those are scattered runs, each a synchronous read from disk when it is
+ * needed: a cold copy of a file with 10% of it preserved ran at 0.6x the
+ * live file. A reader going forward gets the preserved runs of the next
+ * RA_WINDOW announced to the kernel (POSIX_FADV_WILLNEED) half a window
+ * before it gets there; a reader that jumps announces nothing.
+ */
+#define RA_WINDOW (16u << 20)
+
+static void read_ahead(struct cow_state *c, uint64_t off, size_t size, _Atomic uint64_t *ra_end)
+{
+	uint64_t mark, from, to;
+
+	if (!ra_end || c->full || c->data_fd < 0)
+		return;
+	mark = atomic_load(ra_end);
+	if (off > mark) { /* a jump: no stream to read ahead of yet */
+		(void)atomic_compare_exchange_strong(ra_end, &mark, off + size);
+		return;
+	}
+	if (off + size + RA_WINDOW / 2 <= mark || mark >= c->size)
+		return;
+	from = mark;
+	to = MFS_MIN(from + RA_WINDOW, c->size);
+	if (!atomic_compare_exchange_strong(ra_end, &mark, to))
+		return; /* another reader of this file announced it */
+	/* run by run: announcing the holes would fill the cache with zeros */
+	for (uint64_t b = from / COW_BS, e = (to + COW_BS - 1) / COW_BS; b < e;) {
+		uint64_t r;
+		if (!bit(c->map, b)) {
+			b++;
+			continue;
+		}
+		for (r = b + 1; r < e && bit(c->map, r);)
+			r++;
+		(void)posix_fadvise(c->data_fd, (off_t)(b * COW_BS), (off_t)((r - b) * COW_BS),
+				    POSIX_FADV_WILLNEED);
+		b = r;
+	}
+}
+
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
-			  size_t size, uint64_t off)
+			  size_t size, uint64_t off, _Atomic uint64_t *ra_end)
 {
 	struct fs_snaps *S = fs->snaps;
 	struct cow_entry *e;
@@ -1498,24 +1541,30 @@ ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, c
 	if (!c || !c->saved) {
 		done = mfs_pread_all(fd, buf, size, off);
 	} else if (off < c->size) {
-		uint64_t end = MFS_MIN(off + size, c->size);
-		while (off < end) {
-			uint64_t b = off / COW_BS, bend = MFS_MIN((b + 1) * COW_BS, end);
+		uint64_t end = MFS_MIN(off + size, c->size), at = off;
+		ssize_t n = 0;
+		/* The link whole, the preserved blocks laid over it: reads of the
+		 * link stay sequential, so the kernel's read-ahead keeps up. */
+		if (!c->full) {
+			n = mfs_pread_all(fd, buf, end - off, off);
+			if (n >= 0 && (uint64_t)n < end - off) /* cut since: preserved */
+				memset(buf + n, 0, end - off - (uint64_t)n);
+		}
+		read_ahead(c, off, size, ra_end);
+		while (n >= 0 && at < end) {
+			uint64_t b = at / COW_BS, bend = MFS_MIN((b + 1) * COW_BS, end);
 			bool pre = c->full || bit(c->map, b);
-			ssize_t n;
 			/* extend over blocks in the same state */
 			while (bend < end && !c->full && bit(c->map, bend / COW_BS) == pre)
 				bend = MFS_MIN(bend + COW_BS, end);
-			n = mfs_pread_all(pre ? c->data_fd : fd, buf + done, bend - off, off);
-			if (n < 0) {
-				done = n;
-				break;
+			if (pre) {
+				n = mfs_pread_all(c->data_fd, buf + (at - off), bend - at, at);
+				if (n >= 0 && (uint64_t)n < bend - at) /* a hole at the end */
+					memset(buf + (at - off) + n, 0, bend - at - (uint64_t)n);
 			}
-			if ((uint64_t)n < bend - off) /* a hole at the end of the data */
-				memset(buf + done + n, 0, bend - off - (uint64_t)n);
-			done += (ssize_t)(bend - off);
-			off = bend;
+			at = bend;
 		}
+		done = n < 0 ? n : (ssize_t)(end - off);
 	}
 	if (e)
 		pthread_rwlock_unlock(&e->mu);

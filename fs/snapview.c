@@ -192,7 +192,8 @@ void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = fs_snap_file_read(fs, i->snap, i->ino, f->fd, buf, size, (uint64_t)off);
+	n = fs_snap_file_read(fs, i->snap, i->ino, f->fd, buf, size, (uint64_t)off,
+			      &f->ra_end);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

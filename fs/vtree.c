@@ -148,8 +148,8 @@ void fs_vtree_getattr(fuse_req_t req, struct fs_inode *i)
 
 	if (r < 0)
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_attr(req, &st, 0);
+	else /* a snapshot never changes; the other virtual files do */
+		fuse_reply_attr(req, &st, i->vkind == FS_VK_SNAP ? fs->timeout : 0);
 }
 
 /* ================================================================ lookup */
