@@ -14,17 +14,19 @@
  *                    never a byte of data.
  *   NAME/cow/INO.map the file's attributes at the snapshot (mode, owner,
  *                    size, times) and a bitmap of preserved 4 KiB blocks
- *   NAME/cow/INO.data  the preserved blocks at their own offsets (sparse),
- *                    or a whole reflink clone (flag "full")
+ *   NAME/cow/INO.data  the preserved blocks at their own offsets (sparse;
+ *                    copied or cloned), or a whole reflink clone (flag
+ *                    "full", written by earlier versions)
  *   NAME/broken      why the snapshot could not be kept (out of space...)
  *
  * Copy-on-write. A hard link shares the inode with the live file, so
  * before anything changes an inode that a live snapshot holds,
  * fs_snap_cow() preserves what the snapshot still needs: the attributes
- * the first time, and the old contents of the blocks about to change - a
- * FICLONE of the whole file where the backing filesystem can (XFS with
- * reflink, btrfs: O(extents), then the filesystem shares blocks), else a
- * copy of only the touched blocks (ext4). Unlink, rename and rename-over
+ * the first time, and the old contents of the blocks about to change:
+ * runs of 64 KiB or more are cloned (FICLONERANGE) where the backing
+ * filesystem can (XFS with reflink, btrfs: O(extents), the filesystem then
+ * shares the blocks), shorter runs and everything on ext4 are copied
+ * (see preserve()). Unlink, rename and rename-over
  * need nothing: the link keeps the old inode. The snapshot view reads a
  * block from INO.data when it is preserved, else from the link (the live
  * inode, whose block is then still the snapshot's).
@@ -446,6 +448,15 @@ static bool bit(const uint8_t *m, uint64_t b)
 	return m[b / 8] & (1u << (b % 8));
 }
 
+/* Mark blocks [b0, b1) preserved, in memory and in the map file. */
+static int mark_blocks(struct cow_state *c, uint64_t b0, uint64_t b1)
+{
+	for (uint64_t b = b0; b < b1; b++)
+		c->map[b / 8] |= (uint8_t)(1u << (b % 8));
+	return mfs_pwrite_all(c->map_fd, c->map + b0 / 8, (size_t)(b1 - 1) / 8 - b0 / 8 + 1,
+			      COW_HDR + b0 / 8);
+}
+
 /* Copy blocks [b0, b1) of the inode (@src) into @c, mark them. */
 static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, char *buf)
 {
@@ -464,41 +475,65 @@ static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, c
 			return r;
 		off += n;
 	}
-	for (uint64_t b = b0; b < b1; b++)
-		c->map[b / 8] |= (uint8_t)(1u << (b % 8));
 	atomic_fetch_add(&c->snap->preserved, end - b0 * COW_BS);
-	return mfs_pwrite_all(c->map_fd, c->map + b0 / 8, (size_t)(b1 - 1) / 8 - b0 / 8 + 1,
-			      COW_HDR + b0 / 8);
+	return mark_blocks(c, b0, b1);
 }
 
-static int try_clone(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino)
+/*
+ * Clone the whole blocks of [b0, b1) that the inode (@src) holds into @c
+ * (FICLONERANGE: the filesystem shares them). Returns the first block not
+ * cloned (b0 when nothing was), or -errno.
+ */
+static int64_t clone_blocks(struct fs_snaps *S, struct cow_state *c, int src, uint64_t b0,
+			    uint64_t b1)
 {
-	uint8_t h[COW_HDR];
+	struct file_clone_range fcr = { .src_fd = src, .src_offset = b0 * COW_BS };
+	uint64_t end;
+	struct stat st;
+	int r;
 
 	if (atomic_load(&S->reflink) == 0)
-		return -EOPNOTSUPP;
-	if (ioctl(c->data_fd, FICLONE, src) < 0) {
+		return (int64_t)b0;
+	if (fstat(src, &st) < 0)
+		return -errno;
+	/* whole blocks only, within both the snapshot's size and the inode */
+	end = MFS_MIN(MFS_MIN(b1 * COW_BS, c->size), (uint64_t)st.st_size) / COW_BS * COW_BS;
+	if (end <= b0 * COW_BS)
+		return (int64_t)b0;
+	fcr.src_length = end - b0 * COW_BS;
+	fcr.dest_offset = b0 * COW_BS;
+	if (ioctl(c->data_fd, FICLONERANGE, &fcr) < 0) {
 		int err = errno;
-		if (err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOTTY ||
-		    err == ENOSYS) {
+		if (err == EINVAL) /* e.g. blocks larger than ours: copy this run */
+			return (int64_t)b0;
+		if (err == EOPNOTSUPP || err == EXDEV || err == ENOTTY || err == ENOSYS) {
 			if (atomic_exchange(&S->reflink, 0) != 0)
 				log_info("snapshots: no reflink here (%s), copying blocks before "
 					 "writes",
 					 strerror(err));
-			return -EOPNOTSUPP;
+			return (int64_t)b0;
 		}
 		return -err;
 	}
 	if (atomic_exchange(&S->reflink, 1) != 1)
-		log_info("snapshots: reflink clones (FICLONE) preserve data");
-	c->full = true;
-	atomic_fetch_add(&c->snap->preserved, c->size);
-	hdr_encode(c, ino, h);
-	return mfs_pwrite_all(c->map_fd, h, COW_HDR, 0);
+		log_info("snapshots: reflink clones (FICLONERANGE) preserve large changes");
+	atomic_fetch_add(&c->snap->preserved, fcr.src_length);
+	r = mark_blocks(c, b0, end / COW_BS);
+	return r < 0 ? r : (int64_t)(end / COW_BS);
 }
 
-/* Preserve [off, off+len) of @c (clipped to the snapshot's size). */
-static int preserve(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino, uint64_t off,
+/*
+ * Preserve [off, off+len) of @c (clipped to the snapshot's size), run by
+ * run of blocks not yet preserved. A run of CLONE_MIN or more is cloned
+ * where the filesystem can (O(1) in data); shorter ones are copied. On
+ * XFS a cloned block makes the next write to it a copy-on-write in the
+ * filesystem itself (allocation, remap, a log force at fdatasync): 4 KiB
+ * random writes with fdatasync ran at 0.84x with whole-file clones, while
+ * copying 4 KiB costs about nothing next to the write.
+ */
+#define CLONE_MIN (64u * 1024 / COW_BS)
+
+static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t off,
 		    uint64_t len, char **buf)
 {
 	uint64_t end = len > c->size - MFS_MIN(off, c->size) ? c->size : off + len;
@@ -507,11 +542,6 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino,
 
 	if (c->full || off >= end)
 		return 0;
-	r = try_clone(S, c, src, ino);
-	if (r != -EOPNOTSUPP)
-		return r;
-	if (!*buf && !(*buf = malloc(COPY_BUF)))
-		return -ENOMEM;
 	b = off / COW_BS;
 	b1 = (end + COW_BS - 1) / COW_BS;
 	while (b < b1) {
@@ -522,9 +552,19 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, ino_t ino,
 		}
 		for (run = b + 1; run < b1 && !bit(c->map, run); run++)
 			;
-		r = copy_blocks(c, src, b, run, *buf);
-		if (r < 0)
-			return r;
+		if (run - b >= CLONE_MIN) {
+			int64_t done = clone_blocks(S, c, src, b, run);
+			if (done < 0)
+				return (int)done;
+			b = (uint64_t)done;
+		}
+		if (b < run) {
+			if (!*buf && !(*buf = malloc(COPY_BUF)))
+				return -ENOMEM;
+			r = copy_blocks(c, src, b, run, *buf);
+			if (r < 0)
+				return r;
+		}
 		b = run;
 	}
 	return 0;
@@ -565,7 +605,7 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 		if (r == 0 && !c->saved)
 			r = state_save(c, i->ino, &st, e->src_fd);
 		if (r == 0 && len)
-			r = preserve(S, c, e->src_fd, i->ino, off, len, &buf);
+			r = preserve(S, c, e->src_fd, off, len, &buf);
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
 	}
