@@ -448,6 +448,24 @@ static bool bit(const uint8_t *m, uint64_t b)
 	return m[b / 8] & (1u << (b % 8));
 }
 
+/* The first block of [b, e) whose bit is not @set (e if none). */
+static uint64_t run_end(const uint8_t *m, uint64_t b, uint64_t e, bool set)
+{
+	while (b < e && bit(m, b) == set)
+		b++;
+	return b;
+}
+
+/* pread of @len bytes at @off, zeros past the end of the file. */
+static ssize_t pread_zeros(int fd, char *buf, size_t len, uint64_t off)
+{
+	ssize_t n = mfs_pread_all(fd, buf, len, off);
+
+	if (n >= 0 && (size_t)n < len)
+		memset(buf + n, 0, len - (size_t)n);
+	return n < 0 ? n : (ssize_t)len;
+}
+
 /* Mark blocks [b0, b1) preserved, in memory and in the map file. */
 static int mark_blocks(struct cow_state *c, uint64_t b0, uint64_t b1)
 {
@@ -464,12 +482,11 @@ static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, c
 
 	while (off < end) {
 		size_t n = (size_t)MFS_MIN(end - off, (uint64_t)COPY_BUF);
-		ssize_t got = mfs_pread_all(src, buf, n, off);
+		/* the inode may be shorter than the snapshot: zeros */
+		ssize_t got = pread_zeros(src, buf, n, off);
 		int r;
 		if (got < 0)
 			return (int)got;
-		if ((size_t)got < n) /* the inode is shorter than the snapshot: zeros */
-			memset(buf + got, 0, n - (size_t)got);
 		r = mfs_pwrite_all(c->data_fd, buf, n, off);
 		if (r < 0)
 			return r;
@@ -480,24 +497,22 @@ static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, c
 }
 
 /*
- * Clone the whole blocks of [b0, b1) that the inode (@src) holds into @c
+ * Clone the whole blocks of [b0, b1) that the inode (@src, @src_size
+ * bytes) holds into @c
  * (FICLONERANGE: the filesystem shares them). Returns the first block not
  * cloned (b0 when nothing was), or -errno.
  */
-static int64_t clone_blocks(struct fs_snaps *S, struct cow_state *c, int src, uint64_t b0,
-			    uint64_t b1)
+static int64_t clone_blocks(struct fs_snaps *S, struct cow_state *c, int src, uint64_t src_size,
+			    uint64_t b0, uint64_t b1)
 {
 	struct file_clone_range fcr = { .src_fd = src, .src_offset = b0 * COW_BS };
 	uint64_t end;
-	struct stat st;
 	int r;
 
 	if (atomic_load(&S->reflink) == 0)
 		return (int64_t)b0;
-	if (fstat(src, &st) < 0)
-		return -errno;
 	/* whole blocks only, within both the snapshot's size and the inode */
-	end = MFS_MIN(MFS_MIN(b1 * COW_BS, c->size), (uint64_t)st.st_size) / COW_BS * COW_BS;
+	end = MFS_MIN(MFS_MIN(b1 * COW_BS, c->size), src_size) / COW_BS * COW_BS;
 	if (end <= b0 * COW_BS)
 		return (int64_t)b0;
 	fcr.src_length = end - b0 * COW_BS;
@@ -533,8 +548,8 @@ static int64_t clone_blocks(struct fs_snaps *S, struct cow_state *c, int src, ui
  */
 #define CLONE_MIN (64u * 1024 / COW_BS)
 
-static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t off,
-		    uint64_t len, char **buf)
+static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t src_size,
+		    uint64_t off, uint64_t len, char **buf)
 {
 	uint64_t end = len > c->size - MFS_MIN(off, c->size) ? c->size : off + len;
 	uint64_t b, b1;
@@ -550,10 +565,9 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t o
 			b++;
 			continue;
 		}
-		for (run = b + 1; run < b1 && !bit(c->map, run); run++)
-			;
+		run = run_end(c->map, b, b1, false);
 		if (run - b >= CLONE_MIN) {
-			int64_t done = clone_blocks(S, c, src, b, run);
+			int64_t done = clone_blocks(S, c, src, src_size, b, run);
 			if (done < 0)
 				return (int)done;
 			b = (uint64_t)done;
@@ -605,7 +619,7 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 		if (r == 0 && !c->saved)
 			r = state_save(c, i->ino, &st, e->src_fd);
 		if (r == 0 && len)
-			r = preserve(S, c, e->src_fd, off, len, &buf);
+			r = preserve(S, c, e->src_fd, (uint64_t)st.st_size, off, len, &buf);
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
 	}
@@ -1534,7 +1548,7 @@ static void read_ahead(struct cow_state *c, uint64_t off, size_t size, _Atomic u
 {
 	uint64_t mark, from, to;
 
-	if (!ra_end || c->full || c->data_fd < 0)
+	if (!ra_end || c->data_fd < 0)
 		return;
 	mark = atomic_load(ra_end);
 	if (off > mark) { /* a jump: no stream to read ahead of yet */
@@ -1551,11 +1565,10 @@ static void read_ahead(struct cow_state *c, uint64_t off, size_t size, _Atomic u
 	for (uint64_t b = from / COW_BS, e = (to + COW_BS - 1) / COW_BS; b < e;) {
 		uint64_t r;
 		if (!bit(c->map, b)) {
-			b++;
+			b = run_end(c->map, b, e, false);
 			continue;
 		}
-		for (r = b + 1; r < e && bit(c->map, r);)
-			r++;
+		r = run_end(c->map, b, e, true);
 		(void)posix_fadvise(c->data_fd, (off_t)(b * COW_BS), (off_t)((r - b) * COW_BS),
 				    POSIX_FADV_WILLNEED);
 		b = r;
@@ -1580,31 +1593,30 @@ ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, c
 	c = state_of(e, s);
 	if (!c || !c->saved) {
 		done = mfs_pread_all(fd, buf, size, off);
+	} else if (off < c->size && c->full) { /* a whole clone */
+		done = pread_zeros(c->data_fd, buf, MFS_MIN(size, c->size - off), off);
 	} else if (off < c->size) {
-		uint64_t end = MFS_MIN(off + size, c->size), at = off;
-		ssize_t n = 0;
+		uint64_t end = MFS_MIN(off + size, c->size), eb = (end + COW_BS - 1) / COW_BS;
 		/* The link whole, the preserved blocks laid over it: reads of the
-		 * link stay sequential, so the kernel's read-ahead keeps up. */
-		if (!c->full) {
-			n = mfs_pread_all(fd, buf, end - off, off);
-			if (n >= 0 && (uint64_t)n < end - off) /* cut since: preserved */
-				memset(buf + n, 0, end - off - (uint64_t)n);
-		}
+		 * link stay sequential, so the kernel's read-ahead keeps up. Past
+		 * the link's end (cut since), every block is preserved. */
+		done = pread_zeros(fd, buf, end - off, off);
 		read_ahead(c, off, size, ra_end);
-		while (n >= 0 && at < end) {
-			uint64_t b = at / COW_BS, bend = MFS_MIN((b + 1) * COW_BS, end);
-			bool pre = c->full || bit(c->map, b);
-			/* extend over blocks in the same state */
-			while (bend < end && !c->full && bit(c->map, bend / COW_BS) == pre)
-				bend = MFS_MIN(bend + COW_BS, end);
-			if (pre) {
-				n = mfs_pread_all(c->data_fd, buf + (at - off), bend - at, at);
-				if (n >= 0 && (uint64_t)n < bend - at) /* a hole at the end */
-					memset(buf + (at - off) + n, 0, bend - at - (uint64_t)n);
+		for (uint64_t b = off / COW_BS; done >= 0 && b < eb;) {
+			uint64_t run, from, to;
+			ssize_t n;
+			if (!bit(c->map, b)) {
+				b = run_end(c->map, b, eb, false);
+				continue;
 			}
-			at = bend;
+			run = run_end(c->map, b, eb, true);
+			from = MFS_MAX(b * COW_BS, off);
+			to = MFS_MIN(run * COW_BS, end);
+			n = pread_zeros(c->data_fd, buf + (from - off), to - from, from);
+			if (n < 0)
+				done = n;
+			b = run;
 		}
-		done = n < 0 ? n : (ssize_t)(end - off);
 	}
 	if (e)
 		pthread_rwlock_unlock(&e->mu);
