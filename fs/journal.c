@@ -61,6 +61,10 @@
 #define OPEN_DIR "open"
 #define CLOSED_DIR "journal"
 #define NS_PER_S 1000000000ull
+/* Every this many bytes appended, the timer thread starts writing the open
+ * segment out (mfs_segw_writeback): a snapshot's or a checkpoint's sync
+ * then flushes a little, not a burst of everything since the last one. */
+#define WRITEBEHIND_CHUNK (2ull << 20)
 
 struct fs_journal {
 	int dirfd;
@@ -98,6 +102,7 @@ struct fs_journal {
 	bool timer_started;
 	bool stop;        /* tlock */
 	bool want_rotate; /* tlock */
+	bool want_wb;     /* tlock: write-behind of the open segment is due */
 };
 
 void fs_fail(struct fs *fs, int r, const char *what)
@@ -369,7 +374,7 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 			  _Atomic uint64_t *slot)
 {
 	struct fs_journal *j = fs->j;
-	uint64_t lsn = 0, bytes;
+	uint64_t lsn = 0, bytes, add;
 	int r;
 
 	r = fs_check_failed(fs);
@@ -388,12 +393,19 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 		fs_fail(fs, r, "cannot append to the journal");
 		return -EIO;
 	}
-	bytes = atomic_fetch_add(&j->seg_bytes, mfs_rec_head_size(rec) + rec->data_len) +
-		mfs_rec_head_size(rec) + rec->data_len;
+	add = mfs_rec_head_size(rec) + rec->data_len;
+	bytes = atomic_fetch_add(&j->seg_bytes, add) + add;
 	if (fs->opt.rotate_size && bytes >= fs->opt.rotate_size) {
 		pthread_mutex_lock(&j->tlock);
 		if (!j->want_rotate) {
 			j->want_rotate = true;
+			pthread_cond_signal(&j->tcond);
+		}
+		pthread_mutex_unlock(&j->tlock);
+	} else if ((bytes - add) / WRITEBEHIND_CHUNK != bytes / WRITEBEHIND_CHUNK) {
+		pthread_mutex_lock(&j->tlock);
+		if (!j->want_wb) {
+			j->want_wb = true;
 			pthread_cond_signal(&j->tcond);
 		}
 		pthread_mutex_unlock(&j->tlock);
@@ -711,7 +723,8 @@ static void *timer_main(void *arg)
 	while (!j->stop) {
 		struct timespec ts;
 		uint64_t wait = timer_wait_ns(fs);
-		bool want;
+		bool want, wb;
+		int w = 0;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)(wait / NS_PER_S);
@@ -720,14 +733,21 @@ static void *timer_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= (long)NS_PER_S;
 		}
-		if (!j->want_rotate)
-			pthread_cond_timedwait(&j->tcond, &j->tlock, &ts);
+		if (!j->want_rotate && !j->want_wb)
+			w = pthread_cond_timedwait(&j->tcond, &j->tlock, &ts);
 		if (j->stop)
 			break;
 		want = j->want_rotate;
-		j->want_rotate = false;
+		wb = j->want_wb;
+		j->want_rotate = j->want_wb = false;
 		pthread_mutex_unlock(&j->tlock);
-		if (!atomic_load(&fs->failed))
+		if (wb && !atomic_load(&fs->failed)) {
+			pthread_rwlock_rdlock(&j->seg_lock);
+			if (j->w)
+				(void)mfs_segw_writeback(j->w);
+			pthread_rwlock_unlock(&j->seg_lock);
+		}
+		if ((want || w == ETIMEDOUT) && !atomic_load(&fs->failed))
 			timer_tick(fs, want);
 		pthread_mutex_lock(&j->tlock);
 	}

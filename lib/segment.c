@@ -63,6 +63,7 @@ struct mfs_segw {
 	int sync_error;       /* protected by sync_lock */
 	bool pending;         /* protected by sync_lock: MFS_SEGW_LAZY, not established yet */
 	uint64_t syncs, sync_requests;
+	_Atomic uint64_t wb_off; /* mfs_segw_writeback() submitted up to here */
 };
 
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1])
@@ -444,6 +445,23 @@ int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn)
 		r = w->sync_error;
 	pthread_mutex_unlock(&w->sync_lock);
 	return r;
+}
+
+uint64_t mfs_segw_writeback(struct mfs_segw *w)
+{
+	uint64_t from, to;
+
+	pthread_mutex_lock(&w->lock);
+	to = w->size & ~(uint64_t)4095; /* whole pages: the last one is still filling */
+	pthread_mutex_unlock(&w->lock);
+	from = atomic_load(&w->wb_off);
+	if (to <= from)
+		return 0;
+	/* outside w->lock: appends go on while the pages are queued */
+	if (sync_file_range(w->fd, (off64_t)from, (off64_t)(to - from), SYNC_FILE_RANGE_WRITE) < 0)
+		return 0;
+	atomic_store(&w->wb_off, to);
+	return to - from;
 }
 
 /* Write the trailer; called with w->lock held. */

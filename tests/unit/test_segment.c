@@ -854,6 +854,47 @@ static void test_close_empty(void)
 	CU_ASSERT(faccessat(dirfd_, "empty", F_OK, 0) < 0);
 }
 
+/*
+ * Write-behind submits whole pages appended since the last call, never the
+ * page still filling, and changes nothing that is read back.
+ */
+static void test_writeback(void)
+{
+	static uint8_t blob[10000];
+	struct mfs_segw *w = NULL;
+	struct mfs_segw_stats st;
+	struct mfs_seg_info info;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	uint64_t lsn, done = 0, n;
+	int fd;
+
+	memset(blob, 0x5a, sizeof(blob));
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "wb", uuid_a, 1, 1, &w), 0);
+	for (int round = 0; round < 3; round++) {
+		for (int k = 0; k < 50; k++) {
+			struct mfs_rec rec = { .type = MFS_REC_WRITE, .data = blob,
+					       .data_len = sizeof(blob) };
+			snprintf(rec.path, sizeof(rec.path), "f%d", k);
+			CU_ASSERT_EQUAL_FATAL(mfs_segw_append(w, &rec, &lsn), 0);
+		}
+		mfs_segw_get_stats(w, &st);
+		n = mfs_segw_writeback(w);
+		CU_ASSERT_EQUAL(done + n, st.size & ~(uint64_t)4095);
+		CU_ASSERT_EQUAL(n % 4096, 0);
+		done += n;
+		CU_ASSERT_EQUAL(mfs_segw_writeback(w), 0); /* nothing new */
+	}
+	CU_ASSERT_EQUAL(lsn, 150);
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
+	fd = openat(dirfd_, closed, O_RDONLY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
+	close(fd);
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
+	CU_ASSERT_EQUAL(info.records, 150);
+	(void)unlinkat(dirfd_, closed, 0);
+}
+
 /* ---------------------------------------------------------------- unappend */
 
 
@@ -1261,6 +1302,7 @@ static CU_TestInfo tests[] = {
 	{"(d) reopen cuts a torn tail and continues LSNs", test_reopen_torn_tail},
 	{"(d) reopen after create, zeros behind the header", test_reopen_empty_and_zeros},
 	{"close an empty segment", test_close_empty},
+	{"write-behind submits whole appended pages", test_writeback},
 	{"unappend takes back the last record", test_unappend},
 	{"unappend during a sync in flight", test_unappend_during_sync},
 	{"unappend of a durable record", test_unappend_durable},

@@ -92,6 +92,16 @@ int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn);
 int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn);
 
 /*
+ * Write-behind: start writing out what was appended since the last call
+ * (sync_file_range SYNC_FILE_RANGE_WRITE: no wait, no flush of the disk
+ * cache, nothing becomes durable). A later mfs_segw_sync() then has little
+ * left to write, so a sync (a snapshot, a checkpoint, a writer's fsync)
+ * is not a burst of everything appended since the last one. Returns the
+ * bytes submitted; errors are left for mfs_segw_sync() to report.
+ */
+uint64_t mfs_segw_writeback(struct mfs_segw *w);
+
+/*
  * Write the trailer, fdatasync, and rename the file to its closed name in
  * @dst_dirfd (NULL name = just seal in place). The closed name is returned
  * in @ret_name (MFS_SEG_NAME_LEN + 1 bytes). The writer is freed in every
