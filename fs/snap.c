@@ -475,13 +475,31 @@ static int mark_blocks(struct cow_state *c, uint64_t b0, uint64_t b1)
 			      COW_HDR + b0 / 8);
 }
 
+/* A copy buffer, grown on demand up to COPY_BUF: most copies are one 4 KiB
+ * block, and a 1 MiB malloc per write is an mmap and an munmap each time. */
+struct copy_buf {
+	char *p;
+	size_t len;
+};
+
 /* Copy blocks [b0, b1) of the inode (@src) into @c, mark them. */
-static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1, char *buf)
+static int copy_blocks(struct cow_state *c, int src, uint64_t b0, uint64_t b1,
+		       struct copy_buf *cb)
 {
 	uint64_t off = b0 * COW_BS, end = MFS_MIN(b1 * COW_BS, c->size);
+	size_t want = (size_t)MFS_MIN(end - MFS_MIN(off, end), (uint64_t)COPY_BUF);
+	char *buf;
 
+	if (cb->len < want) {
+		char *p = realloc(cb->p, want);
+		if (!p)
+			return -ENOMEM;
+		cb->p = p;
+		cb->len = want;
+	}
+	buf = cb->p;
 	while (off < end) {
-		size_t n = (size_t)MFS_MIN(end - off, (uint64_t)COPY_BUF);
+		size_t n = (size_t)MFS_MIN(end - off, (uint64_t)cb->len);
 		/* the inode may be shorter than the snapshot: zeros */
 		ssize_t got = pread_zeros(src, buf, n, off);
 		int r;
@@ -549,7 +567,7 @@ static int64_t clone_blocks(struct fs_snaps *S, struct cow_state *c, int src, ui
 #define CLONE_MIN (64u * 1024 / COW_BS)
 
 static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t src_size,
-		    uint64_t off, uint64_t len, char **buf)
+		    uint64_t off, uint64_t len, struct copy_buf *cb)
 {
 	uint64_t end = len > c->size - MFS_MIN(off, c->size) ? c->size : off + len;
 	uint64_t b, b1;
@@ -573,9 +591,7 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t s
 			b = (uint64_t)done;
 		}
 		if (b < run) {
-			if (!*buf && !(*buf = malloc(COPY_BUF)))
-				return -ENOMEM;
-			r = copy_blocks(c, src, b, run, *buf);
+			r = copy_blocks(c, src, b, run, cb);
 			if (r < 0)
 				return r;
 		}
@@ -587,7 +603,7 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t s
 int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 {
 	struct fs_snaps *S = fs->snaps;
-	_cleanup_free_ char *buf = NULL;
+	struct copy_buf cb = { 0 };
 	struct cow_entry *e;
 	struct stat st;
 	bool have_st = false;
@@ -619,12 +635,13 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 		if (r == 0 && !c->saved)
 			r = state_save(c, i->ino, &st, e->src_fd);
 		if (r == 0 && len)
-			r = preserve(S, c, e->src_fd, (uint64_t)st.st_size, off, len, &buf);
+			r = preserve(S, c, e->src_fd, (uint64_t)st.st_size, off, len, &cb);
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
 	}
 	pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
+	free(cb.p);
 	return 0;
 }
 
