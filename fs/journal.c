@@ -370,6 +370,17 @@ int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 	return journal_append(fs, rec, ret_lsn, NULL);
 }
 
+/* Ask the timer thread for the work behind @flag (a tlock field). */
+static void timer_want(struct fs_journal *j, bool *flag)
+{
+	pthread_mutex_lock(&j->tlock);
+	if (!*flag) {
+		*flag = true;
+		pthread_cond_signal(&j->tcond);
+	}
+	pthread_mutex_unlock(&j->tlock);
+}
+
 static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 			  _Atomic uint64_t *slot)
 {
@@ -395,21 +406,10 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 	}
 	add = mfs_rec_head_size(rec) + rec->data_len;
 	bytes = atomic_fetch_add(&j->seg_bytes, add) + add;
-	if (fs->opt.rotate_size && bytes >= fs->opt.rotate_size) {
-		pthread_mutex_lock(&j->tlock);
-		if (!j->want_rotate) {
-			j->want_rotate = true;
-			pthread_cond_signal(&j->tcond);
-		}
-		pthread_mutex_unlock(&j->tlock);
-	} else if ((bytes - add) / WRITEBEHIND_CHUNK != bytes / WRITEBEHIND_CHUNK) {
-		pthread_mutex_lock(&j->tlock);
-		if (!j->want_wb) {
-			j->want_wb = true;
-			pthread_cond_signal(&j->tcond);
-		}
-		pthread_mutex_unlock(&j->tlock);
-	}
+	if (fs->opt.rotate_size && bytes >= fs->opt.rotate_size)
+		timer_want(j, &j->want_rotate);
+	else if ((bytes - add) / WRITEBEHIND_CHUNK != bytes / WRITEBEHIND_CHUNK)
+		timer_want(j, &j->want_wb);
 	if (ret_lsn)
 		*ret_lsn = lsn;
 	return 0;
