@@ -4,8 +4,9 @@
  *
  * The published check values on both implementations (the portable table
  * and, when the CPU has it, the SSE4.2 instruction), agreement of the two
- * on every length 0..300 at every alignment, and chaining: feeding a
- * buffer in pieces gives the CRC of the whole.
+ * on every length 0..300 at every alignment and on the lengths around the
+ * hardware path's block sizes (3 x 256 and 3 x 4096 bytes), and chaining:
+ * feeding a buffer in pieces gives the CRC of the whole.
  */
 #include "mirrorfs/crc32c.h"
 
@@ -113,6 +114,33 @@ static void test_hw_equals_sw(void)
 	free(buf);
 }
 
+/*
+ * hw == sw around the three-stream thresholds and their multiples (one,
+ * two rounds of each block size, then the tail), at two alignments.
+ */
+static void test_hw_blocks(void)
+{
+	static const size_t base[] = {768, 1536, 2304, 8192, 8192 + 64, 12288, 24576, 36864 + 768};
+	enum { MAXLEN = 40000 };
+	uint8_t *buf = malloc(MAXLEN + 16);
+	unsigned mismatches = 0, checked = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	fill_random(buf, MAXLEN + 16, 5);
+	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
+		for (size_t len = base[i] - 9; len <= base[i] + 9; len++)
+			for (size_t align = 0; align < 8; align += 3) {
+				uint32_t sw = mfs_crc32c_sw(0x1234567u, buf + align, len);
+
+				checked++;
+				if (mfs_crc32c(0x1234567u, buf + align, len) != sw)
+					mismatches++;
+			}
+	CU_ASSERT_EQUAL(checked, ARRAY_SIZE(base) * 19 * 3);
+	CU_ASSERT_EQUAL(mismatches, 0);
+	free(buf);
+}
+
 /* crc(crc(0, a), b) == crc(0, a || b), for every split point. */
 static void test_chaining(void)
 {
@@ -171,6 +199,7 @@ static CU_TestInfo tests[] = {
 	{"check values (sw, hw, dispatch)", test_check_values},
 	{"hw path present", test_hw_reported},
 	{"hw == sw, lengths 0..300, all alignments", test_hw_equals_sw},
+	{"hw == sw around the block sizes", test_hw_blocks},
 	{"incremental chaining", test_chaining},
 	{"1 MiB buffer", test_large},
 	CU_TEST_INFO_NULL,
