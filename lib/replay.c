@@ -35,7 +35,11 @@
  * where they already are: in a loaded segment, which the engine holds until
  * the log is issued, or (mfs_replay_apply(), whose record data are the
  * caller's) in a copy arena. The logs are issued together (drain) at the
- * flush, or when BATCH_WRITES writes or HOLD_MAX held bytes are pending:
+ * flush, or when BATCH_WRITES writes or hold_max held bytes are pending
+ * (a sixteenth of the RAM, between HOLD_MIN and HOLD_MAX: the more a drain
+ * covers, the more superseded bytes it drops and the fewer pages it
+ * dirties; 1 GiB of 4 KiB random writes replays 1.3-1.5x faster with
+ * 1 GiB held than with 256 MiB):
  * each file's log is sorted by offset and swept with a heap on arrival
  * order, so each byte is written once, from the last write of it (a hot
  * page written ten times is written once, and superseded bytes are never
@@ -132,8 +136,9 @@
 #endif
 
 #define QUEUE_DEPTH 256u
-#define BATCH_WRITES 262144u  /* writes logged before they are issued */
-#define HOLD_MAX (256u << 20) /* held segment / copied bytes before they are issued */
+#define BATCH_WRITES 1048576u /* writes logged before they are issued (32 MiB of log) */
+#define HOLD_MIN (64u << 20)  /* held segment / copied bytes before they are issued: */
+#define HOLD_MAX (1u << 30)   /* RAM / 16, within these bounds */
 #define ARENA_CHUNK (4u << 20)
 #define POOL_SLOTS 8          /* segment buffers kept for reuse */
 #define BUF_ALIGN (1u << 20)  /* segment buffer sizes are rounded up to this */
@@ -230,7 +235,7 @@ struct mfs_replay {
 	uint64_t pending_writes, seq;
 	struct chunk *arena;
 	struct mfs_replay_seg *held, *applying;
-	size_t held_bytes;
+	size_t held_bytes, hold_max;
 	struct mfs_rec *scratch; /* a loaded record being applied */
 	struct { void *p; size_t cap; } pool[POOL_SLOTS]; /* segment buffers for reuse */
 	char *dirs[MAX_DIRS];    /* touched directories ("" = root) */
@@ -789,7 +794,7 @@ static int op_write(struct mfs_replay *r, const struct mfs_rec *rec)
 	e = log_add(r, f, rec->offset, src, rec->data_len);
 	if (e < 0)
 		return e;
-	if (r->pending_writes >= BATCH_WRITES || (!r->applying && r->held_bytes >= HOLD_MAX))
+	if (r->pending_writes >= BATCH_WRITES || (!r->applying && r->held_bytes >= r->hold_max))
 		return drain(r);
 	return 0;
 }
@@ -1346,6 +1351,15 @@ int mfs_replay_finish(struct mfs_replay *r)
 	return e;
 }
 
+/* Held bytes before a drain: RAM / 16, at least HOLD_MIN, at most HOLD_MAX. */
+static size_t hold_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+
+	return (size_t)MFS_MIN(MFS_MAX(ram / 16, (uint64_t)HOLD_MIN), (uint64_t)HOLD_MAX);
+}
+
 int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret)
 {
 	struct mfs_replay *r;
@@ -1363,6 +1377,7 @@ int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret)
 	r->rootfd = rootfd;
 	r->flags = flags;
 	r->naive = flags & MFS_REPLAY_F_NO_URING;
+	r->hold_max = hold_limit();
 	r->max_files = r->naive ? MAX_FILES_NAIVE : MAX_FILES;
 
 	r->scratch = malloc(sizeof(*r->scratch));
@@ -1670,7 +1685,7 @@ int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_
 	}
 	r->ref = false;
 	r->applying = NULL;
-	if (e == 0 && r->held_bytes >= HOLD_MAX)
+	if (e == 0 && r->held_bytes >= r->hold_max)
 		e = drain(r);
 	return e;
 }
