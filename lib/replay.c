@@ -50,7 +50,10 @@
  * io_uring is kept for the flush, where the fsyncs of all touched files run
  * in parallel, except on ext4, where the io_uring workers' parallel fsyncs
  * measured slower (more system time, longer wall time) than fsyncing the
- * files one after the other. A large copied write (>= DIRECT_MIN) to an idle file is
+ * files one after the other. Long sequential stretches get write-behind: every
+ * WB_CHUNK of them, an io_uring sync_file_range(WRITE) starts their
+ * writeback on a worker, so the disk works while the drain goes on (1 GiB
+ * of 1 MiB writes: 1.1-1.2x faster, median of two 3-round A/Bs); scattered writes get none. A large copied write (>= DIRECT_MIN) to an idle file is
  * written at once from the caller's buffer: copying it would cost more
  * than logging saves. The naive mode (MFS_REPLAY_F_NO_URING, the
  * benchmark's baseline) does one pwrite per write record and fsyncs each
@@ -151,6 +154,11 @@
 #define PTAB_SIZE 2048u
 #define ITAB_SIZE 1024u
 #define DIRECT_MIN (256u << 10) /* copied writes this large skip the log when the file is idle */
+#define WB_RUN (1u << 20)      /* a pwritev this long is part of a sequential stretch */
+#define WB_CHUNK (8u << 20)    /* sequential bytes issued to a file between write-behind kicks */
+#define WB_INFLIGHT 2u         /* write-behind kicks in flight at most */
+#define UD_FSYNC 0u            /* io_uring user data: a flush's fsync */
+#define UD_WB 1u               /* io_uring user data: a write-behind (a hint, errors ignored) */
 #define RESERVED_NAME ".mirrorfs"
 
 /*
@@ -226,6 +234,7 @@ struct mfs_replay {
 	struct io_uring ring;
 	unsigned sq_unsubmitted; /* SQEs prepared, not yet submitted */
 	unsigned inflight;       /* submitted, not reaped */
+	unsigned wb_inflight;    /* of which write-behind kicks */
 	int error;               /* first error of an issued write */
 	struct rfile *itab[ITAB_SIZE];
 	unsigned n_files, max_files;
@@ -513,9 +522,60 @@ static void heap_pop(struct pw **h, size_t *n)
 struct iobatch {
 	struct rfile *f;
 	uint64_t off, end;
+	uint64_t wb_from; /* start of the sequential bytes issued since the last kick */
+	uint64_t wb_bytes; /* how many */
 	struct iovec iov[IOV_BATCH];
 	int n;
 };
+
+static void reap_one(struct mfs_replay *r, struct io_uring_cqe *cqe)
+{
+	if (io_uring_cqe_get_data64(cqe) == UD_WB) {
+		r->wb_inflight--;
+		if (cqe->res < 0) /* a hint: the flush's fsync still writes and reports */
+			log_debug_errno(cqe->res, "replay: write-behind: %m");
+	} else {
+		note_error(r, cqe->res);
+	}
+	io_uring_cqe_seen(&r->ring, cqe);
+	r->inflight--;
+}
+
+/*
+ * Start writeback of [from, to) of @f without waiting (write-behind), so
+ * that the disk writes a long sequential stretch while the drain goes on,
+ * instead of all of it in the flush's fsync. An io_uring worker runs the
+ * sync_file_range() on the other CPU. At most WB_INFLIGHT are in flight;
+ * returns false when the kick was skipped (the caller keeps the range).
+ * Scattered writes get none: early writeback of a sparse pattern made
+ * ext4 allocate in pieces and cost more system time than it saved
+ * (measured on 4 KiB random writes: 2.3 -> 3.0 s).
+ */
+static bool writebehind(struct mfs_replay *r, struct rfile *f, uint64_t from, uint64_t to)
+{
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+
+	if (!r->uring || to <= from)
+		return false;
+	while (r->wb_inflight >= WB_INFLIGHT && io_uring_peek_cqe(&r->ring, &cqe) == 0)
+		reap_one(r, cqe);
+	if (r->wb_inflight >= WB_INFLIGHT || r->inflight >= QUEUE_DEPTH)
+		return false;
+	sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe)
+		return false;
+	/* the length is 32 bits; 0 means "to the end of the file" */
+	io_uring_prep_sync_file_range(sqe, f->fd, to - from > UINT32_MAX ? 0 : (unsigned)(to - from),
+				      from, SYNC_FILE_RANGE_WRITE);
+	io_uring_sqe_set_data64(sqe, UD_WB);
+	r->inflight++;
+	r->wb_inflight++;
+	r->st.writebehinds++;
+	if (io_uring_submit(&r->ring) >= 0) /* takes the file now: a later close is safe */
+		r->sq_unsubmitted = 0;
+	return true;
+}
 
 static int iob_flush(struct mfs_replay *r, struct iobatch *b)
 {
@@ -527,6 +587,13 @@ static int iob_flush(struct mfs_replay *r, struct iobatch *b)
 	r->st.io_bytes += b->end - b->off;
 	e = mfs_pwritev_all(b->f->fd, b->iov, b->n, b->off);
 	b->n = 0;
+	if (e < 0 || b->end - b->off < WB_RUN)
+		return e;
+	if (!b->wb_bytes)
+		b->wb_from = b->off;
+	b->wb_bytes += b->end - b->off;
+	if (b->wb_bytes >= WB_CHUNK && writebehind(r, b->f, b->wb_from, b->end))
+		b->wb_bytes = 0;
 	return e;
 }
 
@@ -549,7 +616,7 @@ static int iob_add(struct mfs_replay *r, struct iobatch *b, uint64_t off, const 
 	}
 	b->iov[b->n++] = (struct iovec){ .iov_base = (void *)src, .iov_len = len };
 	b->end += len;
-	return 0;
+	return b->end - b->off >= WB_CHUNK ? iob_flush(r, b) : 0; /* write-behind granularity */
 }
 
 /*
@@ -577,6 +644,7 @@ static int file_issue(struct mfs_replay *r, struct rfile *f)
 		return -ENOMEM;
 	b->f = f;
 	b->n = 0;
+	b->wb_bytes = 0;
 	qsort(w, n, sizeof(*w), pw_cmp);
 	while (e == 0 && (i < n || nh)) {
 		struct pw *top;
@@ -1209,7 +1277,7 @@ int mfs_replay_apply(struct mfs_replay *r, const struct mfs_rec *rec)
 	return e < 0 ? e : apply_rec(r, rec);
 }
 
-/* Reap fsync completions until at most @keep are in flight. */
+/* Reap fsync and write-behind completions until at most @keep are in flight. */
 static int reap(struct mfs_replay *r, unsigned keep)
 {
 	struct io_uring_cqe *cqe;
@@ -1227,9 +1295,7 @@ static int reap(struct mfs_replay *r, unsigned keep)
 			continue;
 		if (e < 0)
 			return e;
-		note_error(r, cqe->res);
-		io_uring_cqe_seen(&r->ring, cqe);
-		r->inflight--;
+		reap_one(r, cqe);
 	}
 	return 0;
 }
@@ -1262,7 +1328,7 @@ static int sync_one(struct mfs_replay *r, int fd)
 	r->st.syncs++;
 	if (r->par_fsync && (sqe = get_sqe(r))) {
 		io_uring_prep_fsync(sqe, fd, 0);
-		io_uring_sqe_set_data64(sqe, 0);
+		io_uring_sqe_set_data64(sqe, UD_FSYNC);
 		return 0;
 	}
 	return fsync(fd) < 0 ? -errno : 0;

@@ -115,6 +115,7 @@ struct mfs_replay_stats {
 	uint64_t dropped_bytes; /* bytes overwritten by a later write before being issued */
 	uint64_t skipped;       /* "already done" outcomes tolerated (see replay.c) */
 	uint64_t syncs;         /* fsync/syncfs calls of the final flushes */
+	uint64_t writebehinds;  /* writebacks started early, while issuing (see replay.c) */
 	bool uring;             /* io_uring in use */
 };
 void mfs_replay_get_stats(struct mfs_replay *r, struct mfs_replay_stats *ret);
