@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,31 @@ struct seg_ent {
 	uint64_t first, last;
 };
 
+/*
+ * The next PREFETCH segments, each opened and loaded (mapped and
+ * validated) by a thread of its own while the main thread applies the one
+ * before them: the checksum passes and page-ins, which bound replay when
+ * most writes are superseded, run on every CPU. A thread only reads (the
+ * file, and the engine's buffer pool, which is locked); every decision
+ * (judge, quarantine, apply) stays on the main thread, in LSN order.
+ */
+#define PREFETCH 2
+
+struct prefetch {
+	pthread_t thread;
+	bool active;
+	char name[MFS_SEG_NAME_LEN + 1];
+	struct mfs_replay *engine;
+	int in_fd;
+	uint64_t max_size;
+	bool have_uuid;   /* the data-set id expected when the load started */
+	uint8_t uuid[16];
+	int fd;           /* the open segment, or -errno */
+	struct stat st;
+	int r;            /* 0, or -errno of fstat / the load */
+	struct mfs_replay_seg *s;
+};
+
 struct held {
 	char name[MFS_SEG_NAME_LEN + 1];
 	uint64_t size;
@@ -80,6 +106,7 @@ struct mirror {
 	uint64_t batch_lsn, batch_ns, batch_bytes, batch_data, batch_t0;
 	char **batch_names;
 	size_t n_batch;
+	struct prefetch pf[PREFETCH];
 };
 
 /* What applying one segment needs in the scan callback. */
@@ -277,6 +304,108 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 	return 0;
 }
 
+/* ================================================================ prefetch */
+
+static void *prefetch_run(void *arg)
+{
+	struct prefetch *p = arg;
+
+	p->fd = openat(p->in_fd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (p->fd < 0) {
+		p->fd = -errno;
+		return NULL;
+	}
+	if (fstat(p->fd, &p->st) < 0)
+		p->r = -errno;
+	else if (S_ISREG(p->st.st_mode))
+		p->r = mfs_replay_seg_load(p->engine, p->fd, p->have_uuid ? p->uuid : NULL,
+					   p->max_size, &p->s);
+	return NULL;
+}
+
+/* Start loading segment @e ahead, unless it is already or no slot is free. */
+static void prefetch_start(struct mirror *m, const struct seg_ent *e)
+{
+	struct prefetch *p = NULL;
+
+	if (m->cfg.naive || m->cfg.hold)
+		return;
+	for (unsigned i = 0; i < PREFETCH; i++) {
+		if (m->pf[i].active && strcmp(m->pf[i].name, e->name) == 0)
+			return;
+		if (!m->pf[i].active && !p)
+			p = &m->pf[i];
+	}
+	if (!p)
+		return;
+	*p = (struct prefetch){ .engine = m->engine, .in_fd = m->in_fd, .fd = -EBADF,
+				.max_size = m->cfg.max_segment, .have_uuid = m->st.have_uuid };
+	memcpy(p->name, e->name, sizeof(p->name));
+	memcpy(p->uuid, m->st.uuid, sizeof(p->uuid));
+	p->active = pthread_create(&p->thread, NULL, prefetch_run, p) == 0;
+}
+
+/* Wait for slot @p's thread; forget its result unless @keep. */
+static void prefetch_join(struct prefetch *p, bool keep)
+{
+	if (!p->active)
+		return;
+	(void)pthread_join(p->thread, NULL);
+	p->active = false;
+	if (keep)
+		return;
+	p->s = mfs_replay_seg_free(p->s);
+	if (p->fd >= 0)
+		closep(&p->fd);
+}
+
+static void prefetch_join_all(struct mirror *m)
+{
+	for (unsigned i = 0; i < PREFETCH; i++)
+		prefetch_join(&m->pf[i], false);
+}
+
+/*
+ * Take the prefetched segment if it is @e and was loaded expecting what is
+ * expected now (a load that expected no data-set id still counts when the
+ * header names the one now known). Returns true and the open fd (taken
+ * over), its stat, the load result and the segment; false if there is none
+ * (the caller opens and loads itself).
+ */
+static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd,
+			  struct stat *ret_st, int *ret_r, struct mfs_replay_seg **ret_s)
+{
+	struct prefetch *p = NULL;
+	const struct mfs_seg_info *info;
+	bool same;
+
+	for (unsigned i = 0; i < PREFETCH && !p; i++)
+		if (m->pf[i].active && strcmp(m->pf[i].name, e->name) == 0)
+			p = &m->pf[i];
+	if (!p)
+		return false;
+	prefetch_join(p, true);
+	same = p->have_uuid == m->st.have_uuid &&
+	       (!p->have_uuid || memcmp(p->uuid, m->st.uuid, 16) == 0);
+	if (!same && p->s && !p->have_uuid) {
+		info = mfs_replay_seg_info(p->s);
+		same = info->header_valid && memcmp(info->uuid, m->st.uuid, 16) == 0;
+	}
+	if (p->fd < 0 || !same) {
+		p->s = mfs_replay_seg_free(p->s);
+		if (p->fd >= 0)
+			closep(&p->fd);
+		return false;
+	}
+	*ret_fd = p->fd;
+	*ret_st = p->st;
+	*ret_r = p->r;
+	*ret_s = p->s;
+	p->fd = -EBADF;
+	p->s = NULL;
+	return true;
+}
+
 /* Naive mode: validate by a streaming scan of the file (it is read again to apply). */
 static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 			   struct mfs_seg_info *info)
@@ -291,19 +420,16 @@ static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 }
 
 /*
- * Read segment @e (open as @fd) into memory once and validate it in full.
- * Returns 0 and the loaded segment in *ret if it may be applied, 1 if it
- * was quarantined, 2 if it may still be arriving, -errno.
+ * Judge segment @e (open as @fd), loaded into memory once and validated in
+ * full by mfs_replay_seg_load() (@r its result, @s the segment). Returns 0
+ * and @s in *ret if it may be applied, 1 if it was quarantined, 2 if it
+ * may still be arriving, -errno. @s is freed unless returned.
  */
-static int validate(struct mirror *m, const struct seg_ent *e, int fd,
-		    struct mfs_replay_seg **ret)
+static int validate(struct mirror *m, const struct seg_ent *e, int fd, int r,
+		    struct mfs_replay_seg *s, struct mfs_replay_seg **ret)
 {
 	struct check_ctx c = { 0 };
-	struct mfs_replay_seg *s;
-	int r;
 
-	r = mfs_replay_seg_load(m->engine, fd, m->st.have_uuid ? m->st.uuid : NULL,
-				m->cfg.max_segment, &s);
 	if (r == -EFBIG) {
 		quarantine(m, e->name, "larger than --max-segment (%" PRIu64 " bytes)",
 			   m->cfg.max_segment);
@@ -470,6 +596,40 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
  * then retire its segments. Returns 0 or -errno (the segments stay in
  * incoming and are applied again: idempotent).
  */
+struct retire_half {
+	struct mirror *m;
+	size_t from; /* retire names from, from + 2, ... */
+};
+
+static void *retire_run(void *arg)
+{
+	struct retire_half *h = arg;
+
+	for (size_t i = h->from; i < h->m->n_batch; i += 2)
+		retire(h->m, h->m->batch_names[i]);
+	return NULL;
+}
+
+/*
+ * Retire the batch's segments, half of them on a second thread: deleting a
+ * segment frees its page cache, which costs CPU in proportion to its size
+ * (~18% of the engine's time on a replay of 800 MiB of segments).
+ */
+static void retire_batch(struct mirror *m)
+{
+	struct retire_half odd = { m, 1 }, even = { m, 0 };
+	pthread_t t;
+	bool two = m->n_batch >= 2 && pthread_create(&t, NULL, retire_run, &odd) == 0;
+
+	if (!two) {
+		for (size_t i = 0; i < m->n_batch; i++)
+			retire(m, m->batch_names[i]);
+		return;
+	}
+	retire_run(&even);
+	(void)pthread_join(t, NULL);
+}
+
 static int batch_commit(struct mirror *m)
 {
 	uint64_t dt;
@@ -497,8 +657,7 @@ static int batch_commit(struct mirror *m)
 		log_info("applied %zu segment(s) up to LSN %" PRIu64 " (%.1f MB/s), last '%s'",
 			 m->n_batch, m->st.applied_lsn, m->status.last_bytes_per_sec / 1e6,
 			 m->batch_names[m->n_batch - 1]);
-		for (size_t i = 0; i < m->n_batch; i++)
-			retire(m, m->batch_names[i]);
+		retire_batch(m);
 	}
 	for (size_t i = 0; i < m->n_batch; i++)
 		free(m->batch_names[i]);
@@ -525,23 +684,57 @@ static int batch_add(struct mirror *m, const struct seg_ent *e, uint64_t size)
 }
 
 /*
- * Validate and apply one segment into the batch. Returns 0 applied, 1
- * quarantined, 2 may still be arriving, 3 validated and held (hold mode),
- * -errno.
+ * Open segment @e (or take it from a prefetch thread) and load it unless
+ * in naive or hold mode; the @n_next segments after it start loading
+ * ahead meanwhile. Returns 0 with the fd in *ret_fd, or what handle()
+ * returns.
  */
-static int handle(struct mirror *m, const struct seg_ent *e)
+static int open_segment(struct mirror *m, const struct seg_ent *e, const struct seg_ent *next,
+			size_t n_next, int *ret_fd, struct stat *st, int *ret_load,
+			struct mfs_replay_seg **ret_s)
+{
+	int fd = -EBADF;
+	bool taken = prefetch_take(m, e, &fd, st, ret_load, ret_s);
+
+	for (size_t i = 0, k = 0; i < n_next && k < PREFETCH; i++)
+		if (next[i].last > e->last) { /* not covered once @e is applied */
+			prefetch_start(m, &next[i]);
+			k++;
+		}
+	if (!taken) {
+		fd = openat(m->in_fd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? 2 :
+			       log_error_errno(-errno, "Failed to open '%s': %m", e->name);
+		*ret_fd = fd;
+		if (fstat(fd, st) < 0)
+			return -errno;
+		if (S_ISREG(st->st_mode) && !m->cfg.naive && !m->cfg.hold)
+			*ret_load = mfs_replay_seg_load(m->engine, fd,
+							m->st.have_uuid ? m->st.uuid : NULL,
+							m->cfg.max_segment, ret_s);
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/*
+ * Validate and apply one segment into the batch (the @n_next after it are
+ * loaded ahead meanwhile). Returns 0 applied, 1 quarantined, 2 may still
+ * be arriving, 3 validated and held (hold mode), -errno.
+ */
+static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_ent *next,
+		  size_t n_next)
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct mfs_replay_seg *s = NULL;
 	struct mfs_seg_info info;
 	struct stat st;
-	int r;
+	int r, load = 0;
 
-	fd = openat(m->in_fd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 2 : log_error_errno(-errno, "Failed to open '%s': %m", e->name);
-	if (fstat(fd, &st) < 0)
-		return -errno;
+	r = open_segment(m, e, next, n_next, &fd, &st, &load, &s);
+	if (r != 0)
+		return r;
 	if (!S_ISREG(st.st_mode)) {
 		quarantine(m, e->name, "not a regular file");
 		return 1;
@@ -551,7 +744,11 @@ static int handle(struct mirror *m, const struct seg_ent *e)
 	if (m->cfg.naive) {
 		r = validate_stream(m, e, fd, &info);
 	} else {
-		r = validate(m, e, fd, &s);
+		if (m->cfg.hold)
+			load = mfs_replay_seg_load(m->engine, fd,
+						   m->st.have_uuid ? m->st.uuid : NULL,
+						   m->cfg.max_segment, &s);
+		r = validate(m, e, fd, load, s, &s);
 		if (r == 0)
 			info = *mfs_replay_seg_info(s);
 	}
@@ -661,7 +858,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			ret = 1;
 			break;
 		}
-		r = handle(m, e);
+		r = handle(m, e, &v[i + 1], (size_t)(n - i - 1));
 		if (r < 0) {
 			ret = r;
 			break;
@@ -677,6 +874,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			ret = 1; /* quarantined */
 		}
 	}
+	prefetch_join_all(m);
 	r = batch_commit(m);
 	if (r < 0 && ret >= 0)
 		ret = r;
@@ -752,6 +950,7 @@ struct mirror *mirror_free(struct mirror *m)
 {
 	if (!m)
 		return NULL;
+	prefetch_join_all(m);
 	mfs_replay_free(m->engine);
 	free_names(&m->status);
 	free(m->held);

@@ -112,6 +112,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,7 @@ struct mfs_replay {
 	struct mfs_replay_seg *held, *applying;
 	size_t held_bytes, hold_max;
 	struct mfs_rec *scratch; /* a loaded record being applied */
+	pthread_mutex_t pool_lock; /* mfs_replay_seg_load() may run on another thread */
 	struct { void *p; size_t cap; } pool[POOL_SLOTS]; /* segment buffers for reuse */
 	char *dirs[MAX_DIRS];    /* touched directories ("" = root) */
 	unsigned n_dirs;
@@ -1442,6 +1444,7 @@ int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret)
 		return -ENOMEM;
 	r->rootfd = rootfd;
 	r->flags = flags;
+	pthread_mutex_init(&r->pool_lock, NULL);
 	r->naive = flags & MFS_REPLAY_F_NO_URING;
 	r->hold_max = hold_limit();
 	r->max_files = r->naive ? MAX_FILES_NAIVE : MAX_FILES;
@@ -1485,6 +1488,7 @@ struct mfs_replay *mfs_replay_free(struct mfs_replay *r)
 	for (unsigned i = 0; i < POOL_SLOTS; i++)
 		if (r->pool[i].p)
 			(void)munmap(r->pool[i].p, r->pool[i].cap);
+	pthread_mutex_destroy(&r->pool_lock);
 	free(r->scratch);
 	free(r);
 	return NULL;
@@ -1612,15 +1616,18 @@ static int seg_scan(struct mfs_replay_seg *s, const uint8_t *expect_uuid)
 static void *buf_get(struct mfs_replay *r, size_t size, size_t *ret_cap)
 {
 	size_t cap = (size + BUF_ALIGN) & ~((size_t)BUF_ALIGN - 1);
-	void *p;
+	void *p = NULL;
 
-	for (unsigned i = 0; i < POOL_SLOTS; i++)
+	pthread_mutex_lock(&r->pool_lock);
+	for (unsigned i = 0; i < POOL_SLOTS && !p; i++)
 		if (r->pool[i].p && r->pool[i].cap >= size) {
 			p = r->pool[i].p;
 			*ret_cap = r->pool[i].cap;
 			r->pool[i].p = NULL;
-			return p;
 		}
+	pthread_mutex_unlock(&r->pool_lock);
+	if (p)
+		return p;
 	p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
@@ -1629,7 +1636,7 @@ static void *buf_get(struct mfs_replay *r, size_t size, size_t *ret_cap)
 	return p;
 }
 
-static void buf_put(struct mfs_replay *r, void *p, size_t cap)
+static void buf_put_locked(struct mfs_replay *r, void *p, size_t cap)
 {
 	unsigned k = 0;
 
@@ -1649,6 +1656,13 @@ static void buf_put(struct mfs_replay *r, void *p, size_t cap)
 		return;
 	}
 	(void)munmap(p, cap);
+}
+
+static void buf_put(struct mfs_replay *r, void *p, size_t cap)
+{
+	pthread_mutex_lock(&r->pool_lock);
+	buf_put_locked(r, p, cap);
+	pthread_mutex_unlock(&r->pool_lock);
 }
 
 int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_uuid,

@@ -74,6 +74,9 @@ int mfs_replay_segment(struct mfs_replay *r, int segfd, const uint8_t *expect_uu
  * NULL) and mfs_replay_check() of every record. Nothing is applied. The
  * verdict is in mfs_replay_seg_info(), a refused record in
  * mfs_replay_seg_refused(). Returns 0, or -errno if the file cannot be read.
+ * The one call that may run on another thread, concurrently with the
+ * engine's other calls: it uses only the file and the engine's buffer
+ * pool, which is locked.
  */
 int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_uuid,
 			uint64_t max_size, struct mfs_replay_seg **ret);
