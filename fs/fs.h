@@ -64,6 +64,14 @@ struct fs_inode {
 	struct fs_link *links; /* known names; fs->itable_lock (changed under ns_lock) */
 	pthread_mutex_t lock;  /* serialises data mutations; after fs->ns_lock */
 	_Atomic uint64_t last_lsn; /* last journal record touching this inode */
+	/*
+	 * The kernel asks for security.capability before every write (libfuse
+	 * 3.14 cannot negotiate FUSE_HANDLE_KILLPRIV_V2, which would let it
+	 * cache the answer). xattr_gen is odd while an xattr change of this
+	 * inode is under way; nocaps_gen == xattr_gen (even) means the backing
+	 * file was seen without one since the last change.
+	 */
+	_Atomic uint64_t xattr_gen, nocaps_gen;
 	char *vname;               /* FS_VK_SEGMENT: segment file name; FS_VK_SNAP: set on a
 				      snapshot's root (its name) */
 	struct fs_snap *snap;      /* FS_VK_SNAP: the snapshot */

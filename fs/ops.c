@@ -902,11 +902,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ================================================================ xattrs */
 
+#define XATTR_CAPS "security.capability"
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_inode *i = fs_inode(req, ino);
 	_cleanup_free_ char *buf = NULL;
 	char proc[64];
+	uint64_t gen;
+	bool caps;
 	ssize_t n;
 
 	if (i->vkind == FS_VK_SNAP) {
@@ -917,12 +921,20 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
+	caps = strcmp(name, XATTR_CAPS) == 0;
+	gen = atomic_load(&i->xattr_gen);
+	if (caps && !(gen & 1) && atomic_load(&i->nocaps_gen) == gen) {
+		fuse_reply_err(req, ENODATA); /* known absent: no syscall */
+		return;
+	}
 	fs_proc_path(i->fd, proc);
 	if (size && !(buf = malloc(size))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	n = getxattr(proc, name, buf, size);
+	if (n < 0 && errno == ENODATA && caps && !(gen & 1))
+		atomic_store(&i->nocaps_gen, gen); /* stale by itself if a change came since */
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else if (size)
@@ -988,9 +1000,13 @@ static int do_xattr(struct fs *fs, struct fs_inode *i, const char *name, const c
 		return jr;
 	fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
 	fs_proc_path(i->fd, proc);
+	atomic_fetch_add(&i->xattr_gen, 1); /* odd: getxattr neither trusts nor records absence */
 	r = value ? setxattr(proc, name, value, size, flags) : removexattr(proc, name);
 	if (r < 0)
-		return -errno;
+		r = -errno;
+	atomic_fetch_add(&i->xattr_gen, 1);
+	if (r < 0)
+		return r;
 	if (!jr)
 		return 0;
 	snprintf(rec->path2, sizeof(rec->path2), "%s", name);

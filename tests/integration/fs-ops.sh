@@ -9,7 +9,7 @@ set -eu
 command -v python3 >/dev/null || skip "no python3"
 
 cat >"$T/ops.py" <<'PY'
-import ctypes, errno, fcntl, mmap, os, stat, sys
+import ctypes, errno, fcntl, mmap, os, stat, struct, sys
 
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -99,6 +99,22 @@ def locks():
     os.close(fd)
     return "ok"
 
+def caps():
+    # the kernel asks for security.capability before each write and removes
+    # it on a write: the mount's cache of its absence must follow setxattr
+    cap = struct.pack("<IIIII", 0x02000000, 1 << 10, 0, 0, 0)
+    wr("capf", b"first")
+    wr("capf", b"again")
+    os.setxattr("capf", "security.capability", cap)
+    got = os.getxattr("capf", "security.capability") == cap
+    wr("capf", b"third", os.O_WRONLY)
+    try:
+        os.getxattr("capf", "security.capability")
+        after = "still there"
+    except OSError as e:
+        after = errno.errorcode[e.errno]
+    return "set-seen=%s after-write=%s %s" % (got, after, rd("capf"))
+
 def as_user(cmd):
     r = os.system("setpriv --reuid=4242 --regid=4343 --clear-groups -- sh -c '%s'" % cmd)
     return "rc=%d" % r
@@ -149,6 +165,7 @@ OPS = [
     ("xattr-list", lambda: os.setxattr("f", "user.b", b"") or sorted(os.listxattr("f"))),
     ("xattr-remove", lambda: os.removexattr("f", "user.b") or os.listxattr("f")),
     ("xattr-remove-missing", lambda: os.removexattr("f", "user.zz")),
+    ("caps-after-write", caps),
     ("xattr-dir", lambda: os.setxattr("d", "user.dir", b"1") or os.listxattr("d")),
     ("mkfifo", lambda: os.mkfifo("fifo", 0o640) or st("fifo")),
     ("mkfifo-exists", lambda: os.mkfifo("fifo")),
