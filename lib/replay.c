@@ -12,7 +12,8 @@
  * change anything outside the root.
  *
  * Segments. mfs_replay_seg_load() maps a segment file into memory once
- * (MAP_POPULATE; a pooled buffer read with pread when it cannot be mapped)
+ * (faulted in by the validation pass, 16 pages a fault; a pooled buffer
+ * read with pread when it cannot be mapped)
  * and validates all of it from there (the reader checks every record's CRC,
  * the trailer and the whole-segment CRC in the same pass; every record goes
  * through mfs_replay_check()); the decoded records are kept in compact form
@@ -1684,7 +1685,13 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 		return -ENOMEM;
 	s->r = r;
 	if (st.st_size > 0) {
-		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, segfd, 0);
+		/*
+		 * No MAP_POPULATE: its page-by-page walk cost more than the
+		 * validation pass's faults, which map the page cache 16 pages
+		 * at a time (800 MiB of segments, 10 interleaved rounds:
+		 * 0.88x the time).
+		 */
+		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, segfd, 0);
 
 		if (p != MAP_FAILED) {
 			s->buf = p;
