@@ -89,6 +89,18 @@ struct sample {
 	uint64_t lsn[SAMPLE_RECS];
 };
 
+/* Scan segment file @name of dirfd_ (data set uuid_a); fatal if it cannot be opened. */
+static int scan_name(const char *name, int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
+		     struct mfs_seg_info *info)
+{
+	int fd = openat(dirfd_, name, O_RDONLY | O_CLOEXEC), r;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	r = mfs_seg_scan_fd(fd, uuid_a, cb, arg, info);
+	close(fd);
+	return r;
+}
+
 static void sample_rec(struct mfs_rec *rec, int i)
 {
 	static const uint8_t data[300] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -215,7 +227,6 @@ static void test_sample_ok(void)
 	struct read_result res;
 	struct mfs_seg_info info;
 	char line[256];
-	int fd;
 
 	CU_ASSERT_EQUAL_FATAL(make_sample("sample-ok", &s), 0);
 	read_buf(s.buf, s.len, uuid_a, &res);
@@ -246,15 +257,12 @@ static void test_sample_ok(void)
 	read_buf(s.buf, s.len, NULL, &res);
 	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_OK);
 	/* the fd reader and the scan agree */
-	fd = openat(dirfd_, "sample-ok", O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
+	CU_ASSERT_EQUAL(scan_name("sample-ok", NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, SAMPLE_RECS);
 	mfs_seg_verdict_format(&info, line, sizeof(line));
 	CU_ASSERT(strncmp(line, "ok", 2) == 0);
 	CU_ASSERT_STRING_EQUAL(mfs_seg_verdict_name(MFS_SEG_OK), "ok");
-	close(fd);
 	free(s.buf);
 }
 
@@ -465,13 +473,8 @@ static void test_truncate_fd(void)
 	CU_ASSERT_EQUAL_FATAL(make_sample("sample-cutfd", &s), 0);
 	/* from 1: the empty file is test_empty_file_fd (a known lib bug) */
 	for (size_t cut = 1; cut < s.len; cut += (cut < 200 ? 13 : 37)) {
-		int fd;
-
 		CU_ASSERT_EQUAL_FATAL(spit("cutfd", s.buf, cut), 0);
-		fd = openat(dirfd_, "cutfd", O_RDONLY | O_CLOEXEC);
-		CU_ASSERT_FATAL(fd >= 0);
-		CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
-		close(fd);
+		CU_ASSERT_EQUAL(scan_name("cutfd", NULL, NULL, &info), 0);
 		if (info.verdict != MFS_SEG_TORN ||
 		    (cut >= MFS_SEG_HEADER_SIZE && info.last_lsn != last_lsn_before(&s, cut)))
 			bad++;
@@ -581,7 +584,6 @@ static void run_group_commit(const char *name, uint64_t *ret_syncs)
 	struct mfs_seg_info info;
 	struct gc_check *chk = calloc(1, sizeof(*chk));
 	char closed[MFS_SEG_NAME_LEN + 1] = "";
-	int fd;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(chk);
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, name, uuid_a, 1, 1, &w), 0);
@@ -603,10 +605,7 @@ static void run_group_commit(const char *name, uint64_t *ret_syncs)
 	*ret_syncs = st.syncs;
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
 	CU_ASSERT_STRING_EQUAL(closed, "00000000000000000001-00000000000000001000.mfsj");
-	fd = openat(dirfd_, closed, O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, gc_cb, chk, &info), 0);
-	close(fd);
+	CU_ASSERT_EQUAL(scan_name(closed, gc_cb, chk, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(chk->n, GC_THREADS * GC_PER_THREAD);
 	CU_ASSERT_EQUAL(chk->bad, 0);
@@ -786,10 +785,7 @@ static void test_reopen_torn_tail(void)
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
 	CU_ASSERT_STRING_EQUAL(closed, "00000000000000001000-00000000000000001009.mfsj");
 
-	fd = openat(dirfd_, closed, O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
-	close(fd);
+	CU_ASSERT_EQUAL(scan_name(closed, NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 10);
 	CU_ASSERT_EQUAL(info.first_lsn, 1000);
@@ -836,17 +832,13 @@ static void test_close_empty(void)
 	struct mfs_seg_info info;
 	char closed[MFS_SEG_NAME_LEN + 1];
 	uint64_t first = 0, last = 0;
-	int fd;
 
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "empty", uuid_a, 4, 500, &w), 0);
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
 	CU_ASSERT(mfs_seg_name_parse(closed, &first, &last));
 	CU_ASSERT_EQUAL(first, 500);
 	CU_ASSERT_EQUAL(last, 499);
-	fd = openat(dirfd_, closed, O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
-	close(fd);
+	CU_ASSERT_EQUAL(scan_name(closed, NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 0);
 	CU_ASSERT_EQUAL(info.last_lsn, 499);
@@ -866,7 +858,6 @@ static void test_writeback(void)
 	struct mfs_seg_info info;
 	char closed[MFS_SEG_NAME_LEN + 1];
 	uint64_t lsn, done = 0, n;
-	int fd;
 
 	memset(blob, 0x5a, sizeof(blob));
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "wb", uuid_a, 1, 1, &w), 0);
@@ -886,10 +877,7 @@ static void test_writeback(void)
 	}
 	CU_ASSERT_EQUAL(lsn, 150);
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
-	fd = openat(dirfd_, closed, O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
-	close(fd);
+	CU_ASSERT_EQUAL(scan_name(closed, NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 150);
 	(void)unlinkat(dirfd_, closed, 0);
@@ -904,7 +892,6 @@ static void test_unappend(void)
 	struct mfs_segw_stats st, before;
 	struct mfs_seg_info info;
 	uint64_t last = 0;
-	int fd;
 
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "unappend", uuid_a, 2, 10, &w), 0);
 	/* nothing appended yet: nothing to take back */
@@ -937,10 +924,7 @@ static void test_unappend(void)
 	CU_ASSERT_EQUAL(mfs_segw_unappend(w, 14), 0);
 	CU_ASSERT_EQUAL(mfs_segw_sync(w, 13), 0);
 	CU_ASSERT_EQUAL(mfs_segw_close(w, -1, NULL), 0);
-	fd = openat(dirfd_, "unappend", O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
-	close(fd);
+	CU_ASSERT_EQUAL(scan_name("unappend", NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 4);
 	CU_ASSERT_EQUAL(info.last_lsn, 13);
@@ -1254,15 +1238,11 @@ static void test_name_max_lsn(void)
 static void test_empty_file_fd(void)
 {
 	struct mfs_seg_info info;
-	int fd;
 
 	CU_ASSERT_EQUAL_FATAL(spit("empty-file", "", 0), 0);
-	fd = openat(dirfd_, "empty-file", O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
+	CU_ASSERT_EQUAL(scan_name("empty-file", NULL, NULL, &info), 0);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_TORN);
 	CU_ASSERT_FALSE(info.header_valid);
-	close(fd);
 }
 
 /* A scan callback can stop early; its value is returned. */
@@ -1277,14 +1257,11 @@ static void test_scan_stop(void)
 {
 	struct sample s = {0};
 	struct mfs_seg_info info;
-	int n = 0, fd;
+	int n = 0;
 
 	CU_ASSERT_EQUAL_FATAL(make_sample("sample-scan", &s), 0);
-	fd = openat(dirfd_, "sample-scan", O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, stop_at_third, &n, &info), 42);
+	CU_ASSERT_EQUAL(scan_name("sample-scan", stop_at_third, &n, &info), 42);
 	CU_ASSERT_EQUAL(n, 3);
-	close(fd);
 	free(s.buf);
 }
 
