@@ -345,6 +345,14 @@ static void prefetch_start(struct mirror *m, const struct seg_ent *e)
 	p->active = pthread_create(&p->thread, NULL, prefetch_run, p) == 0;
 }
 
+/* Forget slot @p's result: the loaded segment and the open file. */
+static void prefetch_drop(struct prefetch *p)
+{
+	p->s = mfs_replay_seg_free(p->s);
+	if (p->fd >= 0)
+		closep(&p->fd);
+}
+
 /* Wait for slot @p's thread; forget its result unless @keep. */
 static void prefetch_join(struct prefetch *p, bool keep)
 {
@@ -352,11 +360,8 @@ static void prefetch_join(struct prefetch *p, bool keep)
 		return;
 	(void)pthread_join(p->thread, NULL);
 	p->active = false;
-	if (keep)
-		return;
-	p->s = mfs_replay_seg_free(p->s);
-	if (p->fd >= 0)
-		closep(&p->fd);
+	if (!keep)
+		prefetch_drop(p);
 }
 
 static void prefetch_join_all(struct mirror *m)
@@ -392,9 +397,7 @@ static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd
 		same = info->header_valid && memcmp(info->uuid, m->st.uuid, 16) == 0;
 	}
 	if (p->fd < 0 || !same) {
-		p->s = mfs_replay_seg_free(p->s);
-		if (p->fd >= 0)
-			closep(&p->fd);
+		prefetch_drop(p);
 		return false;
 	}
 	*ret_fd = p->fd;
@@ -683,6 +686,13 @@ static int batch_add(struct mirror *m, const struct seg_ent *e, uint64_t size)
 	return 0;
 }
 
+/* Load and validate the segment open as @fd, expecting the data set known now. */
+static int load_segment(struct mirror *m, int fd, struct mfs_replay_seg **ret)
+{
+	return mfs_replay_seg_load(m->engine, fd, m->st.have_uuid ? m->st.uuid : NULL,
+				   m->cfg.max_segment, ret);
+}
+
 /*
  * Open segment @e (or take it from a prefetch thread) and load it unless
  * in naive or hold mode; the @n_next segments after it start loading
@@ -710,9 +720,7 @@ static int open_segment(struct mirror *m, const struct seg_ent *e, const struct 
 		if (fstat(fd, st) < 0)
 			return -errno;
 		if (S_ISREG(st->st_mode) && !m->cfg.naive && !m->cfg.hold)
-			*ret_load = mfs_replay_seg_load(m->engine, fd,
-							m->st.have_uuid ? m->st.uuid : NULL,
-							m->cfg.max_segment, ret_s);
+			*ret_load = load_segment(m, fd, ret_s);
 	}
 	*ret_fd = fd;
 	return 0;
@@ -745,9 +753,7 @@ static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_en
 		r = validate_stream(m, e, fd, &info);
 	} else {
 		if (m->cfg.hold)
-			load = mfs_replay_seg_load(m->engine, fd,
-						   m->st.have_uuid ? m->st.uuid : NULL,
-						   m->cfg.max_segment, &s);
+			load = load_segment(m, fd, &s);
 		r = validate(m, e, fd, load, s, &s);
 		if (r == 0)
 			info = *mfs_replay_seg_info(s);

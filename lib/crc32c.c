@@ -123,9 +123,8 @@ static inline uint32_t shift(const uint32_t t[4][256], uint32_t r)
 }
 
 /* Three streams over 3 * t->blk bytes at a time while that many remain. */
-__attribute__((target("sse4.2"), always_inline)) static inline uint64_t crc_3way(const struct shift_tab *t,
-							   uint64_t a, const uint8_t **pp,
-							   size_t *plen)
+__attribute__((target("sse4.2"), always_inline)) static inline uint64_t
+crc_3way(const struct shift_tab *t, uint64_t a, const uint8_t **pp, size_t *plen)
 {
 	const uint8_t *p = *pp;
 	size_t len = *plen, blk = t->blk;

@@ -51,10 +51,11 @@
  * io_uring is kept for the flush, where the fsyncs of all touched files run
  * in parallel, except on ext4, where the io_uring workers' parallel fsyncs
  * measured slower (more system time, longer wall time) than fsyncing the
- * files one after the other. Long sequential stretches get write-behind: every
- * WB_CHUNK of them, an io_uring sync_file_range(WRITE) starts their
+ * files one after the other. Long sequential stretches get write-behind:
+ * every WB_CHUNK of them, an io_uring sync_file_range(WRITE) starts their
  * writeback on a worker, so the disk works while the drain goes on (1 GiB
- * of 1 MiB writes: 1.1-1.2x faster, median of two 3-round A/Bs); scattered writes get none. A large copied write (>= DIRECT_MIN) to an idle file is
+ * of 1 MiB writes: 1.1-1.2x faster, median of two 3-round A/Bs); scattered
+ * writes get none. A large copied write (>= DIRECT_MIN) to an idle file is
  * written at once from the caller's buffer: copying it would cost more
  * than logging saves. The naive mode (MFS_REPLAY_F_NO_URING, the
  * benchmark's baseline) does one pwrite per write record and fsyncs each
