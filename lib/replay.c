@@ -41,6 +41,9 @@
  * covers, the more superseded bytes it drops and the fewer pages it
  * dirties; 1 GiB of 4 KiB random writes replays 1.3-1.5x faster with
  * 1 GiB held than with 256 MiB):
+ * a write that starts where a logged one of the same file starts and
+ * reaches at least as far replaces it in place (an offset index per file),
+ * so a rewritten page costs one log entry; at issue time
  * each file's log is sorted by offset and swept with a heap on arrival
  * order, so each byte is written once, from the last write of it (a hot
  * page written ten times is written once, and superseded bytes are never
@@ -181,6 +184,8 @@ struct rfile {
 	int fd;          /* O_WRONLY, owned */
 	struct pw *log;  /* writes not yet issued, in arrival order */
 	size_t n_log, cap_log;
+	uint32_t *oidx;  /* open addressing, offset -> 1 + index of its latest log entry */
+	size_t cap_oidx; /* a power of two > 2 * n_log, or 0 */
 	unsigned refs;   /* path cache entries naming this file */
 	bool touched;    /* written since the last finish */
 	bool queued;     /* on the engine's pending list */
@@ -359,6 +364,7 @@ static void rfile_free(struct mfs_replay *r, struct rfile *f)
 		pp = &(*pp)->inext;
 	*pp = f->inext;
 	free(f->log);
+	free(f->oidx);
 	if (f->touched)
 		r->need_syncfs = true; /* closed before its flush */
 	(void)close(f->fd);
@@ -459,8 +465,65 @@ static void held_release(struct mfs_replay *r)
 	}
 }
 
+static uint32_t *oidx_slot(const struct rfile *f, uint64_t off)
+{
+	size_t mask = f->cap_oidx - 1, i = (size_t)((off * 0x9e3779b97f4a7c15ull) >> 32) & mask;
+
+	while (f->oidx[i] && f->log[f->oidx[i] - 1].off != off)
+		i = (i + 1) & mask;
+	return &f->oidx[i];
+}
+
+/* Room in the offset index for one more entry; false when there is no memory for it. */
+static bool oidx_reserve(struct rfile *f)
+{
+	size_t cap = f->cap_oidx ? f->cap_oidx : 128;
+	uint32_t *n;
+
+	if (f->n_log + 1 < f->cap_oidx / 2)
+		return true;
+	if (f->n_log >= UINT32_MAX / 2)
+		return false;
+	while (f->n_log + 1 >= cap / 2)
+		cap *= 2;
+	n = calloc(cap, sizeof(*n));
+	if (!n)
+		return false;
+	free(f->oidx);
+	f->oidx = n;
+	f->cap_oidx = cap;
+	for (size_t i = 0; i < f->n_log; i++) /* later entries win a shared slot */
+		*oidx_slot(f, f->log[i].off) = (uint32_t)i + 1;
+	return true;
+}
+
+static void oidx_clear(struct rfile *f)
+{
+	if (f->oidx)
+		memset(f->oidx, 0, f->cap_oidx * sizeof(*f->oidx));
+}
+
+/*
+ * Log a write of @len bytes at @off from @src. A write that starts where
+ * a logged one starts and reaches at least as far replaces it in place
+ * (the database rewriting a page): the log, and the sort at issue time,
+ * grow with the distinct pages, not with the writes (800 MiB of a hot
+ * table: 100,000 writes, 2,048 pages).
+ */
 static int log_add(struct mfs_replay *r, struct rfile *f, uint64_t off, const char *src, size_t len)
 {
+	uint32_t *slot = NULL;
+
+	if (oidx_reserve(f)) {
+		slot = oidx_slot(f, off);
+		if (*slot && f->log[*slot - 1].end <= off + len) {
+			struct pw *w = &f->log[*slot - 1];
+
+			r->st.dropped_bytes += w->end - w->off;
+			*w = (struct pw){ .off = off, .end = off + len, .src = src, .seq = r->seq++ };
+			return 0;
+		}
+	}
 	if (f->n_log == f->cap_log) {
 		size_t cap = f->cap_log ? f->cap_log * 2 : 64;
 		struct pw *n = realloc(f->log, cap * sizeof(*n));
@@ -471,6 +534,8 @@ static int log_add(struct mfs_replay *r, struct rfile *f, uint64_t off, const ch
 		f->cap_log = cap;
 	}
 	f->log[f->n_log++] = (struct pw){ .off = off, .end = off + len, .src = src, .seq = r->seq++ };
+	if (slot)
+		*slot = (uint32_t)f->n_log;
 	r->pending_writes++;
 	if (!f->queued) {
 		f->queued = true;
@@ -687,6 +752,7 @@ static int drain(struct mfs_replay *r)
 		if (!r->error)
 			note_error(r, file_issue(r, f));
 		f->n_log = 0;
+		oidx_clear(f);
 	}
 	r->pending_writes = 0;
 	held_release(r);
