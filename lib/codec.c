@@ -401,14 +401,25 @@ static int decode_payload(struct rcur *c, struct mfs_rec *rec)
 
 int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret)
 {
+	return mfs_rec_decode_seg(buf, len, ret, NULL);
+}
+
+int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_t *seg_crc)
+{
 	const uint8_t *b = buf;
 	struct rcur c;
-	uint32_t crc;
+	uint32_t crc, sc = 0;
+	int e;
 
 	if (len < MFS_REC_HEADER_SIZE || len > MFS_REC_MAX || mfs_get_le32(b) != len)
 		return -EBADMSG;
 	crc = mfs_crc32c(0, b, 28);
-	crc = mfs_crc32c(crc, b + MFS_REC_HEADER_SIZE, len - MFS_REC_HEADER_SIZE);
+	if (seg_crc) { /* both CRCs in one pass over the bulk */
+		sc = mfs_crc32c(*seg_crc, b, MFS_REC_HEADER_SIZE);
+		mfs_crc32c_pair(&crc, &sc, b + MFS_REC_HEADER_SIZE, len - MFS_REC_HEADER_SIZE);
+	} else {
+		crc = mfs_crc32c(crc, b + MFS_REC_HEADER_SIZE, len - MFS_REC_HEADER_SIZE);
+	}
 	if (crc != mfs_get_le32(b + 28))
 		return -EBADMSG;
 	if (!mfs_rec_type_is_valid(mfs_get_le16(b + 4)) || mfs_get_le16(b + 6) != 0 ||
@@ -421,7 +432,10 @@ int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret)
 	memset(&ret->offset, 0, sizeof(*ret) - offsetof(struct mfs_rec, offset));
 	c.p = b + MFS_REC_HEADER_SIZE;
 	c.end = b + len;
-	return decode_payload(&c, ret);
+	e = decode_payload(&c, ret);
+	if (e == 0 && seg_crc)
+		*seg_crc = sc;
+	return e;
 }
 
 /* ------------------------------------------------------------ formatting */

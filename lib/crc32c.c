@@ -174,6 +174,71 @@ __attribute__((target("sse4.2"))) uint32_t mfs_crc32c_hw(uint32_t crc, const voi
 	return ~(uint32_t)a;
 }
 
+/* crc_3way() for two CRCs of the same bytes: six chains, one load per word. */
+__attribute__((target("sse4.2"), always_inline)) static inline void
+crc_3way_pair(const struct shift_tab *t, uint64_t *pa, uint64_t *pb, const uint8_t **pp,
+	      size_t *plen)
+{
+	const uint8_t *p = *pp;
+	size_t len = *plen, blk = t->blk;
+	uint64_t a = *pa, b = *pb;
+
+	while (len >= 3 * blk) {
+		uint64_t a1 = 0, a2 = 0, b1 = 0, b2 = 0;
+		for (size_t i = 0; i < blk; i += 8) {
+			uint64_t x, y, z;
+			memcpy(&x, p + i, 8);
+			memcpy(&y, p + blk + i, 8);
+			memcpy(&z, p + 2 * blk + i, 8);
+			a = __builtin_ia32_crc32di(a, x);
+			a1 = __builtin_ia32_crc32di(a1, y);
+			a2 = __builtin_ia32_crc32di(a2, z);
+			b = __builtin_ia32_crc32di(b, x);
+			b1 = __builtin_ia32_crc32di(b1, y);
+			b2 = __builtin_ia32_crc32di(b2, z);
+		}
+		a = shift(t->by2, (uint32_t)a) ^ shift(t->by1, (uint32_t)a1) ^ (uint32_t)a2;
+		b = shift(t->by2, (uint32_t)b) ^ shift(t->by1, (uint32_t)b1) ^ (uint32_t)b2;
+		p += 3 * blk;
+		len -= 3 * blk;
+	}
+	*pa = a;
+	*pb = b;
+	*pp = p;
+	*plen = len;
+}
+
+__attribute__((target("sse4.2"))) static void crc32c_pair_hw(uint32_t *crc_a, uint32_t *crc_b,
+							     const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t a = (uint32_t)~*crc_a, b = (uint32_t)~*crc_b;
+
+	if (len >= 3 * tab_small.blk)
+		pthread_once(&shift_once, shift_init);
+	while (len && ((uintptr_t)p & 7)) {
+		a = __builtin_ia32_crc32qi((uint32_t)a, *p);
+		b = __builtin_ia32_crc32qi((uint32_t)b, *p++);
+		len--;
+	}
+	crc_3way_pair(&tab_big, &a, &b, &p, &len);
+	crc_3way_pair(&tab_small, &a, &b, &p, &len);
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		a = __builtin_ia32_crc32di(a, w);
+		b = __builtin_ia32_crc32di(b, w);
+		p += 8;
+		len -= 8;
+	}
+	while (len--) {
+		a = __builtin_ia32_crc32qi((uint32_t)a, *p);
+		b = __builtin_ia32_crc32qi((uint32_t)b, *p++);
+	}
+	*crc_a = ~(uint32_t)a;
+	*crc_b = ~(uint32_t)b;
+}
+
 bool mfs_crc32c_has_hw(void)
 {
 	static atomic_int has = -1;
@@ -203,4 +268,16 @@ uint32_t mfs_crc32c(uint32_t crc, const void *buf, size_t len)
 	if (mfs_crc32c_has_hw())
 		return mfs_crc32c_hw(crc, buf, len);
 	return mfs_crc32c_sw(crc, buf, len);
+}
+
+void mfs_crc32c_pair(uint32_t *crc_a, uint32_t *crc_b, const void *buf, size_t len)
+{
+#if defined(__x86_64__)
+	if (mfs_crc32c_has_hw()) {
+		crc32c_pair_hw(crc_a, crc_b, buf, len);
+		return;
+	}
+#endif
+	*crc_a = mfs_crc32c_sw(*crc_a, buf, len);
+	*crc_b = mfs_crc32c_sw(*crc_b, buf, len);
 }

@@ -740,6 +740,7 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 {
 	uint64_t remain, len;
 	const uint8_t *p;
+	uint32_t crc;
 	int e;
 
 	if (r->done)
@@ -768,7 +769,8 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	e = segr_get(r, r->off, (size_t)len, &p);
 	if (e < 0)
 		return e;
-	if (mfs_rec_decode(p, (size_t)len, rec) < 0) {
+	crc = r->crc;
+	if (mfs_rec_decode_seg(p, (size_t)len, rec, &crc) < 0) {
 		/* the last record of the file may be half-written: torn, not corrupt */
 		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT,
 		       r->off);
@@ -780,7 +782,7 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 		finish(r, MFS_SEG_CORRUPT, r->off);
 		return 0;
 	}
-	r->crc = mfs_crc32c(r->crc, p, (size_t)len);
+	r->crc = crc; /* the trailer is not part of the segment CRC */
 	r->off += len;
 	r->next_lsn++;
 	r->info.records++;

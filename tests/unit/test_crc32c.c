@@ -141,6 +141,32 @@ static void test_hw_blocks(void)
 	free(buf);
 }
 
+/* The one-pass pair gives what two separate CRCs give, at every size and alignment. */
+static void test_pair(void)
+{
+	static const size_t base[] = {1, 8, 768, 8192 + 32, 12288, 36864 + 768};
+	enum { MAXLEN = 40000 };
+	uint8_t *buf = malloc(MAXLEN + 16);
+	unsigned mismatches = 0, checked = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	fill_random(buf, MAXLEN + 16, 11);
+	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
+		for (size_t len = base[i] > 9 ? base[i] - 9 : 0; len <= base[i] + 9; len++)
+			for (size_t align = 0; align < 8; align += 3) {
+				uint32_t a = 0x1234567u, b = 0xfedcba9u;
+
+				mfs_crc32c_pair(&a, &b, buf + align, len);
+				checked++;
+				if (a != mfs_crc32c_sw(0x1234567u, buf + align, len) ||
+				    b != mfs_crc32c_sw(0xfedcba9u, buf + align, len))
+					mismatches++;
+			}
+	CU_ASSERT_TRUE(checked > 300);
+	CU_ASSERT_EQUAL(mismatches, 0);
+	free(buf);
+}
+
 /* crc(crc(0, a), b) == crc(0, a || b), for every split point. */
 static void test_chaining(void)
 {
@@ -201,6 +227,7 @@ static CU_TestInfo tests[] = {
 	{"hw == sw, lengths 0..300, all alignments", test_hw_equals_sw},
 	{"hw == sw around the block sizes", test_hw_blocks},
 	{"incremental chaining", test_chaining},
+	{"two CRCs in one pass", test_pair},
 	{"1 MiB buffer", test_large},
 	CU_TEST_INFO_NULL,
 };

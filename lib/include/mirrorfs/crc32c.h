@@ -15,6 +15,13 @@
  */
 uint32_t mfs_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * Continue two CRC32Cs over the same @len bytes in one pass (a record's own
+ * CRC and its segment's): each word is loaded once, which matters when the
+ * bytes come from memory rather than cache.
+ */
+void mfs_crc32c_pair(uint32_t *crc_a, uint32_t *crc_b, const void *buf, size_t len);
+
 /* The portable table implementation, always available (for tests). */
 uint32_t mfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 

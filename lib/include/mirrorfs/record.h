@@ -66,6 +66,13 @@ size_t mfs_rec_head_size(const struct mfs_rec *rec);
  */
 int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret);
 
+/*
+ * mfs_rec_decode() that, on success, also continues the CRC32C *@seg_crc
+ * over all len bytes of the record (a segment's running CRC), reading the
+ * bytes once for both CRCs. On failure *@seg_crc is unchanged.
+ */
+int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_t *seg_crc);
+
 /* Format one record as a human-readable line (no newline) into @out. */
 void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap);
 
