@@ -122,62 +122,14 @@ static inline uint32_t shift(const uint32_t t[4][256], uint32_t r)
 	return t[0][r & 0xff] ^ t[1][(r >> 8) & 0xff] ^ t[2][(r >> 16) & 0xff] ^ t[3][r >> 24];
 }
 
-/* Three streams over 3 * t->blk bytes at a time while that many remain. */
-__attribute__((target("sse4.2"), always_inline)) static inline uint64_t
-crc_3way(const struct shift_tab *t, uint64_t a, const uint8_t **pp, size_t *plen)
-{
-	const uint8_t *p = *pp;
-	size_t len = *plen, blk = t->blk;
-
-	while (len >= 3 * blk) {
-		uint64_t b = 0, c = 0;
-		for (size_t i = 0; i < blk; i += 8) {
-			uint64_t x, y, z;
-			memcpy(&x, p + i, 8);
-			memcpy(&y, p + blk + i, 8);
-			memcpy(&z, p + 2 * blk + i, 8);
-			a = __builtin_ia32_crc32di(a, x);
-			b = __builtin_ia32_crc32di(b, y);
-			c = __builtin_ia32_crc32di(c, z);
-		}
-		a = shift(t->by2, (uint32_t)a) ^ shift(t->by1, (uint32_t)b) ^ (uint32_t)c;
-		p += 3 * blk;
-		len -= 3 * blk;
-	}
-	*pp = p;
-	*plen = len;
-	return a;
-}
-
-__attribute__((target("sse4.2"))) uint32_t mfs_crc32c_hw(uint32_t crc, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	uint64_t a = (uint32_t)~crc;
-
-	if (len >= 3 * tab_small.blk)
-		pthread_once(&shift_once, shift_init);
-	while (len && ((uintptr_t)p & 7)) {
-		a = __builtin_ia32_crc32qi((uint32_t)a, *p++);
-		len--;
-	}
-	a = crc_3way(&tab_big, a, &p, &len);
-	a = crc_3way(&tab_small, a, &p, &len);
-	while (len >= 8) {
-		uint64_t w;
-		memcpy(&w, p, 8);
-		a = __builtin_ia32_crc32di(a, w);
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		a = __builtin_ia32_crc32qi((uint32_t)a, *p++);
-	return ~(uint32_t)a;
-}
-
-/* crc_3way() for two CRCs of the same bytes: six chains, one load per word. */
+/*
+ * Three streams over 3 * t->blk bytes at a time while that many remain, for
+ * one CRC or, with @two (a constant once inlined), for two CRCs of the same
+ * bytes: six chains then share each load.
+ */
 __attribute__((target("sse4.2"), always_inline)) static inline void
-crc_3way_pair(const struct shift_tab *t, uint64_t *pa, uint64_t *pb, const uint8_t **pp,
-	      size_t *plen)
+crc_3way(const struct shift_tab *t, bool two, uint64_t *pa, uint64_t *pb, const uint8_t **pp,
+	 size_t *plen)
 {
 	const uint8_t *p = *pp;
 	size_t len = *plen, blk = t->blk;
@@ -193,12 +145,15 @@ crc_3way_pair(const struct shift_tab *t, uint64_t *pa, uint64_t *pb, const uint8
 			a = __builtin_ia32_crc32di(a, x);
 			a1 = __builtin_ia32_crc32di(a1, y);
 			a2 = __builtin_ia32_crc32di(a2, z);
-			b = __builtin_ia32_crc32di(b, x);
-			b1 = __builtin_ia32_crc32di(b1, y);
-			b2 = __builtin_ia32_crc32di(b2, z);
+			if (two) {
+				b = __builtin_ia32_crc32di(b, x);
+				b1 = __builtin_ia32_crc32di(b1, y);
+				b2 = __builtin_ia32_crc32di(b2, z);
+			}
 		}
 		a = shift(t->by2, (uint32_t)a) ^ shift(t->by1, (uint32_t)a1) ^ (uint32_t)a2;
-		b = shift(t->by2, (uint32_t)b) ^ shift(t->by1, (uint32_t)b1) ^ (uint32_t)b2;
+		if (two)
+			b = shift(t->by2, (uint32_t)b) ^ shift(t->by1, (uint32_t)b1) ^ (uint32_t)b2;
 		p += 3 * blk;
 		len -= 3 * blk;
 	}
@@ -208,35 +163,49 @@ crc_3way_pair(const struct shift_tab *t, uint64_t *pa, uint64_t *pb, const uint8
 	*plen = len;
 }
 
-__attribute__((target("sse4.2"))) static void crc32c_pair_hw(uint32_t *crc_a, uint32_t *crc_b,
-							     const void *buf, size_t len)
+/* Continue *@crc_a (and, with @two, *@crc_b) over @len bytes. */
+__attribute__((target("sse4.2"), always_inline)) static inline void
+crc_hw(bool two, uint32_t *crc_a, uint32_t *crc_b, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	uint64_t a = (uint32_t)~*crc_a, b = (uint32_t)~*crc_b;
+	uint64_t a = (uint32_t)~*crc_a, b = two ? (uint32_t)~*crc_b : 0;
 
 	if (len >= 3 * tab_small.blk)
 		pthread_once(&shift_once, shift_init);
-	while (len && ((uintptr_t)p & 7)) {
+	for (; len && ((uintptr_t)p & 7); p++, len--) {
 		a = __builtin_ia32_crc32qi((uint32_t)a, *p);
-		b = __builtin_ia32_crc32qi((uint32_t)b, *p++);
-		len--;
+		if (two)
+			b = __builtin_ia32_crc32qi((uint32_t)b, *p);
 	}
-	crc_3way_pair(&tab_big, &a, &b, &p, &len);
-	crc_3way_pair(&tab_small, &a, &b, &p, &len);
-	while (len >= 8) {
+	crc_3way(&tab_big, two, &a, &b, &p, &len);
+	crc_3way(&tab_small, two, &a, &b, &p, &len);
+	for (; len >= 8; p += 8, len -= 8) {
 		uint64_t w;
 		memcpy(&w, p, 8);
 		a = __builtin_ia32_crc32di(a, w);
-		b = __builtin_ia32_crc32di(b, w);
-		p += 8;
-		len -= 8;
+		if (two)
+			b = __builtin_ia32_crc32di(b, w);
 	}
-	while (len--) {
+	for (; len; p++, len--) {
 		a = __builtin_ia32_crc32qi((uint32_t)a, *p);
-		b = __builtin_ia32_crc32qi((uint32_t)b, *p++);
+		if (two)
+			b = __builtin_ia32_crc32qi((uint32_t)b, *p);
 	}
 	*crc_a = ~(uint32_t)a;
-	*crc_b = ~(uint32_t)b;
+	if (two)
+		*crc_b = ~(uint32_t)b;
+}
+
+__attribute__((target("sse4.2"))) uint32_t mfs_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+	crc_hw(false, &crc, NULL, buf, len);
+	return crc;
+}
+
+__attribute__((target("sse4.2"))) static void crc32c_pair_hw(uint32_t *crc_a, uint32_t *crc_b,
+							     const void *buf, size_t len)
+{
+	crc_hw(true, crc_a, crc_b, buf, len);
 }
 
 bool mfs_crc32c_has_hw(void)
