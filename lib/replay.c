@@ -158,6 +158,7 @@
 #define MAX_DIRS 64u           /* touched directories fsynced one by one */
 #define SYNCFS_MIN 64u         /* this many objects to flush: one syncfs instead */
 #define PTAB_SIZE 2048u
+#define PFX_SIZE 4096u         /* slots counting cached paths below a folder, by hash */
 #define ITAB_SIZE 1024u
 #define DIRECT_MIN (256u << 10) /* copied writes this large skip the log when the file is idle */
 #define WB_RUN (1u << 20)      /* a pwritev this long is part of a sequential stretch */
@@ -247,6 +248,7 @@ struct mfs_replay {
 	struct rfile *itab[ITAB_SIZE];
 	unsigned n_files, max_files;
 	struct pent *ptab[PTAB_SIZE];
+	uint32_t pfx[PFX_SIZE]; /* cached paths below each folder, counted at hash_str(folder) */
 	unsigned n_paths;
 	struct rfile *queue; /* files with logged writes */
 	uint64_t pending_writes, seq;
@@ -288,10 +290,25 @@ static struct rfile *inode_find(struct mfs_replay *r, dev_t dev, ino_t ino)
 	return f;
 }
 
+/* Count @path (@d = 1 or -1) in the pfx slot of each folder above it. */
+static void pfx_count(struct mfs_replay *r, const char *path, int d)
+{
+	uint32_t h = 2166136261u; /* hash_str() of the prefix read so far */
+
+	for (const char *s = path; *s; s++) {
+		if (*s == '/' && d > 0)
+			r->pfx[h % PFX_SIZE]++;
+		else if (*s == '/')
+			r->pfx[h % PFX_SIZE]--;
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+}
+
 static void pent_remove(struct mfs_replay *r, struct pent **pp)
 {
 	struct pent *e = *pp;
 
+	pfx_count(r, e->path, -1);
 	*pp = e->next;
 	e->f->refs--;
 	r->n_paths--;
@@ -332,6 +349,7 @@ static int path_add(struct mfs_replay *r, const char *path, struct rfile *f)
 	r->ptab[e->hash % PTAB_SIZE] = e;
 	f->refs++;
 	r->n_paths++;
+	pfx_count(r, e->path, 1);
 	return 0;
 }
 
@@ -339,8 +357,26 @@ static int path_add(struct mfs_replay *r, const char *path, struct rfile *f)
 static void path_invalidate(struct mfs_replay *r, const char *path)
 {
 	size_t n = strlen(path);
+	uint32_t h = hash_str(path);
 
 	if (r->n_paths == 0)
+		return;
+	if (n == 0) {
+		path_clear(r);
+		return;
+	}
+	for (struct pent **pp = &r->ptab[h % PTAB_SIZE]; *pp;) {
+		if ((*pp)->hash == h && strcmp((*pp)->path, path) == 0)
+			pent_remove(r, pp);
+		else
+			pp = &(*pp)->next;
+	}
+	/*
+	 * Below it: the whole table is scanned only when a cached path has
+	 * @path as a folder (or a hash collision says it might); creating,
+	 * removing or renaming a file name costs a lookup, not a scan.
+	 */
+	if (r->pfx[h % PFX_SIZE] == 0)
 		return;
 	for (unsigned i = 0; i < PTAB_SIZE; i++) {
 		struct pent **pp = &r->ptab[i];

@@ -174,6 +174,67 @@ static void test_life(void)
 	close(naive);
 }
 
+/*
+ * The path cache after folder renames: "a/f" is cached (written), then
+ * a -> b and a folder c (with its own f) -> a. Writes to "a/f" must go to
+ * c's file, not to the file the stale cache entry still names (now b/f).
+ */
+static int fill_rename_dirs(struct mfs_replay *r)
+{
+	static const char *dirs[] = { "a", "c" };
+	struct mfs_rec *x;
+
+	for (int i = 0; i < 2; i++) {
+		char p[8];
+
+		x = mk(MFS_REC_MKDIR, dirs[i], NULL);
+		x->mode = 0755;
+		APPLY(x);
+		snprintf(p, sizeof(p), "%s/f", dirs[i]);
+		x = mk(MFS_REC_MKNOD, p, NULL);
+		x->mode = S_IFREG | 0644;
+		APPLY(x);
+		x = mk(MFS_REC_WRITE, p, NULL);
+		x->data = i ? "cccc" : "aaaa";
+		x->data_len = 4;
+		APPLY(x);
+	}
+	APPLY(mk(MFS_REC_RENAME, "a", "b"));
+	APPLY(mk(MFS_REC_RENAME, "c", "a"));
+	x = mk(MFS_REC_WRITE, "a/f", NULL);
+	x->offset = 2;
+	x->data = "XY";
+	x->data_len = 2;
+	APPLY(x);
+	return 0;
+}
+
+static void check_file(int root, const char *path, const char *want)
+{
+	char buf[16] = "";
+	int fd = openat(root, path, O_RDONLY | O_CLOEXEC);
+
+	CU_ASSERT_TRUE_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(read(fd, buf, sizeof(buf) - 1), (ssize_t)strlen(want));
+	CU_ASSERT_STRING_EQUAL(buf, want);
+	close(fd);
+}
+
+static void test_rename_dirs(void)
+{
+	static const char *names[] = { "rendir-uring", "rendir-naive" };
+
+	for (int mode = 0; mode < 2; mode++) {
+		int root = fresh_root(names[mode]);
+
+		CU_ASSERT_TRUE_FATAL(root >= 0);
+		CU_ASSERT_EQUAL(apply_list(root, mode ? MFS_REPLAY_F_NO_URING : 0, fill_rename_dirs), 0);
+		check_file(root, "a/f", "ccXY");
+		check_file(root, "b/f", "aaaa");
+		close(root);
+	}
+}
+
 /* ---------------------------------------------------------------- model */
 
 #define MODEL_SIZE (256 * 1024)
@@ -650,6 +711,7 @@ static void test_check(void)
 static CU_TestInfo tests[] = {
 	{ "life", test_life },
 	{ "model", test_model },
+	{ "rename-dirs", test_rename_dirs },
 	{ "segments", test_segments },
 	{ "segment-invalid", test_segment_invalid },
 	{ "write-behind", test_writebehind },
