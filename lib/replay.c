@@ -265,12 +265,19 @@ struct mfs_replay {
 
 /* ================================================================ tables */
 
+#define HASH_INIT 2166136261u /* FNV-1a */
+
+static inline uint32_t hash_step(uint32_t h, char c)
+{
+	return (h ^ (uint8_t)c) * 16777619u;
+}
+
 static uint32_t hash_str(const char *s)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = HASH_INIT;
 
 	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
+		h = hash_step(h, *s);
 	return h;
 }
 
@@ -290,18 +297,20 @@ static struct rfile *inode_find(struct mfs_replay *r, dev_t dev, ino_t ino)
 	return f;
 }
 
-/* Count @path (@d = 1 or -1) in the pfx slot of each folder above it. */
-static void pfx_count(struct mfs_replay *r, const char *path, int d)
+/*
+ * Count @path (@d = 1 or -1) in the pfx slot of each folder above it.
+ * Returns hash_str(@path), computed on the way.
+ */
+static uint32_t pfx_count(struct mfs_replay *r, const char *path, int d)
 {
-	uint32_t h = 2166136261u; /* hash_str() of the prefix read so far */
+	uint32_t h = HASH_INIT; /* hash_str() of the prefix read so far */
 
 	for (const char *s = path; *s; s++) {
-		if (*s == '/' && d > 0)
-			r->pfx[h % PFX_SIZE]++;
-		else if (*s == '/')
-			r->pfx[h % PFX_SIZE]--;
-		h = (h ^ (uint8_t)*s) * 16777619u;
+		if (*s == '/')
+			r->pfx[h % PFX_SIZE] += d > 0 ? 1u : UINT32_MAX; /* +1 or -1 */
+		h = hash_step(h, *s);
 	}
+	return h;
 }
 
 static void pent_remove(struct mfs_replay *r, struct pent **pp)
@@ -343,13 +352,12 @@ static int path_add(struct mfs_replay *r, const char *path, struct rfile *f)
 	if (!e)
 		return -ENOMEM;
 	memcpy(e->path, path, len + 1);
-	e->hash = hash_str(path);
+	e->hash = pfx_count(r, e->path, 1);
 	e->f = f;
 	e->next = r->ptab[e->hash % PTAB_SIZE];
 	r->ptab[e->hash % PTAB_SIZE] = e;
 	f->refs++;
 	r->n_paths++;
-	pfx_count(r, e->path, 1);
 	return 0;
 }
 
