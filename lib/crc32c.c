@@ -13,6 +13,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "mirrorfs/macro.h"
+
 #define POLY 0x82F63B78u
 
 static uint32_t table[8][256];
@@ -111,7 +113,7 @@ static void shift_init(void)
 {
 	struct shift_tab *all[] = {&tab_big, &tab_small};
 
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
 		shift_table(all[i]->by1, xpow8n(all[i]->blk));
 		shift_table(all[i]->by2, xpow8n(2 * all[i]->blk));
 	}
