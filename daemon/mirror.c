@@ -306,20 +306,30 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 
 /* ================================================================ prefetch */
 
+/*
+ * Open segment @name of the incoming folder @in_fd and fstat it. Returns
+ * 0, or -errno; *ret_fd is the caller's to close either way (negative if
+ * the open failed).
+ */
+static int seg_open(int in_fd, const char *name, int *ret_fd, struct stat *st)
+{
+	*ret_fd = openat(in_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (*ret_fd < 0)
+		return -errno;
+	return fstat(*ret_fd, st) < 0 ? -errno : 0;
+}
+
 static void *prefetch_run(void *arg)
 {
 	struct prefetch *p = arg;
 
-	p->fd = openat(p->in_fd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (p->fd < 0) {
-		p->fd = -errno;
-		return NULL;
-	}
-	if (fstat(p->fd, &p->st) < 0)
-		p->r = -errno;
-	else if (S_ISREG(p->st.st_mode))
+	if (seg_open(p->in_fd, p->name, &p->fd, &p->st) < 0) {
+		closep(&p->fd); /* not taken: the main thread opens it and reports */
+		p->fd = -EBADF;
+	} else if (S_ISREG(p->st.st_mode)) {
 		p->r = mfs_replay_seg_load(p->engine, p->fd, p->have_uuid ? p->uuid : NULL,
 					   p->max_size, &p->s);
+	}
 	return NULL;
 }
 
@@ -599,16 +609,16 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
  * then retire its segments. Returns 0 or -errno (the segments stay in
  * incoming and are applied again: idempotent).
  */
-struct retire_half {
+struct retire_part {
 	struct mirror *m;
-	size_t from; /* retire names from, from + 2, ... */
+	size_t from, step; /* retire names from, from + step, ... */
 };
 
 static void *retire_run(void *arg)
 {
-	struct retire_half *h = arg;
+	struct retire_part *h = arg;
 
-	for (size_t i = h->from; i < h->m->n_batch; i += 2)
+	for (size_t i = h->from; i < h->m->n_batch; i += h->step)
 		retire(h->m, h->m->batch_names[i]);
 	return NULL;
 }
@@ -620,17 +630,13 @@ static void *retire_run(void *arg)
  */
 static void retire_batch(struct mirror *m)
 {
-	struct retire_half odd = { m, 1 }, even = { m, 0 };
+	struct retire_part odd = { m, 1, 2 }, even = { m, 0, 2 }, all = { m, 0, 1 };
 	pthread_t t;
 	bool two = m->n_batch >= 2 && pthread_create(&t, NULL, retire_run, &odd) == 0;
 
-	if (!two) {
-		for (size_t i = 0; i < m->n_batch; i++)
-			retire(m, m->batch_names[i]);
-		return;
-	}
-	retire_run(&even);
-	(void)pthread_join(t, NULL);
+	retire_run(two ? &even : &all);
+	if (two)
+		(void)pthread_join(t, NULL);
 }
 
 static int batch_commit(struct mirror *m)
@@ -703,7 +709,7 @@ static int open_segment(struct mirror *m, const struct seg_ent *e, const struct 
 			size_t n_next, int *ret_fd, struct stat *st, int *ret_load,
 			struct mfs_replay_seg **ret_s)
 {
-	int fd = -EBADF;
+	int fd = -EBADF, r;
 	bool taken = prefetch_take(m, e, &fd, st, ret_load, ret_s);
 
 	for (size_t i = 0, k = 0; i < n_next && k < PREFETCH; i++)
@@ -711,18 +717,17 @@ static int open_segment(struct mirror *m, const struct seg_ent *e, const struct 
 			prefetch_start(m, &next[i]);
 			k++;
 		}
-	if (!taken) {
-		fd = openat(m->in_fd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return errno == ENOENT ? 2 :
-			       log_error_errno(-errno, "Failed to open '%s': %m", e->name);
+	if (taken) {
 		*ret_fd = fd;
-		if (fstat(fd, st) < 0)
-			return -errno;
-		if (S_ISREG(st->st_mode) && !m->cfg.naive && !m->cfg.hold)
-			*ret_load = load_segment(m, fd, ret_s);
+		return 0;
 	}
-	*ret_fd = fd;
+	r = seg_open(m->in_fd, e->name, ret_fd, st);
+	if (*ret_fd < 0)
+		return r == -ENOENT ? 2 : log_error_errno(r, "Failed to open '%s': %m", e->name);
+	if (r < 0)
+		return r;
+	if (S_ISREG(st->st_mode) && !m->cfg.naive && !m->cfg.hold)
+		*ret_load = load_segment(m, *ret_fd, ret_s);
 	return 0;
 }
 
