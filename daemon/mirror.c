@@ -419,6 +419,18 @@ static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd
 	return true;
 }
 
+/*
+ * Segment @e could not be read (@r: an I/O error of the disk under the
+ * incoming folder, say): it stays in incoming, is tried again, and the
+ * status says why meanwhile.
+ */
+static int read_failed(struct mirror *m, const struct seg_ent *e, int r)
+{
+	errno = -r;
+	set_error(m, "reading '%s' failed (will retry): %m", e->name);
+	return r;
+}
+
 /* Naive mode: validate by a streaming scan of the file (it is read again to apply). */
 static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 			   struct mfs_seg_info *info)
@@ -428,7 +440,7 @@ static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 
 	r = mfs_seg_scan_fd(fd, m->st.have_uuid ? m->st.uuid : NULL, check_cb, &c, info);
 	if (r < 0 && !c.error)
-		return log_error_errno(r, "Failed to read '%s': %m", e->name);
+		return read_failed(m, e, r);
 	return judge(m, e, fd, &c, info);
 }
 
@@ -449,7 +461,7 @@ static int validate(struct mirror *m, const struct seg_ent *e, int fd, int r,
 		return 1;
 	}
 	if (r < 0)
-		return log_error_errno(r, "Failed to read '%s': %m", e->name);
+		return read_failed(m, e, r);
 	c.error = mfs_replay_seg_refused(s, &c.bad_lsn, &c.bad_type);
 	r = judge(m, e, fd, &c, mfs_replay_seg_info(s));
 	if (r != 0) {

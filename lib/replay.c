@@ -21,8 +21,11 @@
  * mfs_replay_seg_apply() then applies them from that memory: no second
  * read, no second checksum pass. Mapping rather than reading measured
  * faster: no copy, and no fresh anonymous memory to zero (which cost more
- * than the read itself). The price: a process that truncates a segment
- * while it is mapped kills the reader with SIGBUS (nothing is recorded as
+ * than the read itself). The price: a page that cannot be read (an I/O
+ * error of the disk under the incoming folder, or the file truncated in
+ * place) raises SIGBUS. The validation pass runs under a guard (sigbus.c)
+ * that reads such a page as zeros and turns the load into -EIO; after
+ * validation, a truncation kills the reader (nothing is recorded as
  * applied then, and the restart re-applies: idempotent), and one that
  * rewrites it in place changes write data after their CRC was checked
  * (paths, offsets and every other field were decoded and checked at load
@@ -139,6 +142,7 @@
 #include "mirrorfs/macro.h"
 #include "mirrorfs/path.h"
 #include "mirrorfs/segment.h"
+#include "mirrorfs/sigbus.h"
 
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
@@ -1823,7 +1827,16 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 	}
 	s->len = (size_t)got; /* a file that shrank meanwhile reads as torn */
 scan:
-	e = seg_scan(s, expect_uuid);
+	if (s->mapped) { /* a page that cannot be read is an I/O error, not SIGBUS */
+		struct mfs_bus_guard g;
+
+		mfs_bus_guard_arm(&g, s->buf, s->len);
+		e = seg_scan(s, expect_uuid);
+		if (mfs_bus_guard_disarm(&g) < 0)
+			e = -EIO;
+	} else {
+		e = seg_scan(s, expect_uuid);
+	}
 	if (e < 0) {
 		mfs_replay_seg_free(s);
 		return e;
