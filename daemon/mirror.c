@@ -616,22 +616,19 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 	return 0;
 }
 
-/*
- * Flush everything the batch touched, then record its last LSN durably,
- * then retire its segments. Returns 0 or -errno (the segments stay in
- * incoming and are applied again: idempotent).
- */
-struct retire_part {
+/* One thread's share of the batch's segments, and what to do with each. */
+struct batch_part {
 	struct mirror *m;
-	size_t from, step; /* retire names from, from + step, ... */
+	size_t from, step; /* the batch's names from, from + step, ... */
+	void (*fn)(struct mirror *m, const char *name);
 };
 
-static void *retire_run(void *arg)
+static void *batch_run(void *arg)
 {
-	struct retire_part *h = arg;
+	struct batch_part *h = arg;
 
 	for (size_t i = h->from; i < h->m->n_batch; i += h->step)
-		retire(h->m, h->m->batch_names[i]);
+		h->fn(h->m, h->m->batch_names[i]);
 	return NULL;
 }
 
@@ -642,15 +639,52 @@ static void *retire_run(void *arg)
  */
 static void retire_batch(struct mirror *m)
 {
-	struct retire_part odd = { m, 1, 2 }, even = { m, 0, 2 }, all = { m, 0, 1 };
+	struct batch_part odd = { m, 1, 2, retire }, even = { m, 0, 2, retire },
+			  all = { m, 0, 1, retire };
 	pthread_t t;
-	bool two = m->n_batch >= 2 && pthread_create(&t, NULL, retire_run, &odd) == 0;
+	bool two = m->n_batch >= 2 && pthread_create(&t, NULL, batch_run, &odd) == 0;
 
-	retire_run(two ? &even : &all);
+	batch_run(two ? &even : &all);
 	if (two)
 		(void)pthread_join(t, NULL);
 }
 
+/*
+ * Drop a drained segment's page cache, if it is clean, while the flush
+ * waits for the disk: deleting it later then has no pages to free. A
+ * dirty one (just written by rsync) is left: dropping would write it out.
+ */
+static void drop_cache(struct mirror *m, const char *name)
+{
+	_cleanup_close_ int fd = openat(m->in_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd >= 0)
+		(void)mfs_drop_clean_cache(fd);
+}
+
+/* Drain the batch's writes, then flush while two threads drop the segments' cache. */
+static int batch_flush(struct mirror *m)
+{
+	struct batch_part part[2] = { { m, 0, 2, drop_cache }, { m, 1, 2, drop_cache } };
+	bool started[2] = { false, false };
+	pthread_t t[2];
+	int r;
+
+	if (!m->cfg.naive && mfs_replay_drain(m->engine) == 0)
+		for (size_t i = 0; i < 2; i++)
+			started[i] = pthread_create(&t[i], NULL, batch_run, &part[i]) == 0;
+	r = mfs_replay_finish(m->engine);
+	for (size_t i = 0; i < 2; i++)
+		if (started[i])
+			(void)pthread_join(t[i], NULL);
+	return r;
+}
+
+/*
+ * Flush everything the batch touched, then record its last LSN durably,
+ * then retire its segments. Returns 0 or -errno (the segments stay in
+ * incoming and are applied again: idempotent).
+ */
 static int batch_commit(struct mirror *m)
 {
 	uint64_t dt;
@@ -658,7 +692,7 @@ static int batch_commit(struct mirror *m)
 
 	if (m->n_batch == 0)
 		return 0;
-	r = mfs_replay_finish(m->engine);
+	r = batch_flush(m);
 	if (r < 0) {
 		errno = -r;
 		set_error(m, "flushing the data directory failed (will retry): %m");

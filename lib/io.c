@@ -14,10 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,6 +165,38 @@ int mfs_fsync_dir(int dirfd, const char *path)
 	if (fsync(fd) < 0)
 		return -errno;
 	return 0;
+}
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same on every architecture (Linux 6.5) */
+#endif
+
+struct mfs_cachestat_range {
+	uint64_t off, len;
+};
+
+struct mfs_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+int mfs_drop_clean_cache(int fd)
+{
+	static atomic_bool missing;
+	struct mfs_cachestat_range range = { 0, 0 }; /* len 0: to the end */
+	struct mfs_cachestat cs;
+
+	if (atomic_load_explicit(&missing, memory_order_relaxed))
+		return 0;
+	if (syscall(__NR_cachestat, fd, &range, &cs, 0) < 0) {
+		if (errno == ENOSYS)
+			atomic_store_explicit(&missing, true, memory_order_relaxed);
+		return errno == ENOSYS ? 0 : -errno;
+	}
+	if (cs.nr_dirty || cs.nr_writeback)
+		return 0;
+	if (cs.nr_cache == 0)
+		return 1;
+	return posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 ? 1 : -EIO;
 }
 
 int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)

@@ -1515,6 +1515,11 @@ static int flush_all(struct mfs_replay *r)
 	return e;
 }
 
+int mfs_replay_drain(struct mfs_replay *r)
+{
+	return drain(r);
+}
+
 int mfs_replay_finish(struct mfs_replay *r)
 {
 	int e = drain(r);

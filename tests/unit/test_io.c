@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -608,6 +611,58 @@ static void test_fault_pread(void)
 	close(fd);
 }
 
+/* Pages of the first @len bytes of @fd that are in the page cache. */
+static size_t cached_pages(int fd, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+	unsigned char vec[1024];
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED || len / page > sizeof(vec) || mincore(p, len, vec) < 0)
+		return SIZE_MAX;
+	for (size_t i = 0; i < len / page; i++)
+		n += vec[i] & 1;
+	munmap(p, len);
+	return n;
+}
+
+static bool has_cachestat(int fd)
+{
+	uint64_t range[2] = { 0, 0 }, cs[5];
+
+	return syscall(451 /* cachestat */, fd, range, cs, 0) == 0 || errno != ENOSYS;
+}
+
+static void test_drop_clean_cache(void)
+{
+	const size_t len = 1 << 20, pages = len / (size_t)sysconf(_SC_PAGESIZE);
+	char *buf = malloc(len);
+	int fd = openat(dirfd_, "cache", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	CU_ASSERT_FATAL(fd >= 0);
+	memset(buf, 'c', len);
+	CU_ASSERT_EQUAL_FATAL(mfs_pwrite_all(fd, buf, len, 0), 0);
+	CU_ASSERT_EQUAL(fdatasync(fd), 0);
+	CU_ASSERT_EQUAL(cached_pages(fd, len), pages);
+	r = mfs_drop_clean_cache(fd);
+	CU_ASSERT_EQUAL(r, has_cachestat(fd) ? 1 : 0);
+	if (r == 1) { /* cachestat(2): clean pages are dropped, dirty ones kept */
+		CU_ASSERT_EQUAL(cached_pages(fd, len), 0);
+		CU_ASSERT_EQUAL(mfs_pwrite_all(fd, buf, len, 0), 0);
+		CU_ASSERT_EQUAL(mfs_drop_clean_cache(fd), 0);
+		CU_ASSERT_EQUAL(cached_pages(fd, len), pages);
+		CU_ASSERT_EQUAL(fdatasync(fd), 0);
+		CU_ASSERT_EQUAL(mfs_drop_clean_cache(fd), 1);
+		CU_ASSERT_EQUAL(cached_pages(fd, len), 0);
+	} else { /* no cachestat (Linux < 6.5): nothing dropped */
+		CU_ASSERT_EQUAL(cached_pages(fd, len), pages);
+	}
+	close(fd);
+	free(buf);
+}
+
 static CU_TestInfo tests[] = {
 	{"replace_file, read_file, fsync_dir", test_replace_file},
 	{"parse_size", test_parse_size},
@@ -622,6 +677,7 @@ static CU_TestInfo tests[] = {
 	{"fault: fdatasync EIO", test_fault_fdatasync},
 	{"fault: fallocate ENOSPC / EOPNOTSUPP", test_fault_fallocate},
 	{"fault: pread EIO, EINTR, short reads", test_fault_pread},
+	{"drop_clean_cache: clean pages dropped, dirty kept", test_drop_clean_cache},
 	CU_TEST_INFO_NULL,
 };
 

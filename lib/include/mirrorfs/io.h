@@ -35,6 +35,13 @@ int mfs_write_all(int fd, const void *buf, size_t len);
 int mfs_fsync_dir(int dirfd, const char *path);
 
 /*
+ * Drop @fd's page cache if none of it is dirty or under writeback (as
+ * cachestat(2) tells, Linux 6.5+): dropping dirty pages would start
+ * writing them. Returns 1 dropped, 0 left (dirty, or no cachestat), -errno.
+ */
+int mfs_drop_clean_cache(int fd);
+
+/*
  * Open folder @name in @dirfd ("." for @dirfd itself; symlinks are not
  * followed) for listing. Returns the stream, or NULL with errno set.
  */

@@ -47,6 +47,13 @@ int mfs_replay_check(const struct mfs_rec *rec);
 int mfs_replay_apply(struct mfs_replay *r, const struct mfs_rec *rec);
 
 /*
+ * Issue every queued write and release the loaded segments (their bytes
+ * are in the data files' page cache then), without any sync. Returns 0
+ * or the first error.
+ */
+int mfs_replay_drain(struct mfs_replay *r);
+
+/*
  * Complete everything queued and fsync every file and directory touched
  * since the last finish (unless MFS_REPLAY_F_NO_SYNC). Returns 0 or the
  * first error.
