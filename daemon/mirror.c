@@ -26,7 +26,11 @@
  *    engine does one pwrite per write record and fsyncs each touched file
  *    at the end of the batch;
  *  - a segment is deleted (or moved to --keep) only after its LSNs are
- *    recorded as applied.
+ *    recorded as applied; its page cache, when clean, is dropped earlier,
+ *    while the batch's flush waits for the disk, so the delete is cheap;
+ *  - a segment that cannot be read (an I/O error under the incoming
+ *    folder) is neither applied nor quarantined: the error is reported
+ *    and it is tried again.
  * A record that fails while being applied for a reason that is the
  * segment's (an escape through a symlink found only at apply time, say)
  * quarantines the segment; the records before it, all beneath the data
