@@ -184,19 +184,22 @@ int mfs_drop_clean_cache(int fd)
 	static atomic_bool missing;
 	struct mfs_cachestat_range range = { 0, 0 }; /* len 0: to the end */
 	struct mfs_cachestat cs;
+	int e;
 
 	if (atomic_load_explicit(&missing, memory_order_relaxed))
 		return 0;
 	if (syscall(__NR_cachestat, fd, &range, &cs, 0) < 0) {
-		if (errno == ENOSYS)
-			atomic_store_explicit(&missing, true, memory_order_relaxed);
-		return errno == ENOSYS ? 0 : -errno;
+		if (errno != ENOSYS)
+			return -errno;
+		atomic_store_explicit(&missing, true, memory_order_relaxed);
+		return 0;
 	}
 	if (cs.nr_dirty || cs.nr_writeback)
 		return 0;
 	if (cs.nr_cache == 0)
 		return 1;
-	return posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 ? 1 : -EIO;
+	e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); /* returns the error number */
+	return e ? -e : 1;
 }
 
 int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)

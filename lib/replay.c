@@ -1790,6 +1790,7 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 			uint64_t max_size, struct mfs_replay_seg **ret)
 {
 	struct mfs_replay_seg *s;
+	struct mfs_bus_guard g;
 	struct stat st;
 	ssize_t got;
 	int e;
@@ -1832,16 +1833,11 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 	}
 	s->len = (size_t)got; /* a file that shrank meanwhile reads as torn */
 scan:
-	if (s->mapped) { /* a page that cannot be read is an I/O error, not SIGBUS */
-		struct mfs_bus_guard g;
-
-		mfs_bus_guard_arm(&g, s->buf, s->len);
-		e = seg_scan(s, expect_uuid);
-		if (mfs_bus_guard_disarm(&g) < 0)
-			e = -EIO;
-	} else {
-		e = seg_scan(s, expect_uuid);
-	}
+	/* a mapped page that cannot be read is an I/O error, not SIGBUS (a buffer never faults) */
+	mfs_bus_guard_arm(&g, s->buf, s->len);
+	e = seg_scan(s, expect_uuid);
+	if (mfs_bus_guard_disarm(&g) < 0)
+		e = -EIO;
 	if (e < 0) {
 		mfs_replay_seg_free(s);
 		return e;
