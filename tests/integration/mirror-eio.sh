@@ -73,9 +73,9 @@ fresh
 DPID=$!
 wait_for grep -qs "reading '$SEG' failed (will retry): Input/output error" "$T/state/status.json" ||
 	fail "no read error in status.json: $(cat "$T/state/status.json" 2>&1)"
-sleep 1 # at least one retry
+retried() { [ "$(grep -c "failed (will retry)" "$T/daemon.log")" -ge 2 ]; }
+wait_for retried || fail "no retry: $(cat "$T/daemon.log")" # retried after RETRY_MS (1 s)
 kill -0 "$DPID" 2>/dev/null || fail "mirrord died: $(cat "$T/daemon.log")"
-[ "$(grep -c "failed (will retry)" "$T/daemon.log")" -ge 2 ] || fail "no retry: $(cat "$T/daemon.log")"
 kill "$DPID"
 rc=0
 wait "$DPID" || rc=$?
