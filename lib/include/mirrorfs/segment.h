@@ -5,9 +5,11 @@
  * Writer: one open segment, appended to by many threads. Each append is
  * written to the file at once (a kill -9 loses nothing that was appended),
  * and mfs_segw_sync() makes it durable with group commit: concurrent
- * callers share one fdatasync. Space is reserved ahead with
- * fallocate(KEEP_SIZE) so that callers can check for ENOSPC before they
- * change anything (mfs_segw_reserve).
+ * callers share one fdatasync. An append that runs out of space is cut
+ * back and refused with -ENOSPC, leaving the file as it was; near a full
+ * file system (and for mfs_segw_reserve) space is reserved ahead with
+ * fallocate(KEEP_SIZE), so that ENOSPC is known before anything is
+ * written.
  *
  * Reader: validates a segment from bytes that may be hostile. It never
  * reads outside the file, never allocates from an unchecked length, and
@@ -69,7 +71,9 @@ int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes);
  * already set) and write it to the file. Thread-safe; records get
  * consecutive LSNs in the order their appends are serialised.
  * Returns 0 and the record's LSN in *ret_lsn, or -errno. After a failed
- * append the writer is broken: every later append fails with -EIO.
+ * append the writer is broken (every later append fails with -EIO),
+ * except after -ENOSPC/-EDQUOT: the record is then cut off again and the
+ * writer goes on.
  */
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn);
 /* mfs_segw_append(), storing the record's LSN into *@publish as soon as it
