@@ -481,7 +481,9 @@ int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *ar
 	*ret_ns = 0;
 	if (!lk)
 		return -ENOTSUP;
-	(void)fs_journal_sync(fs, 0); /* while writers run: less to flush below */
+	/* No flush first: @fn does not sync (see snap.c), and every disk
+	 * cache flush stalls the writers on a busy disk, also outside the
+	 * window. */
 	pthread_mutex_lock(&lk->mu);
 	if (lk->locked) {
 		/* an operator's lock: nothing runs, and unlock waits for lk->mu */
