@@ -107,6 +107,7 @@ struct fs_options {
 	unsigned rotate_interval;     /* seconds, 0: never by time */
 	unsigned checkpoint_interval; /* seconds */
 	bool skip_backing_sync;       /* fault injection: simulate lost page cache */
+	unsigned ckpt_delay_ms;       /* fault injection: a checkpoint waits first */
 };
 
 struct fs {

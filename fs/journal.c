@@ -96,7 +96,7 @@ struct fs_journal {
 	pthread_key_t ikey;
 	bool ikey_ok;
 
-	pthread_mutex_t tlock;
+	pthread_mutex_t tlock; /* lock order: ckpt_lock -> ns_lock -> tlock */
 	pthread_cond_t tcond;
 	pthread_t timer;
 	bool timer_started;
@@ -453,6 +453,8 @@ static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 	uint64_t l, m;
 	int r;
 
+	if (fs->opt.ckpt_delay_ms) /* with ckpt_lock held: see timer_main() */
+		usleep(fs->opt.ckpt_delay_ms * 1000u);
 	pthread_rwlock_wrlock(&fs->ns_lock); /* barrier: all appended records are applied */
 	l = last_lsn(j);
 	pthread_rwlock_unlock(&fs->ns_lock);
@@ -719,13 +721,20 @@ static void *timer_main(void *arg)
 	struct fs *fs = arg;
 	struct fs_journal *j = fs->j;
 
-	pthread_mutex_lock(&j->tlock);
-	while (!j->stop) {
+	for (;;) {
 		struct timespec ts;
+		/* Not under tlock: timer_wait_ns() takes ckpt_lock, and the
+		 * lock order is ckpt_lock -> ns_lock (a checkpoint's barrier)
+		 * -> tlock (journal_append(), in a mutation that holds ns_lock).
+		 * Taking ckpt_lock under tlock deadlocked a writer, a segment
+		 * trim and this thread. */
 		uint64_t wait = timer_wait_ns(fs);
 		bool want, wb;
 		int w = 0;
 
+		pthread_mutex_lock(&j->tlock);
+		if (j->stop)
+			break;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)(wait / NS_PER_S);
 		ts.tv_nsec += (long)(wait % NS_PER_S);
@@ -749,7 +758,6 @@ static void *timer_main(void *arg)
 		}
 		if ((want || w == ETIMEDOUT) && !atomic_load(&fs->failed))
 			timer_tick(fs, want);
-		pthread_mutex_lock(&j->tlock);
 	}
 	pthread_mutex_unlock(&j->tlock);
 	return NULL;

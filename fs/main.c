@@ -166,6 +166,10 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	fs->opt.skip_backing_sync = getenv("MFS_FAULT_SKIP_BACKING_SYNC") != NULL;
 	if (fs->opt.skip_backing_sync)
 		log_warning("fault injection: backing files are never synced");
+	if (getenv("MFS_FAULT_CHECKPOINT_DELAY_MS")) {
+		fs->opt.ckpt_delay_ms = (unsigned)strtoul(getenv("MFS_FAULT_CHECKPOINT_DELAY_MS"), NULL, 10);
+		log_warning("fault injection: checkpoints wait %u ms first", fs->opt.ckpt_delay_ms);
+	}
 	r = check_journal_dir(fs, data);
 	if (r < 0)
 		return r;
