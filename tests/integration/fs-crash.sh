@@ -9,6 +9,9 @@
 #     the last checkpoint (what was never synced is lost) and the journal's
 #     last 1-100 bytes cut off (a torn tail): the mount cuts the tail,
 #     replays the journal after the checkpoint, and the databases are ok.
+#  3. (between 1 and 2) a crash between a snapshot's switch to a new segment
+#     and the seal of the old one: two open segments, which the mount seals
+#     and continues without a gap; the snapshot is not kept.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || skip "no sqlite3"
@@ -68,6 +71,26 @@ sqlite_ok "$T/mnt/rb.db" || fail "rb.db after the last crash"
 mfs_umount "$T/mnt"
 check_equivalence "after the kills"
 grep -c "recovery: replayed" "$T/fs.log" | sed 's/^/recoveries with replay: /'
+
+step "crash between a snapshot's segment switch and its seal"
+MFS_FAULT_CRASH_IN_SNAPSHOT=1 mfs_mount "$T/data" "$T/mnt"
+sqlite_workload "$T/mnt/wal.db" wal 30
+before=$(status_field "$T/mnt" last_lsn)
+if "$CTL" snapshot create "$T/mnt" crashed >/dev/null 2>&1; then fail "snapshot create survived the injected crash"; fi
+pid=${MFS_PID[$T/mnt]}
+rc=0; wait "$pid" || rc=$?
+[ "$rc" = 9 ] || fail "mirrorfs exited with $rc, not the injected crash's 9"
+fusermount3 -u -z "$T/mnt" 2>/dev/null || true
+unset "MFS_PID[$T/mnt]"
+n=$(ls "$T/data/.mirrorfs/open" | grep -c '^open-.*\.mfsj$')
+[ "$n" = 2 ] || fail "expected two open segments after the crash, found $n"
+mfs_mount "$T/data" "$T/mnt"
+sqlite_ok "$T/mnt/wal.db" || fail "wal.db after the crash in a snapshot"
+"$CTL" snapshot list "$T/mnt" | grep -q crashed && fail "the unacknowledged snapshot was kept"
+[ "$(status_field "$T/mnt" last_lsn)" -gt "$before" ] || fail "the snapshot's marker was lost"
+sqlite_workload "$T/mnt/wal.db" wal 10
+mfs_umount "$T/mnt"
+check_equivalence "crash in a snapshot"
 
 step "power cut: backing folder rolled back to the checkpoint, torn journal tail"
 for i in 1 2 3; do
