@@ -23,7 +23,6 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,17 +48,11 @@ static int def_fallocate(int fd, int mode, off_t off, off_t len)
 	return fallocate(fd, mode, off, len);
 }
 
-static int def_fstatfs(int fd, struct statfs *buf)
-{
-	return fstatfs(fd, buf);
-}
-
 const struct mfs_io_ops mfs_io_default_ops = {
 	.pwritev = def_pwritev,
 	.pread = def_pread,
 	.fdatasync = def_fdatasync,
 	.fallocate = def_fallocate,
-	.fstatfs = def_fstatfs,
 };
 
 const struct mfs_io_ops *mfs_io = &mfs_io_default_ops;

@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "mirrorfs/crc32c.h"
@@ -35,8 +34,6 @@
 #include "mirrorfs/macro.h"
 
 #define PREALLOC_CHUNK (4u << 20)
-/* Free space from which appends reserve without fallocate (reserve_locked). */
-#define SPACE_AMPLE (1ull << 30)
 #define HEAD_MAX (MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64)
 
 /* ================================================================ writer */
@@ -156,35 +153,15 @@ static void header_encode(const uint8_t uuid[16], uint64_t seg_no, uint64_t firs
 	mfs_put_le32(out + 124, mfs_crc32c(0, out, 124));
 }
 
-/*
- * Reserve room for @need more bytes. Called with w->lock held.
- *
- * Unless @strict, while the file system has SPACE_AMPLE free beyond the
- * chunk, the chunk is only counted, not fallocated: fallocate takes the
- * file's inode lock, so every append (a write() to the same file) waits
- * behind it, and on a busy disk (a cache flush in progress, discard on
- * the extent tree's blocks) that took 100-300 ms here; the unwritten
- * extents it leaves also make ext4 split and merge extents at every
- * writeback. The file systems we run on reserve space at write() anyway
- * (delayed allocation), and an append that still meets ENOSPC is cut
- * back and refused (mfs_segw_append_publish). Closer to full, and for
- * mfs_segw_reserve() (@strict), the chunk is fallocated: ENOSPC is then
- * known before anything is written.
- */
-static int reserve_locked(struct mfs_segw *w, uint64_t need, bool strict)
+/* Preallocate so that @need more bytes fit. Called with w->lock held. */
+static int reserve_locked(struct mfs_segw *w, uint64_t need)
 {
 	uint64_t want = w->size + need;
 	uint64_t len;
-	struct statfs sf;
 
 	if (want <= w->reserved_end)
 		return 0;
 	len = MFS_MAX(want - w->reserved_end, (uint64_t)PREALLOC_CHUNK);
-	if (!strict && mfs_io->fstatfs(w->fd, &sf) == 0 &&
-	    (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize >= SPACE_AMPLE + len) {
-		w->reserved_end += len;
-		return 0;
-	}
 	if (mfs_io->fallocate(w->fd, FALLOC_FL_KEEP_SIZE, (off_t)w->reserved_end, (off_t)len) < 0) {
 		int r = -errno;
 		if (r != -EOPNOTSUPP)
@@ -224,7 +201,7 @@ int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], u
 	w->seg_no = seg_no;
 	w->first_lsn = w->next_lsn = first_lsn;
 	header_encode(uuid, seg_no, first_lsn, mfs_now_ns(), hdr);
-	r = reserve_locked(w, MFS_SEG_HEADER_SIZE, false);
+	r = reserve_locked(w, MFS_SEG_HEADER_SIZE);
 	if (r == 0)
 		r = mfs_pwrite_all(w->fd, hdr, sizeof(hdr), 0);
 	if (r == 0 && !(flags & MFS_SEGW_LAZY) && mfs_io->fdatasync(w->fd) < 0)
@@ -304,7 +281,7 @@ int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes)
 	int r;
 
 	pthread_mutex_lock(&w->lock);
-	r = w->broken ? -EIO : reserve_locked(w, bytes, true);
+	r = w->broken ? -EIO : reserve_locked(w, bytes);
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }
@@ -348,14 +325,15 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		iov[cnt++] = (struct iovec){ (void *)rec->data, rec->data_len };
 		total += rec->data_len;
 	}
-	r = reserve_locked(w, total, false);
+	r = reserve_locked(w, total);
 	if (r < 0)
 		goto out_unlock; /* nothing written: the writer stays usable */
 	r = mfs_pwritev_all(w->fd, iov, cnt, w->size);
 	if (r < 0) {
 		/* Part of the record may be in the file: cut it. Out of space
-		 * (the reservation was only counted), the file is then as
-		 * before and the writer stays usable; else refuse more. */
+		 * (a file system without fallocate, or one that needs more
+		 * than the data), the file is then as before and the writer
+		 * stays usable; else refuse more. */
 		if (ftruncate(w->fd, (off_t)w->size) < 0 || (r != -ENOSPC && r != -EDQUOT))
 			w->broken = r;
 		w->reserved_end = w->size; /* ask the file system again next time */

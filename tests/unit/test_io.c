@@ -20,7 +20,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -311,30 +310,6 @@ static ssize_t half_then_eio(int fd, const struct iovec *iov, int cnt, off_t off
 	return -1;
 }
 
-/* A file system with @low_space bytes free (0: the real answer). */
-static uint64_t low_space;
-static int fstatfs_calls;
-
-static int inj_fstatfs(int fd, struct statfs *buf)
-{
-	fstatfs_calls++;
-	if (fstatfs(fd, buf) < 0)
-		return -1;
-	if (low_space) {
-		buf->f_bavail = low_space / buf->f_bsize;
-		buf->f_bfree = buf->f_bavail;
-	}
-	return 0;
-}
-
-static int falloc_calls;
-
-static int count_fallocate(int fd, int mode, off_t off, off_t len)
-{
-	falloc_calls++;
-	return fallocate(fd, mode, off, len);
-}
-
 static int inj_fdatasync(int fd)
 {
 	fdatasync_calls++;
@@ -361,7 +336,6 @@ static void inj_reset(void)
 	short_max = 0;
 	eintr_every = 0;
 	pwritev_calls = fdatasync_calls = 0;
-	low_space = 0;
 	mfs_io_set_ops(NULL);
 }
 
@@ -473,65 +447,6 @@ static void test_fault_pwritev_enospc(void)
 	scan_name("f-enospc", &info);
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 3);
-}
-
-/*
- * Appends fallocate only near a full file system: with room to spare
- * they call no fallocate (it would hold the file's inode lock), with
- * less than 1 GiB free they do, and learn ENOSPC before writing.
- */
-static void test_reserve_by_free_space(void)
-{
-	struct mfs_io_ops ops = mfs_io_default_ops;
-	struct mfs_segw *w = NULL;
-	struct mfs_segw_stats st;
-	struct stat sb;
-	uint64_t lsn = 0;
-	struct statfs sf;
-	int i = 0;
-
-	inj_reset();
-	CU_ASSERT_EQUAL_FATAL(fstatfs(dirfd_, &sf), 0);
-	if ((uint64_t)sf.f_bavail * sf.f_bsize < (2ull << 30)) {
-		fprintf(stderr, "(less than 2 GiB free here: the ample-space half is skipped) ");
-	} else {
-		ops.fstatfs = inj_fstatfs;
-		ops.fallocate = count_fallocate;
-		mfs_io_set_ops(&ops);
-		low_space = 0;
-		falloc_calls = fstatfs_calls = 0;
-		CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "f-ample", uuid_t1, 1, 1, &w), 0);
-		for (st.size = 0; st.size < 10u << 20; i++) {
-			CU_ASSERT_EQUAL_FATAL(append_one(w, i, &lsn), 0);
-			mfs_segw_get_stats(w, &st);
-		}
-		CU_ASSERT_EQUAL(falloc_calls, 0);
-		CU_ASSERT(fstatfs_calls >= 3); /* one per 4 MiB chunk */
-		CU_ASSERT(fstatfs_calls <= 4);
-		CU_ASSERT_EQUAL(mfs_segw_close(w, -1, NULL), 0);
-	}
-
-	/* 100 MiB free: every chunk is fallocated */
-	ops.fstatfs = inj_fstatfs;
-	ops.fallocate = count_fallocate;
-	mfs_io_set_ops(&ops);
-	low_space = 100u << 20;
-	falloc_calls = 0;
-	w = NULL;
-	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "f-tight", uuid_t1, 1, 1, &w), 0);
-	for (st.size = 0, i = 0; st.size < 10u << 20; i++) {
-		CU_ASSERT_EQUAL_FATAL(append_one(w, i, &lsn), 0);
-		mfs_segw_get_stats(w, &st);
-	}
-	CU_ASSERT(falloc_calls >= 3);
-	CU_ASSERT(falloc_calls <= 4);
-	CU_ASSERT_EQUAL(fstatat(dirfd_, "f-tight", &sb, 0), 0);
-	CU_ASSERT((uint64_t)sb.st_blocks * 512 >= 12u << 20); /* really preallocated */
-	CU_ASSERT_EQUAL(mfs_segw_close(w, -1, NULL), 0);
-	low_space = 0;
-	inj_reset();
-	(void)unlinkat(dirfd_, "f-ample", 0);
-	(void)unlinkat(dirfd_, "f-tight", 0);
 }
 
 static void test_fault_pwritev_eio(void)
@@ -669,10 +584,7 @@ static void test_fault_fallocate(void)
 	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
 	CU_ASSERT_EQUAL(info.records, 2);
 
-	/* create fails with ENOSPC when it cannot even reserve its header
-	 * (near a full file system, where it fallocates) */
-	ops.fstatfs = inj_fstatfs;
-	low_space = 100u << 20;
+	/* create fails with ENOSPC when it cannot even reserve its header */
 	mfs_io_set_ops(&ops);
 	fail_errno = ENOSPC;
 	w = NULL;
@@ -791,7 +703,6 @@ static CU_TestInfo tests[] = {
 	{"pwritev_all, pread_all, clocks", test_rw_all_and_time},
 	{"log facade", test_log},
 	{"fault: pwritev ENOSPC cut back, the writer goes on", test_fault_pwritev_enospc},
-	{"reserve: fallocate only near a full file system", test_reserve_by_free_space},
 	{"fault: pwritev EIO breaks the writer", test_fault_pwritev_eio},
 	{"fault: half a record then EIO", test_fault_partial_then_eio},
 	{"fault: short writes and EINTR retried", test_fault_short_writes_and_eintr},

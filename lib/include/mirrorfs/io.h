@@ -11,15 +11,12 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-struct statfs;
-
 /* Syscalls the library's durable paths go through; tests swap them. */
 struct mfs_io_ops {
 	ssize_t (*pwritev)(int fd, const struct iovec *iov, int cnt, off_t off);
 	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
 	int (*fdatasync)(int fd);
 	int (*fallocate)(int fd, int mode, off_t off, off_t len);
-	int (*fstatfs)(int fd, struct statfs *buf);
 };
 
 extern const struct mfs_io_ops mfs_io_default_ops;

@@ -5,11 +5,11 @@
  * Writer: one open segment, appended to by many threads. Each append is
  * written to the file at once (a kill -9 loses nothing that was appended),
  * and mfs_segw_sync() makes it durable with group commit: concurrent
- * callers share one fdatasync. An append that runs out of space is cut
- * back and refused with -ENOSPC, leaving the file as it was; near a full
- * file system (and for mfs_segw_reserve) space is reserved ahead with
- * fallocate(KEEP_SIZE), so that ENOSPC is known before anything is
- * written.
+ * callers share one fdatasync. Space is reserved ahead with
+ * fallocate(KEEP_SIZE) so that callers can check for ENOSPC before they
+ * change anything (mfs_segw_reserve); an append that still runs out of
+ * space (no fallocate on that file system) is cut back and refused with
+ * -ENOSPC, leaving the file as it was.
  *
  * Reader: validates a segment from bytes that may be hostile. It never
  * reads outside the file, never allocates from an unchecked length, and
