@@ -624,7 +624,6 @@ int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 {
 	struct fs_journal *j = fs->j;
 	char closed[MFS_SEG_NAME_LEN + 1];
-	struct mfs_segw_stats s;
 	int r, r2;
 
 	/* In as few disk cache flushes as it takes (on a busy disk each one
@@ -635,7 +634,6 @@ int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 	 * wait until then. A crash before the seal leaves two open segments,
 	 * which recovery seals and continues without a gap; after it, a
 	 * sealed one still in open/, which recovery moves. */
-	mfs_segw_get_stats(old, &s);
 	r = mfs_segw_close(old, j->closed_dirfd, closed);
 	if (r < 0)
 		fs_fail(fs, r, "cannot close the segment before a snapshot");
@@ -644,10 +642,10 @@ int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r2 < 0)
 		fs_fail(fs, r2, "cannot make the new journal segment durable");
-	if (r == 0 && r2 == 0) {
-		(void)state_write(j, s.next_lsn - 1);
+	/* No state_write(): its "segment" and "last" only matter to a mount
+	 * that finds no open segment, and the new one is durable now. */
+	if (r == 0 && r2 == 0)
 		log_info("closed segment '%s'", closed);
-	}
 	pthread_mutex_unlock(&j->ckpt_lock);
 	return r < 0 ? r : r2;
 }
