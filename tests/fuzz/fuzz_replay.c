@@ -47,6 +47,17 @@ static void rm_tree(int dfd, const char *name)
 	(void)unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
+/* At a normal exit (not after a finding: the folder then stays to look at). */
+static void cleanup(void)
+{
+	if (rootfd >= 0)
+		close(rootfd);
+	rm_tree(topfd, "root");
+	(void)unlinkat(topfd, "canary", 0);
+	close(topfd);
+	(void)rmdir(top);
+}
+
 static void setup(void)
 {
 	int fd;
@@ -55,6 +66,7 @@ static void setup(void)
 		return;
 	if (!mkdtemp(top))
 		abort();
+	atexit(cleanup);
 	topfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	fd = openat(topfd, "canary", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
 	if (topfd < 0 || fd < 0 || write(fd, "canary", 6) != 6)
