@@ -146,6 +146,7 @@ static void raise_nofile(void)
 static int fs_setup(struct fs *fs, struct cli *c)
 {
 	static char data[PATH_MAX];
+	const char *delay;
 	pthread_rwlockattr_t attr;
 	struct stat st;
 	uint64_t size = 0;
@@ -166,8 +167,9 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	fs->opt.skip_backing_sync = getenv("MFS_FAULT_SKIP_BACKING_SYNC") != NULL;
 	if (fs->opt.skip_backing_sync)
 		log_warning("fault injection: backing files are never synced");
-	if (getenv("MFS_FAULT_CHECKPOINT_DELAY_MS")) {
-		fs->opt.ckpt_delay_ms = (unsigned)strtoul(getenv("MFS_FAULT_CHECKPOINT_DELAY_MS"), NULL, 10);
+	delay = getenv("MFS_FAULT_CHECKPOINT_DELAY_MS");
+	if (delay) {
+		fs->opt.ckpt_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 		log_warning("fault injection: checkpoints wait %u ms first", fs->opt.ckpt_delay_ms);
 	}
 	r = check_journal_dir(fs, data);
