@@ -193,12 +193,15 @@ int fs_journal_rotate(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1]);
 /* In a snapshot's lock window: append its marker and switch to a new
  * segment without syncing anything (mfs_segw_create_flags, MFS_SEGW_LAZY).
  * *ret_lsn: the old segment's last LSN; *ret_old: the old writer. Returns
- * with the checkpoint lock held: call fs_journal_snapshot_end() after the
- * window, which seals the old segment, establishes the new one and
- * releases it. */
+ * with the checkpoint lock held. After the window, in two steps that can
+ * each run alongside other fsyncs: fs_journal_snapshot_sync() seals the old
+ * segment and establishes the new one (durable), then
+ * fs_journal_snapshot_end() moves the old one to closed/ and releases the
+ * lock; call it also when the sync failed. */
 struct mfs_segw;
 int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn,
 			      struct mfs_segw **ret_old);
+int fs_journal_snapshot_sync(struct fs *fs, struct mfs_segw *old);
 int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old);
 /* The data set's UUID as text. */
 void fs_journal_uuid(struct fs *fs, char out[37]);

@@ -620,34 +620,66 @@ int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn
 	return 0; /* ckpt_lock stays held until fs_journal_snapshot_end() */
 }
 
+struct seal_job {
+	struct fs_journal *j;
+	struct mfs_segw *old;
+};
+
+static int seal_old_job(void *arg)
+{
+	return mfs_segw_seal(((struct seal_job *)arg)->old);
+}
+
+static int establish_new_job(void *arg)
+{
+	struct fs_journal *j = ((struct seal_job *)arg)->j;
+	int r;
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	r = j->w ? mfs_segw_establish(j->w, false) : -EIO;
+	pthread_rwlock_unlock(&j->seg_lock);
+	return r;
+}
+
+int fs_journal_snapshot_sync(struct fs *fs, struct mfs_segw *old)
+{
+	struct seal_job x = { fs->j, old };
+	struct mfs_job jobs[] = { { seal_old_job, &x, 0 }, { establish_new_job, &x, 0 } };
+
+	/* The old segment's trailer and the new one's header at once (their
+	 * flushes merge). Whichever reaches the disk first, a crash leaves
+	 * two open segments, which recovery joins, or sets the newer aside if
+	 * the older lost its tail (none of its records was reported durable:
+	 * writers' syncs wait for the establishment). */
+	(void)mfs_run_jobs(jobs, ARRAY_SIZE(jobs));
+	if (jobs[0].r < 0)
+		fs_fail(fs, jobs[0].r, "cannot seal the segment before a snapshot");
+	if (jobs[1].r < 0)
+		fs_fail(fs, jobs[1].r, "cannot make the new journal segment durable");
+	return jobs[0].r < 0 ? jobs[0].r : jobs[1].r;
+}
+
 int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 {
 	struct fs_journal *j = fs->j;
 	char closed[MFS_SEG_NAME_LEN + 1];
-	int r, r2;
+	int r;
 
-	/* In as few disk cache flushes as it takes (on a busy disk each one
-	 * stalls the writers): the seal makes the old segment's records
-	 * durable with its trailer, and its fsync of the open folder (the
-	 * old name leaves it) also makes the new segment's entry durable,
-	 * so establishing the new one only syncs its header. Writers' syncs
-	 * wait until then. A crash before the seal leaves two open segments,
-	 * which recovery seals and continues without a gap; after it, a
-	 * sealed one still in open/, which recovery moves. */
+	/* After fs_journal_snapshot_sync(): move the sealed segment to
+	 * closed/ (a crash before that leaves a sealed one in open/, which
+	 * recovery moves), fsyncing both folders; the fsync of open/ also
+	 * makes the new segment's entry durable. */
 	r = mfs_segw_close(old, j->closed_dirfd, closed);
-	if (r < 0)
+	if (r < 0) {
 		fs_fail(fs, r, "cannot close the segment before a snapshot");
-	pthread_rwlock_rdlock(&j->seg_lock);
-	r2 = j->w ? mfs_segw_establish(j->w, r < 0) : -EIO;
-	pthread_rwlock_unlock(&j->seg_lock);
-	if (r2 < 0)
-		fs_fail(fs, r2, "cannot make the new journal segment durable");
+		(void)mfs_fsync_dir(j->open_dirfd, NULL); /* the new segment's entry */
+	}
 	/* No state_write(): its "segment" and "last" only matter to a mount
 	 * that finds no open segment, and the new one is durable now. */
-	if (r == 0 && r2 == 0)
+	if (r == 0)
 		log_info("closed segment '%s'", closed);
 	pthread_mutex_unlock(&j->ckpt_lock);
-	return r < 0 ? r : r2;
+	return r;
 }
 
 void fs_journal_uuid(struct fs *fs, char out[37])

@@ -784,17 +784,45 @@ static int walk_tree(const struct walk *w, int dirfd, int depth)
 	return r;
 }
 
-static int fsync_dir_fd(int fd, void *arg)
+/* Folders of a farm to fsync, in batches (each batch at once). */
+#define SYNC_BATCH 256
+struct dir_batch {
+	int fds[SYNC_BATCH];
+	size_t n;
+};
+
+static int batch_flush(struct dir_batch *b)
 {
-	return fsync(fd) < 0 ? -errno : 0;
+	int r = mfs_fsync_fds(b->fds, b->n);
+
+	while (b->n > 0)
+		close(b->fds[--b->n]);
+	return r;
 }
 
-/* fsync every folder of a farm (after the lock window). */
+static int batch_add(int fd, void *arg)
+{
+	struct dir_batch *b = arg;
+	int c = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+	if (c < 0)
+		return -errno;
+	b->fds[b->n++] = c;
+	return b->n == SYNC_BATCH ? batch_flush(b) : 0;
+}
+
+/* fsync every folder of a farm (after the lock window), many at once. */
 static int sync_tree(int dirfd)
 {
-	const struct walk w = { .dir_fn = fsync_dir_fd };
+	_cleanup_free_ struct dir_batch *b = calloc(1, sizeof(*b));
+	const struct walk w = { .dir_fn = batch_add, .arg = b };
+	int r, r2;
 
-	return walk_tree(&w, dirfd, 0);
+	if (!b)
+		return -ENOMEM;
+	r = walk_tree(&w, dirfd, 0);
+	r2 = batch_flush(b);
+	return r < 0 ? r : r2;
 }
 
 struct scan_arg {
@@ -1110,6 +1138,94 @@ struct create_ctx {
 	uint64_t window_ns;
 };
 
+struct durable_job {
+	struct fs *fs;
+	struct create_ctx *x;
+	int meta_fd;
+	const char *tmp;
+};
+
+static int journal_sync_job(void *arg)
+{
+	struct durable_job *d = arg;
+
+	return fs_journal_snapshot_sync(d->fs, d->x->old);
+}
+
+static int farm_sync_job(void *arg)
+{
+	return sync_tree(((struct durable_job *)arg)->x->s->tree_fd);
+}
+
+static int meta_sync_job(void *arg)
+{
+	return fsync(((struct durable_job *)arg)->meta_fd) < 0 ? -errno : 0;
+}
+
+static int folder_sync_job(void *arg)
+{
+	return fsync(((struct durable_job *)arg)->x->s->dirfd) < 0 ? -errno : 0;
+}
+
+static int journal_end_job(void *arg)
+{
+	struct durable_job *d = arg;
+
+	return fs_journal_snapshot_end(d->fs, d->x->old);
+}
+
+static int publish_job(void *arg)
+{
+	struct durable_job *d = arg;
+	int store_fd = d->fs->snaps->store_fd;
+
+	int r;
+
+	if (renameat(store_fd, d->tmp, store_fd, d->x->s->name) < 0)
+		return -errno;
+	r = mfs_fsync_dir(store_fd, NULL);
+	if (r < 0) /* back to .new-NAME, which the failure removes */
+		(void)renameat(store_fd, d->x->s->name, store_fd, d->tmp);
+	return r;
+}
+
+/*
+ * After the lock window (@r: how it went), make the snapshot durable and
+ * publish it as NAME, in two rounds of fsyncs run at once (mfs_run_jobs:
+ * their disk cache flushes merge; in turn, each one stalled the writers'
+ * copy-on-write reads of blocks not in the page cache for as long as the
+ * disk took to flush, 8 times per snapshot):
+ *   1. the old segment's seal and the new one's header, the farm's
+ *      folders, the meta file (written now) and the snapshot's folder;
+ *   2. the sealed segment's move to closed/, and the rename of .new-NAME
+ *      to NAME (only if round 1 all went well) with the store's fsync.
+ * A crash at any point leaves .new-NAME, removed at mount, or NAME whole.
+ * The journal's part runs in every case: it releases the checkpoint lock.
+ */
+static int create_durable(struct fs *fs, struct create_ctx *x, int r, const char *tmp,
+			  const char *meta, size_t meta_len)
+{
+	_cleanup_close_ int mfd = -EBADF;
+	struct durable_job d = { fs, x, -1, tmp };
+	struct mfs_job round1[] = { { journal_sync_job, &d, 0 },
+				    { farm_sync_job, &d, 0 },
+				    { meta_sync_job, &d, 0 },
+				    { folder_sync_job, &d, 0 } };
+	struct mfs_job round2[] = { { journal_end_job, &d, 0 }, { publish_job, &d, 0 } };
+	int r2;
+
+	if (r == 0) {
+		mfd = openat(x->s->dirfd, META_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		r = mfd < 0 ? -errno : mfs_write_all(mfd, meta, meta_len);
+		d.meta_fd = mfd;
+	}
+	/* a failed window: only the journal's part */
+	r2 = mfs_run_jobs(round1, r == 0 ? ARRAY_SIZE(round1) : 1);
+	r = r < 0 ? r : r2;
+	r2 = mfs_run_jobs(round2, r == 0 ? ARRAY_SIZE(round2) : 1);
+	return r < 0 ? r : r2;
+}
+
 /* Runs with every mutation held (fs_lock_quiesce): rotate, build the farm. */
 static int create_locked(struct fs *fs, void *arg)
 {
@@ -1153,6 +1269,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	_cleanup_close_ int tdir = -EBADF;
 	struct fs_snap *s;
 	struct stat st;
+	bool listed;
 	int r, n;
 
 	if (!fs_snap_name_ok(name))
@@ -1190,38 +1307,28 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	x.s = s;
 	if (r == 0)
 		r = fs_lock_quiesce(fs, create_locked, &x, &x.window_ns);
+	listed = r == 0;
 	if (x.old && getenv("MFS_FAULT_CRASH_IN_SNAPSHOT")) {
 		log_warning("fault injection: crashing between segment switch and seal");
 		_exit(9);
 	}
 	if (x.old) {
-		int r2 = fs_journal_snapshot_end(fs, x.old);
-		r = r < 0 ? r : r2;
-	}
-	if (r == 0) {
-		/* outside the lock window: make the farm durable, then publish it */
-		r = sync_tree(s->tree_fd);
 		fs_journal_uuid(fs, uuid);
 		n = snprintf(meta, sizeof(meta),
 			     "name=%s\nlsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\ndataset=%s\n", name,
 			     s->lsn, s->time_ns, uuid);
-		if (r == 0)
-			r = mfs_replace_file(s->dirfd, META_FILE, meta, (size_t)n, 0600);
-		if (r == 0 && renameat(S->store_fd, tmp, S->store_fd, name) < 0)
-			r = -errno;
-		if (r == 0)
-			r = mfs_fsync_dir(S->store_fd, NULL);
-		if (r < 0) {
-			pthread_rwlock_wrlock(&S->rw);
-			for (struct fs_snap **pp = &S->list; *pp; pp = &(*pp)->next)
-				if (*pp == s) {
-					*pp = s->next;
-					atomic_fetch_sub(&S->count, 1);
-					break;
-				}
-			states_drop(S, s);
-			pthread_rwlock_unlock(&S->rw);
-		}
+		r = create_durable(fs, &x, r, tmp, meta, (size_t)n);
+	}
+	if (r < 0 && listed) {
+		pthread_rwlock_wrlock(&S->rw);
+		for (struct fs_snap **pp = &S->list; *pp; pp = &(*pp)->next)
+			if (*pp == s) {
+				*pp = s->next;
+				atomic_fetch_sub(&S->count, 1);
+				break;
+			}
+		states_drop(S, s);
+		pthread_rwlock_unlock(&S->rw);
 	}
 	if (r < 0) {
 		(void)rm_tree(S->store_fd, tmp, 0);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,6 +166,54 @@ int mfs_fsync_dir(int dirfd, const char *path)
 	if (fsync(fd) < 0)
 		return -errno;
 	return 0;
+}
+
+struct jobs_queue {
+	struct mfs_job *jobs;
+	size_t n;
+	atomic_size_t next;
+};
+
+static void *jobs_worker(void *arg)
+{
+	struct jobs_queue *q = arg;
+
+	for (size_t k; (k = atomic_fetch_add(&q->next, 1)) < q->n;)
+		q->jobs[k].r = q->jobs[k].fn(q->jobs[k].arg);
+	return NULL;
+}
+
+int mfs_run_jobs(struct mfs_job *jobs, size_t n)
+{
+	struct jobs_queue q = { .jobs = jobs, .n = n };
+	pthread_t t[MFS_JOBS_THREADS - 1];
+	size_t nt = 0;
+
+	while (nt < ARRAY_SIZE(t) && nt + 1 < n && pthread_create(&t[nt], NULL, jobs_worker, &q) == 0)
+		nt++;
+	jobs_worker(&q);
+	while (nt > 0)
+		pthread_join(t[--nt], NULL);
+	for (size_t k = 0; k < n; k++)
+		if (jobs[k].r < 0)
+			return jobs[k].r;
+	return 0;
+}
+
+static int fsync_job(void *arg)
+{
+	return fsync(*(const int *)arg) < 0 ? -errno : 0;
+}
+
+int mfs_fsync_fds(const int *fds, size_t n)
+{
+	_cleanup_free_ struct mfs_job *jobs = calloc(n ? n : 1, sizeof(*jobs));
+
+	if (!jobs)
+		return -ENOMEM;
+	for (size_t k = 0; k < n; k++)
+		jobs[k] = (struct mfs_job){ .fn = fsync_job, .arg = (void *)(uintptr_t)&fds[k] };
+	return mfs_run_jobs(jobs, n);
 }
 
 #ifndef __NR_cachestat

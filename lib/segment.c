@@ -54,6 +54,7 @@ struct mfs_segw {
 	uint64_t last_off;     /* protected by lock: where the last record starts */
 	uint32_t last_crc;     /* protected by lock: seg_crc before the last record */
 	int broken;            /* protected by lock: 0 or the first error */
+	bool sealed;           /* protected by lock: the trailer is written and synced */
 	_Atomic uint64_t written_lsn;
 
 	pthread_mutex_t sync_lock;
@@ -500,24 +501,35 @@ static int write_trailer_locked(struct mfs_segw *w)
 	return 0;
 }
 
+int mfs_segw_seal(struct mfs_segw *w)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->sealed) {
+		r = w->broken ? -EIO : write_trailer_locked(w);
+		if (r < 0)
+			w->broken = r;
+		else
+			w->sealed = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
 int mfs_segw_close(struct mfs_segw *w, int dst_dirfd, char *ret_name)
 {
 	char closed[MFS_SEG_NAME_LEN + 1];
-	int r;
+	int r = mfs_segw_seal(w);
 
 	pthread_mutex_lock(&w->lock);
-	r = w->broken ? -EIO : write_trailer_locked(w);
-	if (r < 0)
-		w->broken = r;
 	mfs_seg_name(w->first_lsn, w->next_lsn - 1, closed);
 	pthread_mutex_unlock(&w->lock);
 	if (r == 0 && dst_dirfd >= 0) {
 		if (renameat2(w->dirfd, w->name, dst_dirfd, closed, RENAME_NOREPLACE) < 0)
 			r = -errno;
-		if (r == 0)
-			r = mfs_fsync_dir(dst_dirfd, NULL);
-		if (r == 0)
-			r = mfs_fsync_dir(w->dirfd, NULL);
+		if (r == 0) /* both folders at once: their flushes merge */
+			r = mfs_fsync_fds((const int[]){ dst_dirfd, w->dirfd }, 2);
 	}
 	if (r == 0 && ret_name)
 		memcpy(ret_name, closed, sizeof(closed));

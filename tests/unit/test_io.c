@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mirrorfs/log.h"
@@ -696,6 +698,116 @@ static void test_drop_clean_cache(void)
 	free(buf);
 }
 
+static void test_fault_seal_then_close(void)
+{
+	struct mfs_io_ops ops = mfs_io_default_ops;
+	struct mfs_seg_info info;
+	struct mfs_segw *w = NULL;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	uint64_t lsn = 0;
+
+	inj_reset();
+	ops.fdatasync = inj_fdatasync;
+	mfs_io_set_ops(&ops);
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "seal-ok", uuid_t1, 1, 1, &w), 0);
+	CU_ASSERT_EQUAL(append_one(w, 0, &lsn), 0);
+	CU_ASSERT_EQUAL(append_one(w, 1, &lsn), 0);
+	fdatasync_calls = 0;
+	CU_ASSERT_EQUAL(mfs_segw_seal(w), 0);
+	CU_ASSERT_EQUAL(fdatasync_calls, 1);
+	scan_name("seal-ok", &info); /* sealed in place, still under its open name */
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
+	CU_ASSERT_EQUAL(info.records, 2);
+	CU_ASSERT_EQUAL(mfs_segw_seal(w), 0); /* once only */
+	CU_ASSERT_EQUAL(mfs_segw_close(w, dirfd_, closed), 0);
+	CU_ASSERT_EQUAL(fdatasync_calls, 1);
+	CU_ASSERT(faccessat(dirfd_, "seal-ok", F_OK, 0) < 0);
+	scan_name(closed, &info); /* one trailer: a second one would be a tail */
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
+	CU_ASSERT_EQUAL(info.records, 2);
+	CU_ASSERT_EQUAL(info.last_lsn, 2);
+	CU_ASSERT_EQUAL(unlinkat(dirfd_, closed, 0), 0);
+
+	/* a failed seal: the writer is broken, close leaves the open segment */
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "seal-eio", uuid_t1, 1, 1, &w), 0);
+	CU_ASSERT_EQUAL(append_one(w, 0, &lsn), 0);
+	fail_errno = EIO;
+	CU_ASSERT_EQUAL(mfs_segw_seal(w), -EIO);
+	fail_errno = 0;
+	CU_ASSERT_EQUAL(append_one(w, 1, &lsn), -EIO);
+	CU_ASSERT_EQUAL(mfs_segw_close(w, dirfd_, closed), -EIO);
+	CU_ASSERT_EQUAL(faccessat(dirfd_, "seal-eio", F_OK, 0), 0);
+	inj_reset();
+}
+
+/* Jobs that wait until @want of them run at the same time. */
+struct meet {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int here, want;
+};
+
+struct meet_job {
+	struct meet *m;
+	int runs, ret;
+};
+
+static int meet_fn(void *arg)
+{
+	struct meet_job *j = arg;
+	struct meet *m = j->m;
+	struct timespec until;
+	int r = 0;
+
+	j->runs++;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20; /* a bound, not a measure: they meet at once or never */
+	pthread_mutex_lock(&m->mu);
+	if (++m->here >= m->want)
+		pthread_cond_broadcast(&m->cv);
+	while (m->here < m->want && r == 0)
+		r = pthread_cond_timedwait(&m->cv, &m->mu, &until);
+	pthread_mutex_unlock(&m->mu);
+	return r ? -r : j->ret;
+}
+
+static void test_run_jobs(void)
+{
+	struct meet m = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, MFS_JOBS_THREADS };
+	struct meet_job mj[3 * MFS_JOBS_THREADS] = { 0 };
+	struct mfs_job jobs[3 * MFS_JOBS_THREADS];
+	int fds[3];
+
+	/* MFS_JOBS_THREADS of them run at the same time: they all meet */
+	for (size_t k = 0; k < ARRAY_SIZE(jobs); k++) {
+		mj[k].m = &m;
+		jobs[k] = (struct mfs_job){ .fn = meet_fn, .arg = &mj[k] };
+	}
+	CU_ASSERT_EQUAL(mfs_run_jobs(jobs, MFS_JOBS_THREADS), 0);
+	CU_ASSERT_EQUAL(m.here, MFS_JOBS_THREADS);
+	/* more jobs than threads: each runs once; the first failure in job
+	 * order is returned, every job's result is kept */
+	m.here = 0;
+	m.want = 1;
+	mj[5].ret = -EIO;
+	mj[17].ret = -ENOSPC;
+	CU_ASSERT_EQUAL(mfs_run_jobs(jobs, ARRAY_SIZE(jobs)), -EIO);
+	for (size_t k = 0; k < ARRAY_SIZE(jobs); k++) {
+		CU_ASSERT_EQUAL(mj[k].runs, k < MFS_JOBS_THREADS ? 2 : 1);
+		CU_ASSERT_EQUAL(jobs[k].r, mj[k].ret);
+	}
+	CU_ASSERT_EQUAL(mfs_run_jobs(jobs, 0), 0);
+
+	fds[0] = dirfd_;
+	fds[1] = openat(dirfd_, "jobs-file", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CU_ASSERT_FATAL(fds[1] >= 0);
+	CU_ASSERT_EQUAL(mfs_fsync_fds(fds, 2), 0);
+	fds[2] = -1; /* a bad fd among good ones: its error */
+	CU_ASSERT_EQUAL(mfs_fsync_fds(fds, 3), -EBADF);
+	close(fds[1]);
+	CU_ASSERT_EQUAL(unlinkat(dirfd_, "jobs-file", 0), 0);
+}
+
 static CU_TestInfo tests[] = {
 	{"replace_file, read_file, fsync_dir", test_replace_file},
 	{"parse_size", test_parse_size},
@@ -711,6 +823,8 @@ static CU_TestInfo tests[] = {
 	{"fault: fallocate ENOSPC / EOPNOTSUPP", test_fault_fallocate},
 	{"fault: pread EIO, EINTR, short reads", test_fault_pread},
 	{"drop_clean_cache: clean pages dropped, dirty kept", test_drop_clean_cache},
+	{"fault: seal then close, a failed seal", test_fault_seal_then_close},
+	{"run_jobs: at once, each once, first error; fsync_fds", test_run_jobs},
 	CU_TEST_INFO_NULL,
 };
 

@@ -35,6 +35,29 @@ int mfs_write_all(int fd, const void *buf, size_t len);
 int mfs_fsync_dir(int dirfd, const char *path);
 
 /*
+ * Run independent jobs at once, on up to MFS_JOBS_THREADS threads (the
+ * caller is one of them), and wait for all; each job's result is in its
+ * @r. Where a thread cannot be started, fewer run (at worst the caller
+ * runs them all in turn). Returns the first failed job's result, or 0.
+ *
+ * For fsyncs that need no order among them: each one ends with a disk
+ * cache flush, and the block layer merges the flushes of fsyncs in
+ * flight together, so N of them at once cost about one or two flushes
+ * where N in turn cost N (and, on a busy disk, stall every other I/O N
+ * times).
+ */
+#define MFS_JOBS_THREADS 8
+struct mfs_job {
+	int (*fn)(void *arg);
+	void *arg;
+	int r;
+};
+int mfs_run_jobs(struct mfs_job *jobs, size_t n);
+
+/* fsync every fd of @fds at once (mfs_run_jobs). Returns the first error or 0. */
+int mfs_fsync_fds(const int *fds, size_t n);
+
+/*
  * Drop @fd's page cache if none of it is dirty or under writeback (as
  * cachestat(2) tells, Linux 6.5+): dropping dirty pages would start
  * writing them. Returns 1 dropped, 0 left (dirty, or no cachestat), -errno.

@@ -108,10 +108,17 @@ int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn);
 uint64_t mfs_segw_writeback(struct mfs_segw *w);
 
 /*
- * Write the trailer, fdatasync, and rename the file to its closed name in
- * @dst_dirfd (NULL name = just seal in place). The closed name is returned
- * in @ret_name (MFS_SEG_NAME_LEN + 1 bytes). The writer is freed in every
- * case. Returns 0 or -errno.
+ * Write the trailer and fdatasync, in place; no append may follow. Done
+ * once: a later mfs_segw_seal() or mfs_segw_close() does not write it
+ * again. Returns 0 or -errno (the writer is then broken).
+ */
+int mfs_segw_seal(struct mfs_segw *w);
+
+/*
+ * Seal (unless mfs_segw_seal() did), and rename the file to its closed
+ * name in @dst_dirfd (-1: just seal in place), fsyncing both folders.
+ * The closed name is returned in @ret_name (MFS_SEG_NAME_LEN + 1 bytes).
+ * The writer is freed in every case. Returns 0 or -errno.
  */
 int mfs_segw_close(struct mfs_segw *w, int dst_dirfd, char *ret_name);
 
