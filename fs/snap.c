@@ -1203,7 +1203,7 @@ static int publish_job(void *arg)
  * The journal's part runs in every case: it releases the checkpoint lock.
  */
 static int create_durable(struct fs *fs, struct create_ctx *x, int r, const char *tmp,
-			  const char *meta, size_t meta_len)
+			  const char *meta, size_t meta_len, bool crash)
 {
 	_cleanup_close_ int mfd = -EBADF;
 	struct durable_job d = { fs, x, -1, tmp };
@@ -1222,6 +1222,10 @@ static int create_durable(struct fs *fs, struct create_ctx *x, int r, const char
 	/* a failed window: only the journal's part */
 	r2 = mfs_run_jobs(round1, r == 0 ? ARRAY_SIZE(round1) : 1);
 	r = r < 0 ? r : r2;
+	if (crash) { /* MFS_FAULT_CRASH_IN_SNAPSHOT=sealed */
+		log_warning("fault injection: crashing between a snapshot's two rounds of fsyncs");
+		_exit(9);
+	}
 	r2 = mfs_run_jobs(round2, r == 0 ? ARRAY_SIZE(round2) : 1);
 	return r < 0 ? r : r2;
 }
@@ -1269,6 +1273,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	_cleanup_close_ int tdir = -EBADF;
 	struct fs_snap *s;
 	struct stat st;
+	const char *crash;
 	bool listed;
 	int r, n;
 
@@ -1308,7 +1313,8 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	if (r == 0)
 		r = fs_lock_quiesce(fs, create_locked, &x, &x.window_ns);
 	listed = r == 0;
-	if (x.old && getenv("MFS_FAULT_CRASH_IN_SNAPSHOT")) {
+	crash = x.old ? getenv("MFS_FAULT_CRASH_IN_SNAPSHOT") : NULL;
+	if (crash && strcmp(crash, "sealed")) {
 		log_warning("fault injection: crashing between segment switch and seal");
 		_exit(9);
 	}
@@ -1317,7 +1323,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 		n = snprintf(meta, sizeof(meta),
 			     "name=%s\nlsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\ndataset=%s\n", name,
 			     s->lsn, s->time_ns, uuid);
-		r = create_durable(fs, &x, r, tmp, meta, (size_t)n);
+		r = create_durable(fs, &x, r, tmp, meta, (size_t)n, crash != NULL);
 	}
 	if (r < 0 && listed) {
 		pthread_rwlock_wrlock(&S->rw);

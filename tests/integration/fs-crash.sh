@@ -72,25 +72,44 @@ mfs_umount "$T/mnt"
 check_equivalence "after the kills"
 grep -c "recovery: replayed" "$T/fs.log" | sed 's/^/recoveries with replay: /'
 
-step "crash between a snapshot's segment switch and its seal"
-MFS_FAULT_CRASH_IN_SNAPSHOT=1 mfs_mount "$T/data" "$T/mnt"
-sqlite_workload "$T/mnt/wal.db" wal 30
-before=$(status_field "$T/mnt" last_lsn)
-if "$CTL" snapshot create "$T/mnt" crashed >/dev/null 2>&1; then fail "snapshot create survived the injected crash"; fi
-pid=${MFS_PID[$T/mnt]}
-rc=0; wait "$pid" || rc=$?
-[ "$rc" = 9 ] || fail "mirrorfs exited with $rc, not the injected crash's 9"
-fusermount3 -u -z "$T/mnt" 2>/dev/null || true
-unset "MFS_PID[$T/mnt]"
-n=$(ls "$T/data/.mirrorfs/open" | grep -c '^open-.*\.mfsj$')
-[ "$n" = 2 ] || fail "expected two open segments after the crash, found $n"
-mfs_mount "$T/data" "$T/mnt"
-sqlite_ok "$T/mnt/wal.db" || fail "wal.db after the crash in a snapshot"
-"$CTL" snapshot list "$T/mnt" | grep -q crashed && fail "the unacknowledged snapshot was kept"
-[ "$(status_field "$T/mnt" last_lsn)" -gt "$before" ] || fail "the snapshot's marker was lost"
-sqlite_workload "$T/mnt/wal.db" wal 10
-mfs_umount "$T/mnt"
-check_equivalence "crash in a snapshot"
+# where: 1 = after the segment switch, before anything is synced (two open
+# segments); sealed = after the first round of fsyncs (the old segment is
+# sealed but still in open/, the snapshot still .new-NAME)
+for where in 1 sealed; do
+	step "crash in a snapshot ($where)"
+	MFS_FAULT_CRASH_IN_SNAPSHOT=$where mfs_mount "$T/data" "$T/mnt"
+	sqlite_workload "$T/mnt/wal.db" wal 30
+	before=$(status_field "$T/mnt" last_lsn)
+	if "$CTL" snapshot create "$T/mnt" crashed >/dev/null 2>&1; then fail "snapshot create survived the injected crash"; fi
+	pid=${MFS_PID[$T/mnt]}
+	rc=0; wait "$pid" || rc=$?
+	[ "$rc" = 9 ] || fail "mirrorfs exited with $rc, not the injected crash's 9"
+	fusermount3 -u -z "$T/mnt" 2>/dev/null || true
+	unset "MFS_PID[$T/mnt]"
+	n=$(ls "$T/data/.mirrorfs/open" | grep -c '^open-.*\.mfsj$')
+	[ "$n" = 2 ] || fail "expected two open segments after the crash, found $n"
+	[ -d "$T/data/.mirrorfs/snapshots/.new-crashed" ] || fail "no unfinished .new-crashed after the crash"
+	older=$(ls "$T/data/.mirrorfs/open" | grep '^open-.*\.mfsj$' | sort | head -n 1)
+	verdict=$("$CTL" dump "$T/data/.mirrorfs/open/$older" | tail -n 1)
+	case $where in
+	sealed) [[ $verdict == *"closed segment"* ]] || fail "the older segment is not sealed: $verdict" ;;
+	*) [[ $verdict == *"closed segment"* ]] && fail "the older segment is sealed already: $verdict" ;;
+	esac
+	closed=$(ls "$T/data/.mirrorfs/journal" | grep -c '\.mfsj$' || true)
+	mfs_mount "$T/data" "$T/mnt"
+	sqlite_ok "$T/mnt/wal.db" || fail "wal.db after the crash in a snapshot ($where)"
+	"$CTL" snapshot list "$T/mnt" | grep -q crashed && fail "the unacknowledged snapshot was kept"
+	[ -e "$T/data/.mirrorfs/snapshots/.new-crashed" ] && fail ".new-crashed was not removed at mount"
+	[ "$(status_field "$T/mnt" last_lsn)" -gt "$before" ] || fail "the snapshot's marker was lost"
+	n=$(ls "$T/data/.mirrorfs/open" | grep -c '^open-.*\.mfsj$')
+	[ "$n" = 1 ] || fail "recovery left $n open segments ($where)"
+	# the older segment, sealed by the crash's recovery or before it, is in journal/
+	[ "$(ls "$T/data/.mirrorfs/journal" | grep -c '\.mfsj$')" -gt "$closed" ] ||
+		fail "the segment before the snapshot was not moved to journal/ ($where)"
+	sqlite_workload "$T/mnt/wal.db" wal 10
+	mfs_umount "$T/mnt"
+	check_equivalence "crash in a snapshot ($where)"
+done
 
 step "power cut: backing folder rolled back to the checkpoint, torn journal tail"
 for i in 1 2 3; do
