@@ -793,7 +793,7 @@ struct dir_batch {
 
 static int batch_flush(struct dir_batch *b)
 {
-	int r = mfs_fsync_fds(b->fds, b->n);
+	int r = mfs_fsync_dirs(b->fds, b->n);
 
 	while (b->n > 0)
 		close(b->fds[--b->n]);

@@ -200,19 +200,19 @@ int mfs_run_jobs(struct mfs_job *jobs, size_t n)
 	return 0;
 }
 
-static int fsync_job(void *arg)
+static int fsync_dir_job(void *arg)
 {
-	return fsync(*(const int *)arg) < 0 ? -errno : 0;
+	return mfs_fsync_dir(*(const int *)arg, NULL);
 }
 
-int mfs_fsync_fds(const int *fds, size_t n)
+int mfs_fsync_dirs(const int *dirfds, size_t n)
 {
 	_cleanup_free_ struct mfs_job *jobs = calloc(n ? n : 1, sizeof(*jobs));
 
 	if (!jobs)
 		return -ENOMEM;
 	for (size_t k = 0; k < n; k++)
-		jobs[k] = (struct mfs_job){ .fn = fsync_job, .arg = (void *)(uintptr_t)&fds[k] };
+		jobs[k] = (struct mfs_job){ .fn = fsync_dir_job, .arg = (void *)(uintptr_t)&dirfds[k] };
 	return mfs_run_jobs(jobs, n);
 }
 

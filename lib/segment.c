@@ -528,16 +528,8 @@ int mfs_segw_close(struct mfs_segw *w, int dst_dirfd, char *ret_name)
 	if (r == 0 && dst_dirfd >= 0) {
 		if (renameat2(w->dirfd, w->name, dst_dirfd, closed, RENAME_NOREPLACE) < 0)
 			r = -errno;
-		if (r == 0) { /* both folders at once: their flushes merge */
-			int fds[2] = {
-				openat(dst_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
-				openat(w->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
-			}; /* readable fds: the callers' may be O_PATH */
-			r = fds[0] < 0 || fds[1] < 0 ? -errno : mfs_fsync_fds(fds, 2);
-			for (int k = 0; k < 2; k++)
-				if (fds[k] >= 0)
-					close(fds[k]);
-		}
+		if (r == 0) /* both folders at once: their flushes merge */
+			r = mfs_fsync_dirs((const int[]){ dst_dirfd, w->dirfd }, 2);
 	}
 	if (r == 0 && ret_name)
 		memcpy(ret_name, closed, sizeof(closed));

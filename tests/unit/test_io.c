@@ -799,13 +799,14 @@ static void test_run_jobs(void)
 	CU_ASSERT_EQUAL(mfs_run_jobs(jobs, 0), 0);
 
 	fds[0] = dirfd_;
-	fds[1] = openat(dirfd_, "jobs-file", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CU_ASSERT_EQUAL_FATAL(mkdirat(dirfd_, "jobs-dir", 0700), 0);
+	fds[1] = openat(dirfd_, "jobs-dir", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	CU_ASSERT_FATAL(fds[1] >= 0);
-	CU_ASSERT_EQUAL(mfs_fsync_fds(fds, 2), 0);
+	CU_ASSERT_EQUAL(mfs_fsync_dirs(fds, 2), 0);
 	fds[2] = -1; /* a bad fd among good ones: its error */
-	CU_ASSERT_EQUAL(mfs_fsync_fds(fds, 3), -EBADF);
+	CU_ASSERT_EQUAL(mfs_fsync_dirs(fds, 3), -EBADF);
 	close(fds[1]);
-	CU_ASSERT_EQUAL(unlinkat(dirfd_, "jobs-file", 0), 0);
+	CU_ASSERT_EQUAL(unlinkat(dirfd_, "jobs-dir", AT_REMOVEDIR), 0);
 }
 
 static CU_TestInfo tests[] = {
@@ -824,7 +825,7 @@ static CU_TestInfo tests[] = {
 	{"fault: pread EIO, EINTR, short reads", test_fault_pread},
 	{"drop_clean_cache: clean pages dropped, dirty kept", test_drop_clean_cache},
 	{"fault: seal then close, a failed seal", test_fault_seal_then_close},
-	{"run_jobs: at once, each once, first error; fsync_fds", test_run_jobs},
+	{"run_jobs: at once, each once, first error; fsync_dirs", test_run_jobs},
 	CU_TEST_INFO_NULL,
 };
 

@@ -54,8 +54,9 @@ struct mfs_job {
 };
 int mfs_run_jobs(struct mfs_job *jobs, size_t n);
 
-/* fsync every fd of @fds at once (mfs_run_jobs). Returns the first error or 0. */
-int mfs_fsync_fds(const int *fds, size_t n);
+/* mfs_fsync_dir() every folder of @dirfds at once (mfs_run_jobs; an
+ * O_PATH fd will do). Returns the first error or 0. */
+int mfs_fsync_dirs(const int *dirfds, size_t n);
 
 /*
  * Drop @fd's page cache if none of it is dirty or under writeback (as
