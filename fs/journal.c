@@ -636,7 +636,7 @@ static int establish_new_job(void *arg)
 	int r;
 
 	pthread_rwlock_rdlock(&j->seg_lock);
-	r = j->w ? mfs_segw_establish(j->w, false) : -EIO;
+	r = j->w ? mfs_segw_establish(j->w) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
 	return r;
 }

@@ -396,15 +396,13 @@ out_unlock:
 	return r;
 }
 
-int mfs_segw_establish(struct mfs_segw *w, bool sync_dir)
+int mfs_segw_establish(struct mfs_segw *w)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&w->sync_lock);
 	if (w->pending) {
 		r = mfs_io->fdatasync(w->fd) < 0 ? -errno : 0;
-		if (r == 0 && sync_dir)
-			r = mfs_fsync_dir(w->dirfd, NULL);
 		if (r < 0)
 			w->sync_error = r;
 		w->pending = false;

@@ -45,10 +45,10 @@ int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_
 #define MFS_SEGW_LAZY 1u
 int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
 			  uint64_t first_lsn, unsigned flags, struct mfs_segw **ret);
-/* Make a lazily created segment durable and let syncs go on. @sync_dir
- * false: its folder was fsynced since the segment was created (its entry
- * is durable), only the header is synced. */
-int mfs_segw_establish(struct mfs_segw *w, bool sync_dir);
+/* Make a lazily created segment's header durable and let syncs go on.
+ * Its folder entry is the caller's to make durable (an fsync of the
+ * folder, which the caller may share with other changes to it). */
+int mfs_segw_establish(struct mfs_segw *w);
 
 /*
  * Reopen an open (trailer-less) segment to continue appending after its
