@@ -6,10 +6,11 @@
  * and every path is resolved beneath the root with lib/path.c (openat2
  * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS); the last component is never
  * followed. The reserved top-level name ".mirrorfs" is refused. Device
- * nodes are refused (-EPERM): a hostile segment could otherwise create a
- * block device and write to it. A file is opened for writing only after an
- * O_PATH open proved it is a regular file. A hostile record can fail, never
- * change anything outside the root.
+ * nodes are made as the primary made them (mknod with rdev; without
+ * CAP_MKNOD that fails with -EPERM, the machine's condition): a hostile
+ * segment can make a device node but not write to it, since a file is
+ * opened for writing only after an O_PATH open proved it is a regular
+ * file. A hostile record can fail, never change anything outside the root.
  *
  * Segments. mfs_replay_seg_load() maps a segment file into memory once
  * (faulted in by the validation pass, 16 pages a fault; a pooled buffer
@@ -91,7 +92,7 @@
  *  - WRITE, TRUNCATE, FALLOCATE, CHMOD, CHOWN, UTIMENS, SETXATTR,
  *    REMOVEXATTR on a path that no longer exists (ENOENT, ENOTDIR on the
  *    way): skipped, counted in stats.skipped. A later record removed it.
- *  - MKNOD of a regular file, FIFO or socket: if the name exists, the old
+ *  - MKNOD (any file type): if the name exists, the old
  *    object is removed (recursively for a directory) and a fresh one made:
  *    at this LSN the name was new, and later records rebuild its contents.
  *  - MKDIR: an existing directory is kept (mode and owner re-set), anything
@@ -1144,6 +1145,7 @@ static int make_object(struct mfs_replay *r, int dfd, const char *base, const st
 	struct stat st;
 	char buf[MFS_PATH_MAX + 1];
 	ssize_t n;
+	dev_t dev;
 
 	switch (rec->type) {
 	case MFS_REC_MKDIR:
@@ -1165,7 +1167,8 @@ static int make_object(struct mfs_replay *r, int dfd, const char *base, const st
 	default:
 		if (type == 0 || type == S_IFREG)
 			return create_regular(r, dfd, base, rec);
-		return mknodat(dfd, base, type | (rec->mode & 07777), 0) < 0 ? -errno : 0;
+		dev = type == S_IFCHR || type == S_IFBLK ? (dev_t)rec->rdev : 0;
+		return mknodat(dfd, base, type | (rec->mode & 07777), dev) < 0 ? -errno : 0;
 	}
 }
 
@@ -1281,13 +1284,17 @@ static int op_two(struct mfs_replay *r, const struct mfs_rec *rec)
 
 /* ================================================================ checks */
 
-static bool path_ok(const char *path)
+/* Why @path is refused (NULL: it is not). */
+static const char *path_why(const char *path)
 {
 	size_t n = strlen(RESERVED_NAME);
 
 	if (!mfs_path_is_valid(path))
-		return false;
-	return !(strncmp(path, RESERVED_NAME, n) == 0 && (path[n] == '\0' || path[n] == '/'));
+		return path[0] == '/' ? "absolute" : "not a clean relative path (empty, '.', '..', "
+						     "'//' or a name over 255 bytes)";
+	if (strncmp(path, RESERVED_NAME, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+		return "the reserved name '" RESERVED_NAME "'";
+	return NULL;
 }
 
 static bool nsec_ok(uint32_t ns)
@@ -1300,56 +1307,144 @@ static bool range_ok(uint64_t off, uint64_t len)
 	return off <= (uint64_t)INT64_MAX && len <= (uint64_t)INT64_MAX - off;
 }
 
-static int check_fields(const struct mfs_rec *rec)
+/*
+ * The file types a MKNOD record may make: what mknod(2) makes, as the
+ * primary accepted it. Device nodes are replicated (with their rdev): the
+ * engine never opens anything but a regular file for writing (file_get),
+ * so a device node cannot be used to write to a device.
+ */
+static bool mknod_type_ok(uint32_t type)
 {
-	const uint32_t fl_ok = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+	return type == 0 || type == S_IFREG || type == S_IFIFO || type == S_IFSOCK ||
+	       type == S_IFCHR || type == S_IFBLK;
+}
+
+static const char *mknod_why(const struct mfs_rec *rec)
+{
 	uint32_t type = rec->mode & S_IFMT;
 
+	if (rec->mode & ~(S_IFMT | 07777u))
+		return "mode: bits outside the file type and permissions";
+	if (!mknod_type_ok(type))
+		return "mode: not a file type mknod makes";
+	if ((type == S_IFCHR || type == S_IFBLK) && rec->rdev != (uint64_t)(dev_t)rec->rdev)
+		return "rdev: out of range";
+	return NULL;
+}
+
+static const char *fallocate_why(const struct mfs_rec *rec)
+{
+	const uint32_t fl_ok = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+
+	if (rec->mode & ~fl_ok)
+		return "mode: unknown or not idempotent (collapse/insert range)";
+	if (rec->length == 0 || !range_ok(rec->offset, rec->length))
+		return "offset/length: out of range";
+	if ((rec->mode & FALLOC_FL_PUNCH_HOLE) && !(rec->mode & FALLOC_FL_KEEP_SIZE))
+		return "mode: punch-hole without keep-size";
+	return NULL;
+}
+
+/* Why the fields of @rec (after the path) are refused, as "field: problem" (NULL: they are not). */
+static const char *fields_why(const struct mfs_rec *rec)
+{
 	switch (rec->type) {
 	case MFS_REC_WRITE:
-		return rec->data_len <= MFS_WRITE_MAX && (rec->data || !rec->data_len) &&
-		       range_ok(rec->offset, rec->data_len);
+		if (rec->data_len > MFS_WRITE_MAX || (!rec->data && rec->data_len))
+			return "data: longer than the format allows";
+		return range_ok(rec->offset, rec->data_len) ? NULL : "offset: out of range";
 	case MFS_REC_TRUNCATE:
-		return rec->length <= (uint64_t)INT64_MAX;
+		return rec->length <= (uint64_t)INT64_MAX ? NULL : "size: out of range";
 	case MFS_REC_FALLOCATE:
-		return !(rec->mode & ~fl_ok) && rec->length > 0 &&
-		       range_ok(rec->offset, rec->length) &&
-		       (!(rec->mode & FALLOC_FL_PUNCH_HOLE) || (rec->mode & FALLOC_FL_KEEP_SIZE));
+		return fallocate_why(rec);
 	case MFS_REC_MKNOD:
-		return !(rec->mode & ~(S_IFMT | 07777u)) &&
-		       (type == 0 || type == S_IFREG || type == S_IFIFO || type == S_IFSOCK);
+		return mknod_why(rec);
 	case MFS_REC_MKDIR:
-		return !(rec->mode & ~(S_IFMT | 07777u)) && (type == 0 || type == S_IFDIR);
-	case MFS_REC_CHMOD:
-		return true; /* only the permission bits are applied */
+		return !(rec->mode & ~(S_IFMT | 07777u)) &&
+				       ((rec->mode & S_IFMT) == 0 || (rec->mode & S_IFMT) == S_IFDIR) ?
+			       NULL :
+			       "mode: not a directory mode";
 	case MFS_REC_RENAME:
-		return path_ok(rec->path2) && !(rec->flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) &&
-		       rec->flags != (RENAME_NOREPLACE | RENAME_EXCHANGE);
+		if (path_why(rec->path2))
+			return "new path: refused";
+		return !(rec->flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) &&
+				       rec->flags != (RENAME_NOREPLACE | RENAME_EXCHANGE) ?
+			       NULL :
+			       "flags: unknown or contradictory";
 	case MFS_REC_LINK:
-		return path_ok(rec->path2);
+		return path_why(rec->path2) ? "new path: refused" : NULL;
 	case MFS_REC_SYMLINK:
-		return rec->path2[0] != '\0' && strlen(rec->path2) <= MFS_PATH_MAX;
+		return rec->path2[0] != '\0' && strlen(rec->path2) <= MFS_PATH_MAX ?
+			       NULL :
+			       "target: empty or too long";
 	case MFS_REC_UTIMENS:
-		return nsec_ok(rec->atime_nsec) && nsec_ok(rec->mtime_nsec);
+		return nsec_ok(rec->atime_nsec) && nsec_ok(rec->mtime_nsec) ?
+			       NULL :
+			       "nanoseconds: out of range";
 	case MFS_REC_SETXATTR:
-		return rec->data_len <= MFS_XATTR_VALUE_MAX && (rec->data || !rec->data_len);
+		if (rec->data_len > MFS_XATTR_VALUE_MAX || (!rec->data && rec->data_len))
+			return "value: longer than the format allows";
+		return NULL;
 	default:
-		return true;
+		return NULL; /* CHMOD: only the permission bits are applied */
 	}
+}
+
+/* Why @rec is refused (NULL: it is not); @ret_path2 says the reason is about path2. */
+static const char *check_why(const struct mfs_rec *rec, bool *ret_path2)
+{
+	const char *why;
+
+	*ret_path2 = false;
+	if (!rec || !mfs_rec_type_is_valid((uint32_t)rec->type) || rec->type == MFS_REC_SEG_CLOSED)
+		return "type: not a record type to apply";
+	if (mfs_rec_type_is_marker(rec->type))
+		return NULL;
+	why = path_why(rec->path);
+	if (why)
+		return why;
+	if ((rec->type == MFS_REC_SETXATTR || rec->type == MFS_REC_REMOVEXATTR) &&
+	    (rec->path2[0] == '\0' || strlen(rec->path2) > MFS_XATTR_NAME_MAX))
+		return "xattr name: empty or too long";
+	why = fields_why(rec);
+	*ret_path2 = why && (rec->type == MFS_REC_RENAME || rec->type == MFS_REC_LINK) &&
+		     !strncmp(why, "new path", 8);
+	if (*ret_path2)
+		why = path_why(rec->path2);
+	return why;
 }
 
 int mfs_replay_check(const struct mfs_rec *rec)
 {
-	if (!rec || !mfs_rec_type_is_valid((uint32_t)rec->type) || rec->type == MFS_REC_SEG_CLOSED)
-		return -EINVAL;
-	if (mfs_rec_type_is_marker(rec->type))
+	bool p2;
+
+	return check_why(rec, &p2) ? -EINVAL : 0;
+}
+
+/* "LSN 7 mknod 'dev/x'" into @buf. */
+static void rec_name(const struct mfs_rec *rec, bool path2, char *buf, size_t size)
+{
+	snprintf(buf, size, "LSN %" PRIu64 " %s '%.200s'%s%.200s%s", rec->lsn,
+		 mfs_rec_type_name(rec->type) ?: "?", rec->path, path2 ? " -> '" : "",
+		 path2 ? rec->path2 : "", path2 ? "'" : "");
+}
+
+int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size)
+{
+	char name[512];
+	const char *why;
+	bool p2;
+
+	why = check_why(rec, &p2);
+	if (!why)
 		return 0;
-	if (!path_ok(rec->path))
+	if (!rec) {
+		snprintf(buf, size, "%s", why);
 		return -EINVAL;
-	if ((rec->type == MFS_REC_SETXATTR || rec->type == MFS_REC_REMOVEXATTR) &&
-	    (rec->path2[0] == '\0' || strlen(rec->path2) > MFS_XATTR_NAME_MAX))
-		return -EINVAL;
-	return check_fields(rec) ? 0 : -EINVAL;
+	}
+	rec_name(rec, p2, name, sizeof(name));
+	snprintf(buf, size, "%s: %s%s", name, p2 ? "new path: " : "", why);
+	return -EINVAL;
 }
 
 /* ================================================================ engine */

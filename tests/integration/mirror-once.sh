@@ -204,7 +204,16 @@ printf 'symlink esc ../canary\nchmod esc 0777\n' | hostile symchmod
 run_once symchmod 2>/dev/null || true # chmod of a symlink is a no-op: applied, not refused
 [ "$(stat -c %a "$T/symchmod/canary")" != 777 ] || fail "chmod followed a symlink"
 printf 'mkdir d 0755\nsymlink d/up ../..\nmknod d/up/pwned 0100644\n' | hostile symup; check_hostile symup
-printf 'mknod dev 020644\n' | hostile device; check_hostile device
+# a device node the primary accepted is replicated (as root), never quarantined
+if [ "$(id -u)" = 0 ]; then
+	printf 'mknod cdev 020640 1:3\nmknod bdev 060600 7:200\n' | hostile device
+	run_once device || fail "device nodes: --once failed: $(cat "$T/device/state/quarantine/"*.reason 2>/dev/null)"
+	[ "$(stat -c '%F %t:%T %a' "$T/device/data/cdev")" = "character special file 1:3 640" ] ||
+		fail "char device not replicated: $(stat -c '%F %t:%T %a' "$T/device/data/cdev")"
+	[ "$(stat -c '%F %t:%T %a' "$T/device/data/bdev")" = "block special file 7:c8 600" ] ||
+		fail "block device not replicated: $(stat -c '%F %t:%T %a' "$T/device/data/bdev")"
+	printf 'mknod cdev 020640 1:3\nwrite cdev 0 pwned\n' | hostile devwrite; check_hostile devwrite
+fi
 echo "write a 0 x" | hostile foreign
 rm "$T/foreign/in/"*.mfsj
 echo "mknod a 0100644" | "$MKSEG" "$T/foreign/in" $U2 1 > /dev/null

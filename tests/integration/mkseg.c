@@ -8,7 +8,7 @@
  * One record per line, fields separated by blanks (names have none):
  *   write PATH OFF DATA        DATA: text, or @LEN:SEED for LEN pattern bytes
  *   truncate PATH SIZE         fallocate PATH MODE OFF LEN
- *   mknod PATH MODE(octal, with type bits)   mkdir PATH MODE
+ *   mknod PATH MODE(octal, with type bits) [MAJOR:MINOR]   mkdir PATH MODE
  *   unlink PATH   rmdir PATH   rename A B [FLAGS]   link A B
  *   symlink PATH TARGET        chmod PATH MODE      chown PATH UID GID
  *   utimens PATH AS ANS MS MNS setxattr PATH NAME VALUE   removexattr PATH NAME
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "mirrorfs/io.h"
 #include "mirrorfs/segment.h"
@@ -121,7 +122,11 @@ static void line(struct gen *g, char *s, struct mfs_rec *rec)
 		rec->type = MFS_REC_FALLOCATE, P1, rec->mode = (uint32_t)NUM(2);
 		rec->offset = NUM(3), rec->length = NUM(4);
 	} else if (!strcmp(t[0], "mknod")) {
+		unsigned maj, min;
+
 		rec->type = MFS_REC_MKNOD, P1, rec->mode = OCT(2);
+		if (t[3] && sscanf(t[3], "%u:%u", &maj, &min) == 2)
+			rec->rdev = makedev(maj, min);
 	} else if (!strcmp(t[0], "mkdir")) {
 		rec->type = MFS_REC_MKDIR, P1, rec->mode = OCT(2);
 	} else if (!strcmp(t[0], "unlink")) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mirrorfs/record.h"
@@ -37,6 +38,13 @@ int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret);
  * no NUL, components <= 255 bytes), field ranges. Returns 0 or -EINVAL.
  */
 int mfs_replay_check(const struct mfs_rec *rec);
+
+/*
+ * Like mfs_replay_check(); on refusal, one line into @buf naming the LSN,
+ * the record type, the path and the refused field ("LSN 7 mknod 'd/x':
+ * mode: not a file type mknod makes"). Returns 0 or -EINVAL.
+ */
+int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size);
 
 /*
  * Apply one record (markers are accepted and ignored). The write data is
