@@ -12,6 +12,15 @@
  *
  * The last component is never followed: callers operate on it with the
  * *at() calls and AT_SYMLINK_NOFOLLOW, or open it with O_NOFOLLOW.
+ *
+ * The reserved top-level name ".mirrorfs" (a rejoined data folder keeps
+ * its journal state there) is unreachable by any path: refused by name,
+ * and, where a path goes through a symlink (which a primary never
+ * journals: its paths are the real ones), the folder the symlinks led to
+ * is checked, by device and inode, for being the root's .mirrorfs or below
+ * it, and a last component ".mirrorfs" in the root refused (-EXDEV, as an
+ * escape). Paths without a symlink take one openat2(RESOLVE_NO_SYMLINKS),
+ * as before; only a path that meets a symlink pays for the check.
  */
 #include "mirrorfs/path.h"
 
@@ -19,6 +28,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/openat2.h>
@@ -63,13 +73,24 @@ bool mfs_path_is_valid(const char *path)
 	return true;
 }
 
-/* openat2 beneath @rootfd; -ENOSYS when the kernel lacks it. */
-static int beneath_openat2(int rootfd, const char *path, int flags, unsigned mode)
+/* Whether @path names the reserved folder or something in it, by name. */
+static bool is_reserved(const char *path)
+{
+	size_t n = strlen(MFS_PATH_RESERVED);
+
+	return strncmp(path, MFS_PATH_RESERVED, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * openat2 beneath @rootfd (@nosym: and through no symlink at all); -ENOSYS
+ * when the kernel lacks it.
+ */
+static int beneath_openat2(int rootfd, const char *path, int flags, unsigned mode, bool nosym)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_CLOEXEC),
 		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (nosym ? RESOLVE_NO_SYMLINKS : 0),
 	};
 	int state = atomic_load_explicit(&openat2_state, memory_order_relaxed);
 	long fd;
@@ -121,6 +142,73 @@ static int walk_dirs(int rootfd, const char *path, size_t len)
 	return TAKE_FD(cur);
 }
 
+/*
+ * Directory @dfd was reached through a symlink: refuse (-EXDEV) if it is
+ * the root's reserved folder or below it, walking up ".." to the root.
+ */
+static int check_not_reserved(int rootfd, int dfd)
+{
+	_cleanup_close_ int cur = -EBADF;
+	struct stat root, res, st;
+
+	if (fstat(rootfd, &root) < 0)
+		return -errno;
+	if (fstatat(rootfd, MFS_PATH_RESERVED, &res, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(res.st_mode))
+		return 0;
+	cur = openat(dfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cur < 0)
+		return -errno;
+	for (unsigned depth = 0; depth <= MFS_PATH_MAX; depth++) {
+		int up;
+
+		if (fstat(cur, &st) < 0)
+			return -errno;
+		if (st.st_dev == res.st_dev && st.st_ino == res.st_ino)
+			return -EXDEV;
+		if (st.st_dev == root.st_dev && st.st_ino == root.st_ino)
+			return 0;
+		up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (up < 0)
+			return -errno;
+		closep(&cur);
+		cur = up;
+	}
+	return -EXDEV; /* not below the root any more (moved meanwhile) */
+}
+
+/* @dfd is @path's parent, reached through a symlink: the reserved checks. */
+static int check_resolved_parent(int rootfd, int dfd, const char *base)
+{
+	struct stat root, st;
+	int e = check_not_reserved(rootfd, dfd);
+
+	if (e < 0 || strcmp(base, MFS_PATH_RESERVED) != 0)
+		return e;
+	if (fstat(rootfd, &root) < 0 || fstat(dfd, &st) < 0)
+		return -errno;
+	return st.st_dev == root.st_dev && st.st_ino == root.st_ino ? -EXDEV : 0;
+}
+
+/* The parent folder @dir (@dlen bytes) of @base, beneath @rootfd, reserved checks done. */
+static int open_dir_checked(int rootfd, const char *dir, size_t dlen, const char *base)
+{
+	_cleanup_close_ int fd = -EBADF;
+	int e;
+
+	fd = beneath_openat2(rootfd, dir, O_PATH | O_DIRECTORY, 0, true);
+	if (fd == -ENOSYS)
+		return walk_dirs(rootfd, dir, dlen); /* refuses every symlink */
+	if (fd != -ELOOP)
+		return fd < 0 ? fd : TAKE_FD(fd);
+	fd = beneath_openat2(rootfd, dir, O_PATH | O_DIRECTORY, 0, false);
+	if (fd < 0)
+		return fd;
+	e = check_resolved_parent(rootfd, fd, base);
+	return e < 0 ? e : TAKE_FD(fd);
+}
+
 int mfs_path_open_parent(int rootfd, const char *path, const char **ret_base)
 {
 	const char *slash;
@@ -130,6 +218,8 @@ int mfs_path_open_parent(int rootfd, const char *path, const char **ret_base)
 
 	if (!mfs_path_is_valid(path))
 		return -EINVAL;
+	if (is_reserved(path))
+		return -EXDEV;
 	slash = strrchr(path, '/');
 	if (!slash) {
 		fd = openat(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -141,9 +231,7 @@ int mfs_path_open_parent(int rootfd, const char *path, const char **ret_base)
 	dlen = (size_t)(slash - path);
 	memcpy(dir, path, dlen);
 	dir[dlen] = '\0';
-	fd = beneath_openat2(rootfd, dir, O_PATH | O_DIRECTORY, 0);
-	if (fd == -ENOSYS)
-		fd = walk_dirs(rootfd, dir, dlen);
+	fd = open_dir_checked(rootfd, dir, dlen, slash + 1);
 	if (fd < 0)
 		return fd;
 	*ret_base = slash + 1;
@@ -158,9 +246,12 @@ int mfs_path_open(int rootfd, const char *path, int flags, unsigned mode)
 
 	if (!mfs_path_is_valid(path))
 		return -EINVAL;
-	fd = beneath_openat2(rootfd, path, flags | O_NOFOLLOW, mode);
-	if (fd != -ENOSYS)
+	if (is_reserved(path))
+		return -EXDEV;
+	fd = beneath_openat2(rootfd, path, flags | O_NOFOLLOW, mode, true);
+	if (fd != -ENOSYS && fd != -ELOOP)
 		return fd;
+	/* no openat2, or a symlink on the way (or last): through the checked parent */
 	parent = mfs_path_open_parent(rootfd, path, &base);
 	if (parent < 0)
 		return parent;

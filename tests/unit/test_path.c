@@ -37,6 +37,12 @@ static int setup(void)
 	    symlinkat("../../..", rootfd, "d/up") < 0)
 		return -1;
 	close(openat(rootfd, "d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+	/* the reserved folder, and symlinks inside the root that lead to it */
+	if (mkdirat(rootfd, ".mirrorfs", 0755) < 0 || mkdirat(rootfd, ".mirrorfs/journal", 0755) < 0 ||
+	    symlinkat(".mirrorfs", rootfd, "m") < 0 || symlinkat(".", rootfd, "self") < 0 ||
+	    symlinkat("../.mirrorfs/journal", rootfd, "d/j") < 0)
+		return -1;
+	close(openat(rootfd, ".mirrorfs/state", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
 	return 0;
 }
 
@@ -113,6 +119,17 @@ static void check_resolution(void)
 	}
 	CU_ASSERT_EQUAL(mfs_path_open(rootfd, "d/missing", O_RDONLY, 0), -ENOENT);
 	CU_ASSERT_EQUAL(mfs_path_open_parent(rootfd, "d/f/x", &base), -ENOTDIR);
+	/* the reserved folder: by name, or through any symlink, never reached */
+	CU_ASSERT_EQUAL(mfs_path_open_parent(rootfd, ".mirrorfs/state", &base), -EXDEV);
+	CU_ASSERT_EQUAL(mfs_path_open_parent(rootfd, ".mirrorfs", &base), -EXDEV);
+	CU_ASSERT_TRUE(mfs_path_open_parent(rootfd, "m/state", &base) < 0);
+	CU_ASSERT_TRUE(mfs_path_open_parent(rootfd, "m/journal/x", &base) < 0);
+	CU_ASSERT_TRUE(mfs_path_open_parent(rootfd, "d/j/x", &base) < 0);
+	CU_ASSERT_TRUE(mfs_path_open_parent(rootfd, "self/.mirrorfs", &base) < 0);
+	CU_ASSERT_TRUE(mfs_path_open_parent(rootfd, "self/m/state", &base) < 0);
+	CU_ASSERT_TRUE(mfs_path_open(rootfd, "m/state", O_WRONLY, 0) < 0);
+	CU_ASSERT_TRUE(mfs_path_open(rootfd, "self/.mirrorfs/state", O_PATH, 0) < 0);
+	CU_ASSERT_TRUE(mfs_path_open(rootfd, "self/.mirrorfs", O_PATH, 0) < 0);
 }
 
 static void test_openat2(void)
@@ -129,6 +146,13 @@ static void test_openat2(void)
 		if (fd >= 0)
 			close(fd);
 	}
+	/* ... and one that leads to the root itself, then to a plain folder */
+	fd = mfs_path_open(rootfd, "self/d/f", O_RDONLY, 0);
+	CU_ASSERT_TRUE(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(mfs_path_open_parent(rootfd, "self/m/state", &base), -EXDEV);
+	CU_ASSERT_EQUAL(mfs_path_open_parent(rootfd, "self/.mirrorfs", &base), -EXDEV);
 }
 
 static void test_walk(void)

@@ -769,6 +769,69 @@ static void test_devices(void)
 	close(root);
 }
 
+/* ---------------------------------------------------------------- deep trees */
+
+/* Make a chain of @depth folders "x/x/x..." under @name of @root, a file in each. */
+static int make_chain(int root, const char *name, int depth)
+{
+	int fd = -1, up;
+
+	if (mkdirat(root, name, 0755) < 0)
+		return -1;
+	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (int i = 0; i < depth && fd >= 0; i++) {
+		close(openat(fd, "f", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+		if (mkdirat(fd, "x", 0755) < 0)
+			break;
+		up = fd;
+		fd = openat(up, "x", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(up);
+	}
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+/*
+ * Removing a tree deeper than 256 levels (and deeper than PATH_MAX, which
+ * renames can build) works, for rmdir, unlink and a rename over it; so
+ * does a folder with more subfolders than are listed at once.
+ */
+static void test_deep_remove(void)
+{
+	struct mfs_replay *r;
+	struct stat st;
+	char name[32];
+	int root = fresh_root("deep-root"), fd;
+
+	CU_ASSERT_TRUE_FATAL(root >= 0);
+	CU_ASSERT_EQUAL_FATAL(make_chain(root, "a", 300), 0);
+	CU_ASSERT_EQUAL_FATAL(make_chain(root, "b", 2100), 0); /* 4200 bytes of path */
+	CU_ASSERT_EQUAL_FATAL(make_chain(root, "c", 40), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdirat(root, "w", 0755), 0);
+	fd = openat(root, "w", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (int i = 0; i < 1500; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		CU_ASSERT_EQUAL(mkdirat(fd, name, 0755), 0);
+	}
+	close(fd);
+	CU_ASSERT_EQUAL_FATAL(mfs_replay_new(root, 0, &r), 0);
+	CU_ASSERT_EQUAL(mfs_replay_apply(r, mk(MFS_REC_RMDIR, "a", NULL)), 0);
+	CU_ASSERT_EQUAL(mfs_replay_apply(r, mk(MFS_REC_UNLINK, "b", NULL)), 0);
+	CU_ASSERT_EQUAL(mfs_replay_apply(r, mk(MFS_REC_RMDIR, "w", NULL)), 0);
+	CU_ASSERT_EQUAL(mfs_replay_apply(r, mk(MFS_REC_MKDIR, "d", NULL)), 0);
+	CU_ASSERT_EQUAL(mfs_replay_apply(r, mk(MFS_REC_RENAME, "d", "c")), 0);
+	CU_ASSERT_EQUAL(mfs_replay_finish(r), 0);
+	mfs_replay_free(r);
+	CU_ASSERT_EQUAL(fstatat(root, "a", &st, AT_SYMLINK_NOFOLLOW), -1);
+	CU_ASSERT_EQUAL(fstatat(root, "b", &st, AT_SYMLINK_NOFOLLOW), -1);
+	CU_ASSERT_EQUAL(fstatat(root, "w", &st, AT_SYMLINK_NOFOLLOW), -1);
+	CU_ASSERT_EQUAL(fstatat(root, "c/x", &st, AT_SYMLINK_NOFOLLOW), -1);
+	CU_ASSERT_EQUAL(fstatat(root, "c", &st, AT_SYMLINK_NOFOLLOW), 0);
+	close(root);
+}
+
 static CU_TestInfo tests[] = {
 	{ "life", test_life },
 	{ "model", test_model },
@@ -779,6 +842,7 @@ static CU_TestInfo tests[] = {
 	{ "escape", test_escape },
 	{ "check", test_check },
 	{ "devices", test_devices },
+	{ "deep-remove", test_deep_remove },
 	CU_TEST_INFO_NULL,
 };
 
