@@ -127,10 +127,24 @@ static void setup_process(void)
 	}
 }
 
-/* Continuous mode: rescan on inotify events, retry while something waits. */
+/* How long to wait before the next pass: a failed pass's backoff runs to its deadline. */
+static int wait_ms(int pending, uint64_t retry_at)
+{
+	uint64_t now = mfs_mono_ns();
+
+	if (pending < 0)
+		return retry_at > now ? (int)((retry_at - now + 999999) / 1000000) : 0;
+	return pending != 0 ? RETRY_MS : IDLE_RESCAN_MS;
+}
+
+/*
+ * Continuous mode: rescan on inotify events, retry while something waits;
+ * after a pass that failed for a local reason, not before its backoff.
+ */
 static int run_loop(struct mirror *m)
 {
 	_cleanup_close_ int wfd = -EBADF;
+	uint64_t retry_at = 0;
 	int r, pending;
 
 	wfd = mirror_watch_open(arg_cfg.incoming);
@@ -140,7 +154,9 @@ static int run_loop(struct mirror *m)
 	while (!stop_requested) {
 		struct pollfd p = { .fd = wfd, .events = POLLIN };
 
-		r = poll(&p, 1, pending != 0 ? RETRY_MS : IDLE_RESCAN_MS);
+		if (pending < 0 && !retry_at)
+			retry_at = mfs_mono_ns() + (uint64_t)mirror_retry_ms(m) * 1000000ull;
+		r = poll(&p, 1, wait_ms(pending, retry_at));
 		if (r < 0 && errno != EINTR)
 			return log_error_errno(-errno, "poll failed: %m");
 		if (stop_requested)
@@ -152,6 +168,9 @@ static int run_loop(struct mirror *m)
 			if (r == 0 && pending == 0)
 				continue;
 		}
+		if (pending < 0 && mfs_mono_ns() < retry_at)
+			continue; /* a local failure: its backoff first */
+		retry_at = 0;
 		pending = mirror_pass(m, &stop_requested);
 	}
 	log_info("stopping");

@@ -8,9 +8,14 @@
  *    not yet applied (an overlapping or re-delivered segment applies only
  *    its new tail); a segment starting after applied+1 is a gap: it waits;
  *  - a segment is validated in full (verdict, data-set id, name against
- *    contents, every record's path and fields) before any record of it is
- *    applied; a bad one is moved to the quarantine folder with a
- *    NAME.reason file, never applied;
+ *    contents, every record's path and fields) and then as a whole against
+ *    the data folder (the engine's preflight: symlinks, sizes past the file
+ *    system's limits, fallocate totals, device nodes) before any record of
+ *    it is applied; a bad one is moved to the quarantine folder with a
+ *    NAME.reason file naming the LSN, record type, path and field, never
+ *    applied; a refusal of the machine's (not enough free space for its
+ *    allocations, no CAP_MKNOD for its device nodes) leaves it in place,
+ *    retried with backoff;
  *  - a segment is mapped into memory once (at most --max-segment bytes),
  *    validated from that memory and applied from the same memory: no
  *    second read, no second checksum pass (paths and fields are decoded
@@ -30,12 +35,17 @@
  *    while the batch's flush waits for the disk, so the delete is cheap;
  *  - a segment that cannot be read (an I/O error under the incoming
  *    folder) is neither applied nor quarantined: the error is reported
- *    and it is tried again.
- * A record that fails while being applied for a reason that is the
- * segment's (an escape through a symlink found only at apply time, say)
- * quarantines the segment; the records before it, all beneath the data
- * root, stay applied. Local failures (EIO, ENOSPC, ...) leave the segment in
- * place for a retry.
+ *    and it is tried again; anything in incoming that is not a regular
+ *    file (a FIFO named like a segment) is opened without blocking and
+ *    skipped, reported as waiting.
+ * Local failures (EIO, ENOSPC, ... mfs_replay_error_is_local()) leave the
+ * segment in place: the pass stops, and is tried again after 1, 2, 4 ...
+ * up to 60 s (status.json "retry"). A record that fails while being
+ * applied for a reason that is the segment's although the preflight
+ * passed (the data folder changed by someone else meanwhile) quarantines
+ * the segment; the records before it, all beneath the data root, stay
+ * applied: the engine stops before the failing record rather than undo
+ * (see lib/replay_preflight.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -59,6 +69,8 @@
 #define YOUNG_NS (30ull * 1000000000ull) /* a torn segment this young may still be arriving */
 #define MAX_LISTED 100u
 #define BATCH_BYTES (1ull << 30) /* segment bytes applied before a flush and state save */
+#define RETRY_MIN_MS 1000u       /* first retry after a local failure ... */
+#define RETRY_MAX_MS 60000u      /* ... doubling up to this */
 
 struct seg_ent {
 	char name[MFS_SEG_NAME_LEN + 1];
@@ -111,6 +123,7 @@ struct mirror {
 	char **batch_names;
 	size_t n_batch;
 	struct prefetch pf[PREFETCH];
+	unsigned retries; /* passes in a row that failed locally */
 };
 
 /* What applying one segment needs in the scan callback. */
@@ -198,17 +211,6 @@ static int list_segments(int dirfd, struct seg_ent **ret)
 	return (int)n;
 }
 
-static bool is_local_error(int e)
-{
-	switch (-e) {
-	case EIO: case ENOSPC: case EDQUOT: case ENOMEM: case EROFS: case EMFILE:
-	case ENFILE: case EAGAIN: case EINTR: case EBUSY: case ETXTBSY:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* ================================================================ quarantine, retire */
 
 static void quarantine(struct mirror *m, const char *name, const char *fmt, ...)
@@ -251,22 +253,16 @@ static void retire(struct mirror *m, const char *name)
 /* ================================================================ validation */
 
 struct check_ctx {
-	uint64_t bad_lsn;
-	enum mfs_rec_type bad_type;
 	int error;
+	char why[640]; /* the refused record: LSN, type, path, field */
 };
 
 static int check_cb(const struct mfs_rec *rec, void *arg)
 {
 	struct check_ctx *c = arg;
 
-	c->error = mfs_replay_check(rec);
-	if (c->error < 0) {
-		c->bad_lsn = rec->lsn;
-		c->bad_type = rec->type;
-		return 1;
-	}
-	return 0;
+	c->error = mfs_replay_check_why(rec, c->why, sizeof(c->why));
+	return c->error < 0 ? 1 : 0;
 }
 
 /*
@@ -281,8 +277,7 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 	struct stat st;
 
 	if (c->error) {
-		quarantine(m, e->name, "LSN %" PRIu64 " (%s): invalid path or field refused",
-			   c->bad_lsn, mfs_rec_type_name(c->bad_type) ?: "?");
+		quarantine(m, e->name, "%s", c->why);
 		return 1;
 	}
 	if (info->verdict == MFS_SEG_FOREIGN) {
@@ -308,6 +303,31 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 	return 0;
 }
 
+/*
+ * The engine's preflight of loaded segment @s against the data folder, as
+ * it is after the batch so far. Returns 0 (apply it), 1 quarantined, or
+ * -errno: the machine's condition (left in place, retried). @s is freed
+ * unless 0 is returned.
+ */
+static int preflight(struct mirror *m, const struct seg_ent *e, struct mfs_replay_seg *s)
+{
+	const char *why;
+	bool local;
+	int r = mfs_replay_seg_preflight(m->engine, s, m->batch_lsn);
+
+	if (r == 0)
+		return 0;
+	why = mfs_replay_seg_why(s, &local) ?: strerror(-r);
+	if (local || r == -ENOMEM) {
+		set_error(m, "'%s' cannot be applied yet (will retry): %s", e->name, why);
+	} else {
+		quarantine(m, e->name, "%s", why);
+		r = 1;
+	}
+	mfs_replay_seg_free(s);
+	return r;
+}
+
 /* ================================================================ prefetch */
 
 /*
@@ -317,7 +337,8 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
  */
 static int seg_open(int in_fd, const char *name, int *ret_fd, struct stat *st)
 {
-	*ret_fd = openat(in_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a segment must not block the open */
+	*ret_fd = openat(in_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (*ret_fd < 0)
 		return -errno;
 	return fstat(*ret_fd, st) < 0 ? -errno : 0;
@@ -466,7 +487,9 @@ static int validate(struct mirror *m, const struct seg_ent *e, int fd, int r,
 	}
 	if (r < 0)
 		return read_failed(m, e, r);
-	c.error = mfs_replay_seg_refused(s, &c.bad_lsn, &c.bad_type);
+	c.error = mfs_replay_seg_refused(s, NULL, NULL);
+	if (c.error)
+		snprintf(c.why, sizeof(c.why), "%s", mfs_replay_seg_why(s, NULL) ?: "refused");
 	r = judge(m, e, fd, &c, mfs_replay_seg_info(s));
 	if (r != 0) {
 		mfs_replay_seg_free(s);
@@ -598,14 +621,22 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 	if (a.error < 0 || r < 0) {
 		int err = a.error < 0 ? a.error : r;
 
+		const char *why = a.local ? NULL : mfs_replay_why(m->engine);
+
 		mfs_segw_free(a.cw);
-		if (!a.local && !is_local_error(err)) {
-			errno = -err;
-			quarantine(m, e->name, "applying LSN %" PRIu64 " failed: %m", a.err_lsn);
+		errno = -err;
+		if (!a.local && !mfs_replay_error_is_local(err)) {
+			if (why)
+				quarantine(m, e->name, "applying failed: %s", why);
+			else
+				quarantine(m, e->name, "applying LSN %" PRIu64 " failed: %m", a.err_lsn);
 			return 1;
 		}
-		errno = -err;
-		set_error(m, "applying '%s' failed (will retry): %m", e->name);
+		if (why)
+			set_error(m, "applying '%s' failed (will retry): %s", e->name, why);
+		else
+			set_error(m, "applying '%s' failed at LSN %" PRIu64 " (will retry): %m",
+				  e->name, a.err_lsn);
 		return err;
 	}
 	r = cascade_end(m, a.cw);
@@ -799,8 +830,9 @@ static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_en
 	if (r != 0)
 		return r;
 	if (!S_ISREG(st.st_mode)) {
-		quarantine(m, e->name, "not a regular file");
-		return 1;
+		set_error(m, "'%s' is not a regular file, skipped (waiting for the segment)",
+			  e->name);
+		return 2;
 	}
 	if (m->cfg.hold && held_has(m, e, &st))
 		return 3;
@@ -821,6 +853,8 @@ static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_en
 		log_info("hold: '%s' validated, kept", e->name);
 		return 3;
 	}
+	if (s && (r = preflight(m, e, s)) != 0)
+		return r;
 	r = apply_segment(m, e, fd, &info, s);
 	if (r != 0)
 		return r;
@@ -944,8 +978,22 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 		m->status.waiting += v[j].last > m->st.applied_lsn;
 	if (ret == 0 && !m->status.gap_from)
 		m->status.last_error = NULL;
+	m->retries = ret < 0 ? m->retries + 1 : 0;
+	m->status.retries = m->retries;
+	m->status.retry_ms = mirror_retry_ms(m);
 	publish(m);
 	return ret;
+}
+
+unsigned mirror_retry_ms(const struct mirror *m)
+{
+	unsigned ms = RETRY_MIN_MS;
+
+	if (!m->retries)
+		return 0;
+	for (unsigned i = 1; i < m->retries && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
 }
 
 /* ================================================================ lifetime */

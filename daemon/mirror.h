@@ -52,6 +52,8 @@ struct mirror_status {
 	char **quarantined;        /* names in the quarantine folder */
 	unsigned n_quarantined;
 	double last_bytes_per_sec; /* apply speed of the last segment */
+	unsigned retries;          /* passes in a row that failed for a local reason */
+	unsigned retry_ms;         /* the next one is in this long (0: none due) */
 	const char *last_error;    /* NULL or one line */
 };
 
@@ -87,3 +89,10 @@ struct mirror *mirror_free(struct mirror *m);
  * segment in hand stays in incoming for a retry).
  */
 int mirror_pass(struct mirror *m, volatile const int *stop);
+
+/*
+ * After a pass that failed for a local reason (EIO, ENOSPC...): when to try
+ * again, 1 s doubling up to 60 s with each failed pass in a row; 0 when the
+ * last pass did not fail.
+ */
+unsigned mirror_retry_ms(const struct mirror *m);

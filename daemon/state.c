@@ -99,7 +99,12 @@ static int status_json(const struct mirror_status *st, char **ret, size_t *ret_l
 			fputc(',', f);
 		json_str(f, st->quarantined[i]);
 	}
-	fprintf(f, "],\"last_segment_bytes_per_sec\":%.0f,\"last_error\":", st->last_bytes_per_sec);
+	fprintf(f, "],\"last_segment_bytes_per_sec\":%.0f,", st->last_bytes_per_sec);
+	if (st->retries)
+		fprintf(f, "\"retry\":{\"count\":%u,\"in_ms\":%u},", st->retries, st->retry_ms);
+	else
+		fputs("\"retry\":null,", f);
+	fputs("\"last_error\":", f);
 	if (st->last_error)
 		json_str(f, st->last_error);
 	else

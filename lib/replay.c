@@ -144,6 +144,7 @@
 #include "mirrorfs/path.h"
 #include "mirrorfs/segment.h"
 #include "mirrorfs/sigbus.h"
+#include "replay_i.h"
 
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
@@ -213,32 +214,6 @@ struct chunk {
 	char data[];
 };
 
-/* A record of a loaded segment; strings live in the segment's string table. */
-struct lrec {
-	enum mfs_rec_type type;
-	uint32_t path, path2; /* offsets into strs */
-	uint32_t mode, uid, gid, flags, atime_nsec, mtime_nsec, data_len;
-	uint64_t lsn, time_ns, offset, length, rdev;
-	int64_t atime_sec, mtime_sec;
-	const void *data; /* into buf */
-};
-
-struct mfs_replay_seg {
-	struct mfs_replay *r;        /* whose buffer pool @buf returns to */
-	struct mfs_replay_seg *next; /* the engine's held list */
-	uint8_t *buf;                /* the whole file, read once */
-	size_t len, cap;
-	bool mapped;
-	struct lrec *recs;
-	size_t n_recs, cap_recs;
-	char *strs;
-	size_t n_strs, cap_strs;
-	struct mfs_seg_info info;
-	int refused; /* 0 or -EINVAL: a record mfs_replay_check() refused */
-	uint64_t refused_lsn;
-	enum mfs_rec_type refused_type;
-};
-
 struct mfs_replay {
 	int rootfd;
 	unsigned flags;
@@ -265,6 +240,8 @@ struct mfs_replay {
 	struct { void *p; size_t cap; } pool[POOL_SLOTS]; /* segment buffers for reuse */
 	char *dirs[MAX_DIRS];    /* touched directories ("" = root) */
 	unsigned n_dirs;
+	struct replay_limits lim; /* preflight's knowledge of the data folder (replay_preflight.c) */
+	char why[640];            /* the last failure, one line (mfs_replay_why) */
 	struct mfs_replay_stats st;
 };
 
@@ -1134,6 +1111,28 @@ static int op_write(struct mfs_replay *r, const struct mfs_rec *rec)
 	return 0;
 }
 
+/*
+ * fallocate @rec on @fd. An allocation that fails (ENOSPC halfway) is
+ * removed: the size is set back, which frees what was allocated past it
+ * (what a failed call allocated inside the old size reads as zeros, as
+ * before, only its space stays taken).
+ */
+static int falloc(int fd, const struct mfs_rec *rec)
+{
+	struct stat st;
+	int e;
+
+	if ((rec->mode & FALLOC_FL_PUNCH_HOLE) || fstat(fd, &st) < 0)
+		return fallocate(fd, (int)rec->mode, (off_t)rec->offset, (off_t)rec->length) < 0 ?
+			       -errno : 0;
+	if (fallocate(fd, (int)rec->mode, (off_t)rec->offset, (off_t)rec->length) == 0)
+		return 0;
+	e = -errno;
+	if (ftruncate(fd, st.st_size) < 0)
+		log_debug_errno(-errno, "replay: removing a failed allocation: %m");
+	return e;
+}
+
 /* Truncate and fallocate: the file's pending writes land first. */
 static int op_resize(struct mfs_replay *r, const struct mfs_rec *rec)
 {
@@ -1149,10 +1148,8 @@ static int op_resize(struct mfs_replay *r, const struct mfs_rec *rec)
 		return e;
 	f->touched = true;
 	if (rec->type == MFS_REC_TRUNCATE)
-		e = ftruncate(f->fd, (off_t)rec->length);
-	else
-		e = fallocate(f->fd, (int)rec->mode, (off_t)rec->offset, (off_t)rec->length);
-	return e < 0 ? -errno : 0;
+		return ftruncate(f->fd, (off_t)rec->length) < 0 ? -errno : 0;
+	return falloc(f->fd, rec);
 }
 
 /* Drain if the object at @dirfd/@name is a file with writes pending. */
@@ -1597,6 +1594,15 @@ int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size)
 
 /* ================================================================ engine */
 
+/* Remember why applying @rec failed with @e, one line (mfs_replay_why). Returns @e. */
+static int note_why(struct mfs_replay *r, const struct mfs_rec *rec, int e)
+{
+	if (e < 0)
+		snprintf(r->why, sizeof(r->why), "LSN %" PRIu64 " %s '%.200s': %s", rec->lsn,
+			 mfs_rec_type_name(rec->type) ?: "?", rec->path, strerror(-e));
+	return e;
+}
+
 /* Apply a checked record. */
 static int apply_rec(struct mfs_replay *r, const struct mfs_rec *rec)
 {
@@ -1633,9 +1639,9 @@ static int apply_rec(struct mfs_replay *r, const struct mfs_rec *rec)
 
 int mfs_replay_apply(struct mfs_replay *r, const struct mfs_rec *rec)
 {
-	int e = mfs_replay_check(rec);
+	int e = mfs_replay_check_why(rec, r->why, sizeof(r->why));
 
-	return e < 0 ? e : apply_rec(r, rec);
+	return e < 0 ? e : note_why(r, rec, apply_rec(r, rec));
 }
 
 /* Reap fsync and write-behind completions until at most @keep are in flight. */
@@ -1812,6 +1818,7 @@ int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret)
 	r->naive = flags & MFS_REPLAY_F_NO_URING;
 	r->hold_max = hold_limit();
 	r->max_files = r->naive ? MAX_FILES_NAIVE : MAX_FILES;
+	r->lim.alloc_pct = MFS_REPLAY_ALLOC_PCT;
 
 	r->scratch = malloc(sizeof(*r->scratch));
 	if (!r->scratch) {
@@ -1862,6 +1869,39 @@ void mfs_replay_get_stats(struct mfs_replay *r, struct mfs_replay_stats *ret)
 {
 	*ret = r->st;
 }
+
+int replay_rootfd(const struct mfs_replay *r)
+{
+	return r->rootfd;
+}
+
+struct replay_limits *replay_limits(struct mfs_replay *r)
+{
+	return &r->lim;
+}
+
+void mfs_replay_set_alloc_share(struct mfs_replay *r, unsigned pct)
+{
+	r->lim.alloc_pct = pct < 1 ? 1 : pct > 100 ? 100 : pct;
+}
+
+const char *mfs_replay_why(const struct mfs_replay *r)
+{
+	return r->why[0] ? r->why : NULL;
+}
+
+bool mfs_replay_error_is_local(int e)
+{
+	switch (-e) {
+	case EIO: case ENOSPC: case EDQUOT: case ENOMEM: case EROFS: case EMFILE:
+	case ENFILE: case EAGAIN: case EINTR: case EBUSY: case ETXTBSY: case ESTALE:
+	case EPERM: case EACCES:
+		return true;
+	default:
+		return false;
+	}
+}
+
 
 
 /* ================================================================ segments */
@@ -1955,7 +1995,7 @@ static int seg_scan(struct mfs_replay_seg *s, const uint8_t *expect_uuid)
 	if (e < 0)
 		return e;
 	while ((e = mfs_segr_next(rd, rec)) > 0) {
-		e = mfs_replay_check(rec);
+		e = mfs_replay_check_why(rec, s->why, sizeof(s->why));
 		if (e < 0) {
 			s->refused = e;
 			s->refused_lsn = rec->lsn;
@@ -2048,6 +2088,7 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 	if (!s)
 		return -ENOMEM;
 	s->r = r;
+	s->until_lsn = s->until_ns = UINT64_MAX;
 	if (st.st_size > 0) {
 		/*
 		 * No MAP_POPULATE: its page-by-page walk cost more than the
@@ -2120,21 +2161,65 @@ struct mfs_replay_seg *mfs_replay_seg_free(struct mfs_replay_seg *s)
 	return NULL;
 }
 
+void mfs_replay_seg_limit(struct mfs_replay_seg *s, uint64_t until_lsn, uint64_t until_ns)
+{
+	s->until_lsn = until_lsn;
+	s->until_ns = until_ns;
+	s->pf_done = false;
+}
+
+/*
+ * Whether record @i of @s, failing with @e while applied, is the primary's
+ * own failure: EFBIG of a write, truncate or fallocate followed by the
+ * compensating truncate of the same file (see replay_preflight.c; this is
+ * the fallback where the file size limit could not be probed).
+ */
+static bool compensated(const struct mfs_replay_seg *s, size_t i, int e)
+{
+	const struct lrec *l = &s->recs[i], *n = i + 1 < s->n_recs ? &s->recs[i + 1] : NULL;
+
+	return e == -EFBIG && n && n->type == MFS_REC_TRUNCATE &&
+	       (l->type == MFS_REC_TRUNCATE || l->type == MFS_REC_FALLOCATE) &&
+	       !strcmp(s->strs + l->path, s->strs + n->path);
+}
+
 int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_t after_lsn,
 			 int (*cb)(const struct mfs_rec *rec, void *arg), void *arg)
 {
 	int e = 0;
 
+	r->why[0] = '\0';
+	if (!s->pf_done && (e = mfs_replay_seg_preflight(r, s, after_lsn)) < 0) {
+		snprintf(r->why, sizeof(r->why), "%s", s->why);
+		mfs_replay_seg_free(s);
+		return e;
+	}
 	s->next = r->held;
 	r->held = s;
 	r->held_bytes += s->len;
 	r->applying = s;
 	r->ref = true;
 	for (size_t i = 0; i < s->n_recs && e == 0; i++) {
-		if (s->recs[i].lsn <= after_lsn)
+		const struct lrec *l = &s->recs[i];
+
+		if (l->lsn <= after_lsn)
 			continue;
+		if (l->lsn > s->until_lsn || l->time_ns > s->until_ns)
+			break;
 		seg_get(s, i, r->scratch);
-		e = apply_rec(r, r->scratch);
+		if (l->skip) {
+			r->st.skipped++;
+			log_debug("replay: LSN %" PRIu64 " %s '%s': the primary's failure (EFBIG), "
+				  "compensated by the next record", l->lsn, mfs_rec_type_name(l->type),
+				  r->scratch->path);
+		} else {
+			e = apply_rec(r, r->scratch);
+			if (compensated(s, i, e)) {
+				r->st.skipped++;
+				e = 0;
+			}
+			note_why(r, r->scratch, e);
+		}
 		if (e == 0 && cb)
 			e = cb(r->scratch, arg);
 	}
@@ -2170,6 +2255,11 @@ int mfs_replay_segment(struct mfs_replay *r, int segfd, const uint8_t *expect_uu
 	    !s->info.header_valid) {
 		mfs_replay_seg_free(s);
 		return refused ? refused : -EBADMSG;
+	}
+	if (!refused && (e = mfs_replay_seg_preflight(r, s, after_lsn)) < 0) {
+		snprintf(r->why, sizeof(r->why), "%s", s->why);
+		mfs_replay_seg_free(s);
+		return e;
 	}
 	e = mfs_replay_seg_apply(r, s, after_lsn, seg_last_cb, &last); /* @s is the engine's now */
 	if (e < 0)

@@ -71,67 +71,117 @@ static int run_mirrord_once(const char *incoming, const char *data, const char *
 }
 
 struct apply_ctx {
-	struct mfs_replay *engine;
-	uint64_t after, last, last_ns;
-	int error;
+	uint64_t last, last_ns;
 };
 
 static int apply_cb(const struct mfs_rec *rec, void *arg)
 {
 	struct apply_ctx *c = arg;
-	int r;
 
-	if (rec->lsn <= c->after)
-		return 0;
-	r = mfs_replay_apply(c->engine, rec);
-	if (r < 0) {
-		c->error = r;
-		return 1;
-	}
 	c->last = rec->lsn;
 	c->last_ns = rec->time_ns;
 	return 0;
 }
 
-/* Integrate the open segment @path into @datafd after LSN a->applied_lsn. */
-static int integrate_current(const char *path, int datafd, struct mfs_applied *a,
-			     uint64_t *seg_no)
+/*
+ * Load the open segment @path whole and validate it (the reader's verdict,
+ * torn allowed; every record's checks; the data set). Returns 0 and the
+ * segment in *ret, or 1 after a message.
+ */
+static int load_current(struct mfs_replay *engine, const char *path, const struct mfs_applied *a,
+			struct mfs_replay_seg **ret)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct apply_ctx c = { .after = a->applied_lsn, .last = a->applied_lsn };
-	struct mfs_seg_info info;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	const struct mfs_seg_info *info;
+	struct mfs_replay_seg *s;
 	char verdict[256];
+	uint64_t bad;
 	int r;
 
 	if (fd < 0)
 		return cli_fail("cannot open '%s': %m", path);
-	r = mfs_seg_scan_fd(fd, a->have_data_set ? a->data_set : NULL, NULL, NULL, &info);
+	r = mfs_replay_seg_load(engine, fd, a->have_data_set ? a->data_set : NULL, UINT64_MAX, &s);
+	if (r == -EINVAL)
+		return cli_fail("refusing '%s': not a regular file", path);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot read '%s': %m", path);
 	}
-	mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
-	if ((info.verdict != MFS_SEG_OK && info.verdict != MFS_SEG_TORN) || !info.header_valid)
+	info = mfs_replay_seg_info(s);
+	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
+	if ((info->verdict != MFS_SEG_OK && info->verdict != MFS_SEG_TORN) || !info->header_valid) {
+		mfs_replay_seg_free(s);
 		return cli_fail("refusing '%s': %s", path, verdict);
-	if (info.first_lsn > a->applied_lsn + 1)
-		return cli_fail("gap: the mirror applied up to LSN %" PRIu64 " but '%s' starts at %"
-				PRIu64 "; ship LSN %" PRIu64 "..%" PRIu64 " first",
-				a->applied_lsn, path, info.first_lsn, a->applied_lsn + 1,
-				info.first_lsn - 1);
+	}
+	if (mfs_replay_seg_refused(s, &bad, NULL) && bad > a->applied_lsn) {
+		r = cli_fail("refusing '%s', nothing of it applied: %s", path,
+			     mfs_replay_seg_why(s, NULL) ?: "?");
+		mfs_replay_seg_free(s);
+		return r;
+	}
+	if (info->first_lsn > a->applied_lsn + 1) {
+		r = cli_fail("gap: the mirror applied up to LSN %" PRIu64 " but '%s' starts at %"
+			     PRIu64 "; ship LSN %" PRIu64 "..%" PRIu64 " first",
+			     a->applied_lsn, path, info->first_lsn, a->applied_lsn + 1,
+			     info->first_lsn - 1);
+		mfs_replay_seg_free(s);
+		return r;
+	}
 	printf("open segment '%s': %s\n", path, verdict);
-	r = mfs_replay_new(datafd, 0, &c.engine);
+	*ret = s;
+	return 0;
+}
+
+/*
+ * Integrate the open segment @path into @datafd after LSN a->applied_lsn:
+ * validated in full and preflighted (lib/replay_preflight.c) before its
+ * first record is applied, as mirrord does.
+ */
+static int integrate_current(const char *path, int datafd, struct mfs_applied *a,
+			     uint64_t *seg_no)
+{
+	struct apply_ctx c = { .last = a->applied_lsn };
+	struct mfs_replay *engine = NULL;
+	struct mfs_replay_seg *s = NULL;
+	struct mfs_seg_info info;
+	bool local;
+	int r;
+
+	r = mfs_replay_new(datafd, 0, &engine);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot start the replay engine: %m");
 	}
-	r = mfs_seg_scan_fd(fd, info.uuid, apply_cb, &c, &info);
-	if (r >= 0 && !c.error)
-		r = mfs_replay_finish(c.engine);
-	mfs_replay_free(c.engine);
-	if (c.error || r < 0) {
-		errno = c.error ? -c.error : -r;
-		return cli_fail("integrating '%s' failed after LSN %" PRIu64 ": %m", path, c.last);
+	r = load_current(engine, path, a, &s);
+	if (r) {
+		mfs_replay_free(engine);
+		return r;
 	}
+	info = *mfs_replay_seg_info(s);
+	r = mfs_replay_seg_preflight(engine, s, a->applied_lsn);
+	if (r < 0) {
+		const char *why = mfs_replay_seg_why(s, &local);
+
+		errno = -r;
+		r = cli_fail("%s '%s', nothing of it applied: %s", local ? "cannot apply" : "refusing",
+			     path, why ?: strerror(-r));
+		mfs_replay_seg_free(s);
+		mfs_replay_free(engine);
+		return r;
+	}
+	r = mfs_replay_seg_apply(engine, s, a->applied_lsn, apply_cb, &c); /* takes @s */
+	if (r == 0)
+		r = mfs_replay_finish(engine);
+	if (r < 0) {
+		const char *why = mfs_replay_why(engine);
+
+		errno = -r;
+		r = cli_fail("integrating '%s' failed after LSN %" PRIu64 ": %s", path, c.last,
+			     why ?: strerror(-r));
+		mfs_replay_free(engine);
+		return r;
+	}
+	mfs_replay_free(engine);
 	if (!a->have_data_set)
 		memcpy(a->data_set, info.uuid, 16);
 	a->have_data_set = true;

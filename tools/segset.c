@@ -3,12 +3,14 @@
  * segset.c - a run of segment files applied in LSN order with the replay
  * engine, shared by `mirrorctl replay` and `mirrorctl restore`.
  *
- * Each file is read twice: a full validation first (nothing of an invalid
- * segment is ever applied), then a streaming scan that applies each record
- * after run->last, so that an --until limit can stop before a record. The
- * run keeps the invariant that the target holds every LSN up to run->last
- * and nothing after it; a file that does not start at or before
- * run->last + 1 is a gap.
+ * Each file is loaded once (mfs_replay_seg_load) and validated in full:
+ * the reader's verdict, every record's checks, then the engine's preflight
+ * against the target (symlinks, sizes past the file system's limits,
+ * fallocate totals, device nodes), all before its first record is applied,
+ * so that nothing of a refused segment is applied; records past an
+ * --until limit are neither checked nor applied. The run keeps the
+ * invariant that the target holds every LSN up to run->last and nothing
+ * after it; a file that does not start at or before run->last + 1 is a gap.
  */
 #include "segset.h"
 
@@ -31,42 +33,19 @@
 
 struct apply_ctx {
 	struct cli_segrun *run;
-	int error;
-	uint64_t error_lsn;
 };
 
-static bool past_until(const struct cli_segrun *run, const struct mfs_rec *rec)
-{
-	return rec->lsn > run->until_lsn || rec->time_ns > run->until_ns;
-}
-
+/* After each record applied: progress and the run's position. */
 static int apply_cb(const struct mfs_rec *rec, void *arg)
 {
 	struct apply_ctx *c = arg;
 	struct cli_segrun *run = c->run;
-	int r;
 
 	run->bytes += mfs_rec_head_size(rec) + rec->data_len;
 	if (run->progress)
 		run->progress(run->progress_arg, run->bytes);
-	if (rec->lsn <= run->last)
-		return 0;
-	if (past_until(run, rec)) {
-		run->done = true;
-		return 1;
-	}
-	r = mfs_replay_apply(run->engine, rec);
-	if (r < 0) {
-		c->error = r;
-		c->error_lsn = rec->lsn;
-		return 1;
-	}
 	run->last = rec->lsn;
 	run->records++;
-	if (run->last == run->until_lsn) {
-		run->done = true;
-		return 1;
-	}
 	return 0;
 }
 
@@ -83,18 +62,17 @@ static bool name_agrees(const char *path, const struct mfs_seg_info *info)
 	return info->first_lsn == first && info->last_lsn <= last; /* torn: a prefix */
 }
 
-/* Full validation of segment @fd: 0, or 1 after a message. Sets run->uuid. */
-static int validate(struct cli_segrun *run, int fd, const char *path, bool last_file,
-		    struct mfs_seg_info *info)
+/*
+ * Full validation of loaded segment @s, every record included (the
+ * engine's checks): 0, or 1 after a message. Sets run->uuid.
+ */
+static int validate(struct cli_segrun *run, struct mfs_replay_seg *s, const char *path,
+		    bool last_file)
 {
+	const struct mfs_seg_info *info = mfs_replay_seg_info(s);
 	char verdict[256];
-	int r;
+	uint64_t bad;
 
-	r = mfs_seg_scan_fd(fd, run->have_uuid ? run->uuid : NULL, NULL, NULL, info);
-	if (r < 0) {
-		errno = -r;
-		return cli_fail("cannot read '%s': %m", path);
-	}
 	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
 	if (info->verdict != MFS_SEG_OK &&
 	    !(info->verdict == MFS_SEG_TORN && last_file && info->header_valid))
@@ -103,6 +81,8 @@ static int validate(struct cli_segrun *run, int fd, const char *path, bool last_
 		return cli_fail("refusing '%s': its name does not match the LSNs it holds (%" PRIu64
 				"..%" PRIu64 ")",
 				path, info->first_lsn, info->last_lsn);
+	if (mfs_replay_seg_refused(s, &bad, NULL) && bad > run->last && bad <= run->until_lsn)
+		return cli_fail("refusing '%s': %s", path, mfs_replay_seg_why(s, NULL) ?: "?");
 	if (info->verdict == MFS_SEG_TORN)
 		cli_warn("'%s': %s; applying up to LSN %" PRIu64, path, verdict, info->last_lsn);
 	if (!run->have_uuid) {
@@ -122,35 +102,79 @@ void cli_segrun_init(struct cli_segrun *run, struct mfs_replay *engine, uint64_t
 	};
 }
 
+/* Open @path for reading without blocking on a FIFO; it must be a regular file. */
+static int open_regular(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 int cli_segrun_file(struct cli_segrun *run, const char *path, bool last_file)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct apply_ctx c = {.run = run};
+	_cleanup_close_ int fd = -EBADF;
+	struct apply_ctx c = { .run = run };
+	struct mfs_replay_seg *s = NULL;
 	struct mfs_seg_info info;
 	int r;
 
-	if (fd < 0)
+	fd = open_regular(path);
+	if (fd == -EINVAL)
+		return cli_fail("refusing '%s': not a regular file", path);
+	if (fd < 0) {
+		errno = -fd;
 		return cli_fail("cannot open '%s': %m", path);
-	if (validate(run, fd, path, last_file, &info))
-		return 1;
-	if ((run->started || run->check_start) && info.first_lsn > run->last + 1)
-		return cli_fail("gap before '%s': LSN %" PRIu64 "..%" PRIu64 " missing", path,
-				run->last + 1, info.first_lsn - 1);
-	run->started = true;
-	if (info.last_lsn <= run->last)
-		return 0; /* nothing new in it */
-	run->bytes += MFS_SEG_HEADER_SIZE;
-	r = mfs_seg_scan_fd(fd, run->uuid, apply_cb, &c, &info);
-	if (c.error) {
-		errno = -c.error;
-		return cli_fail("applying LSN %" PRIu64 " of '%s' failed: %m", c.error_lsn, path);
 	}
+	r = mfs_replay_seg_load(run->engine, fd, run->have_uuid ? run->uuid : NULL, UINT64_MAX, &s);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot read '%s': %m", path);
 	}
-	if (!run->done && info.verdict != MFS_SEG_OK && !last_file)
-		return cli_fail("'%s' changed while it was applied", path);
+	if (validate(run, s, path, last_file)) {
+		mfs_replay_seg_free(s);
+		return 1;
+	}
+	info = *mfs_replay_seg_info(s);
+	if ((run->started || run->check_start) && info.first_lsn > run->last + 1) {
+		mfs_replay_seg_free(s);
+		return cli_fail("gap before '%s': LSN %" PRIu64 "..%" PRIu64 " missing", path,
+				run->last + 1, info.first_lsn - 1);
+	}
+	run->started = true;
+	if (info.last_lsn <= run->last) {
+		mfs_replay_seg_free(s);
+		return 0; /* nothing new in it */
+	}
+	mfs_replay_seg_limit(s, run->until_lsn, run->until_ns);
+	r = mfs_replay_seg_preflight(run->engine, s, run->last);
+	if (r < 0) {
+		bool local;
+		const char *why = mfs_replay_seg_why(s, &local);
+
+		errno = -r;
+		r = cli_fail("%s '%s', nothing of it applied: %s", local ? "cannot apply" : "refusing",
+			     path, why ?: strerror(-r));
+		mfs_replay_seg_free(s);
+		return r;
+	}
+	run->bytes += MFS_SEG_HEADER_SIZE;
+	r = mfs_replay_seg_apply(run->engine, s, run->last, apply_cb, &c); /* takes @s */
+	if (r < 0) {
+		const char *why = mfs_replay_why(run->engine);
+
+		errno = -r;
+		return cli_fail("applying '%s' failed after LSN %" PRIu64 ": %s", path, run->last,
+				why ?: strerror(-r));
+	}
+	/* records left unapplied are past an --until limit: no later file is needed */
+	run->done = run->last == run->until_lsn || run->last < info.last_lsn;
 	return 0;
 }
 

@@ -115,13 +115,66 @@ struct mfs_replay_seg *mfs_replay_seg_free(struct mfs_replay_seg *s);
  * and bytes a later write of the same batch overwrites are never written.
  * The engine takes @s over in every case (it is freed once its writes are
  * issued, at the latest by mfs_replay_finish() or mfs_replay_free()): the
- * caller must not touch it afterwards. @cb (may be NULL) is called after
- * each record applied; a non-zero return stops and is returned. LSNs of a
+ * caller must not touch it afterwards. The preflight runs first if it was
+ * not run (its refusal is returned, nothing applied, why in
+ * mfs_replay_why()). A record the preflight marked as the primary's
+ * compensated failure is not applied but still given to @cb. @cb (may be
+ * NULL) is called after each record applied; a non-zero return stops and
+ * is returned. LSNs of a
  * segment are consecutive: a record that fails is the one after the last
  * @cb saw. Returns 0, @cb's value, or -errno of the failing record.
  */
 int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_t after_lsn,
 			 int (*cb)(const struct mfs_rec *rec, void *arg), void *arg);
+
+/*
+ * Records of @s past LSN @until_lsn, or from the first one later than
+ * @until_ns on, are neither checked by the preflight nor applied
+ * (UINT64_MAX: no limit, the default). Call before mfs_replay_seg_preflight().
+ */
+void mfs_replay_seg_limit(struct mfs_replay_seg *s, uint64_t until_lsn, uint64_t until_ns);
+
+/* Default share of the free space one segment may fallocate (percent). */
+#define MFS_REPLAY_ALLOC_PCT 50u
+
+/* Set that share (1..100) for the segments of engine @r. */
+void mfs_replay_set_alloc_share(struct mfs_replay *r, unsigned pct);
+
+/*
+ * Check loaded segment @s as a whole against the data folder before the
+ * first of its records after @after_lsn is applied, so that it is applied
+ * whole or not at all (replay_preflight.c): paths through symlinks the
+ * segment made, or that leave the root or reach the reserved folder; sizes
+ * past the file system's largest file or xattr value (a write, truncate or
+ * fallocate past it followed by the primary's compensating truncate is
+ * marked to be skipped instead); fallocate totals against the allowed share
+ * of the file system; device nodes without CAP_MKNOD. Nothing is changed.
+ * mfs_replay_seg_apply() runs it if it was not run.
+ * Returns 0, or -errno with one line in mfs_replay_seg_why(): the
+ * segment's fault (-EINVAL a refused record, -EXDEV, -EFBIG, -E2BIG), or,
+ * with *ret_local there true, the machine's (-ENOSPC, -EPERM, -ENOMEM...).
+ */
+int mfs_replay_seg_preflight(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_t after_lsn);
+
+/*
+ * Why @s was refused, by mfs_replay_seg_load() (a record) or the preflight:
+ * one line naming the LSN, record type, path and field, or NULL.
+ * *ret_local (may be NULL): the reason is the machine's (retry later).
+ */
+const char *mfs_replay_seg_why(const struct mfs_replay_seg *s, bool *ret_local);
+
+/*
+ * The last failure of mfs_replay_apply() or mfs_replay_seg_apply(), one
+ * line naming the LSN, record type and path, or NULL.
+ */
+const char *mfs_replay_why(const struct mfs_replay *r);
+
+/*
+ * Whether error @e of applying a record is the machine's (EIO, ENOSPC,
+ * EPERM, ... : retry later) rather than the segment's (EFBIG, EINVAL,
+ * EXDEV, ...: quarantine).
+ */
+bool mfs_replay_error_is_local(int e);
 
 /* Counters of an engine (since mfs_replay_new). */
 struct mfs_replay_stats {

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * replay_i.h - what the replay engine's modules share: a loaded segment's
+ * records (replay.c loads and applies them, replay_preflight.c checks them
+ * against the data folder before the first one is applied).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mirrorfs/record.h"
+#include "mirrorfs/segment.h"
+
+struct mfs_replay;
+
+/* A record of a loaded segment; strings live in the segment's string table. */
+struct lrec {
+	enum mfs_rec_type type;
+	uint32_t path, path2; /* offsets into strs */
+	uint32_t mode, uid, gid, flags, atime_nsec, mtime_nsec, data_len;
+	uint64_t lsn, time_ns, offset, length, rdev;
+	int64_t atime_sec, mtime_sec;
+	const void *data; /* into buf */
+	bool skip; /* the primary's own failure, compensated by the next record: not applied */
+};
+
+struct mfs_replay_seg {
+	struct mfs_replay *r;        /* whose buffer pool @buf returns to */
+	struct mfs_replay_seg *next; /* the engine's held list */
+	uint8_t *buf;                /* the whole file, read once */
+	size_t len, cap;
+	bool mapped;
+	struct lrec *recs;
+	size_t n_recs, cap_recs;
+	char *strs;
+	size_t n_strs, cap_strs;
+	struct mfs_seg_info info;
+	int refused; /* 0 or -EINVAL: a record mfs_replay_check() refused */
+	uint64_t refused_lsn;
+	enum mfs_rec_type refused_type;
+	uint64_t until_lsn, until_ns; /* records past these are neither checked nor applied */
+	int pf_error;                 /* 0, or why the preflight refused the segment */
+	bool pf_local;                /* ... for a reason of the machine, not of the segment */
+	bool pf_done;                 /* preflight passed */
+	char why[640];                /* the refusal, one line (LSN, type, path, field) */
+};
+
+/* What the preflight learnt about the data folder's file system (probed once). */
+struct replay_limits {
+	bool probed;
+	uint64_t max_file;   /* largest file size (0: unknown) */
+	uint32_t xattr_max;  /* largest xattr value one file takes (0: unknown) */
+	unsigned alloc_pct;  /* share of the free space one segment may fallocate (1..100) */
+};
+
+/* The engine's root folder and limits, for replay_preflight.c. */
+int replay_rootfd(const struct mfs_replay *r);
+struct replay_limits *replay_limits(struct mfs_replay *r);
+
+/* Whether the records after @i of @s are within its until limits. */
+static inline bool lrec_wanted(const struct mfs_replay_seg *s, size_t i, uint64_t after_lsn)
+{
+	const struct lrec *l = &s->recs[i];
+
+	return l->lsn > after_lsn && l->lsn <= s->until_lsn && l->time_ns <= s->until_ns;
+}
