@@ -42,6 +42,7 @@
  *                   each changed entry is old or new (the two entries of a
  *                   rename or exchange together)
  *   sync            make everything durable (a clean shutdown)
+ *   list            print the unsynced entries and files on stderr
  * After a cut, the volatile state is the durable state and the filesystem
  * keeps serving, like a machine after a reboot. Reading the file gives
  * counters: unsynced bytes (dirty sectors x 512), files with unsynced
@@ -867,6 +868,22 @@ static int stats_text(char *buf, size_t len)
 			bytes, files, ents, n_cuts, n_pages);
 }
 
+/* "list": the unsynced entries and files, on stderr (inode numbers as ls -i shows) */
+static void list_unsynced(void)
+{
+	for (struct inode *n = all_head; n; n = n->next) {
+		for (struct dent *e = n->chg; e; e = e->cnext)
+			if (e->v != e->d)
+				fprintf(stderr, "cutfs: unsynced entry: folder %" PRIu64 ": '%s' -> %" PRIu64
+						" (durable: %" PRIu64 ")\n",
+					n->num, e->name, e->v ? e->v->num : 0, e->d ? e->d->num : 0);
+		if (n->ndirty || n->meta_dirty || n->vsize != n->dsize)
+			fprintf(stderr, "cutfs: unsynced inode %" PRIu64 ": %zu dirty pages, size %" PRIu64
+					" (durable %" PRIu64 ")%s\n",
+				n->num, n->ndirty, n->vsize, n->dsize, n->meta_dirty ? ", attributes" : "");
+	}
+}
+
 static int ctl_command(const char *buf, size_t len)
 {
 	char cmd[128];
@@ -884,6 +901,8 @@ static int ctl_command(const char *buf, size_t len)
 		cut(true, (uint64_t)seed);
 	} else if (!strcmp(cmd, "sync")) {
 		sync_all();
+	} else if (!strcmp(cmd, "list")) {
+		list_unsynced();
 	} else if (strcmp(cmd, "stats") != 0) {
 		fprintf(stderr, "cutfs: unknown command '%s'\n", cmd);
 		return -EINVAL;

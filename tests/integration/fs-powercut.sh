@@ -20,10 +20,11 @@
 #    inflight, trusted only within one boot) is removed, as fs-crash.sh does;
 #  - checks: (a) mirrorfs mounts again; (b) every acknowledged write and
 #    every logged commit is there, SQLite integrity_check is ok (pg_amcheck);
-#    (c) after a clean unmount, replaying every segment from the first into
-#    an empty folder equals DATADIR (mirrorctl verify); (d) every snapshot
+#    (c) replaying every segment from the first into an empty folder equals
+#    DATADIR as the mount shows it (mirrorctl verify); (d) every snapshot
 #    that `snapshot list` shows as ok equals `mirrorctl replay --until` its
-#    LSN (checked through the mount, before (c)).
+#    LSN (checked through the mount, before (c)); mirrorfs then unmounts
+#    cleanly.
 # Prints the counts per category at the end and exits 1 if any failure
 # count is non-zero. Every cut point prints its parameters; rerun one with
 # MFS_SEED=S MFS_POWERCUT_ONLY=I (the workload's timing is not replayed,
@@ -32,7 +33,13 @@
 # Environment: MFS_POWERCUT=1 (else skipped: fails until issue 16 is
 # fixed), MFS_POWERCUT_CUTS (50), MFS_SEED, MFS_POWERCUT_ONLY (one cut
 # point), MFS_POWERCUT_PG (0), MFS_POWERCUT_KEEP (a folder: the data of
-# failing cut points is copied there), MFS_CUTFS (the cutfs binary).
+# failing cut points is copied there), MFS_CUTFS (the cutfs binary),
+# MFS_POWERCUT_STRICT=1 (cut points 1..N do not fsync DATADIR after the
+# first mount; by default they do, so that the one bug cut point 0 looks
+# for, a DATADIR/.mirrorfs never made durable, does not hide the others),
+# MFS_POWERCUT_CONTROL=1 (negative control of the harness: every cut point
+# makes everything durable instead of cutting, i.e. a kill -9 of mirrorfs
+# alone, which must show no failure).
 set -eu
 . "$(dirname "$0")/lib.sh"
 [ "${MFS_POWERCUT:-0}" = 1 ] || skip "set MFS_POWERCUT=1 to run (fails until issue 16 is fixed)"
@@ -45,6 +52,8 @@ SEED=${MFS_SEED:-$$}
 ONLY=${MFS_POWERCUT_ONLY:-}
 PGEVERY=${MFS_POWERCUT_PG:-0}
 KEEP=${MFS_POWERCUT_KEEP:-}
+STRICT=${MFS_POWERCUT_STRICT:-}
+CONTROL=${MFS_POWERCUT_CONTROL:-}
 echo "seed $SEED, $CUTS cut points"
 
 C=$T/c M=$T/m D=$T/c/data
@@ -71,11 +80,23 @@ cut_umount() {
 }
 pc_cleanup() {
 	stop_workload
-	[ -n "${MFS_PID[$M]:-}" ] && mfs_kill9 "$M"
+	[ -n "${MFS_PID[$M]:-}" ] && pc_kill9
 	cut_umount
 	return 0
 }
 EXTRA_CLEANUP=pc_cleanup
+
+# pc_kill9: crash mirrorfs on $M (it may have died already: a fault hook)
+pc_kill9() {
+	local pid=${MFS_PID[$M]:-}
+	if [ -n "$pid" ]; then
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	fusermount3 -u -z "$M" 2>/dev/null || true
+	unset "MFS_PID[$M]"
+	return 0
+}
 
 cut_mount() {
 	mkdir -p "$C"
@@ -102,7 +123,7 @@ mfs_try_mount() {
 		fi
 		sleep 0.1
 	done
-	mfs_kill9 "$mnt"
+	pc_kill9
 	return 1
 }
 # mfs_try_umount MNT: clean unmount; returns mirrorfs's exit status.
@@ -445,7 +466,9 @@ one_cut() {
 	# shellcheck disable=SC2086
 	env $fault "$FS" -f -o rotate_size=256K,rotate_interval=2,checkpoint_interval=1 "$D" "$M" 2>>"$T/fs.log" &
 	MFS_PID[$M]=$!
-	wait_for mountpoint -q "$M" || { note harness_errors "first mount failed: $(tail -n 2 "$T/fs.log" | tr '\n' ' ')"; mfs_kill9 "$M"; cut_umount; return 0; }
+	wait_for mountpoint -q "$M" || { note harness_errors "first mount failed: $(tail -n 2 "$T/fs.log" | tr '\n' ' ')"; pc_kill9; cut_umount; return 0; }
+	# the new data set's '.mirrorfs' entry durable in DATADIR: checked once, by cut point 0
+	[ -n "$STRICT" ] || fsync_dir "$D"
 	if [ "$with_pg" = 1 ]; then
 		cp -a "$T/pgtpl" "$M/pg"
 		pg_start "$M/pg" || note harness_errors "PostgreSQL did not start on the mount"
@@ -454,12 +477,16 @@ one_cut() {
 	sleep "$((delay / 1000)).$(printf %03d $((delay % 1000)))"
 
 	# the crash, then the power cut (with the kernel's dirty pages of cutfs first)
-	mfs_kill9 "$M"
+	pc_kill9
 	stop_workload
 	sync -f "$C" 2>/dev/null || true
 	stats=$(tr '\n' ' ' <"$C/.cutfs-ctl")
-	ctl "cut $mode${tseed:+ $tseed}"
-	rm -f "$D/.mirrorfs/inflight" # a power cut is a reboot: a new boot id
+	if [ -n "$CONTROL" ]; then
+		ctl sync # negative control: a crash of mirrorfs alone, nothing lost
+	else
+		ctl "cut $mode${tseed:+ $tseed}"
+		rm -f "$D/.mirrorfs/inflight" # a power cut is a reboot: a new boot id
+	fi
 	COUNT[cuts]=$((COUNT[cuts] + 1))
 
 	# (a) the mount
@@ -477,20 +504,52 @@ one_cut() {
 	[ "$with_pg" = 1 ] && check_pg
 	# (d) snapshots
 	check_snapshots
-	# (c) the replay of every segment equals DATADIR
-	if ! mfs_try_umount "$M"; then
-		note harness_errors "mirrorfs exited non-zero at unmount: $(tail -n 2 "$T/fs.log" | tr '\n' ' ')"
-	fi
+	# (c) the replay of every segment equals DATADIR, seen through the mount
+	# (which hides the hard links of live snapshots' trees in DATADIR)
+	"$CTL" rotate "$M" >/dev/null 2>&1 || note harness_errors "rotate after the cut failed"
 	if ! replay_journal "$D/.mirrorfs" "$T/copy" 2>"$T/replay.err"; then
 		note divergences "replay of all segments failed: $(tail -n 2 "$T/replay.err" | tr '\n' ' ')"
-	elif ! "$CTL" verify "$D" "$T/copy" >"$T/verify.log" 2>&1; then
+	elif ! "$CTL" verify "$M" "$T/copy" >"$T/verify.log" 2>&1; then
 		note divergences "DATADIR differs from the replay of all segments: $(head -n 4 "$T/verify.log" | tr '\n' ' ')"
+	fi
+	if ! mfs_try_umount "$M"; then
+		note harness_errors "mirrorfs exited non-zero at unmount: $(tail -n 2 "$T/fs.log" | tr '\n' ' ')"
 	fi
 	[ "$FAILED_HERE" = 1 ] && keep_evidence "$i"
 	cut_umount
 	rm -rf "$T/copy" "$T/sref"
 	echo "ok [$CUT_TAG] $(((($(date +%s%N) - t0)) / 1000000)) ms; before the cut: $stats" |
 		{ if [ "$FAILED_HERE" = 1 ]; then sed 's/^ok/--/'; else cat; fi; }
+}
+
+fsync_dir() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd)' "$1"; }
+
+# Cut point 0: a new data set, one acknowledged write, kill -9, drop cut.
+# The data set must survive: mirrorfs must make DATADIR/.mirrorfs durable
+# (fsync DATADIR) before it acknowledges anything.
+first_mount_cut() {
+	CUT_TAG="cut 0: a new data set, drop"
+	FAILED_HERE=0
+	: >"$T/fs.log"
+	cut_mount
+	mkdir "$D" "$M" 2>/dev/null || mkdir -p "$D" "$M"
+	ctl sync
+	mfs_try_mount "$D" "$M" -o checkpoint_interval=3600 || fail "cut 0: mirrorfs did not mount on a fresh DATADIR"
+	python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b"acked"); os.fsync(fd)' "$M/first"
+	fsync_dir "$M"
+	pc_kill9
+	sync -f "$C" 2>/dev/null || true
+	if [ -n "$CONTROL" ]; then ctl sync; else ctl "cut drop"; rm -f "$D/.mirrorfs/inflight"; fi
+	COUNT[cuts]=$((COUNT[cuts] + 1))
+	if ! mfs_try_mount "$D" "$M"; then
+		note refused_mounts "mirrorfs refused to mount: $(grep -v '^$' "$T/fs.log" | tail -n 3 | tr '\n' ' ')"
+	else
+		[ "$(cat "$M/first" 2>/dev/null)" = acked ] ||
+			note acked_losses "an acknowledged write to a new data set is gone after the cut$(grep -c 'new data set' "$T/fs.log" | sed 's/^2$/ (mirrorfs started a second new data set: DATADIR\/.mirrorfs was never made durable)/;s/^[0-9]*$//')"
+		mfs_try_umount "$M" || true
+	fi
+	cut_umount
+	echo "$([ "$FAILED_HERE" = 1 ] && echo -- || echo ok) [$CUT_TAG]"
 }
 
 # ---- cutfs itself -------------------------------------------------------------------
@@ -572,8 +631,9 @@ pg_ready
 step "power cuts"
 T_START=$(date +%s)
 if [ -n "$ONLY" ]; then
-	one_cut "$ONLY"
+	if [ "$ONLY" = 0 ]; then first_mount_cut; else one_cut "$ONLY"; fi
 else
+	first_mount_cut
 	for i in $(seq "$CUTS"); do one_cut "$i"; done
 fi
 T_END=$(date +%s)
