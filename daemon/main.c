@@ -4,7 +4,8 @@
  *
  * mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]
  *         [--once] [--no-apply] [--cascade DIR] [--keep DIR]
- *         [--metrics FILE] [--max-segment SIZE] [--syslog] [--naive] [-v]
+ *         [--metrics FILE] [--max-segment SIZE] [--max-alloc PERCENT]
+ *         [--syslog] [--naive] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,13 +19,27 @@
 
 #include "config.h"
 #include "mirror.h"
+#include "mirrorfs/format.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/replay.h"
 
 #define IDLE_RESCAN_MS 10000 /* safety net when nothing waits */
 #define RETRY_MS 1000        /* something waits: look again soon */
+/*
+ * Default limits, side by side with what a default primary makes (see
+ * mirrord(8), "LIMITS"): mirrorfs closes a segment once it reaches
+ * rotate_size (64 MiB by default), so a segment holds at most rotate_size
+ * plus one record (MFS_REC_MAX: a 64 MiB write and its header) plus the
+ * segment header and trailer. The default --max-segment takes that with a
+ * wide margin (a primary with rotate_size up to 1G - 64M takes it too).
+ */
+#define PRIMARY_ROTATE_SIZE (64ull << 20)
+#define SEGMENT_MAX_FOR(rotate) ((rotate) + MFS_REC_MAX + MFS_SEG_HEADER_SIZE + 64u)
 #define DEFAULT_MAX_SEGMENT (1ull << 30)
+_Static_assert(DEFAULT_MAX_SEGMENT >= SEGMENT_MAX_FOR(PRIMARY_ROTATE_SIZE),
+	       "mirrord's default --max-segment must take a default primary's segments");
 
 static struct mirror_config arg_cfg;
 static bool arg_syslog;
@@ -41,9 +56,11 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]\n"
 		   "               [--once] [--no-apply] [--cascade DIR] [--keep DIR]\n"
-		   "               [--metrics FILE] [--max-segment SIZE] [--syslog] [--naive] [-v]\n"
+		   "               [--metrics FILE] [--max-segment SIZE] [--max-alloc PERCENT]\n"
+		   "               [--syslog] [--naive] [-v]\n"
 		   "defaults: --state INCOMING/.mirrord, --quarantine STATE/quarantine,\n"
-		   "          --max-segment 1G (larger segments are quarantined)\n");
+		   "          --max-segment 1G (larger segments are quarantined),\n"
+		   "          --max-alloc 50 (%% of the free space one segment may fallocate)\n");
 }
 
 static int parse_argv(int argc, char **argv)
@@ -60,12 +77,14 @@ static int parse_argv(int argc, char **argv)
 		{ "no-apply", no_argument, NULL, 'n' },
 		{ "naive", no_argument, NULL, 'N' },
 		{ "max-segment", required_argument, NULL, 'M' },
+		{ "max-alloc", required_argument, NULL, 'A' },
 		{ "syslog", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{}
 	};
+	char *end;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "v", opts, NULL)) >= 0) {
@@ -86,6 +105,13 @@ static int parse_argv(int argc, char **argv)
 				return -EINVAL;
 			}
 			break;
+		case 'A':
+			arg_cfg.max_alloc_pct = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || arg_cfg.max_alloc_pct < 1 || arg_cfg.max_alloc_pct > 100) {
+				log_error("bad --max-alloc '%s' (a percentage, 1..100)", optarg);
+				return -EINVAL;
+			}
+			break;
 		case 'S': arg_syslog = true; break;
 		case 'v': mfs_log_max_level = LOG_DEBUG; break;
 		case 'h': usage(stdout); exit(EXIT_SUCCESS);
@@ -95,6 +121,8 @@ static int parse_argv(int argc, char **argv)
 	}
 	if (!arg_cfg.max_segment)
 		arg_cfg.max_segment = DEFAULT_MAX_SEGMENT;
+	if (!arg_cfg.max_alloc_pct)
+		arg_cfg.max_alloc_pct = MFS_REPLAY_ALLOC_PCT;
 	if (optind < argc || !arg_cfg.incoming || !arg_cfg.data) {
 		usage(stderr);
 		return -EINVAL;

@@ -1043,6 +1043,8 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return r;
 	}
+	mfs_replay_set_alloc_share(m->engine, cfg->max_alloc_pct ? cfg->max_alloc_pct :
+					       MFS_REPLAY_ALLOC_PCT);
 	if (!cfg->naive) {
 		struct mfs_replay_stats st;
 

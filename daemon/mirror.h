@@ -21,6 +21,7 @@ struct mirror_config {
 	const char *keep;       /* NULL (delete applied segments) or where to keep them */
 	const char *metrics;    /* NULL, or a Prometheus textfile */
 	uint64_t max_segment;   /* largest segment read into memory (bytes) */
+	unsigned max_alloc_pct; /* share of the free space one segment may fallocate */
 	bool once, hold, naive;
 };
 
