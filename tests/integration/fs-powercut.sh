@@ -57,7 +57,7 @@ CONTROL=${MFS_POWERCUT_CONTROL:-}
 echo "seed $SEED, $CUTS cut points"
 
 C=$T/c M=$T/m D=$T/c/data
-CUT_PID= WPIDS= OPS_PID= PGD=
+CUT_PID= WPIDS= OPS_PID= PGD= PG_PID=
 declare -A COUNT=([cuts]=0 [divergences]=0 [acked_losses]=0 [refused_mounts]=0
 	[wrong_snapshots]=0 [corrupt_databases]=0 [harness_errors]=0)
 
@@ -294,12 +294,13 @@ PY
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 PGPORT=5489
 pg() { su postgres -s /bin/sh -c "$*"; }
-pg_kill() {
+pg_kill() { # the postmaster, by the PID pg_start read (its folder may be gone)
 	[ -n "$PGD" ] || return 0
-	local pid
-	pid=$(head -n 1 "$PGD/postmaster.pid" 2>/dev/null || true)
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-	PGD=
+	if [ -n "$PG_PID" ]; then
+		kill -9 "$PG_PID" 2>/dev/null || true
+		while kill -0 "$PG_PID" 2>/dev/null; do sleep 0.1; done
+	fi
+	PGD= PG_PID=
 	return 0
 }
 pg_ready() {
@@ -316,11 +317,14 @@ pg_ready() {
 	pg "$PGBIN/psql -X -q -h $T/pgsock -p $PGPORT -c 'CREATE TABLE acked(id int primary key)' postgres" >/dev/null
 	pg "$PGBIN/psql -X -q -h $T/pgsock -p $PGPORT -c 'CREATE EXTENSION IF NOT EXISTS amcheck' postgres" >/dev/null 2>&1 || true
 	pg "$PGBIN/pg_ctl -D $T/pgtpl -w -m fast stop" >/dev/null
-	PGD=
+	PGD= PG_PID=
 }
 pg_start() {
+	local rc=0
 	PGD=$1
-	pg "$PGBIN/pg_ctl -D $1 -w -t 120 -l $T/pgsock/pg.log -o \"-p $PGPORT -k $T/pgsock -c listen_addresses=''\" start" >/dev/null 2>&1
+	pg "$PGBIN/pg_ctl -D $1 -w -t 120 -l $T/pgsock/pg.log -o \"-p $PGPORT -k $T/pgsock -c listen_addresses=''\" start" >/dev/null 2>&1 || rc=1
+	PG_PID=$(head -n 1 "$1/postmaster.pid" 2>/dev/null || true)
+	return $rc
 }
 cat >"$T/pgcommit.py" <<'PY'
 # pgcommit PSQL SOCK PORT LOG: autocommitted inserts, each id logged once psql echoes it.
@@ -410,7 +414,7 @@ check_pg() {
 			note corrupt_databases "pg_amcheck: $(head -n 3 "$T/amcheck.log" | tr '\n' ' ')"
 	fi
 	pg "$PGBIN/pg_ctl -D $M/pg -w -m fast stop" >/dev/null 2>&1 || pg_kill
-	PGD=
+	PGD= PG_PID=
 }
 
 # check_snapshots: each snapshot listed ok equals the replay --until its LSN
