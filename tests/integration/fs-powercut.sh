@@ -380,6 +380,7 @@ start_workload() {
 ops_loop() {
 	local k=0 snaps=0
 	RANDOM=$1
+	sleep "0.$((RANDOM % 10))" # the first snapshot (a fault hook may crash in it) is worth waiting for
 	while [ ! -e "$T/stop" ]; do
 		k=$((k + 1))
 		case $((RANDOM % 4)) in
@@ -450,7 +451,7 @@ one_cut() {
 	s=$(((SEED * 7919 + i * 104729) % 2147483647))
 	RANDOM=$((s % 32768))
 	if [ $((i % 2)) = 0 ]; then mode=drop tseed=; else mode=torn tseed=$((s ^ RANDOM)); fi
-	delay=$((300 + RANDOM % 2700))
+	delay=$((1000 + RANDOM % 2500)) # the workload needs about 1 s to start
 	if [ $((RANDOM % 2)) = 0 ]; then sync=FULL; else sync=EXTRA; fi
 	case $((RANDOM % 10)) in
 	0 | 1) fault=MFS_FAULT_CHECKPOINT_DELAY_MS=200 ;;
