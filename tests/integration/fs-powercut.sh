@@ -406,6 +406,9 @@ check_sqlite() { # DB IDS
 
 check_pg() {
 	[ -s "$T/pg.ids" ] || [ -e "$M/pg/PG_VERSION" ] || return 0
+	[ -e "$M/pg/PG_VERSION" ] ||
+		{ note acked_losses "PostgreSQL's data folder is gone, $(wc -l <"$T/pg.ids") commits were acknowledged"; return 0; }
+	: >"$T/pgsock/pg.log"
 	pg_start "$M/pg" || { note corrupt_databases "PostgreSQL did not start after the cut: $(tail -n 3 "$T/pgsock/pg.log" | tr '\n' ' ')"; pg_kill; return 0; }
 	pg "$PGBIN/psql -X -A -t -h $T/pgsock -p $PGPORT -c 'SELECT id FROM acked' postgres" >"$T/have.ids" 2>/dev/null ||
 		note corrupt_databases "PostgreSQL: SELECT from acked failed"
