@@ -3,14 +3,19 @@
  * data.c - open files: open/create, read, write, truncate, fsync,
  * fallocate, copy_file_range, lseek.
  *
- * A write is journaled first and applied second, under fs->ns_lock shared
- * and the inode's lock, so records of one file are in the journal in the
- * order their changes reach the backing file. A write that fails after
- * its record was appended is compensated: the range is journaled again
+ * Write-ahead (see pending.c): a write is appended to the journal and kept
+ * in memory until the group commit that makes its record durable applies
+ * it to the backing file; reads and sizes see it meanwhile. Truncate and
+ * O_TRUNC wait for their own record to be durable (which applies every
+ * pending write first), then apply. Both run under fs->ns_lock shared and
+ * the inode's lock, so records of one file are in the journal in the
+ * order their changes reach the backing file. A truncate that fails after
+ * its record was made durable is compensated: the range is journaled again
  * with what the backing file really holds, and the size set back. fsync
- * makes the file's records durable (group commit); backing files are
- * synced at checkpoints. Backing fds are opened without O_APPEND (the
- * kernel gives the offset) and without O_DIRECT (buffers are unaligned).
+ * makes the file's records durable (group commit) and applies them;
+ * backing files are synced at checkpoints. Backing fds are opened without
+ * O_APPEND (the kernel gives the offset) and without O_DIRECT (buffers are
+ * unaligned).
  */
 #include "fs.h"
 
@@ -33,12 +38,13 @@ static struct fs_file *file_of(struct fuse_file_info *fi)
 	return (struct fs_file *)(uintptr_t)fi->fh;
 }
 
-/* Append @rec to the journal (first). Returns 0 or -errno. */
+/* Append @rec to the journal and make it durable (write-ahead: only then
+ * may its change be applied). Returns 0 or -errno. */
 static int journal_rec(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
 {
 	int r = fs_check_failed(fs);
 
-	return r < 0 ? r : fs_journal_append_intent(fs, rec, lsn);
+	return r < 0 ? r : fs_journal_append_durable(fs, rec, lsn);
 }
 
 /*
@@ -65,7 +71,7 @@ static void compensate_write(struct fs *fs, struct fs_inode *i, struct mfs_rec *
 		buf = malloc(end - off);
 		if (!buf)
 			goto fail;
-		n = mfs_pread_all(fd, buf, end - off, off);
+		n = fs_pending_read(i, fd, buf, end - off, off);
 		if (n != (ssize_t)(end - off))
 			goto fail;
 		rec->type = MFS_REC_WRITE;
@@ -88,6 +94,27 @@ fail:
 	fs_fail(fs, -EIO, "a failed write could not be compensated in the journal");
 }
 
+/* Writes past this offset are applied at once: one the backing file system
+ * refuses (EFBIG: ext4 stops at 16 TiB) is then reported to the writer and
+ * compensated in the journal, not found at a later commit. */
+#define FS_PENDING_OFF_MAX (1ull << 40)
+
+/* The write of @rec (LSN @lsn) could not be kept pending: wait for its
+ * record to be durable and write it now. */
+static int write_now(struct fs *fs, struct fs_file *f, struct mfs_rec *rec, uint64_t lsn)
+{
+	int r = fs_journal_sync(fs, lsn);
+
+	if (r < 0)
+		return r;
+	r = mfs_pwrite_all(f->fd, rec->data, rec->data_len, rec->offset);
+	if (r < 0)
+		compensate_write(fs, f->inode, rec, rec->offset, rec->data_len);
+	else
+		fs_dirty_add(fs, f->inode);
+	return r;
+}
+
 /* Write @len bytes at @off through open file @f, journaled. */
 static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, size_t len,
 			  uint64_t off)
@@ -95,31 +122,35 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 	struct fs_inode *i = f->inode;
 	struct mfs_rec *rec = fs_rec_new(MFS_REC_WRITE);
 	uint64_t lsn = 0;
-	int r, jr;
+	int r;
 
 	if (!rec)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&i->lock);
-	fs_snap_cow(fs, i, off, len); /* before the journal: see snap.c */
-	r = jr = fs_inode_jpath(fs, i, rec->path);
-	if (jr > 0) {
+	r = fs_check_failed(fs);
+	if (r == 0) {
+		fs_snap_cow(fs, i, off, len); /* before the journal: see snap.c */
+		r = fs_inode_jpath(fs, i, rec->path);
+	}
+	if (r > 0) {
 		rec->offset = off;
 		rec->data = data;
 		rec->data_len = (uint32_t)len;
-		r = journal_rec(fs, rec, &lsn);
-	}
-	if (r >= 0) {
-		r = mfs_pwrite_all(f->fd, data, len, off);
-		fs_journal_intent_done(fs);
-		if (r < 0 && jr > 0)
-			compensate_write(fs, i, rec, off, len);
-		else if (jr > 0)
+		r = fs_journal_append(fs, rec, &lsn);
+		if (r == 0 && (fs_pending_sync_writes(fs) || off + len > FS_PENDING_OFF_MAX ||
+			       fs_pending_add(fs, i, f->fd, lsn, data, len, off) < 0))
+			r = write_now(fs, f, rec, lsn);
+		if (r == 0)
 			atomic_store(&i->last_lsn, lsn);
+	} else if (r == 0) { /* no name left: nothing to journal */
+		r = mfs_pwrite_all(f->fd, data, len, off);
 	}
 	pthread_mutex_unlock(&i->lock);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	free(rec);
+	if (r == 0 && fs_pending_bytes(fs) > FS_PENDING_MAX)
+		(void)fs_journal_sync(fs, 0);
 	return r < 0 ? r : (ssize_t)len;
 }
 
@@ -141,6 +172,7 @@ int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	fs_pending_fix_stat(i, &st);
 	jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
@@ -152,7 +184,7 @@ int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
 			return r;
 	}
 	r = (fd >= 0 ? ftruncate(fd, (off_t)size) : truncate(proc, (off_t)size)) < 0 ? -errno : 0;
-	fs_journal_intent_done(fs);
+	fs_dirty_add(fs, i);
 	if (r < 0) {
 		if (jr > 0 && size < (uint64_t)st.st_size)
 			fs_fail(fs, r, "a journaled truncate failed");
@@ -271,7 +303,6 @@ static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode
 		return r;
 	fd = openat(p->fd, name, open_flags(flags) | O_CREAT | O_EXCL, mode & 07777);
 	r = fd < 0 ? -errno : 0;
-	fs_journal_intent_done(fs);
 	if (fd < 0) {
 		fs_compensate(fs, undo, "a failed creation could not be compensated");
 		return r;
@@ -352,6 +383,23 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 
 /* ================================================================ I/O */
 
+/* A read of a file with pending writes: the backing bytes with them laid over. */
+static void read_pending(fuse_req_t req, struct fs_file *f, size_t size, uint64_t off)
+{
+	_cleanup_free_ char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = fs_pending_read(f->inode, f->fd, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
@@ -360,6 +408,10 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (f->inode->vkind != FS_VK_NONE) {
 		fs_vtree_read(req, f->inode, size, off, f);
+		return;
+	}
+	if (fs_pending_has(f->inode)) {
+		read_pending(req, f, size, (uint64_t)off);
 		return;
 	}
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -461,17 +513,30 @@ static int do_fallocate(struct fs *fs, struct fs_file *f, int mode, off_t off, o
 		fs_snap_cow(fs, i, (uint64_t)off, UINT64_MAX);
 	else
 		fs_snap_cow(fs, i, 0, 0); /* the size may change */
-	if (fallocate(f->fd, mode, off, len) < 0)
-		return -errno;
 	if (!jr)
-		return 0;
+		return fallocate(f->fd, mode, off, len) < 0 ? -errno : 0;
 	rec->mode = (uint32_t)mode;
 	rec->offset = (uint64_t)off;
 	rec->length = (uint64_t)len;
-	r = fs_journal_append(fs, rec, &lsn);
+	r = journal_rec(fs, rec, &lsn);
+	if (r < 0)
+		return r;
+	r = fallocate(f->fd, mode, off, len) < 0 ? -errno : 0;
+	fs_dirty_add(fs, i);
 	if (r < 0) {
-		fs_fail(fs, r, "a fallocate was applied but could not be journaled");
-		return -EIO;
+		/* journal what the file holds now: its size, and the bytes of a
+		 * range the failed call may have changed */
+		struct stat st;
+		uint64_t from = (uint64_t)off, size, span;
+
+		size = fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_COLLAPSE_RANGE |
+			      FALLOC_FL_INSERT_RANGE)))
+			from = size;
+		span = (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) ? UINT64_MAX
+										   : (uint64_t)len;
+		compensate_write(fs, i, rec, from, from < size ? (size_t)MFS_MIN(size - from, span) : 0);
+		return r;
 	}
 	atomic_store(&i->last_lsn, lsn);
 	return 0;
@@ -518,7 +583,7 @@ void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	}
 	while (done < len) {
 		size_t chunk = MFS_MIN(len - done, (size_t)COPY_CHUNK);
-		n = mfs_pread_all(in->fd, buf, chunk, (uint64_t)off_in + done);
+		n = fs_pending_read(in->inode, in->fd, buf, chunk, (uint64_t)off_in + done);
 		if (n <= 0)
 			break;
 		n = data_write(fs, out, buf, (size_t)n, (uint64_t)off_out + done);
@@ -540,6 +605,12 @@ void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 	if (f->fd < 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* SEEK_DATA/SEEK_HOLE and SEEK_END ask the backing file: apply first */
+	if (whence != SEEK_SET && whence != SEEK_CUR && fs_pending_has(f->inode) &&
+	    fs_journal_sync(fuse_req_userdata(req), 0) < 0) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
 	r = lseek(f->fd, off, whence);

@@ -7,6 +7,7 @@
  *   ops.c      the FUSE ops table: namespace operations, attributes, xattrs
  *   data.c     open files: open/create, read, write, fsync, fallocate, copy
  *   inode.c    inode table (backing O_PATH fds), names per inode, paths
+ *   pending.c  writes journaled, not yet applied (write-ahead); the dirty set
  *   journal.c  journal dir, segment writer, checkpoints, rotation, recovery
  *   vtree.c    the virtual .mirrorfs/ tree (journal/, current, status, ctl)
  *   snap.c     snapshots: store, copy-on-write, create/list/delete
@@ -14,7 +15,8 @@
  *
  * Lock order: fs->ns_lock (rwlock: namespace ops exclusive, data ops
  * shared) -> inode->lock (data mutations of one inode) -> journal locks ->
- * fs->itable_lock (inode table and name lists, held briefly).
+ * fs->pend.alock -> inode->plock -> fs->pend.lock -> fs->itable_lock
+ * (inode table and name lists, held briefly).
  */
 #pragma once
 
@@ -72,6 +74,13 @@ struct fs_inode {
 	 * file was seen without one since the last change.
 	 */
 	_Atomic uint64_t xattr_gen, nocaps_gen;
+	/* pending.c: writes journaled but not yet applied */
+	pthread_mutex_t plock;
+	struct fs_pwrite *phead, *ptail; /* plock */
+	uint64_t psize;                  /* plock: the size with them */
+	int pfd;                         /* plock: where they go, -1 */
+	bool in_plist, dirty;            /* fs->pend.lock */
+	struct fs_inode *pnext, *dnext;  /* fs->pend.lock */
 	char *vname;               /* FS_VK_SEGMENT: segment file name; FS_VK_SNAP: set on a
 				      snapshot's root (its name) */
 	struct fs_snap *snap;      /* FS_VK_SNAP: the snapshot */
@@ -100,10 +109,14 @@ struct fs_file {
 
 struct fs_journal;
 
+/* rotate_size when none is given: a default mirror accepts such segments
+ * (mirrord --max-segment, 1G, leaves room for one largest record more). */
+#define FS_ROTATE_SIZE_DEFAULT (64ull << 20)
+
 struct fs_options {
 	const char *data_dir;
 	const char *journal_dir; /* NULL: DATADIR/.mirrorfs */
-	uint64_t rotate_size;    /* 0: never by size */
+	uint64_t rotate_size;    /* FS_ROTATE_SIZE_DEFAULT unless given */
 	unsigned rotate_interval;     /* seconds, 0: never by time */
 	unsigned checkpoint_interval; /* seconds */
 	bool skip_backing_sync;       /* fault injection: simulate lost page cache */
@@ -125,6 +138,14 @@ struct fs {
 	size_t n_buckets;
 
 	struct fs_journal *j;
+	struct {
+		pthread_mutex_t lock;   /* plist, dlist */
+		pthread_mutex_t alock;  /* one apply pass at a time */
+		struct fs_inode *plist; /* inodes with pending writes (a reference each) */
+		struct fs_inode *dlist; /* changed since the last checkpoint (a reference each) */
+		_Atomic uint64_t bytes; /* pending */
+		atomic_bool sync_writes; /* fs_pending_sync_writes() */
+	} pend;
 	atomic_int failed; /* 0 or the first fatal error (negative errno) */
 
 	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
@@ -166,6 +187,41 @@ int fs_inode_jpath(struct fs *fs, struct fs_inode *i, char *buf);
 /* "/proc/self/fd/N" of an inode's O_PATH fd. */
 void fs_proc_path(int fd, char buf[64]);
 
+/* ---------------------------------------------------------------- pending.c */
+
+/* A writer commits itself past this many pending bytes. */
+#define FS_PENDING_MAX (64u << 20)
+/* The timer commits pending writes at least this often. */
+#define FS_PENDING_DELAY_MS 200u
+void fs_pending_init(struct fs *fs);
+void fs_pending_inode_init(struct fs_inode *i);
+void fs_pending_inode_done(struct fs_inode *i);
+/* Keep a journaled write (LSN @lsn) of @i until its record is durable;
+ * @fd: the open file it came through. Caller holds i->lock. Returns 0 or
+ * -errno (nothing kept). */
+int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, const void *data,
+		   size_t len, uint64_t off);
+bool fs_pending_has(struct fs_inode *i);
+/* st_size of a regular file with its pending writes. */
+void fs_pending_fix_stat(struct fs_inode *i, struct stat *st);
+/* pread of @i's backing @fd with the pending writes laid over it. Returns
+ * the bytes read (short at the end of the file) or -errno. */
+ssize_t fs_pending_read(struct fs_inode *i, int fd, char *buf, size_t size, uint64_t off);
+uint64_t fs_pending_bytes(struct fs *fs);
+/* Whether writes must be applied at once (the backing file system is
+ * nearly full: an apply failing later could not be reported). */
+bool fs_pending_sync_writes(struct fs *fs);
+/* The timer's check of free space on the backing file system. */
+void fs_pending_check_space(struct fs *fs);
+/* Apply every pending write up to LSN @durable (whose record is durable).
+ * Returns 0 or the first -errno (the writes that failed stay pending). */
+int fs_pending_apply(struct fs *fs, uint64_t durable);
+/* @i's backing file or folder changed: the next checkpoint fsyncs it. */
+void fs_dirty_add(struct fs *fs, struct fs_inode *i);
+/* fsync everything changed since the last call. Returns 0 or -errno (then
+ * the set is kept for the next call). */
+int fs_dirty_sync(struct fs *fs);
+
 /* ---------------------------------------------------------------- journal.c */
 
 /* Open the journal dir, lock it, recover (replay the tail after the last
@@ -177,15 +233,22 @@ int fs_journal_start(struct fs *fs);
 void fs_journal_close(struct fs *fs);
 /* Append @rec; sets rec->lsn. Returns 0 or -errno (nothing written). */
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
-/* fs_journal_append() for a record appended BEFORE its change is applied:
- * its LSN stays in the calling thread's intent slot until
- * fs_journal_intent_done(), so that crash recovery re-applies exactly the
- * records that may not have been applied (journal.c, "In-flight records"). */
-int fs_journal_append_intent(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
-/* The calling thread's journal-first change is applied (or failed). */
-void fs_journal_intent_done(struct fs *fs);
-/* Make records up to @lsn durable (0: everything appended so far). */
+/* Make records up to @lsn durable (0: everything appended so far) and
+ * apply the pending writes they hold (group commit). */
 int fs_journal_sync(struct fs *fs, uint64_t lsn);
+/* Append @rec and make it durable: then, and only then, its change may be
+ * applied (the write-ahead rule). Returns 0 or -errno (not applied). */
+int fs_journal_append_durable(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+/*
+ * A fence: make every change journaled so far durable on the backing files
+ * (the changed ones, fsynced) and mark it in the journal, so that recovery
+ * never replays a record across it. Namespace operations that remove a
+ * name (unlink, rmdir, rename) run between two fences, with fs->ns_lock
+ * held exclusively: replaying the records after a mark onto a tree that
+ * already has some of them then gives the same tree (journal.c). @durable:
+ * also sync the mark itself. Returns 0 or -errno.
+ */
+int fs_journal_fence(struct fs *fs, bool durable);
 /* Sync backing files and mark a checkpoint. Returns 0 and its LSN. */
 int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn);
 /* Close the open segment if it is not empty; @ret_name gets its name or "". */
@@ -310,6 +373,8 @@ int fs_snap_open(struct fs *fs);
 void fs_snap_close(struct fs *fs);
 /* fdatasync the preserved data. */
 int fs_snap_sync(struct fs *fs);
+/* fs_snap_sync() if anything was preserved since the last one. */
+int fs_snap_sync_dirty(struct fs *fs);
 bool fs_snap_name_ok(const char *name);
 /* Before inode @i changes: preserve [off, off+len) (UINT64_MAX: to the end;
  * 0: attributes only) for every live snapshot that holds it. Never fails

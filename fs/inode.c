@@ -51,6 +51,8 @@ int fs_itable_init(struct fs *fs)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->root.lock, NULL);
+	fs_pending_inode_init(&fs->root);
+	fs_pending_init(fs);
 	fs->root.nlookup = 2;
 	fs->root.type = S_IFDIR;
 	return 0;
@@ -61,6 +63,7 @@ static void inode_free(struct fs_inode *i)
 	if (i->fd >= 0)
 		close(i->fd);
 	pthread_mutex_destroy(&i->lock);
+	fs_pending_inode_done(i);
 	free(i->vname);
 	free(i);
 }
@@ -262,6 +265,7 @@ static struct fs_inode *inode_new(int fd, const struct stat *st)
 	i->ino = st->st_ino;
 	i->type = st->st_mode & S_IFMT;
 	pthread_mutex_init(&i->lock, NULL);
+	fs_pending_inode_init(i);
 	return i;
 }
 
@@ -306,6 +310,7 @@ int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
 		link_add_locked(i, parent, name);
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
+	fs_pending_fix_stat(i, &e->attr);
 	e->ino = (uintptr_t)i;
 	return 0;
 }

@@ -16,23 +16,36 @@
  *                        segment is sealed in open/ and renamed here, so it
  *                        appears whole and at once
  *
- * Write-ahead order. A mutation that rarely fails (write, truncate, the
- * namespace operations after their checks) is appended to the journal
- * first and applied to the backing file second, under fs->ns_lock (shared
- * for data, exclusive for the namespace) and the inode's lock: a kill -9
- * between the two leaves a record that recovery applies, never an applied
- * change without a record. ENOSPC on the journal fails the mutation before
- * anything is touched. Operations whose failure is common and harmless
- * (xattrs, chmod/chown/utimens, fallocate) are applied first and appended
- * after success. An append that fails after an apply, or an apply that
- * fails after its append and cannot be compensated, puts the file system
- * in the failed state: every later mutation gets EIO.
+ * The write-ahead rule: no change reaches the backing files before its
+ * record is durable. Writes are kept in memory until the group commit that
+ * makes their records durable applies them (pending.c); every other
+ * mutation appends its record, makes it durable
+ * (fs_journal_append_durable), then applies it, under fs->ns_lock (shared
+ * for data, exclusive for the namespace) and the inode's lock, so journal
+ * order is the order in which changes reach the backing files. ENOSPC on
+ * the journal fails the mutation before anything is touched. A change
+ * that fails after its record is compensated by records stating what the
+ * backing file really holds; an append or apply that cannot be, puts the
+ * file system in the failed state: every later mutation gets EIO.
  *
- * Checkpoint: under fs->ns_lock held exclusively (a barrier: every record
- * appended so far is applied) read the last LSN L; syncfs(DATADIR); append
- * MFS_REC_CHECKPOINT(L); make the journal durable; write state. Recovery on
- * mount replays every record after the state's checkpoint into DATADIR,
- * from the closed segments and the open one (whose torn tail is cut).
+ * Checkpoint: under fs->ns_lock held exclusively (a barrier) read the last
+ * LSN L; make the journal durable up to L (which applies the writes
+ * pending up to L); fsync the backing files and folders changed since the
+ * last checkpoint (pending.c, the dirty set: never syncfs, which flushes
+ * nothing on a FUSE-based store and waits for other programs' data);
+ * append the mark MFS_REC_CHECKPOINT(L); make it durable; write state.
+ *
+ * Recovery on mount replays every record after the last checkpoint (the
+ * state file's, or a later mark in the durable journal) into DATADIR, from
+ * the closed segments and the open one (whose torn tail is cut), then
+ * fsyncs what it changed. That is correct whatever subset of those
+ * records had reached the backing files, because no name is removed
+ * inside that tail but by its first record: unlink, rmdir and rename run
+ * between two fences (fs_journal_fence), each a checkpoint mark without a
+ * state file. Every replayed record then makes its post-condition true
+ * (lib/replay.c, "Idempotency"). One limit: RENAME_EXCHANGE applied but
+ * its second mark not yet durable when the power fails is exchanged
+ * again by recovery.
  */
 #include "fs.h"
 
@@ -82,19 +95,12 @@ struct fs_journal {
 	_Atomic uint64_t seg_bytes; /* appended to the open segment (approximate) */
 
 	pthread_mutex_t ckpt_lock; /* serialises checkpoints, rotations, trims */
-	_Atomic uint64_t checkpoint_lsn;
+	pthread_mutex_t dsync_lock; /* a checkpoint mark: after ns_lock */
+	pthread_mutex_t state_lock; /* the state file; a leaf */
+	_Atomic uint64_t checkpoint_lsn; /* the last checkpoint marked in the journal */
+	uint64_t state_ckpt;             /* the one in the state file; state_lock */
 	uint64_t last_rotate_ns; /* CLOCK_MONOTONIC; ckpt_lock */
 	uint64_t last_ckpt_ns;   /* ckpt_lock */
-
-	/* intents (see "In-flight records" below) */
-	_Atomic uint64_t *slots; /* mmap of INFLIGHT_FILE after its header */
-	uint8_t *imap;
-	size_t imap_len;
-	pthread_mutex_t ilock;  /* free slots */
-	uint32_t *ifree;
-	size_t n_ifree;
-	pthread_key_t ikey;
-	bool ikey_ok;
 
 	pthread_mutex_t tlock; /* lock order: ckpt_lock -> ns_lock -> tlock */
 	pthread_cond_t tcond;
@@ -153,15 +159,22 @@ static int state_read(struct fs_journal *j, struct jstate *st)
 	return st->have_uuid ? 0 : -EBADMSG;
 }
 
-static int state_write(struct fs_journal *j, uint64_t last)
+/* Write the state file: backing files durable up to LSN @ckpt. */
+static int state_write(struct fs_journal *j, uint64_t last, uint64_t ckpt)
 {
 	char buf[256];
-	int len;
+	int len, r;
 
+	pthread_mutex_lock(&j->state_lock);
+	ckpt = MFS_MAX(ckpt, j->state_ckpt);
 	len = snprintf(buf, sizeof(buf),
 		       "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64 "\nsegment=%" PRIu64 "\n",
-		       j->uuid_text, atomic_load(&j->checkpoint_lsn), last, j->seg_no);
-	return mfs_replace_file(j->dirfd, STATE_FILE, buf, (size_t)len, 0600);
+		       j->uuid_text, ckpt, last, j->seg_no);
+	r = mfs_replace_file(j->dirfd, STATE_FILE, buf, (size_t)len, 0600);
+	if (r == 0)
+		j->state_ckpt = ckpt;
+	pthread_mutex_unlock(&j->state_lock);
+	return r;
 }
 
 /* ================================================================ writer */
@@ -196,178 +209,11 @@ static uint64_t next_lsn_locked(struct fs_journal *j)
 	return s.next_lsn;
 }
 
-/*
- * In-flight records. A mutation journaled before it is applied (write,
- * truncate, the namespace operations) publishes its LSN in the calling
- * thread's slot of INFLIGHT_FILE (mmap'ed, so it survives a kill -9 in the
- * page cache) as soon as the LSN is assigned, and clears it once applied.
- * After a crash of mirrorfs alone (same boot: the backing files' page
- * cache survived, so every applied change is there), recovery re-applies
- * only the records still in a slot. Re-applying every record after the
- * checkpoint on top of the final state would not be idempotent as a
- * sequence (a write re-applied after a later rename over its file lands in
- * the wrong file). After a reboot, or without a valid intent file, every
- * record after the checkpoint is replayed.
- */
-#define INFLIGHT_FILE "inflight"
-#define INFLIGHT_MAGIC "MFSINFL1"
-#define INFLIGHT_HDR 64
-#define INFLIGHT_SLOTS 4096
-#define INFLIGHT_UNTRACKED 1u /* header flag: a thread had no slot */
-
-static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
-			  _Atomic uint64_t *slot);
-static __thread _Atomic uint64_t *tls_slot;
-static __thread struct fs_journal *tls_slot_j;
-
-static void slot_release(void *arg)
-{
-	struct fs_journal *j = tls_slot_j;
-	uint32_t idx = (uint32_t)(uintptr_t)arg - 1;
-
-	if (!j || !j->slots)
-		return;
-	atomic_store(&j->slots[idx], 0);
-	pthread_mutex_lock(&j->ilock);
-	j->ifree[j->n_ifree++] = idx;
-	pthread_mutex_unlock(&j->ilock);
-}
-
-static _Atomic uint64_t *my_slot(struct fs_journal *j)
-{
-	if (tls_slot && tls_slot_j == j)
-		return tls_slot;
-	if (!j->slots)
-		return NULL;
-	pthread_mutex_lock(&j->ilock);
-	if (j->n_ifree) {
-		uint32_t idx = j->ifree[--j->n_ifree];
-		tls_slot = &j->slots[idx];
-		tls_slot_j = j;
-		if (j->ikey_ok)
-			(void)pthread_setspecific(j->ikey, (void *)(uintptr_t)(idx + 1));
-	} else if (!(j->imap[8] & INFLIGHT_UNTRACKED)) {
-		j->imap[8] |= INFLIGHT_UNTRACKED; /* recovery must replay everything */
-		log_warning("more than %d threads mutate at once: crash recovery will replay "
-			    "every record after the checkpoint",
-			    INFLIGHT_SLOTS);
-	}
-	pthread_mutex_unlock(&j->ilock);
-	return tls_slot_j == j ? tls_slot : NULL;
-}
-
-void fs_journal_intent_done(struct fs *fs)
-{
-	if (tls_slot && tls_slot_j == fs->j)
-		atomic_store(tls_slot, 0);
-}
-
-static int boot_id(char out[37])
-{
-	_cleanup_free_ char *b = NULL;
-	size_t len;
-	int r = mfs_read_file(AT_FDCWD, "/proc/sys/kernel/random/boot_id", 64, &b, &len);
-
-	if (r < 0 || len < 36)
-		return r < 0 ? r : -EBADMSG;
-	memcpy(out, b, 36);
-	out[36] = 0;
-	return 0;
-}
-
-/*
- * Map the intent file. *ret_set gets the LSNs of the records in flight
- * when the last mount ended (sorted, malloc'd) and returns 1 if that list
- * can be trusted (same boot, file valid, nothing untracked), else 0.
- */
-static int intent_open(struct fs *fs, struct fs_journal *j, uint64_t **ret_set, size_t *ret_n)
-{
-	char now[37], then[37];
-	struct stat st;
-	size_t n = 0;
-	uint64_t *set;
-	int fd, trusted;
-
-	*ret_set = NULL;
-	*ret_n = 0;
-	j->imap_len = INFLIGHT_HDR + INFLIGHT_SLOTS * sizeof(uint64_t);
-	fd = openat(j->dirfd, INFLIGHT_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot open '%s/" INFLIGHT_FILE "': %m", j->path);
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != j->imap_len) {
-		/* written, not sparse: a store into the mapping must never need a
-		 * block the filesystem does not have (that would be a SIGBUS) */
-		void *zero = calloc(1, j->imap_len);
-		int r = zero ? mfs_pwrite_all(fd, zero, j->imap_len, 0) : -ENOMEM;
-		free(zero);
-		if (r == 0 && fsync(fd) < 0)
-			r = -errno;
-		if (r < 0) {
-			close(fd);
-			return log_error_errno(r, "journal folder '%s' has no room for '" INFLIGHT_FILE
-						  "': %m",
-					       j->path);
-		}
-	}
-	j->imap = mmap(NULL, j->imap_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (j->imap == MAP_FAILED) {
-		j->imap = NULL;
-		return log_error_errno(-errno, "cannot map '%s/" INFLIGHT_FILE "': %m", j->path);
-	}
-	j->slots = (_Atomic uint64_t *)(void *)(j->imap + INFLIGHT_HDR);
-	memcpy(then, j->imap + 16, 36);
-	then[36] = 0;
-	trusted = boot_id(now) == 0 && !memcmp(j->imap, INFLIGHT_MAGIC, 8) &&
-		  !(j->imap[8] & INFLIGHT_UNTRACKED) && !strcmp(now, then) &&
-		  !fs->opt.skip_backing_sync;
-	set = calloc(INFLIGHT_SLOTS, sizeof(*set));
-	if (!set)
-		return -ENOMEM;
-	for (size_t k = 0; trusted && k < INFLIGHT_SLOTS; k++) {
-		uint64_t v = atomic_load(&j->slots[k]);
-		if (v)
-			set[n++] = v;
-	}
-	for (size_t a = 1; a < n; a++) /* insertion sort: a handful of entries */
-		for (size_t b = a; b > 0 && set[b - 1] > set[b]; b--) {
-			uint64_t t = set[b];
-			set[b] = set[b - 1];
-			set[b - 1] = t;
-		}
-	*ret_set = set;
-	*ret_n = n;
-	return trusted;
-}
-
-/* After recovery: a fresh header for this boot, every slot free. */
-static int intent_reset(struct fs_journal *j)
-{
-	char now[37] = "";
-
-	(void)boot_id(now);
-	for (size_t k = 0; k < INFLIGHT_SLOTS; k++)
-		atomic_store(&j->slots[k], 0);
-	memset(j->imap, 0, INFLIGHT_HDR);
-	memcpy(j->imap, INFLIGHT_MAGIC, 8);
-	memcpy(j->imap + 16, now, 36);
-	j->ifree = calloc(INFLIGHT_SLOTS, sizeof(*j->ifree));
-	if (!j->ifree)
-		return -ENOMEM;
-	for (uint32_t k = 0; k < INFLIGHT_SLOTS; k++)
-		j->ifree[j->n_ifree++] = INFLIGHT_SLOTS - 1 - k;
-	j->ikey_ok = pthread_key_create(&j->ikey, slot_release) == 0;
-	return msync(j->imap, j->imap_len, MS_SYNC) < 0 ? -errno : 0;
-}
-
-int fs_journal_append_intent(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
-{
-	return journal_append(fs, rec, ret_lsn, my_slot(fs->j));
-}
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
 
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
-	return journal_append(fs, rec, ret_lsn, NULL);
+	return journal_append(fs, rec, ret_lsn);
 }
 
 /* Ask the timer thread for the work behind @flag (a tlock field). */
@@ -381,8 +227,7 @@ static void timer_want(struct fs_journal *j, bool *flag)
 	pthread_mutex_unlock(&j->tlock);
 }
 
-static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
-			  _Atomic uint64_t *slot)
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
 	struct fs_journal *j = fs->j;
 	uint64_t lsn = 0, bytes, add;
@@ -392,10 +237,8 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 	if (r < 0)
 		return r;
 	pthread_rwlock_rdlock(&j->seg_lock);
-	r = j->w ? mfs_segw_append_publish(j->w, rec, &lsn, slot) : -EIO;
+	r = j->w ? mfs_segw_append_publish(j->w, rec, &lsn, NULL) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
-	if (r < 0 && slot)
-		atomic_store(slot, 0); /* nothing written: its LSN goes to the next record */
 	if (r == -ENOSPC || r == -EDQUOT) {
 		log_warning("journal full: a change was refused with ENOSPC");
 		return r;
@@ -415,9 +258,11 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn,
 	return 0;
 }
 
-int fs_journal_sync(struct fs *fs, uint64_t lsn)
+/* Make the journal durable up to @lsn; *ret_durable: the LSN it is durable to. */
+static int sync_only(struct fs *fs, uint64_t lsn, uint64_t *ret_durable)
 {
 	struct fs_journal *j = fs->j;
+	struct mfs_segw_stats s;
 	int r;
 
 	pthread_rwlock_rdlock(&j->seg_lock);
@@ -427,11 +272,48 @@ int fs_journal_sync(struct fs *fs, uint64_t lsn)
 		if (lsn == 0 || lsn >= next_lsn_locked(j))
 			lsn = next_lsn_locked(j) - 1;
 		r = mfs_segw_sync(j->w, lsn);
+		mfs_segw_get_stats(j->w, &s);
+		*ret_durable = MFS_MAX(lsn, s.durable_lsn);
 	}
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r < 0 && r != -EIO)
 		fs_fail(fs, r, "cannot sync the journal");
 	return r < 0 ? -EIO : 0;
+}
+
+int fs_journal_sync(struct fs *fs, uint64_t lsn)
+{
+	uint64_t durable = 0;
+	int r;
+
+	/* the copy-on-write preservation a record depends on is durable
+	 * before the record (snap.c, "Ordering") */
+	r = fs_snap_sync_dirty(fs);
+	if (r < 0)
+		return r;
+	r = sync_only(fs, lsn, &durable);
+	if (r < 0)
+		return r;
+	r = fs_pending_apply(fs, durable);
+	if (r < 0) {
+		fs_fail(fs, r, "cannot apply journaled writes to the backing files");
+		return -EIO;
+	}
+	return 0;
+}
+
+int fs_journal_append_durable(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
+{
+	uint64_t lsn;
+	int r = journal_append(fs, rec, &lsn);
+
+	if (r < 0)
+		return r;
+	r = fs_journal_sync(fs, lsn);
+	if (r < 0)
+		return r;
+	*ret_lsn = lsn;
+	return 0;
 }
 
 /* ================================================================ checkpoint */
@@ -446,39 +328,90 @@ static uint64_t last_lsn(struct fs_journal *j)
 	return n ? n - 1 : 0;
 }
 
-static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
+/*
+ * Every change up to LSN @l is applied (its record durable): fsync the
+ * backing files and folders changed since the last mark, then append
+ * MFS_REC_CHECKPOINT(@l), which recovery starts after. Its record needs
+ * no sync of its own: it is durable before any later record is. *ret_m:
+ * the marker's LSN.
+ */
+static int mark_checkpoint(struct fs *fs, uint64_t l, uint64_t *ret_m)
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_rec *rec;
-	uint64_t l, m;
-	int r;
+	uint64_t m, cur;
+	int r = 0;
 
-	if (fs->opt.ckpt_delay_ms) /* with ckpt_lock held: see timer_main() */
-		usleep(fs->opt.ckpt_delay_ms * 1000u);
-	pthread_rwlock_wrlock(&fs->ns_lock); /* barrier: all appended records are applied */
-	l = last_lsn(j);
-	pthread_rwlock_unlock(&fs->ns_lock);
-	j->last_ckpt_ns = mfs_mono_ns();
-	if (l <= atomic_load(&j->checkpoint_lsn)) {
-		if (ret_lsn)
-			*ret_lsn = atomic_load(&j->checkpoint_lsn);
-		return 0;
-	}
-	if (!fs->opt.skip_backing_sync && syncfs(fs->sync_fd) < 0)
-		return log_error_errno(-errno, "cannot sync the backing files: %m");
 	rec = fs_rec_new(MFS_REC_CHECKPOINT);
 	if (!rec)
 		return -ENOMEM;
 	rec->length = l;
-	r = fs_journal_append(fs, rec, &m);
+	pthread_mutex_lock(&j->dsync_lock);
+	if (!fs->opt.skip_backing_sync)
+		r = fs_dirty_sync(fs);
+	if (r < 0)
+		log_error_errno(r, "cannot sync the backing files: %m");
+	else
+		r = fs_journal_append(fs, rec, &m);
+	if (r == 0) {
+		/* the marker right after l is covered too: an idle data set is
+		 * not marked again and again */
+		uint64_t covered = m == l + 1 ? m : l;
+		cur = atomic_load(&j->checkpoint_lsn);
+		while (cur < covered &&
+		       !atomic_compare_exchange_weak(&j->checkpoint_lsn, &cur, covered))
+			;
+	}
+	pthread_mutex_unlock(&j->dsync_lock);
 	free(rec);
+	if (r == 0 && ret_m)
+		*ret_m = m;
+	return r;
+}
+
+int fs_journal_fence(struct fs *fs, bool durable)
+{
+	struct fs_journal *j = fs->j;
+	uint64_t l = last_lsn(j), m;
+	int r;
+
+	if (l <= atomic_load(&j->checkpoint_lsn))
+		return 0;
+	r = fs_journal_sync(fs, l);
+	if (r == 0)
+		r = mark_checkpoint(fs, l, &m);
+	if (r == 0 && durable)
+		r = fs_journal_sync(fs, m);
+	return r;
+}
+
+static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
+{
+	struct fs_journal *j = fs->j;
+	uint64_t l, m = 0;
+	int r;
+
+	if (fs->opt.ckpt_delay_ms) /* with ckpt_lock held: see timer_main() */
+		usleep(fs->opt.ckpt_delay_ms * 1000u);
+	pthread_rwlock_wrlock(&fs->ns_lock); /* barrier: every change up to l is applied or pending */
+	l = last_lsn(j);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	j->last_ckpt_ns = mfs_mono_ns();
+	if (l <= j->state_ckpt) {
+		if (ret_lsn)
+			*ret_lsn = atomic_load(&j->checkpoint_lsn);
+		return 0;
+	}
+	/* records durable and pending writes applied up to l, then the
+	 * backing files fsynced (write-ahead: never the other way round) */
+	r = fs_journal_sync(fs, l);
+	if (r == 0)
+		r = mark_checkpoint(fs, l, &m);
+	if (r == 0)
+		r = fs_journal_sync(fs, m);
 	if (r < 0)
 		return r;
-	r = fs_journal_sync(fs, m);
-	if (r < 0)
-		return r;
-	atomic_store(&j->checkpoint_lsn, l);
-	r = state_write(j, m);
+	r = state_write(j, m, m == l + 1 ? m : l);
 	if (r < 0)
 		return log_error_errno(r, "cannot write the journal state: %m");
 	log_debug("checkpoint at LSN %" PRIu64, l);
@@ -561,7 +494,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 	}
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r == 0) {
-		(void)state_write(j, s.next_lsn - 1);
+		(void)state_write(j, s.next_lsn - 1, atomic_load(&j->checkpoint_lsn));
 		log_info("closed segment '%s'", ret_name);
 	}
 	return r;
@@ -696,7 +629,7 @@ int fs_journal_trim(struct fs *fs, const char *name)
 	if (!mfs_seg_name_parse(name, &first, &last))
 		return -ENOENT;
 	pthread_mutex_lock(&j->ckpt_lock);
-	if (last > atomic_load(&j->checkpoint_lsn))
+	if (last > j->state_ckpt)
 		r = checkpoint_locked(fs, NULL); /* recovery must not need it any more */
 	if (r == 0 && unlinkat(j->closed_dirfd, name, 0) < 0)
 		r = -errno;
@@ -731,11 +664,15 @@ static void timer_tick(struct fs *fs, bool want_rotate)
 
 /* How long the timer may sleep: until the next rotation or checkpoint is
  * due (a fixed 1 s tick would let rotate_interval=1 close segments every
- * 2 s), at most 1 s, at least 5 ms. */
+ * 2 s), at most 1 s (FS_PENDING_DELAY_MS with writes pending), at least
+ * 5 ms. */
 static uint64_t timer_wait_ns(struct fs *fs)
 {
 	struct fs_journal *j = fs->j;
 	uint64_t now = mfs_mono_ns(), due = now + NS_PER_S;
+
+	if (fs_pending_bytes(fs))
+		due = now + FS_PENDING_DELAY_MS * 1000000ull;
 
 	pthread_mutex_lock(&j->ckpt_lock);
 	if (fs->opt.rotate_interval)
@@ -780,6 +717,11 @@ static void *timer_main(void *arg)
 		wb = j->want_wb;
 		j->want_rotate = j->want_wb = false;
 		pthread_mutex_unlock(&j->tlock);
+		if (!atomic_load(&fs->failed)) {
+			fs_pending_check_space(fs);
+			if (fs_pending_bytes(fs))
+				(void)fs_journal_sync(fs, 0); /* pending writes wait at most a tick */
+		}
 		if (wb && !atomic_load(&fs->failed)) {
 			pthread_rwlock_rdlock(&j->seg_lock);
 			if (j->w)
@@ -808,31 +750,66 @@ int fs_journal_start(struct fs *fs)
 
 /* ================================================================ recovery */
 
+static int name_cmp(const void *a, const void *b);
+
 struct replay_ctx {
 	struct mfs_replay *engine;
 	uint64_t after;
 	uint64_t applied, failed, last;
-	const uint64_t *only; /* sorted; with n_only: apply just these LSNs */
-	size_t n_only;
-	bool filter;
+	bool scan;      /* first pass: only find the last checkpoint mark */
+	uint64_t mark;  /* the highest LSN a durable checkpoint mark covers */
+	char **touched; /* paths the replay changed, to fsync after it */
+	size_t n_touched, cap_touched;
+	bool nomem;
 };
 
-static bool wanted(const struct replay_ctx *c, uint64_t lsn)
+/* Remember @path (and, for a namespace record, its folder) for the fsync
+ * after recovery. Consecutive duplicates are common: skipped here. */
+static void touch(struct replay_ctx *c, const char *path, bool parent)
 {
-	size_t lo = 0, hi = c->n_only;
+	char buf[MFS_PATH_MAX + 1], *slash;
 
-	if (!c->filter)
-		return true;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (c->only[mid] == lsn)
-			return true;
-		if (c->only[mid] < lsn)
-			lo = mid + 1;
+	snprintf(buf, sizeof(buf), "%s", path);
+	if (parent) {
+		slash = strrchr(buf, '/');
+		if (slash)
+			*slash = 0;
 		else
-			hi = mid;
+			buf[0] = 0;
 	}
-	return false;
+	if (c->n_touched && !strcmp(c->touched[c->n_touched - 1], buf))
+		return;
+	if (c->n_touched == c->cap_touched) {
+		size_t cap = c->cap_touched ? c->cap_touched * 2 : 64;
+		char **n = realloc(c->touched, cap * sizeof(*n));
+		if (!n) {
+			c->nomem = true;
+			return;
+		}
+		c->touched = n;
+		c->cap_touched = cap;
+	}
+	c->touched[c->n_touched] = strdup(buf);
+	if (!c->touched[c->n_touched])
+		c->nomem = true;
+	else
+		c->n_touched++;
+}
+
+static void touch_rec(struct replay_ctx *c, const struct mfs_rec *rec)
+{
+	bool ns = rec->type == MFS_REC_MKNOD || rec->type == MFS_REC_MKDIR ||
+		  rec->type == MFS_REC_SYMLINK || rec->type == MFS_REC_UNLINK ||
+		  rec->type == MFS_REC_RMDIR || rec->type == MFS_REC_RENAME ||
+		  rec->type == MFS_REC_LINK;
+
+	touch(c, rec->path, false);
+	if (ns)
+		touch(c, rec->path, true);
+	if (rec->type == MFS_REC_RENAME || rec->type == MFS_REC_LINK) {
+		touch(c, rec->path2, false);
+		touch(c, rec->path2, true);
+	}
 }
 
 static int replay_one(const struct mfs_rec *rec, void *arg)
@@ -842,9 +819,15 @@ static int replay_one(const struct mfs_rec *rec, void *arg)
 
 	if (rec->lsn <= c->after)
 		return 0;
-	c->last = rec->lsn;
-	if (mfs_rec_type_is_marker(rec->type) || !wanted(c, rec->lsn))
+	if (c->scan) {
+		if (rec->type == MFS_REC_CHECKPOINT)
+			c->mark = MFS_MAX(c->mark, rec->length);
 		return 0;
+	}
+	c->last = rec->lsn;
+	if (mfs_rec_type_is_marker(rec->type))
+		return 0;
+	touch_rec(c, rec);
 	r = mfs_replay_apply(c->engine, rec);
 	if (r < 0) {
 		char line[512];
@@ -856,6 +839,44 @@ static int replay_one(const struct mfs_rec *rec, void *arg)
 		c->applied++;
 	}
 	return 0;
+}
+
+/* fsync what recovery changed (syncfs reaches no FUSE-based store). A
+ * path gone since (removed by a later record) needs nothing. */
+static int sync_touched(struct fs *fs, struct replay_ctx *c)
+{
+	int r = 0;
+
+	if (c->nomem)
+		return -ENOMEM;
+	qsort(c->touched, c->n_touched, sizeof(*c->touched), name_cmp);
+	for (size_t k = 0; k < c->n_touched && r == 0; k++) {
+		const char *p = c->touched[k][0] ? c->touched[k] : ".";
+		struct stat st;
+		int fd;
+
+		if (k && !strcmp(c->touched[k], c->touched[k - 1]))
+			continue;
+		fd = openat(fs->sync_fd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENXIO &&
+			    errno != EACCES)
+				r = log_error_errno(-errno, "recovery: cannot open '%s': %m", p);
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+		    fsync(fd) < 0)
+			r = log_error_errno(-errno, "recovery: cannot sync '%s': %m", p);
+		close(fd);
+	}
+	return r;
+}
+
+static void touched_free(struct replay_ctx *c)
+{
+	while (c->n_touched)
+		free(c->touched[--c->n_touched]);
+	free(c->touched);
 }
 
 static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool closed,
@@ -934,11 +955,33 @@ static void free_names(char **names, size_t n)
 	free(names);
 }
 
-static int replay_tail(struct fs *fs, uint64_t after, const uint64_t *only, size_t n_only,
-		       bool filter, uint64_t *ret_last)
+/* One pass over the closed segments after @c->after and the open one. */
+static int replay_pass(struct fs_journal *j, char **names, size_t n, struct replay_ctx *c)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < n && r == 0; k++) {
+		uint64_t first, last;
+		(void)mfs_seg_name_parse(names[k], &first, &last);
+		if (last > c->after)
+			r = replay_file(j, j->closed_dirfd, names[k], true, c);
+	}
+	if (r == 0 && j->w)
+		r = replay_file(j, j->open_dirfd, j->open_name, false, c);
+	return r;
+}
+
+/*
+ * Replay every record after the last checkpoint: the state file's, or a
+ * later checkpoint mark in the durable journal (fences write them, see
+ * fs_journal_fence), onto DATADIR, then fsync what it changed. Between
+ * two marks no record removes a name but the first after a mark, so the
+ * records apply idempotently onto a tree that already has any of them.
+ */
+static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 {
 	struct fs_journal *j = fs->j;
-	struct replay_ctx c = { .after = after, .only = only, .n_only = n_only, .filter = filter };
+	struct replay_ctx c = { .after = after, .scan = true };
 	char **names = NULL;
 	size_t n = 0;
 	int r;
@@ -946,31 +989,31 @@ static int replay_tail(struct fs *fs, uint64_t after, const uint64_t *only, size
 	r = list_closed(j, &names, &n);
 	if (r < 0)
 		return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
-	r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
-	if (r < 0) {
-		free_names(names, n);
-		return log_error_errno(r, "cannot start the replay engine: %m");
-	}
-	for (size_t k = 0; k < n && r == 0; k++) {
-		uint64_t first, last;
-		(void)mfs_seg_name_parse(names[k], &first, &last);
-		if (last > after)
-			r = replay_file(j, j->closed_dirfd, names[k], true, &c);
-	}
-	if (r == 0 && j->w)
-		r = replay_file(j, j->open_dirfd, j->open_name, false, &c);
+	r = replay_pass(j, names, n, &c);
 	if (r == 0) {
+		c.after = MFS_MAX(after, c.mark);
+		c.scan = false;
+		atomic_store(&j->checkpoint_lsn, c.after);
+		r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
+		if (r < 0)
+			log_error_errno(r, "cannot start the replay engine: %m");
+	}
+	if (r == 0)
+		r = replay_pass(j, names, n, &c);
+	if (c.engine && r == 0) {
 		int r2 = mfs_replay_finish(c.engine);
 		if (r2 < 0)
 			log_warning_errno(r2, "recovery: replay finished with an error, ignoring: %m");
 	}
 	mfs_replay_free(c.engine);
 	free_names(names, n);
+	if (r == 0 && !fs->opt.skip_backing_sync)
+		r = sync_touched(fs, &c);
+	touched_free(&c);
 	if (r == 0 && (c.applied || c.failed))
 		log_notice("recovery: replayed %" PRIu64 " records after checkpoint LSN %" PRIu64
-			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)%s",
-			   c.applied, after, c.last, c.failed,
-			   filter ? ", only those in flight at the crash" : "");
+			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)",
+			   c.applied, c.after, c.last, c.failed);
 	*ret_last = c.last;
 	return r;
 }
@@ -1160,8 +1203,14 @@ static int closed_tail(struct fs_journal *j, uint64_t *seg_no, uint64_t *last)
 	}
 	(void)mfs_seg_name_parse(names[n - 1], &first, &l);
 	*last = MFS_MAX(*last, l);
-	if (peek_header(j->closed_dirfd, names[n - 1], uuid, &no) == 0)
+	r = peek_header(j->closed_dirfd, names[n - 1], uuid, &no);
+	if (r == 0) {
 		*seg_no = MFS_MAX(*seg_no, no);
+	} else { /* sequence numbers need only grow: stay clear of any in journal/ */
+		log_warning_errno(r, "cannot read the header of segment '%s', ignoring: %m",
+				  names[n - 1]);
+		*seg_no += n;
+	}
 	free_names(names, n);
 	return 0;
 }
@@ -1183,7 +1232,9 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 		return r;
 	if (!st.have_uuid && !j->w) {
 		uint64_t dummy = 0, l = 0;
-		closed_tail(j, &dummy, &l);
+		r = closed_tail(j, &dummy, &l);
+		if (r < 0)
+			return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
 		fresh = (l == 0);
 		if (fresh) {
 			r = mfs_uuid_generate(j->uuid);
@@ -1216,23 +1267,16 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 		}
 	}
 
-	{
-		_cleanup_free_ uint64_t *set = NULL;
-		size_t n_set = 0;
-		int trusted = intent_open(fs, j, &set, &n_set);
-		if (trusted < 0)
-			return trusted;
-		r = replay_tail(fs, st.checkpoint, set, n_set, trusted > 0, &replayed);
-		if (r < 0)
-			return r;
-		r = intent_reset(j);
-		if (r < 0)
-			return log_error_errno(r, "cannot reset '%s/" INFLIGHT_FILE "': %m", j->path);
-	}
+	r = replay_tail(fs, st.checkpoint, &replayed);
+	if (r < 0)
+		return r;
+	j->state_ckpt = st.checkpoint;
 	if (!j->w) {
 		seg_no = st.segment;
 		last = MFS_MAX(st.last, st.checkpoint);
-		closed_tail(j, &seg_no, &last);
+		r = closed_tail(j, &seg_no, &last);
+		if (r < 0)
+			return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
 		r = new_segment(j, seg_no + 1, last + 1);
 		if (r < 0)
 			return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
@@ -1242,13 +1286,11 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 	if (r < 0)
 		return log_error_errno(r, "journal folder '%s' has no room: %m", j->path);
 	if (fresh) {
-		r = state_write(j, 0);
+		r = state_write(j, 0, 0);
 		if (r < 0)
 			return log_error_errno(r, "cannot write '%s/" STATE_FILE "': %m", j->path);
 		log_info("new data set %s in '%s'", j->uuid_text, j->path);
 	}
-	if (!fs->opt.skip_backing_sync && syncfs(fs->sync_fd) < 0)
-		return log_error_errno(-errno, "cannot sync '%s': %m", fs->opt.data_dir);
 	return checkpoint_locked(fs, NULL);
 }
 
@@ -1263,7 +1305,8 @@ int fs_journal_open(struct fs *fs)
 	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = -EBADF;
 	pthread_rwlock_init(&j->seg_lock, NULL);
 	pthread_mutex_init(&j->ckpt_lock, NULL);
-	pthread_mutex_init(&j->ilock, NULL);
+	pthread_mutex_init(&j->dsync_lock, NULL);
+	pthread_mutex_init(&j->state_lock, NULL);
 	pthread_mutex_init(&j->tlock, NULL);
 	pthread_cond_init(&j->tcond, NULL);
 	fs->j = j;
@@ -1303,17 +1346,6 @@ void fs_journal_close(struct fs *fs)
 	}
 	fs_snap_close(fs);
 	mfs_segw_free(j->w);
-	if (j->imap) {
-		/* every mutation has returned: nothing is in flight any more */
-		for (size_t k = 0; k < INFLIGHT_SLOTS; k++)
-			atomic_store(&j->slots[k], 0);
-		munmap(j->imap, j->imap_len);
-		j->imap = NULL;
-		j->slots = NULL;
-	}
-	if (j->ikey_ok)
-		pthread_key_delete(j->ikey);
-	free(j->ifree);
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);
 	closep(&j->closed_dirfd);
@@ -1408,10 +1440,11 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
+		     ",\"pending_bytes\":%" PRIu64
 		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" CLOSED_DIR "\",\"snapshots\":%s}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
-		     s.records, n, bytes, s.syncs, s.sync_requests, lockjson,
+		     s.records, n, bytes, s.syncs, s.sync_requests, fs_pending_bytes(fs), lockjson,
 		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps);
 	if (r < 0)
 		return -ENOMEM;

@@ -18,7 +18,7 @@
  * under the lock is short), then closes the gate, waits until no mutation
  * is in flight (every wrapper that got through has returned, so it has
  * replied and its change is applied and journaled), then checkpoints:
- * ns_lock barrier, syncfs of DATADIR, journal sync. The lock belongs to the
+ * ns_lock barrier, journal sync, fsync of what changed. The lock belongs to the
  * ctl handle that took it: "unlock" on any ctl handle, the release of that
  * handle (its holder exited or died) or the timeout releases it.
  *
@@ -427,9 +427,7 @@ static bool is_locked(struct fs_lock *lk)
  */
 static void preflush(struct fs *fs)
 {
-	if (!fs->opt.skip_backing_sync)
-		(void)syncfs(fs->sync_fd);
-	(void)fs_journal_sync(fs, 0);
+	(void)fs_journal_checkpoint(fs, NULL); /* what mirrorfs changed, not syncfs */
 }
 
 /* Returns 0 once locked and flushed, -EBUSY if already locked, -errno. */
@@ -457,7 +455,7 @@ static int lock_take(struct fs *fs, const void *owner, uint64_t timeout_ms)
 	pthread_cond_signal(&lk->wake); /* new deadline */
 	pthread_mutex_unlock(&lk->mu);
 
-	r = fs_journal_checkpoint(fs, NULL); /* ns_lock barrier, syncfs, journal sync */
+	r = fs_journal_checkpoint(fs, NULL); /* barrier, journal sync, fsync of what changed */
 	if (r == 0)
 		r = fs_journal_sync(fs, 0);
 	if (r < 0) {

@@ -52,7 +52,7 @@ static void usage(void)
 	printf("usage: mirrorfs [-f] [-d] [-o opt,...] DATADIR MOUNTPOINT\n\n"
 	       "mirrorfs options:\n"
 	       "    -o journal_dir=DIR        segments folder (default DATADIR/.mirrorfs)\n"
-	       "    -o rotate_size=SIZE       close a segment when it reaches SIZE (e.g. 64M)\n"
+	       "    -o rotate_size=SIZE       close a segment when it reaches SIZE (default 64M)\n"
 	       "    -o rotate_interval=SECS   close a non-empty segment every SECS seconds\n"
 	       "    -o checkpoint_interval=SECS  sync backing files every SECS (default 30)\n"
 	       "    -o notify_fd=N            write one byte to fd N once mounted\n\n");
@@ -149,7 +149,7 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	const char *delay;
 	pthread_rwlockattr_t attr;
 	struct stat st;
-	uint64_t size = 0;
+	uint64_t size = FS_ROTATE_SIZE_DEFAULT;
 	int r;
 
 	if (!realpath(c->data_dir, data))

@@ -3,12 +3,18 @@
  * ops.c - the FUSE low-level ops table: lookup and inode lifetime,
  * attributes, namespace operations, directories, xattrs, statfs.
  *
- * Namespace operations hold fs->ns_lock exclusively from their checks to
- * the end: they check what the backing call would refuse (the name exists,
- * is missing, the directory is not empty...), append the record, then
- * apply it. Creation that fails after its record is compensated by an
- * unlink/rmdir record; any other failure after the append puts the file
- * system in the failed state (see journal.c).
+ * Every mutation here obeys the write-ahead rule: its record is appended
+ * and made durable (fs_journal_append_durable) before the change is
+ * applied to the backing file system. Namespace operations hold
+ * fs->ns_lock exclusively from their checks to the end: they check what
+ * the backing call would refuse (the name exists, is missing, the
+ * directory is not empty...), journal, then apply. Those that remove a
+ * name (unlink, rmdir, rename) run between two fences (fs_journal_fence),
+ * so that recovery never replays a record across them. A change that
+ * fails after its record is compensated: an unlink/rmdir record for a
+ * failed creation, the real attributes or xattr for a failed attribute
+ * change; a failure that cannot be compensated puts the file system in the
+ * failed state (see journal.c).
  */
 #include "fs.h"
 
@@ -116,8 +122,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fs_snap_fix_nlink(fs_of(req), &st);
+	fs_pending_fix_stat(i, &st);
 	fuse_reply_attr(req, &st, fs_of(req)->timeout);
 }
+
+static int journal_first(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn);
 
 /* Append an attribute record after its change was applied. */
 int fs_append_after(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec)
@@ -133,32 +142,103 @@ int fs_append_after(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec)
 	return 0;
 }
 
-static int set_mode(struct fs *fs, struct fs_inode *i, int fd, mode_t mode, struct mfs_rec *rec,
-		    bool journaled)
+/*
+ * An attribute change failed after its record was made durable: journal
+ * the attributes the backing file really has (durably: a mirror must not
+ * apply what the primary refused).
+ */
+static void compensate_attrs(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec)
+{
+	struct stat st;
+	uint64_t lsn;
+	int r;
+
+	if (fstatat(i->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		fs_fail(fs, -errno, "a failed attribute change could not be compensated");
+		return;
+	}
+	rec->type = MFS_REC_CHOWN;
+	rec->uid = st.st_uid;
+	rec->gid = st.st_gid;
+	r = fs_journal_append(fs, rec, &lsn);
+	if (r == 0 && !S_ISLNK(st.st_mode)) {
+		rec->type = MFS_REC_CHMOD;
+		rec->mode = st.st_mode & 07777;
+		r = fs_journal_append(fs, rec, &lsn);
+	}
+	if (r == 0) {
+		rec->type = MFS_REC_UTIMENS;
+		rec->atime_sec = st.st_atim.tv_sec;
+		rec->atime_nsec = (uint32_t)st.st_atim.tv_nsec;
+		rec->mtime_sec = st.st_mtim.tv_sec;
+		rec->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+		r = fs_journal_append_durable(fs, rec, &lsn);
+	}
+	if (r < 0)
+		fs_fail(fs, r, "a failed attribute change could not be compensated");
+}
+
+/* Journal @rec (durably) if @journaled, then apply it with @apply. */
+static int attr_change(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec, bool journaled,
+		       int (*apply)(struct fs_inode *i, int fd, const struct mfs_rec *rec), int fd)
+{
+	uint64_t lsn = 0;
+	int r = 0;
+
+	if (journaled)
+		r = journal_first(fs, rec, &lsn);
+	if (r < 0)
+		return r;
+	r = apply(i, fd, rec);
+	fs_dirty_add(fs, i);
+	if (r < 0 && journaled)
+		compensate_attrs(fs, i, rec);
+	else if (journaled)
+		atomic_store(&i->last_lsn, lsn);
+	return r;
+}
+
+static int apply_mode(struct fs_inode *i, int fd, const struct mfs_rec *rec)
 {
 	char proc[64];
 
 	fs_proc_path(i->fd, proc);
-	if ((fd >= 0 ? fchmod(fd, mode) : chmod(proc, mode)) < 0)
-		return -errno;
-	if (!journaled)
-		return 0;
+	return (fd >= 0 ? fchmod(fd, rec->mode) : chmod(proc, rec->mode)) < 0 ? -errno : 0;
+}
+
+static int set_mode(struct fs *fs, struct fs_inode *i, int fd, mode_t mode, struct mfs_rec *rec,
+		    bool journaled)
+{
 	rec->type = MFS_REC_CHMOD;
 	rec->mode = mode & 07777;
-	return fs_append_after(fs, i, rec);
+	return attr_change(fs, i, rec, journaled, apply_mode, fd);
+}
+
+static int apply_owner(struct fs_inode *i, int fd, const struct mfs_rec *rec)
+{
+	return fchownat(i->fd, "", (uid_t)rec->uid, (gid_t)rec->gid,
+			AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0
+		       ? -errno
+		       : 0;
 }
 
 static int set_owner(struct fs *fs, struct fs_inode *i, uid_t uid, gid_t gid,
 		     struct mfs_rec *rec, bool journaled)
 {
-	if (fchownat(i->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!journaled)
-		return 0;
 	rec->type = MFS_REC_CHOWN;
 	rec->uid = (uint32_t)uid;
 	rec->gid = (uint32_t)gid;
-	return fs_append_after(fs, i, rec);
+	return attr_change(fs, i, rec, journaled, apply_owner, -1);
+}
+
+static int apply_times(struct fs_inode *i, int fd, const struct mfs_rec *rec)
+{
+	struct timespec tv[2] = { { rec->atime_sec, (long)rec->atime_nsec },
+				  { rec->mtime_sec, (long)rec->mtime_nsec } };
+	char proc[64];
+
+	fs_proc_path(i->fd, proc);
+	return utimensat(AT_FDCWD, proc, tv, 0) < 0 ? -errno : 0;
 }
 
 /* utimens with UTIME_NOW resolved here, so that replay is deterministic. */
@@ -166,24 +246,18 @@ static int set_times(struct fs *fs, struct fs_inode *i, const struct stat *attr,
 		     struct mfs_rec *rec, bool journaled)
 {
 	struct timespec tv[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } }, now;
-	char proc[64];
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (valid & FUSE_SET_ATTR_ATIME)
 		tv[0] = (valid & FUSE_SET_ATTR_ATIME_NOW) ? now : attr->st_atim;
 	if (valid & FUSE_SET_ATTR_MTIME)
 		tv[1] = (valid & FUSE_SET_ATTR_MTIME_NOW) ? now : attr->st_mtim;
-	fs_proc_path(i->fd, proc);
-	if (utimensat(AT_FDCWD, proc, tv, 0) < 0)
-		return -errno;
-	if (!journaled)
-		return 0;
 	rec->type = MFS_REC_UTIMENS;
 	rec->atime_sec = tv[0].tv_sec;
 	rec->atime_nsec = (uint32_t)tv[0].tv_nsec;
 	rec->mtime_sec = tv[1].tv_sec;
 	rec->mtime_nsec = (uint32_t)tv[1].tv_nsec;
-	return fs_append_after(fs, i, rec);
+	return attr_change(fs, i, rec, journaled, apply_times, -1);
 }
 
 static int do_setattr(struct fs *fs, struct fs_inode *i, struct stat *attr, int valid, int fd)
@@ -272,12 +346,13 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ================================================================ namespace */
 
-/* Journal @rec; returns 0 and sets *lsn, or -errno with nothing applied. */
+/* Journal @rec durably; returns 0 and sets *lsn, or -errno with nothing
+ * applied. */
 static int journal_first(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
 {
 	int r = fs_check_failed(fs);
 
-	return r < 0 ? r : fs_journal_append_intent(fs, rec, lsn);
+	return r < 0 ? r : fs_journal_append_durable(fs, rec, lsn);
 }
 
 /* After a failed apply: journal the compensation, or fail the fs. */
@@ -358,6 +433,8 @@ int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mf
 	i = (struct fs_inode *)(uintptr_t)e->ino;
 	atomic_store(&i->last_lsn, lsn);
 	atomic_store(&p->last_lsn, lsn);
+	fs_dirty_add(fs, p);
+	fs_dirty_add(fs, i);
 	if ((e->attr.st_uid != rec->uid || e->attr.st_gid != rec->gid)) {
 		rec->type = MFS_REC_CHOWN;
 		rec->uid = e->attr.st_uid;
@@ -425,7 +502,7 @@ static int make_node(fuse_req_t req, struct fs_inode *p, const char *name, mode_
 	if (r < 0)
 		return r;
 	r = apply_new(p, name, rec, link);
-	fs_journal_intent_done(fs);
+	fs_dirty_add(fs, p);
 	if (r < 0) {
 		fs_compensate(fs, undo, "a failed creation could not be compensated");
 		return r;
@@ -462,6 +539,15 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	mknod_common(req, parent, name, S_IFLNK | 0777, 0, link);
 }
 
+/* After a removal was applied: the second fence (see fs_journal_fence). */
+static void fence_after(struct fs *fs, bool durable)
+{
+	int r = fs_journal_fence(fs, durable);
+
+	if (r < 0)
+		fs_fail(fs, r, "cannot make a removal durable on the backing files");
+}
+
 /* unlink and rmdir */
 static int do_remove(struct fs *fs, struct fs_inode *p, const char *name, bool dir)
 {
@@ -486,15 +572,18 @@ static int do_remove(struct fs *fs, struct fs_inode *p, const char *name, bool d
 		return -ENOTEMPTY;
 	r = fs_entry_path(fs, p, name, rec->path, sizeof(rec->path));
 	if (r == 0)
+		r = fs_journal_fence(fs, false);
+	if (r == 0)
 		r = journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
 	r = unlinkat(p->fd, name, dir ? AT_REMOVEDIR : 0) < 0 ? -errno : 0;
-	fs_journal_intent_done(fs);
+	fs_dirty_add(fs, p);
 	if (r < 0) {
 		fs_fail(fs, r, "a journaled removal failed");
 		return r;
 	}
+	fence_after(fs, false);
 	atomic_store(&p->last_lsn, lsn);
 	i = fs_inode_find(fs, st.st_dev, st.st_ino);
 	if (i)
@@ -608,15 +697,20 @@ static int do_rename(struct fs *fs, struct fs_inode *p, const char *name, struct
 		memcpy(undo->path2, rec->path, sizeof(rec->path));
 		undo->flags = flags;
 	}
-	r = journal_first(fs, rec, &lsn);
+	r = fs_journal_fence(fs, false);
+	if (r == 0)
+		r = journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
 	r = renameat2(p->fd, name, np->fd, newname, flags) < 0 ? -errno : 0;
-	fs_journal_intent_done(fs);
+	fs_dirty_add(fs, p);
+	fs_dirty_add(fs, np);
 	if (r < 0) {
 		fs_compensate(fs, undo, "a failed rename could not be compensated");
 		return r;
 	}
+	/* replaying an exchange twice undoes it: its mark is made durable */
+	fence_after(fs, flags & RENAME_EXCHANGE);
 	atomic_store(&p->last_lsn, lsn);
 	atomic_store(&np->last_lsn, lsn);
 	rename_links(fs, p, name, np, newname, flags, &src, &dst, dst_exists);
@@ -632,10 +726,6 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	pthread_rwlock_wrlock(&fs->ns_lock);
 	r = do_rename(fs, fs_inode(req, parent), name, fs_inode(req, newparent), newname, flags);
 	pthread_rwlock_unlock(&fs->ns_lock);
-	/* replaying an exchange twice undoes it: keep it out of the tail that
-	 * recovery replays onto a tree which already has it */
-	if (r == 0 && (flags & RENAME_EXCHANGE))
-		(void)fs_journal_checkpoint(fs, NULL);
 	fuse_reply_err(req, -r);
 }
 
@@ -669,7 +759,8 @@ static int do_link(struct fs *fs, struct fs_inode *i, struct fs_inode *np, const
 		return r;
 	fs_proc_path(i->fd, proc);
 	r = linkat(AT_FDCWD, proc, np->fd, newname, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
-	fs_journal_intent_done(fs);
+	fs_dirty_add(fs, np);
+	fs_dirty_add(fs, i);
 	if (r < 0) {
 		fs_compensate(fs, undo, "a failed link could not be compensated");
 		return r;
@@ -975,13 +1066,47 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_xattr(req, (size_t)n);
 }
 
-/* setxattr (value != NULL) and removexattr: applied first, then journaled. */
+/* What setxattr/removexattr would refuse for the attribute's presence. */
+static int xattr_check(const char *proc, const char *name, bool set, int flags)
+{
+	bool exists = getxattr(proc, name, NULL, 0) >= 0;
+
+	if (!exists && errno != ENODATA)
+		return 0; /* let the call itself decide */
+	if ((!set || (flags & XATTR_REPLACE)) && !exists)
+		return -ENODATA;
+	if (set && (flags & XATTR_CREATE) && exists)
+		return -EEXIST;
+	return 0;
+}
+
+/* A failed xattr change after its record: journal the attribute as it is. */
+static void compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec)
+{
+	_cleanup_free_ char *val = malloc(MFS_XATTR_VALUE_MAX);
+	ssize_t n = val ? getxattr(proc, rec->path2, val, MFS_XATTR_VALUE_MAX) : -1;
+	uint64_t lsn;
+
+	if (n < 0 && errno != ENODATA) {
+		fs_fail(fs, -EIO, "a failed xattr change could not be compensated");
+		return;
+	}
+	rec->type = n >= 0 ? MFS_REC_SETXATTR : MFS_REC_REMOVEXATTR;
+	rec->flags = 0;
+	rec->data = n >= 0 ? val : NULL;
+	rec->data_len = n >= 0 ? (uint32_t)n : 0;
+	if (fs_journal_append_durable(fs, rec, &lsn) < 0)
+		fs_fail(fs, -EIO, "a failed xattr change could not be compensated");
+}
+
+/* setxattr (value != NULL) and removexattr: journaled (durably), then applied. */
 static int do_xattr(struct fs *fs, struct fs_inode *i, const char *name, const char *value,
 		    size_t size, int flags)
 {
 	_cleanup_free_ struct mfs_rec *rec =
 		fs_rec_new(value ? MFS_REC_SETXATTR : MFS_REC_REMOVEXATTR);
 	char proc[64];
+	uint64_t lsn = 0;
 	int r, jr;
 
 	if (!rec)
@@ -998,22 +1123,31 @@ static int do_xattr(struct fs *fs, struct fs_inode *i, const char *name, const c
 	jr = fs_inode_jpath(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
-	fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
 	fs_proc_path(i->fd, proc);
+	r = xattr_check(proc, name, value != NULL, flags);
+	if (r < 0)
+		return r;
+	fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
+	snprintf(rec->path2, sizeof(rec->path2), "%s", name);
+	rec->flags = (uint32_t)flags;
+	rec->data = value;
+	rec->data_len = value ? (uint32_t)size : 0;
+	if (jr) {
+		r = journal_first(fs, rec, &lsn);
+		if (r < 0)
+			return r;
+	}
 	atomic_fetch_add(&i->xattr_gen, 1); /* odd: getxattr neither trusts nor records absence */
 	r = value ? setxattr(proc, name, value, size, flags) : removexattr(proc, name);
 	if (r < 0)
 		r = -errno;
 	atomic_fetch_add(&i->xattr_gen, 1);
-	if (r < 0)
-		return r;
-	if (!jr)
-		return 0;
-	snprintf(rec->path2, sizeof(rec->path2), "%s", name);
-	rec->flags = (uint32_t)flags;
-	rec->data = value;
-	rec->data_len = value ? (uint32_t)size : 0;
-	return fs_append_after(fs, i, rec);
+	fs_dirty_add(fs, i);
+	if (r < 0 && jr)
+		compensate_xattr(fs, proc, rec);
+	else if (jr)
+		atomic_store(&i->last_lsn, lsn);
+	return r;
 }
 
 static void xattr_common(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,

@@ -33,11 +33,19 @@
  *
  * Ordering: preservation happens under the entry's mutex before the
  * mutation is journaled or applied, so a kill -9 anywhere leaves either
- * an unchanged block or a preserved one, and crash recovery (which replays
- * journaled records without copy-on-write) only re-applies changes whose
- * preservation is done. Preserved data is synced at each checkpoint; a
- * power cut between a preservation and the next checkpoint can lose it
- * (see docs/runbook.md). Readers hold the same mutex while they look at
+ * an unchanged block or a preserved one. Power cuts: every group commit
+ * first runs fs_snap_sync_dirty(), which makes the preserved blocks
+ * durable, then writes the bitmap naming them (only then: a bit must
+ * never reach the disk before its block) and makes it durable, and only
+ * then is the journal synced, so a durable record always has its
+ * preservation durable, and the change itself reaches the backing file
+ * after that (write-ahead, pending.c). Crash recovery, which replays
+ * records without copy-on-write, therefore only re-applies changes whose
+ * preservation is durable. The map's header and first bitmap are written
+ * when a file first changes; a map that is short or has no valid header
+ * after a crash was never made durable, so neither was any record of a
+ * change to its file: it is dropped, the live file still holds the
+ * snapshot's contents. Readers hold the entry's mutex while they look at
  * the bitmap and read, so a block is never read half-preserved.
  *
  * Failure to preserve (ENOSPC...) never fails the database's write: the
@@ -95,6 +103,8 @@ struct cow_state {
 	uint8_t *map; /* nblocks bits */
 	uint64_t nblocks;
 	uint32_t links;  /* names of the file in the snapshot (farm links) */
+	bool data_dirty; /* preserved blocks not yet fdatasync'ed; entry mu */
+	bool map_dirty;  /* bits not yet in the map file; entry mu */
 	char *xattrs;    /* saved: the xattr blob (see xattr_blob()) */
 	size_t xattrs_len;
 };
@@ -129,6 +139,8 @@ struct fs_snaps {
 	struct cow_entry **hash; /* rw */
 	int store_fd;
 	atomic_int reflink;      /* -1 unknown, 0 no, 1 yes */
+	atomic_bool dirty;       /* something preserved since fs_snap_sync_dirty() */
+	atomic_bool new_files;   /* cow files created since then */
 	pthread_mutex_t vmu;     /* view nodes */
 	struct fs_inode **vhash;
 };
@@ -440,6 +452,7 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	if (r < 0)
 		return r;
 	c->saved = true;
+	c->map_dirty = true;
 	return 0;
 }
 
@@ -466,13 +479,14 @@ static ssize_t pread_zeros(int fd, char *buf, size_t len, uint64_t off)
 	return n < 0 ? n : (ssize_t)len;
 }
 
-/* Mark blocks [b0, b1) preserved, in memory and in the map file. */
+/* Mark blocks [b0, b1) preserved, in memory; fs_snap_sync_dirty() writes
+ * the map file once the blocks are durable. */
 static int mark_blocks(struct cow_state *c, uint64_t b0, uint64_t b1)
 {
 	for (uint64_t b = b0; b < b1; b++)
 		c->map[b / 8] |= (uint8_t)(1u << (b % 8));
-	return mfs_pwrite_all(c->map_fd, c->map + b0 / 8, (size_t)(b1 - 1) / 8 - b0 / 8 + 1,
-			      COW_HDR + b0 / 8);
+	c->data_dirty = c->map_dirty = true;
+	return 0;
 }
 
 /* A copy buffer, grown on demand up to COPY_BUF: most copies are one 4 KiB
@@ -632,12 +646,16 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 			r = fstat(e->src_fd, &st) < 0 ? -errno : 0;
 			have_st = r == 0;
 		}
-		if (r == 0 && !c->saved)
+		if (r == 0 && !c->saved) {
+			atomic_store(&S->new_files, true);
 			r = state_save(c, i->ino, &st, e->src_fd);
+		}
 		if (r == 0 && len)
 			r = preserve(S, c, e->src_fd, (uint64_t)st.st_size, off, len, &cb);
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
+		if (c->map_dirty)
+			atomic_store(&S->dirty, true);
 	}
 	pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
@@ -847,6 +865,20 @@ static int scan_tree(struct fs_snaps *S, struct fs_snap *s, int dirfd)
 	return walk_tree(&w, dirfd, 0);
 }
 
+/* A map that is short or has no valid header was never made durable, nor
+ * any change of its file (see "Ordering"): the live file still holds the
+ * snapshot's contents. Remove it and its data. */
+static void drop_unfinished(struct fs_snap *s, struct cow_state *c, const char *map,
+			    const char *data)
+{
+	log_notice("snapshot '%s': dropping '%s', left unfinished by a crash", s->name, map);
+	closep(&c->map_fd);
+	closep(&c->data_fd);
+	c->map_fd = c->data_fd = -1;
+	(void)unlinkat(s->cow_fd, map, 0);
+	(void)unlinkat(s->cow_fd, data, 0);
+}
+
 /* Load NAME/cow/INO.map files into the states of @s (mount). */
 static int load_cow(struct fs_snaps *S, struct fs_snap *s)
 {
@@ -874,7 +906,12 @@ static int load_cow(struct fs_snaps *S, struct fs_snap *s)
 		if (c->map_fd < 0 || c->data_fd < 0 || fstat(c->map_fd, &st) < 0)
 			return -errno;
 		n = mfs_pread_all(c->map_fd, h, COW_HDR, 0);
-		if (n != COW_HDR || memcmp(h, COW_MAGIC, 8) || mfs_get_le64(h + 56) != ino)
+		if (n != COW_HDR || memcmp(h, COW_MAGIC, 8) ||
+		    (uint64_t)st.st_size < COW_HDR + (mfs_get_le64(h + 24) + COW_BS - 1) / COW_BS / 8 + 1) {
+			drop_unfinished(s, c, de->d_name, name);
+			continue;
+		}
+		if (mfs_get_le64(h + 56) != ino)
 			return -EBADMSG;
 		c->full = mfs_get_le32(h + 8) & COW_FULL;
 		c->mode = mfs_get_le32(h + 12);
@@ -1102,31 +1139,82 @@ void fs_snap_close(struct fs *fs)
 int fs_snap_sync(struct fs *fs)
 {
 	struct fs_snaps *S = fs->snaps;
-	int r = 0;
 
 	if (!S || atomic_load(&S->count) == 0)
 		return 0;
+	atomic_store(&S->dirty, true);
+	atomic_store(&S->new_files, true);
+	return fs_snap_sync_dirty(fs);
+}
+
+/*
+ * One state's part of fs_snap_sync_dirty(), under its entry's mutex (no
+ * preservation meanwhile): its blocks durable, then a copy of the bits
+ * that name them into *ret_map (malloc'd; NULL if the map is clean).
+ */
+static int sync_state_data(struct cow_state *c, uint8_t **ret_map)
+{
+	size_t len = (size_t)(c->nblocks / 8 + 1);
+
+	*ret_map = NULL;
+	if (c->data_dirty && c->data_fd >= 0 && fdatasync(c->data_fd) < 0)
+		return -errno;
+	c->data_dirty = false;
+	if (!c->map_dirty || c->map_fd < 0)
+		return 0;
+	*ret_map = malloc(len);
+	if (!*ret_map)
+		return -ENOMEM;
+	memcpy(*ret_map, c->map, len);
+	c->map_dirty = false;
+	return 0;
+}
+
+/* Write @map (from sync_state_data()) into @c's map file, durably. */
+static int sync_state_map(struct cow_state *c, const uint8_t *map)
+{
+	int r = mfs_pwrite_all(c->map_fd, map, (size_t)(c->nblocks / 8 + 1), COW_HDR);
+
+	if (r == 0 && fdatasync(c->map_fd) < 0)
+		r = -errno;
+	return r;
+}
+
+/* Both steps for every state of @e that needs them. */
+static void sync_entry(struct cow_entry *e)
+{
+	for (struct cow_state *c = e->states; c; c = c->next) {
+		_cleanup_free_ uint8_t *map = NULL;
+		int r;
+
+		pthread_rwlock_rdlock(&e->mu);
+		r = sync_state_data(c, &map);
+		pthread_rwlock_unlock(&e->mu);
+		/* the bits only name durable blocks; a later preservation
+		 * marks the map dirty again and waits for the next sync */
+		if (r == 0 && map)
+			r = sync_state_map(c, map);
+		if (r < 0)
+			mark_broken(c->snap, r, "cannot make preserved data durable");
+	}
+}
+
+int fs_snap_sync_dirty(struct fs *fs)
+{
+	struct fs_snaps *S = fs->snaps;
+
+	if (!S || !atomic_exchange(&S->dirty, false))
+		return 0;
 	pthread_rwlock_rdlock(&S->rw);
 	for (size_t b = 0; b < N_BUCKETS; b++)
-		for (struct cow_entry *e = S->hash[b]; e; e = e->hnext) {
-			pthread_rwlock_rdlock(&e->mu);
-			for (struct cow_state *c = e->states; c; c = c->next) {
-				if (c->data_fd >= 0 && fdatasync(c->data_fd) < 0 && r == 0)
-					r = -errno;
-				if (c->map_fd >= 0 && fdatasync(c->map_fd) < 0 && r == 0)
-					r = -errno;
-			}
-			pthread_rwlock_unlock(&e->mu);
-		}
-	for (struct fs_snap *s = S->list; s; s = s->next) {
-		int fd = openat(s->cow_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			(void)fsync(fd);
-			close(fd);
-		}
-	}
+		for (struct cow_entry *e = S->hash[b]; e; e = e->hnext)
+			sync_entry(e);
+	if (atomic_exchange(&S->new_files, false))
+		for (struct fs_snap *s = S->list; s; s = s->next)
+			if (mfs_fsync_dir(s->cow_fd, NULL) < 0)
+				mark_broken(s, -EIO, "cannot make its copy-on-write folder durable");
 	pthread_rwlock_unlock(&S->rw);
-	return r;
+	return 0; /* a snapshot that cannot be kept is broken; the change goes on */
 }
 
 /* ================================================================ create */
@@ -1240,6 +1328,12 @@ static int create_locked(struct fs *fs, void *arg)
 	_cleanup_close_ int src = -EBADF, dst = -EBADF;
 	int r;
 
+	/* writes still pending belong to the snapshot: apply them before the
+	 * farm links their files (a flush only if some came in since the one
+	 * before the window) */
+	r = fs_journal_sync(fs, 0);
+	if (r < 0)
+		return r;
 	r = fs_journal_snapshot_begin(fs, s->name, &s->lsn, &x->old);
 	if (r < 0)
 		return r;
@@ -1310,6 +1404,8 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 			r = -errno;
 	}
 	x.s = s;
+	if (r == 0)
+		r = fs_journal_sync(fs, 0); /* pending writes applied outside the window */
 	if (r == 0)
 		r = fs_lock_quiesce(fs, create_locked, &x, &x.window_ns);
 	listed = r == 0;

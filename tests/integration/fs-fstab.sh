@@ -115,6 +115,8 @@ mounted_once() {
 # $SBIN run in the background with OPT; FILE written through it reaches
 # DATA; mirrorctl rotate closes a segment holding it; umount stops the
 # daemon; DATA keeps FILE and the segment.
+reached() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
+
 check_mount() {
 	local d=$1 m=$2 f=$3 opt=$4 pid seg
 	mounted_once "$m" || fail "$m is not mounted (once) as fuse.mirrorfs"
@@ -128,7 +130,9 @@ check_mount() {
 		fail "mirrorfs was not given $opt: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
 	[ ! -e "$T/decoy-ran" ] || fail "mount ran the mirrorfs found in the caller's PATH"
 	echo "$f via $m $$" >"$m/$f"
-	[ "$(cat "$d/$f")" = "$f via $m $$" ] || fail "$f did not reach $d"
+	# a write reaches the backing folder at the next group commit (at most
+	# FS_PENDING_DELAY_MS later): the write-ahead rule
+	wait_for reached "$d/$f" "$f via $m $$" || fail "$f did not reach $d"
 	# rotate prints the segment it closed, nothing if the open one was
 	# empty (the 1 s timer may just have closed it): write again then
 	for i in 1 2 3 4 5; do

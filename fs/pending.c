@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pending.c - writes journaled but not yet applied to the backing files,
+ * and the backing objects changed since the last checkpoint.
+ *
+ * The write-ahead rule: no change may reach the backing file system before
+ * its journal record is durable. The kernel writes dirty pages of the
+ * backing files back whenever it likes (age, memory pressure, anyone's
+ * sync), so mirrorfs must not hand a change to the backing file system
+ * before its record is durable. A write is therefore appended to the
+ * journal and kept here, in memory, until a group commit has made its
+ * record durable; the commit then applies it (fs_pending_apply(), called by
+ * fs_journal_sync()). Until then it answers reads (fs_pending_read()
+ * overlays it on the backing file's bytes) and sizes
+ * (fs_pending_fix_stat()). Every other mutation waits for its own record
+ * to be durable before it is applied (journal.c), and that wait applies
+ * every pending write before it returns, so one file's changes reach its
+ * backing file in journal order.
+ *
+ * Bounds: a writer commits itself once pending data passes FS_PENDING_MAX
+ * bytes, and the timer commits at least every FS_PENDING_DELAY_MS.
+ *
+ * The dirty set: every backing file or folder changed since the last
+ * checkpoint (each holds a reference on its inode), so that a checkpoint
+ * fsyncs exactly what mirrorfs changed, not the whole file system (syncfs
+ * flushes nothing on a FUSE-based store, and other programs' dirty data is
+ * not ours to wait for).
+ *
+ * Locks: fs->pend.alock (one apply pass at a time) -> inode->plock (its
+ * pending list; held only around memory work and the backing pread/pwrite)
+ * -> fs->pend.lock (the two lists) -> fs->itable_lock.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "mirrorfs/io.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+
+/* Below this much free space, writes are applied at once (see data.c). */
+#define FS_PENDING_LOW_SPACE (4ull * FS_PENDING_MAX)
+
+struct fs_pwrite {
+	struct fs_pwrite *next;
+	uint64_t lsn, off;
+	size_t len;
+	char data[];
+};
+
+void fs_pending_init(struct fs *fs)
+{
+	pthread_mutex_init(&fs->pend.lock, NULL);
+	pthread_mutex_init(&fs->pend.alock, NULL);
+}
+
+void fs_pending_inode_init(struct fs_inode *i)
+{
+	pthread_mutex_init(&i->plock, NULL);
+	i->pfd = -1;
+}
+
+void fs_pending_inode_done(struct fs_inode *i)
+{
+	struct fs_pwrite *w = i->phead;
+
+	while (w) {
+		struct fs_pwrite *n = w->next;
+		free(w);
+		w = n;
+	}
+	i->phead = i->ptail = NULL;
+	if (i->pfd >= 0)
+		close(i->pfd);
+	i->pfd = -1;
+	pthread_mutex_destroy(&i->plock);
+}
+
+/* ================================================================ pending writes */
+
+int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, const void *data,
+		   size_t len, uint64_t off)
+{
+	struct fs_pwrite *w = malloc(sizeof(*w) + len);
+	struct stat st;
+	bool add = false;
+
+	if (!w)
+		return -ENOMEM;
+	w->next = NULL;
+	w->lsn = lsn;
+	w->off = off;
+	w->len = len;
+	memcpy(w->data, data, len);
+	pthread_mutex_lock(&i->plock);
+	if (!i->phead) {
+		if (fstat(fd, &st) < 0) {
+			pthread_mutex_unlock(&i->plock);
+			free(w);
+			return -errno;
+		}
+		if (i->pfd < 0)
+			i->pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (i->pfd < 0) {
+			pthread_mutex_unlock(&i->plock);
+			free(w);
+			return -errno;
+		}
+		i->psize = (uint64_t)st.st_size;
+		i->phead = w;
+	} else {
+		i->ptail->next = w;
+	}
+	i->ptail = w;
+	i->psize = MFS_MAX(i->psize, off + len);
+	pthread_mutex_unlock(&i->plock);
+	atomic_fetch_add(&fs->pend.bytes, len);
+	pthread_mutex_lock(&fs->pend.lock);
+	if (!i->in_plist) {
+		i->in_plist = true;
+		i->pnext = fs->pend.plist;
+		fs->pend.plist = i;
+		add = true;
+	}
+	pthread_mutex_unlock(&fs->pend.lock);
+	if (add)
+		fs_inode_ref(fs, i);
+	return 0;
+}
+
+bool fs_pending_has(struct fs_inode *i)
+{
+	bool has;
+
+	pthread_mutex_lock(&i->plock);
+	has = i->phead != NULL;
+	pthread_mutex_unlock(&i->plock);
+	return has;
+}
+
+void fs_pending_fix_stat(struct fs_inode *i, struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return;
+	pthread_mutex_lock(&i->plock);
+	if (i->phead && (uint64_t)st->st_size < i->psize) {
+		st->st_size = (off_t)i->psize;
+		st->st_blocks = (blkcnt_t)((i->psize + 511) / 512);
+	}
+	pthread_mutex_unlock(&i->plock);
+}
+
+ssize_t fs_pending_read(struct fs_inode *i, int fd, char *buf, size_t size, uint64_t off)
+{
+	ssize_t n;
+	size_t len;
+
+	pthread_mutex_lock(&i->plock);
+	n = mfs_pread_all(fd, buf, size, off);
+	if (n < 0 || !i->phead) {
+		pthread_mutex_unlock(&i->plock);
+		return n;
+	}
+	len = i->psize > off ? (size_t)MFS_MIN((uint64_t)size, i->psize - off) : 0;
+	if ((size_t)n < len)
+		memset(buf + n, 0, len - (size_t)n);
+	for (struct fs_pwrite *w = i->phead; w; w = w->next) {
+		uint64_t a = MFS_MAX(w->off, off), b = MFS_MIN(w->off + w->len, off + len);
+		if (a < b)
+			memcpy(buf + (a - off), w->data + (a - w->off), b - a);
+	}
+	pthread_mutex_unlock(&i->plock);
+	return (ssize_t)len;
+}
+
+uint64_t fs_pending_bytes(struct fs *fs)
+{
+	return atomic_load(&fs->pend.bytes);
+}
+
+bool fs_pending_sync_writes(struct fs *fs)
+{
+	return atomic_load(&fs->pend.sync_writes);
+}
+
+void fs_pending_check_space(struct fs *fs)
+{
+	struct statvfs sv;
+	bool low;
+
+	if (fstatvfs(fs->sync_fd, &sv) < 0)
+		return;
+	low = (uint64_t)sv.f_bavail * sv.f_frsize < FS_PENDING_LOW_SPACE;
+	if (low != atomic_exchange(&fs->pend.sync_writes, low))
+		log_notice(low ? "the backing file system is nearly full: writes are applied at once"
+			       : "the backing file system has room again: writes are applied in "
+				 "batches");
+}
+
+/* Apply @i's pending writes up to LSN @durable, in order. Caller holds
+ * alock. Returns 1 if some are left, 0 if none, -errno. */
+static int apply_inode(struct fs *fs, struct fs_inode *i, uint64_t durable)
+{
+	struct fs_pwrite *w;
+	int r = 0;
+
+	pthread_mutex_lock(&i->plock);
+	while ((w = i->phead) && w->lsn <= durable) {
+		r = mfs_pwrite_all(i->pfd, w->data, w->len, w->off);
+		if (r < 0)
+			break;
+		i->phead = w->next;
+		atomic_fetch_sub(&fs->pend.bytes, w->len);
+		free(w);
+	}
+	if (!i->phead) {
+		i->ptail = NULL;
+		closep(&i->pfd);
+		i->pfd = -1;
+	}
+	if (r == 0)
+		r = i->phead ? 1 : 0;
+	pthread_mutex_unlock(&i->plock);
+	return r;
+}
+
+int fs_pending_apply(struct fs *fs, uint64_t durable)
+{
+	struct fs_inode *list, *i, *next;
+	int r = 0;
+
+	pthread_mutex_lock(&fs->pend.alock);
+	pthread_mutex_lock(&fs->pend.lock);
+	list = fs->pend.plist;
+	fs->pend.plist = NULL;
+	for (i = list; i; i = i->pnext)
+		i->in_plist = false;
+	pthread_mutex_unlock(&fs->pend.lock);
+	for (i = list; i; i = next) {
+		int k = apply_inode(fs, i, durable);
+		bool keep = false;
+
+		next = i->pnext;
+		fs_dirty_add(fs, i);
+		if (k < 0 && r == 0)
+			r = k;
+		pthread_mutex_lock(&fs->pend.lock);
+		if (k != 0 && !i->in_plist) { /* left: back on the list, with our reference */
+			i->in_plist = true;
+			i->pnext = fs->pend.plist;
+			fs->pend.plist = i;
+			keep = true;
+		}
+		pthread_mutex_unlock(&fs->pend.lock);
+		if (!keep)
+			fs_inode_unref(fs, i);
+	}
+	pthread_mutex_unlock(&fs->pend.alock);
+	return r;
+}
+
+/* ================================================================ dirty set */
+
+void fs_dirty_add(struct fs *fs, struct fs_inode *i)
+{
+	bool add = false;
+
+	if (!i || i->vkind != FS_VK_NONE)
+		return;
+	pthread_mutex_lock(&fs->pend.lock);
+	if (!i->dirty) {
+		i->dirty = true;
+		i->dnext = fs->pend.dlist;
+		fs->pend.dlist = i;
+		add = true;
+	}
+	pthread_mutex_unlock(&fs->pend.lock);
+	if (add)
+		fs_inode_ref(fs, i);
+}
+
+struct dsync_job {
+	struct fs_inode *i;
+};
+
+static int dsync_one(void *arg)
+{
+	struct fs_inode *i = ((struct dsync_job *)arg)->i;
+	char proc[64];
+	int fd, r = 0;
+
+	if (i->type != S_IFREG && i->type != S_IFDIR)
+		return 0; /* a symlink, FIFO, socket or device: its folder holds it */
+	fs_proc_path(i->fd, proc);
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && (errno == EACCES || errno == EPERM))
+		fd = open(proc, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int fs_dirty_sync(struct fs *fs)
+{
+	struct fs_inode *list, *i, *next;
+	struct mfs_job *jobs;
+	struct dsync_job *args;
+	size_t n = 0, k = 0;
+	int r;
+
+	pthread_mutex_lock(&fs->pend.lock);
+	list = fs->pend.dlist;
+	fs->pend.dlist = NULL;
+	for (i = list; i; i = i->dnext) {
+		i->dirty = false;
+		n++;
+	}
+	pthread_mutex_unlock(&fs->pend.lock);
+	if (n == 0)
+		return 0;
+	jobs = calloc(n, sizeof(*jobs));
+	args = calloc(n, sizeof(*args));
+	if (!jobs || !args) {
+		r = -ENOMEM;
+		for (i = list; i; i = i->dnext)
+			if (dsync_one(&(struct dsync_job){ i }) < 0)
+				r = -EIO;
+		r = r == -ENOMEM ? 0 : r;
+	} else {
+		for (i = list; i; i = i->dnext, k++) {
+			args[k].i = i;
+			jobs[k] = (struct mfs_job){ dsync_one, &args[k], 0 };
+		}
+		r = mfs_run_jobs(jobs, n);
+	}
+	free(jobs);
+	free(args);
+	for (i = list; i; i = next) {
+		next = i->dnext;
+		if (r < 0)
+			fs_dirty_add(fs, i); /* the next checkpoint tries again */
+		fs_inode_unref(fs, i);
+	}
+	return r;
+}
