@@ -90,6 +90,8 @@ struct fs_journal {
 
 	pthread_rwlock_t seg_lock; /* appends/syncs shared, segment switch exclusive */
 	struct mfs_segw *w;        /* protected by seg_lock; NULL after a fatal error */
+	struct mfs_segw *sealing;  /* seg_lock: a snapshot's old segment until it is closed */
+	uint64_t sealing_last;     /* seg_lock: its last LSN */
 	char open_name[256];       /* protected by seg_lock */
 	uint64_t seg_no;           /* protected by seg_lock */
 	_Atomic uint64_t seg_bytes; /* appended to the open segment (approximate) */
@@ -271,7 +273,13 @@ static int sync_only(struct fs *fs, uint64_t lsn, uint64_t *ret_durable)
 	} else {
 		if (lsn == 0 || lsn >= next_lsn_locked(j))
 			lsn = next_lsn_locked(j) - 1;
-		r = mfs_segw_sync(j->w, lsn);
+		/* after a snapshot's switch, the new segment is established
+		 * perhaps before the old one is sealed: nothing is durable
+		 * before the old one's records are */
+		r = j->sealing ? mfs_segw_sync(j->sealing, MFS_MIN(lsn, j->sealing_last)) : 0;
+		mfs_segw_get_stats(j->w, &s);
+		if (r == 0 && lsn >= s.first_lsn)
+			r = mfs_segw_sync(j->w, lsn);
 		mfs_segw_get_stats(j->w, &s);
 		*ret_durable = MFS_MAX(lsn, s.durable_lsn);
 	}
@@ -545,6 +553,8 @@ int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn
 	}
 	snprintf(j->open_name, sizeof(j->open_name), "%s", nname);
 	j->seg_no = s.seg_no + 1;
+	j->sealing = old;
+	j->sealing_last = s.next_lsn - 1;
 	atomic_store(&j->seg_bytes, 0);
 	j->last_rotate_ns = mfs_mono_ns();
 	pthread_rwlock_unlock(&j->seg_lock);
@@ -602,6 +612,9 @@ int fs_journal_snapshot_end(struct fs *fs, struct mfs_segw *old)
 	 * closed/ (a crash before that leaves a sealed one in open/, which
 	 * recovery moves), fsyncing both folders; the fsync of open/ also
 	 * makes the new segment's entry durable. */
+	pthread_rwlock_wrlock(&j->seg_lock);
+	j->sealing = NULL;
+	pthread_rwlock_unlock(&j->seg_lock);
 	r = mfs_segw_close(old, j->closed_dirfd, closed);
 	if (r < 0) {
 		fs_fail(fs, r, "cannot close the segment before a snapshot");
@@ -1161,12 +1174,21 @@ static int open_dirs(struct fs *fs, struct fs_journal *j)
 {
 	const char *sub[] = { OPEN_DIR, CLOSED_DIR };
 	int *fds[] = { &j->open_dirfd, &j->closed_dirfd };
+	bool made = false;
+	int r;
 
-	if (mkdir(j->path, 0700) < 0 && errno != EEXIST)
+	if (mkdir(j->path, 0700) == 0)
+		made = true;
+	else if (errno != EEXIST)
 		return log_error_errno(-errno, "cannot create journal folder '%s': %m", j->path);
 	j->dirfd = open(j->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (j->dirfd < 0)
 		return log_error_errno(-errno, "cannot open journal folder '%s': %m", j->path);
+	if (made) { /* a power cut must not lose the journal folder itself */
+		r = mfs_fsync_dir(j->dirfd, "..");
+		if (r < 0)
+			return log_error_errno(r, "cannot sync the folder of '%s': %m", j->path);
+	}
 	j->lock_fd = openat(j->dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (j->lock_fd < 0)
 		return log_error_errno(-errno, "journal folder '%s' is not writable: %m", j->path);
@@ -1177,13 +1199,19 @@ static int open_dirs(struct fs *fs, struct fs_journal *j)
 					       fs->opt.data_dir, j->path);
 		return log_error_errno(-errno, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
 	}
+	made = false;
 	for (size_t k = 0; k < ARRAY_SIZE(sub); k++) {
-		if (mkdirat(j->dirfd, sub[k], 0700) < 0 && errno != EEXIST)
+		if (mkdirat(j->dirfd, sub[k], 0700) == 0)
+			made = true;
+		else if (errno != EEXIST)
 			return log_error_errno(-errno, "cannot create '%s/%s': %m", j->path, sub[k]);
 		*fds[k] = openat(j->dirfd, sub[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (*fds[k] < 0)
 			return log_error_errno(-errno, "cannot open '%s/%s': %m", j->path, sub[k]);
 	}
+	r = made ? mfs_fsync_dir(j->dirfd, NULL) : 0;
+	if (r < 0)
+		return log_error_errno(r, "cannot sync journal folder '%s': %m", j->path);
 	return 0;
 }
 

@@ -230,28 +230,52 @@ static int apply_inode(struct fs *fs, struct fs_inode *i, uint64_t durable)
 	return r;
 }
 
+/* The inodes on @fs's pending list, taken off it (their references move to
+ * the caller), as an array: once off the list, an inode's pnext belongs to
+ * whoever puts it back. Returns the count; *ret NULL with a count > 0 is
+ * out of memory (nothing taken). */
+static size_t take_plist(struct fs *fs, struct fs_inode ***ret)
+{
+	struct fs_inode **v = NULL, *i;
+	size_t n = 0, k = 0;
+
+	pthread_mutex_lock(&fs->pend.lock);
+	for (i = fs->pend.plist; i; i = i->pnext)
+		n++;
+	if (n)
+		v = malloc(n * sizeof(*v));
+	if (v) {
+		for (i = fs->pend.plist; i; i = i->pnext) {
+			i->in_plist = false;
+			v[k++] = i;
+		}
+		fs->pend.plist = NULL;
+	}
+	pthread_mutex_unlock(&fs->pend.lock);
+	*ret = v;
+	return n;
+}
+
 int fs_pending_apply(struct fs *fs, uint64_t durable)
 {
-	struct fs_inode *list, *i, *next;
+	struct fs_inode **v;
+	size_t n;
 	int r = 0;
 
 	pthread_mutex_lock(&fs->pend.alock);
-	pthread_mutex_lock(&fs->pend.lock);
-	list = fs->pend.plist;
-	fs->pend.plist = NULL;
-	for (i = list; i; i = i->pnext)
-		i->in_plist = false;
-	pthread_mutex_unlock(&fs->pend.lock);
-	for (i = list; i; i = next) {
-		int k = apply_inode(fs, i, durable);
+	n = take_plist(fs, &v);
+	if (n && !v)
+		r = -ENOMEM;
+	for (size_t k = 0; k < n && v; k++) {
+		struct fs_inode *i = v[k];
+		int e = apply_inode(fs, i, durable);
 		bool keep = false;
 
-		next = i->pnext;
 		fs_dirty_add(fs, i);
-		if (k < 0 && r == 0)
-			r = k;
+		if (e < 0 && r == 0)
+			r = e;
 		pthread_mutex_lock(&fs->pend.lock);
-		if (k != 0 && !i->in_plist) { /* left: back on the list, with our reference */
+		if (e != 0 && !i->in_plist) { /* left: back on the list, with our reference */
 			i->in_plist = true;
 			i->pnext = fs->pend.plist;
 			fs->pend.plist = i;
@@ -261,6 +285,7 @@ int fs_pending_apply(struct fs *fs, uint64_t durable)
 		if (!keep)
 			fs_inode_unref(fs, i);
 	}
+	free(v);
 	pthread_mutex_unlock(&fs->pend.alock);
 	return r;
 }
@@ -311,44 +336,45 @@ static int dsync_one(void *arg)
 
 int fs_dirty_sync(struct fs *fs)
 {
-	struct fs_inode *list, *i, *next;
-	struct mfs_job *jobs;
-	struct dsync_job *args;
+	struct fs_inode **v = NULL, *i;
+	struct mfs_job *jobs = NULL;
+	struct dsync_job *args = NULL;
 	size_t n = 0, k = 0;
-	int r;
+	int r = 0;
 
+	/* into an array: once off the list, an inode's dnext belongs to
+	 * whoever marks it dirty again */
 	pthread_mutex_lock(&fs->pend.lock);
-	list = fs->pend.dlist;
-	fs->pend.dlist = NULL;
-	for (i = list; i; i = i->dnext) {
-		i->dirty = false;
+	for (i = fs->pend.dlist; i; i = i->dnext)
 		n++;
+	if (n) {
+		v = malloc(n * sizeof(*v));
+		jobs = calloc(n, sizeof(*jobs));
+		args = calloc(n, sizeof(*args));
 	}
-	pthread_mutex_unlock(&fs->pend.lock);
-	if (n == 0)
-		return 0;
-	jobs = calloc(n, sizeof(*jobs));
-	args = calloc(n, sizeof(*args));
-	if (!jobs || !args) {
+	if (n && (!v || !jobs || !args)) {
 		r = -ENOMEM;
-		for (i = list; i; i = i->dnext)
-			if (dsync_one(&(struct dsync_job){ i }) < 0)
-				r = -EIO;
-		r = r == -ENOMEM ? 0 : r;
-	} else {
-		for (i = list; i; i = i->dnext, k++) {
-			args[k].i = i;
-			jobs[k] = (struct mfs_job){ dsync_one, &args[k], 0 };
-		}
-		r = mfs_run_jobs(jobs, n);
+		n = 0;
 	}
+	for (i = fs->pend.dlist; i && n; i = i->dnext) {
+		i->dirty = false;
+		v[k] = i;
+		args[k].i = i;
+		jobs[k] = (struct mfs_job){ dsync_one, &args[k], 0 };
+		k++;
+	}
+	if (n)
+		fs->pend.dlist = NULL;
+	pthread_mutex_unlock(&fs->pend.lock);
+	if (n)
+		r = mfs_run_jobs(jobs, n);
+	for (k = 0; k < n; k++) {
+		if (r < 0)
+			fs_dirty_add(fs, v[k]); /* the next checkpoint tries again */
+		fs_inode_unref(fs, v[k]);
+	}
+	free(v);
 	free(jobs);
 	free(args);
-	for (i = list; i; i = next) {
-		next = i->dnext;
-		if (r < 0)
-			fs_dirty_add(fs, i); /* the next checkpoint tries again */
-		fs_inode_unref(fs, i);
-	}
 	return r;
 }

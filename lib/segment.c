@@ -248,7 +248,8 @@ int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct 
 		r = -EALREADY;
 		goto out_free;
 	}
-	if (info.verdict != MFS_SEG_TORN || !info.header_valid) {
+	if ((info.verdict != MFS_SEG_TORN && info.verdict != MFS_SEG_CORRUPT) ||
+	    !info.header_valid) {
 		r = -EBADMSG;
 		goto out_free;
 	}

@@ -733,6 +733,41 @@ static void append_n(struct mfs_segw *w, int n, uint64_t *ret_last)
 	free(rec);
 }
 
+/* A power cut keeps any subset of the unsynced sectors: a record torn in
+ * its middle with a later one whole after it. Reopen cuts at the torn one
+ * (without this, the mount refused the data set). */
+static void test_reopen_torn_middle(void)
+{
+	struct mfs_segw *w = NULL;
+	struct mfs_segw_stats st;
+	uint64_t last = 0, cut = 0, synced;
+	uint8_t b = 0;
+	int fd;
+
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "torn-mid", uuid_a, 4, 2000, &w), 0);
+	append_n(w, 3, &last);
+	CU_ASSERT_EQUAL(mfs_segw_sync(w, last), 0);
+	mfs_segw_get_stats(w, &st);
+	synced = st.size;
+	append_n(w, 4, &last); /* unsynced: the second of them is torn below */
+	mfs_segw_free(w);
+
+	fd = openat(dirfd_, "torn-mid", O_RDWR | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	/* flip a byte in the payload of the 5th record (3 synced, then one) */
+	CU_ASSERT_EQUAL(pread(fd, &b, 1, (off_t)(synced + (st.size - MFS_SEG_HEADER_SIZE) / 3 + 40)), 1);
+	b ^= 0xff;
+	CU_ASSERT_EQUAL(pwrite(fd, &b, 1, (off_t)(synced + (st.size - MFS_SEG_HEADER_SIZE) / 3 + 40)), 1);
+	close(fd);
+
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_reopen(dirfd_, "torn-mid", uuid_a, &w, &cut), 0);
+	mfs_segw_get_stats(w, &st);
+	CU_ASSERT_EQUAL(st.next_lsn, 2004); /* 3 synced + the whole 4th */
+	CU_ASSERT(cut > 0);
+	mfs_segw_free(w);
+	(void)unlinkat(dirfd_, "torn-mid", 0);
+}
+
 static void test_reopen_torn_tail(void)
 {
 	static const uint8_t junk[] = {0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x77,
@@ -1277,6 +1312,7 @@ static CU_TestInfo tests[] = {
 	{"(c) group commit on a slow disk", test_group_commit_slow_disk},
 	{"sync and append semantics", test_sync_semantics},
 	{"(d) reopen cuts a torn tail and continues LSNs", test_reopen_torn_tail},
+	{"(d) reopen cuts at a record torn before whole ones (power cut)", test_reopen_torn_middle},
 	{"(d) reopen after create, zeros behind the header", test_reopen_empty_and_zeros},
 	{"close an empty segment", test_close_empty},
 	{"write-behind submits whole appended pages", test_writeback},

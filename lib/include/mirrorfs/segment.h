@@ -52,7 +52,11 @@ int mfs_segw_establish(struct mfs_segw *w);
 
 /*
  * Reopen an open (trailer-less) segment to continue appending after its
- * last valid record, cutting off anything after it (a torn tail).
+ * last valid record, cutting off anything after it (a torn tail). A
+ * record that does not decode ends the segment even when bytes follow it:
+ * after a power cut the unsynced tail may have reached the disk in any
+ * order and torn (sectors of later records present, earlier ones not);
+ * only what was synced is known to be whole, and that is a prefix.
  * Returns 0 on success, -EALREADY if the file already carries a valid
  * trailer (sealed but not yet renamed: close it again with a new writer is
  * not possible, rename it by its closed name), -EBADMSG if it is not a
