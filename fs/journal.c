@@ -578,8 +578,13 @@ static int establish_new_job(void *arg)
 	struct fs_journal *j = ((struct seal_job *)arg)->j;
 	int r;
 
+	/* the new segment's folder entry durable before its records can be
+	 * reported durable: a crash before the sealed segment's move to
+	 * closed/ (which fsyncs open/ too) lost the whole new segment */
+	r = mfs_fsync_dir(j->open_dirfd, NULL);
 	pthread_rwlock_rdlock(&j->seg_lock);
-	r = j->w ? mfs_segw_establish(j->w) : -EIO;
+	if (r == 0)
+		r = j->w ? mfs_segw_establish(j->w) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
 	return r;
 }

@@ -139,8 +139,10 @@ struct fs_snaps {
 	struct cow_entry **hash; /* rw */
 	int store_fd;
 	atomic_int reflink;      /* -1 unknown, 0 no, 1 yes */
-	atomic_bool dirty;       /* something preserved since fs_snap_sync_dirty() */
-	atomic_bool new_files;   /* cow files created since then */
+	_Atomic uint64_t dirty_gen; /* bumped after each preservation */
+	uint64_t synced_gen;        /* sync_mu: preservations up to this one are durable */
+	pthread_mutex_t sync_mu;    /* one sync_upto() at a time: later callers share it */
+	atomic_bool new_files;      /* cow files created since the last sync */
 	pthread_mutex_t vmu;     /* view nodes */
 	struct fs_inode **vhash;
 };
@@ -614,13 +616,15 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t s
 	return 0;
 }
 
+static void sync_upto(struct fs_snaps *S, uint64_t gen);
+
 int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 {
 	struct fs_snaps *S = fs->snaps;
 	struct copy_buf cb = { 0 };
 	struct cow_entry *e;
 	struct stat st;
-	bool have_st = false;
+	bool have_st = false, did = false;
 
 	if (!S || atomic_load(&S->count) == 0 || i->vkind != FS_VK_NONE || i == &fs->root)
 		return 0;
@@ -647,19 +651,25 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 			have_st = r == 0;
 		}
 		if (r == 0 && !c->saved) {
-			atomic_store(&S->new_files, true);
 			r = state_save(c, i->ino, &st, e->src_fd);
+			/* after the files exist: a sync that sees this state's
+			 * flags also sees this, and fsyncs their folder */
+			atomic_store(&S->new_files, true);
 		}
 		if (r == 0 && len)
 			r = preserve(S, c, e->src_fd, (uint64_t)st.st_size, off, len, &cb);
 		if (r < 0)
 			mark_broken(c->snap, r, "cannot preserve a changed file");
-		if (c->map_dirty)
-			atomic_store(&S->dirty, true);
+		did |= c->map_dirty;
 	}
 	pthread_rwlock_unlock(&e->mu);
 	pthread_rwlock_unlock(&S->rw);
 	free(cb.p);
+	/* durable before the change is even journaled: the kernel may write
+	 * the record's page of the segment out at any time, and recovery
+	 * replays any valid record without copy-on-write */
+	if (did)
+		sync_upto(S, atomic_fetch_add(&S->dirty_gen, 1) + 1);
 	return 0;
 }
 
@@ -1071,6 +1081,7 @@ int fs_snap_open(struct fs *fs)
 		return -ENOMEM;
 	fs->snaps = S;
 	pthread_mutex_init(&S->mu, NULL);
+	pthread_mutex_init(&S->sync_mu, NULL);
 	pthread_mutex_init(&S->vmu, NULL);
 	pthread_rwlock_init(&S->rw, NULL);
 	atomic_store(&S->reflink, -1);
@@ -1142,9 +1153,9 @@ int fs_snap_sync(struct fs *fs)
 
 	if (!S || atomic_load(&S->count) == 0)
 		return 0;
-	atomic_store(&S->dirty, true);
 	atomic_store(&S->new_files, true);
-	return fs_snap_sync_dirty(fs);
+	sync_upto(S, atomic_fetch_add(&S->dirty_gen, 1) + 1);
+	return 0;
 }
 
 /*
@@ -1199,12 +1210,22 @@ static void sync_entry(struct cow_entry *e)
 	}
 }
 
-int fs_snap_sync_dirty(struct fs *fs)
+/*
+ * Make every preservation up to generation @gen durable (blocks, then the
+ * bits naming them). One sync at a time: a caller that waited finds its
+ * preservation covered by the sync before it, as in a group commit. A
+ * snapshot that cannot be kept is marked broken; the change goes on.
+ */
+static void sync_upto(struct fs_snaps *S, uint64_t gen)
 {
-	struct fs_snaps *S = fs->snaps;
+	uint64_t g;
 
-	if (!S || !atomic_exchange(&S->dirty, false))
-		return 0;
+	pthread_mutex_lock(&S->sync_mu);
+	if (S->synced_gen >= gen) {
+		pthread_mutex_unlock(&S->sync_mu);
+		return;
+	}
+	g = atomic_load(&S->dirty_gen); /* before the scan: all up to g flagged their state */
 	pthread_rwlock_rdlock(&S->rw);
 	for (size_t b = 0; b < N_BUCKETS; b++)
 		for (struct cow_entry *e = S->hash[b]; e; e = e->hnext)
@@ -1214,7 +1235,17 @@ int fs_snap_sync_dirty(struct fs *fs)
 			if (mfs_fsync_dir(s->cow_fd, NULL) < 0)
 				mark_broken(s, -EIO, "cannot make its copy-on-write folder durable");
 	pthread_rwlock_unlock(&S->rw);
-	return 0; /* a snapshot that cannot be kept is broken; the change goes on */
+	S->synced_gen = g;
+	pthread_mutex_unlock(&S->sync_mu);
+}
+
+int fs_snap_sync_dirty(struct fs *fs)
+{
+	struct fs_snaps *S = fs->snaps;
+
+	if (S)
+		sync_upto(S, atomic_load(&S->dirty_gen));
+	return 0;
 }
 
 /* ================================================================ create */
@@ -1396,6 +1427,13 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 		r = -errno;
 	if (r == 0 && (mkdirat(tdir, TREE_DIR, 0700) < 0 || mkdirat(tdir, COW_DIR, 0700) < 0))
 		r = -errno;
+	/* the unfinished snapshot's folders are durable before any link is
+	 * made in them: after a power cut the mount finds .new-NAME and
+	 * removes it, links and all (none left counted in a lost folder) */
+	if (r == 0)
+		r = mfs_fsync_dir(tdir, NULL);
+	if (r == 0)
+		r = mfs_fsync_dir(S->store_fd, NULL);
 	if (r == 0) {
 		s->dirfd = TAKE_FD(tdir);
 		s->tree_fd = openat(s->dirfd, TREE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
