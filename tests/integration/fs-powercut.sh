@@ -105,26 +105,6 @@ cut_mount() {
 }
 ctl() { echo "$*" >"$C/.cutfs-ctl"; }
 
-# mfs_try_mount DATA MNT [args]: like mfs_mount, but returns 1 if mirrorfs refuses.
-mfs_try_mount() {
-	local data=$1 mnt=$2 pid i
-	shift 2
-	mkdir -p "$mnt"
-	"$FS" -f "$@" "$data" "$mnt" 2>>"$T/fs.log" &
-	pid=$!
-	MFS_PID[$mnt]=$pid
-	for i in $(seq 300); do
-		mountpoint -q "$mnt" && return 0
-		if ! kill -0 "$pid" 2>/dev/null; then
-			unset "MFS_PID[$mnt]"
-			wait "$pid" 2>/dev/null || true
-			return 1
-		fi
-		sleep 0.1
-	done
-	pc_kill9
-	return 1
-}
 # mfs_try_umount MNT: clean unmount; returns mirrorfs's exit status.
 mfs_try_umount() {
 	local mnt=$1 pid=${MFS_PID[$1]:-} rc=0

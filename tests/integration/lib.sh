@@ -3,6 +3,7 @@
 #
 # Provides: $T (temp dir, removed on exit), $FS (mirrorfs), $CTL (mirrorctl),
 # mfs_mount DATA MNT [-o opts] (background -f mount, waits for readiness),
+# mfs_try_mount (the same, returns 1 if mirrorfs refuses),
 # mfs_umount MNT, mfs_kill9 MNT, fail, step, wait_for, tree_equal A B.
 # Everything mounted is unmounted (fusermount3 -u -z) and every process
 # started is killed by PID when the script exits, whatever happens.
@@ -46,8 +47,10 @@ wait_for() {
 	return 1
 }
 
-# mfs_mount DATA MNT [mirrorfs args...]: mount in the background, wait.
-mfs_mount() {
+# mfs_try_mount DATA MNT [mirrorfs args...]: mount in the background and
+# wait; returns 1 if mirrorfs exits (refuses) or is not ready after 30 s
+# (then it is killed).
+mfs_try_mount() {
 	local data=$1 mnt=$2 pid i
 	shift 2
 	mkdir -p "$mnt"
@@ -56,10 +59,20 @@ mfs_mount() {
 	MFS_PID[$mnt]=$pid
 	for i in $(seq 300); do
 		mountpoint -q "$mnt" && return 0
-		kill -0 "$pid" 2>/dev/null || { unset "MFS_PID[$mnt]"; wait "$pid" || true; fail "mirrorfs did not mount '$mnt'"; }
+		if ! kill -0 "$pid" 2>/dev/null; then
+			unset "MFS_PID[$mnt]"
+			wait "$pid" 2>/dev/null || true
+			return 1
+		fi
 		sleep 0.1
 	done
-	fail "mount of '$mnt' not ready after 30 s"
+	mfs_kill9 "$mnt"
+	return 1
+}
+
+# mfs_mount DATA MNT [mirrorfs args...]: mount in the background, wait.
+mfs_mount() {
+	mfs_try_mount "$@" || fail "mirrorfs did not mount '$2' (or not within 30 s)"
 }
 
 # mfs_umount MNT: clean unmount, wait for the daemon to finish.
