@@ -456,8 +456,18 @@ static int move_sealed(struct fs_journal *j, const char *name)
 	if (info.verdict != MFS_SEG_OK)
 		return -EBADMSG;
 	mfs_seg_name(info.first_lsn, info.last_lsn, closed);
-	if (renameat2(j->open_dirfd, name, j->closed_dirfd, closed, RENAME_NOREPLACE) < 0)
-		return -errno;
+	r = mfs_rename_noreplace(j->open_dirfd, name, j->closed_dirfd, closed);
+	if (r == -EEXIST) {
+		/* the link of mfs_rename_noreplace()'s fallback was made, the
+		 * removal not: the same file under both names */
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && fstatat(j->closed_dirfd, closed, &b, 0) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			r = unlinkat(j->open_dirfd, name, 0) < 0 ? -errno : 0;
+	}
+	if (r < 0)
+		return log_error_errno(r, "cannot move sealed segment '%s' to '%s/" CLOSED_DIR "/%s': %m",
+				       name, j->path, closed);
 	log_info("sealed segment '%s' moved to '%s'", name, closed);
 	(void)mfs_fsync_dir(j->closed_dirfd, NULL);
 	return mfs_fsync_dir(j->open_dirfd, NULL);

@@ -49,11 +49,17 @@ static int def_fallocate(int fd, int mode, off_t off, off_t len)
 	return fallocate(fd, mode, off, len);
 }
 
+static int def_renameat2(int odir, const char *old, int ndir, const char *new, unsigned flags)
+{
+	return renameat2(odir, old, ndir, new, flags);
+}
+
 const struct mfs_io_ops mfs_io_default_ops = {
 	.pwritev = def_pwritev,
 	.pread = def_pread,
 	.fdatasync = def_fdatasync,
 	.fallocate = def_fallocate,
+	.renameat2 = def_renameat2,
 };
 
 const struct mfs_io_ops *mfs_io = &mfs_io_default_ops;
@@ -154,6 +160,17 @@ struct dirent *mfs_readdir(DIR *d)
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			break;
 	return de;
+}
+
+int mfs_rename_noreplace(int odir, const char *old, int ndir, const char *new)
+{
+	if (mfs_io->renameat2(odir, old, ndir, new, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (linkat(odir, old, ndir, new, 0) < 0)
+		return -errno;
+	return unlinkat(odir, old, 0) < 0 ? -errno : 0;
 }
 
 int mfs_fsync_dir(int dirfd, const char *path)

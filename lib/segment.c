@@ -525,8 +525,7 @@ int mfs_segw_close(struct mfs_segw *w, int dst_dirfd, char *ret_name)
 	mfs_seg_name(w->first_lsn, w->next_lsn - 1, closed);
 	pthread_mutex_unlock(&w->lock);
 	if (r == 0 && dst_dirfd >= 0) {
-		if (renameat2(w->dirfd, w->name, dst_dirfd, closed, RENAME_NOREPLACE) < 0)
-			r = -errno;
+		r = mfs_rename_noreplace(w->dirfd, w->name, dst_dirfd, closed);
 		if (r == 0) /* both folders at once: their flushes merge */
 			r = mfs_fsync_dirs((const int[]){ dst_dirfd, w->dirfd }, 2);
 	}

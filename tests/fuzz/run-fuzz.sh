@@ -35,7 +35,7 @@ segment)
 	libs=()
 	;;
 replay) # tests/fuzz/fuzz_replay.c: the replay engine on hostile records
-	lib=(crc32c.c codec.c segment.c io.c log.c path.c replay.c sigbus.c)
+	lib=(crc32c.c codec.c segment.c io.c log.c path.c replay.c replay_preflight.c sigbus.c)
 	libs=(-luring)
 	;;
 *)

@@ -809,6 +809,42 @@ static void test_run_jobs(void)
 	CU_ASSERT_EQUAL(unlinkat(dirfd_, "jobs-dir", AT_REMOVEDIR), 0);
 }
 
+static int einval_renameat2(int odir, const char *old, int ndir, const char *new, unsigned flags)
+{
+	(void)odir, (void)old, (void)ndir, (void)new, (void)flags;
+	errno = EINVAL;
+	return -1;
+}
+
+/* A file system that refuses RENAME_NOREPLACE: link + unlink instead, and
+ * a segment still closes (it used to stay in open/ for good). */
+static void test_rename_noreplace_fallback(void)
+{
+	struct mfs_io_ops ops = mfs_io_default_ops;
+	struct mfs_segw *w = NULL;
+	char closed[MFS_SEG_NAME_LEN + 1];
+	struct stat st;
+	uint64_t lsn = 0;
+
+	CU_ASSERT_EQUAL(mfs_replace_file(dirfd_, "rn-a", "a", 1, 0600), 0);
+	CU_ASSERT_EQUAL(mfs_replace_file(dirfd_, "rn-b", "b", 1, 0600), 0);
+	ops.renameat2 = einval_renameat2;
+	mfs_io_set_ops(&ops);
+	CU_ASSERT_EQUAL(mfs_rename_noreplace(dirfd_, "rn-a", dirfd_, "rn-b"), -EEXIST);
+	CU_ASSERT_EQUAL(mfs_rename_noreplace(dirfd_, "rn-a", dirfd_, "rn-c"), 0);
+	CU_ASSERT_EQUAL(fstatat(dirfd_, "rn-a", &st, 0), -1);
+	CU_ASSERT_EQUAL(fstatat(dirfd_, "rn-c", &st, 0), 0);
+	CU_ASSERT_EQUAL(st.st_nlink, 1);
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "rn-seg", uuid_t1, 1, 1, &w), 0);
+	CU_ASSERT_EQUAL(append_one(w, 0, &lsn), 0);
+	CU_ASSERT_EQUAL(mfs_segw_close(w, dirfd_, closed), 0);
+	CU_ASSERT_EQUAL(fstatat(dirfd_, "rn-seg", &st, 0), -1);
+	CU_ASSERT_EQUAL(fstatat(dirfd_, closed, &st, 0), 0);
+	mfs_io_set_ops(NULL);
+	/* the real call refuses an existing name too */
+	CU_ASSERT_EQUAL(mfs_rename_noreplace(dirfd_, "rn-b", dirfd_, "rn-c"), -EEXIST);
+}
+
 static CU_TestInfo tests[] = {
 	{"replace_file, read_file, fsync_dir", test_replace_file},
 	{"parse_size", test_parse_size},
@@ -826,6 +862,7 @@ static CU_TestInfo tests[] = {
 	{"drop_clean_cache: clean pages dropped, dirty kept", test_drop_clean_cache},
 	{"fault: seal then close, a failed seal", test_fault_seal_then_close},
 	{"run_jobs: at once, each once, first error; fsync_dirs", test_run_jobs},
+	{"rename_noreplace: link+unlink where the flag is refused", test_rename_noreplace_fallback},
 	CU_TEST_INFO_NULL,
 };
 

@@ -17,6 +17,7 @@ struct mfs_io_ops {
 	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
 	int (*fdatasync)(int fd);
 	int (*fallocate)(int fd, int mode, off_t off, off_t len);
+	int (*renameat2)(int odir, const char *old, int ndir, const char *new, unsigned flags);
 };
 
 extern const struct mfs_io_ops mfs_io_default_ops;
@@ -30,6 +31,16 @@ int mfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Read up to len bytes at off; returns bytes read (< len only at EOF) or -errno. */
 ssize_t mfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
 int mfs_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Rename @old in @odir to @new in @ndir, failing with -EEXIST if @new
+ * exists: renameat2(RENAME_NOREPLACE), or where the file system refuses
+ * that flag (EINVAL: some FUSE-based and network file systems), a hard
+ * link to the new name then removal of the old one (a crash between the
+ * two leaves both names of one file; callers recover from that). Returns 0
+ * or -errno.
+ */
+int mfs_rename_noreplace(int odir, const char *old, int ndir, const char *new);
 
 /* fsync a directory by fd or by path relative to dirfd. Returns 0 or -errno. */
 int mfs_fsync_dir(int dirfd, const char *path);
