@@ -349,7 +349,9 @@ int fs_inode_path(struct fs *fs, struct fs_inode *i, char *buf, size_t cap)
 	while (n > 0) {
 		const char *c = comps[--n];
 		size_t len = strlen(c);
-		if (pos + len + 2 > cap || pos + len + 1 > MFS_PATH_MAX + 1) {
+		/* this component, the '/' if more follow, and the NUL */
+		size_t need = pos + len + (n ? 1 : 0);
+		if (need + 1 > cap || need > MFS_PATH_MAX) {
 			r = -ENAMETOOLONG;
 			goto out;
 		}

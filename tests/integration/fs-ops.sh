@@ -115,6 +115,25 @@ def caps():
         after = errno.errorcode[e.errno]
     return "set-seen=%s after-write=%s %s" % (got, after, rd("capf"))
 
+def long_path():
+    # a path of exactly 4095 bytes below the mount (PATH_MAX - 1): every
+    # operation on it works on ext4, so it must through the mount
+    names = ["L%03d" % k + "x" * 250 for k in range(16)]  # 16 x 254 + 15 "/", then 16 more
+    d = "/".join(names)
+    os.makedirs(d)
+    p = d + "/" + "y" * (4095 - len(d) - 1)
+    assert len(p) == 4095, len(p)
+    out = []
+    for what, fn in (("create", lambda: wr(p, b"long")), ("write", lambda: wr(p, b"longer", os.O_WRONLY)),
+                     ("chmod", lambda: os.chmod(p, 0o600)), ("truncate", lambda: os.truncate(p, 3)),
+                     ("utime", lambda: os.utime(p, (1, 2))), ("xattr", lambda: os.setxattr(p, "user.k", b"v")),
+                     ("link", lambda: os.link(p, "longlink"))):
+        try:
+            fn(); out.append(what + "=ok")
+        except OSError as e:
+            out.append(what + "=" + errno.errorcode[e.errno])
+    return " ".join(out) + " " + st(p) + " " + rd(p)
+
 def as_user(cmd):
     r = os.system("setpriv --reuid=4242 --regid=4343 --clear-groups -- sh -c '%s'" % cmd)
     return "rc=%d" % r
@@ -134,6 +153,7 @@ OPS = [
     ("chown", lambda: os.chown("f", 1234, 5678) or st("f")),
     ("utime", lambda: os.utime("f", (1000000000, 1234567890)) or os.stat("f").st_mtime),
     ("utime-now", lambda: os.utime("f") or "ok"),
+    ("path-4095", long_path),
     ("mkdir", lambda: os.mkdir("d", 0o750) or st("d")),
     ("mkdir-exists", lambda: os.mkdir("d")),
     ("mkdir-p", lambda: os.makedirs("d/e/f/g") or st("d/e/f/g")),
