@@ -249,6 +249,9 @@ int fs_journal_append_durable(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_
  * also sync the mark itself. Returns 0 or -errno.
  */
 int fs_journal_fence(struct fs *fs, bool durable);
+/* Every change up to LSN @l is applied: fsync what changed (the dirty set)
+ * and append a checkpoint mark for @l (journal.c, mark_checkpoint). */
+int fs_journal_mark(struct fs *fs, uint64_t l);
 /* Sync backing files and mark a checkpoint. Returns 0 and its LSN. */
 int fs_journal_checkpoint(struct fs *fs, uint64_t *ret_lsn);
 /* Close the open segment if it is not empty; @ret_name gets its name or "". */

@@ -377,6 +377,13 @@ static int mark_checkpoint(struct fs *fs, uint64_t l, uint64_t *ret_m)
 	return r;
 }
 
+int fs_journal_mark(struct fs *fs, uint64_t l)
+{
+	uint64_t m;
+
+	return mark_checkpoint(fs, l, &m);
+}
+
 int fs_journal_fence(struct fs *fs, bool durable)
 {
 	struct fs_journal *j = fs->j;

@@ -1281,6 +1281,18 @@ static int meta_sync_job(void *arg)
 	return fsync(((struct durable_job *)arg)->meta_fd) < 0 ? -errno : 0;
 }
 
+/* The files the farm links hold changes not yet on disk (applied, never
+ * fsynced): made durable now, with a mark at the snapshot's LSN. Else a
+ * power cut could leave the snapshot's links on inodes whose contents were
+ * lost, while recovery rebuilt the live files as new inodes (the replay of
+ * a creation replaces what it finds): the snapshot showed empty files. */
+static int mark_job(void *arg)
+{
+	struct durable_job *d = arg;
+
+	return fs_journal_mark(d->fs, d->x->s->lsn);
+}
+
 static int folder_sync_job(void *arg)
 {
 	return fsync(((struct durable_job *)arg)->x->s->dirfd) < 0 ? -errno : 0;
@@ -1315,7 +1327,8 @@ static int publish_job(void *arg)
  * copy-on-write reads of blocks not in the page cache for as long as the
  * disk took to flush, 8 times per snapshot):
  *   1. the old segment's seal and the new one's header, the farm's
- *      folders, the meta file (written now) and the snapshot's folder;
+ *      folders, the meta file (written now), the snapshot's folder, and
+ *      the backing files changed since the last checkpoint (mark_job);
  *   2. the sealed segment's move to closed/, and the rename of .new-NAME
  *      to NAME (only if round 1 all went well) with the store's fsync.
  * A crash at any point leaves .new-NAME, removed at mount, or NAME whole.
@@ -1329,7 +1342,8 @@ static int create_durable(struct fs *fs, struct create_ctx *x, int r, const char
 	struct mfs_job round1[] = { { journal_sync_job, &d, 0 },
 				    { farm_sync_job, &d, 0 },
 				    { meta_sync_job, &d, 0 },
-				    { folder_sync_job, &d, 0 } };
+				    { folder_sync_job, &d, 0 },
+				    { mark_job, &d, 0 } };
 	struct mfs_job round2[] = { { journal_end_job, &d, 0 }, { publish_job, &d, 0 } };
 	int r2;
 
