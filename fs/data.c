@@ -15,7 +15,9 @@
  * makes the file's records durable (group commit) and applies them;
  * backing files are synced at checkpoints. Backing fds are opened without
  * O_APPEND (the kernel gives the offset) and without O_DIRECT (buffers are
- * unaligned).
+ * unaligned). Opens keep the kernel's page cache (keep_cache): every change
+ * comes through here, and an O_DIRECT write drops the pages of its range
+ * (inval_direct) so that buffered readers never keep stale ones.
  */
 #include "fs.h"
 
@@ -420,6 +422,30 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/*
+ * The kernel sends an O_DIRECT write of a file opened without
+ * FOPEN_DIRECT_IO through generic_file_direct_write: it drops the range's
+ * pages before the write and, for a synchronous one, again after. An
+ * asynchronous one (AIO, io_uring) returns -EIOCBQUEUED and is never
+ * followed by the second drop, so a buffered reader that filled a page
+ * while the write was in flight keeps the old bytes, across opens too
+ * (keep_cache). Drop the range here: after the write is visible to reads
+ * (pending or applied), before the reply, and with no lock of ours held
+ * (the kernel waits for pages a read of that range has locked, and that
+ * read needs another worker and maybe i->lock).
+ */
+static void inval_direct(struct fs *fs, fuse_ino_t ino, uint64_t off, size_t len)
+{
+	struct fuse_session *se = fs->se;
+	int r;
+
+	if (!se)
+		return;
+	r = fuse_lowlevel_notify_inval_inode(se, ino, (off_t)off, (off_t)len);
+	if (r < 0 && r != -ENOENT)
+		log_debug("cannot drop cached pages after an O_DIRECT write: %s", strerror(-r));
+}
+
 void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -453,6 +479,8 @@ void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, o
 		return;
 	}
 	n = data_write(fs, f, data, size, (uint64_t)off);
+	if (n > 0 && (fi->flags & O_DIRECT) && !fi->writepage)
+		inval_direct(fs, ino, (uint64_t)off, (size_t)n);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
