@@ -44,7 +44,10 @@
  * (a sixteenth of the RAM, between HOLD_MIN and HOLD_MAX: the more a drain
  * covers, the more superseded bytes it drops and the fewer pages it
  * dirties; 1 GiB of 4 KiB random writes replays 1.3-1.5x faster with
- * 1 GiB held than with 256 MiB):
+ * 1 GiB held than with 256 MiB; a held segment counts its pages, record
+ * index and strings, and at most HOLD_SEGS segments are held, so a backlog
+ * of 100,000 one-record segments is applied within 60 MiB and far below the
+ * kernel's limit on mappings):
  * a write that starts where a logged one of the same file starts and
  * reaches at least as far replaces it in place (an offset index per file),
  * so a rewritten page costs one log entry; at issue time
@@ -154,6 +157,8 @@
 #define BATCH_WRITES 1048576u /* writes logged before they are issued (32 MiB of log) */
 #define HOLD_MIN (64u << 20)  /* held segment / copied bytes before they are issued: */
 #define HOLD_MAX (1u << 30)   /* RAM / 16, within these bounds */
+#define HOLD_SEGS 4096u       /* held segments before they are issued: a backlog of tiny
+				 segments stays within bounded memory and mappings */
 #define ARENA_CHUNK (4u << 20)
 #define POOL_SLOTS 8          /* segment buffers kept for reuse */
 #define BUF_ALIGN (1u << 20)  /* segment buffer sizes are rounded up to this */
@@ -234,7 +239,7 @@ struct mfs_replay {
 	uint64_t pending_writes, seq;
 	struct chunk *arena;
 	struct mfs_replay_seg *held, *applying;
-	size_t held_bytes, hold_max;
+	size_t held_bytes, hold_max, n_held;
 	struct mfs_rec *scratch; /* a loaded record being applied */
 	pthread_mutex_t pool_lock; /* mfs_replay_seg_load() may run on another thread */
 	struct { void *p; size_t cap; } pool[POOL_SLOTS]; /* segment buffers for reuse */
@@ -465,6 +470,19 @@ static const char *arena_copy(struct mfs_replay *r, const void *data, size_t len
 	return c->data + c->used - len;
 }
 
+/* What holding loaded segment @s costs: its pages, its record index and its strings. */
+static size_t seg_cost(const struct mfs_replay_seg *s)
+{
+	return (s->len + 4095) / 4096 * 4096 + s->cap_recs * sizeof(*s->recs) + s->cap_strs +
+	       sizeof(*s);
+}
+
+/* Whether the held segments and copies are to be issued now. */
+static bool hold_full(const struct mfs_replay *r)
+{
+	return r->held_bytes >= r->hold_max || r->n_held >= HOLD_SEGS;
+}
+
 /* Free held memory no logged write refers to any more (all but the segment being applied). */
 static void held_release(struct mfs_replay *r)
 {
@@ -477,11 +495,13 @@ static void held_release(struct mfs_replay *r)
 		free(c);
 	}
 	r->held_bytes = 0;
+	r->n_held = 0;
 	while (*pp) {
 		struct mfs_replay_seg *s = *pp;
 
 		if (s == r->applying) {
-			r->held_bytes += s->len;
+			r->held_bytes += seg_cost(s);
+			r->n_held++;
 			pp = &s->next;
 			continue;
 		}
@@ -1106,7 +1126,7 @@ static int op_write(struct mfs_replay *r, const struct mfs_rec *rec)
 	e = log_add(r, f, rec->offset, src, rec->data_len);
 	if (e < 0)
 		return e;
-	if (r->pending_writes >= BATCH_WRITES || (!r->applying && r->held_bytes >= r->hold_max))
+	if (r->pending_writes >= BATCH_WRITES || (!r->applying && hold_full(r)))
 		return drain(r);
 	return 0;
 }
@@ -1911,7 +1931,7 @@ static int seg_str(struct mfs_replay_seg *s, const char *str, uint32_t *ret)
 	size_t n = strlen(str) + 1;
 
 	if (s->n_strs + n > s->cap_strs) {
-		size_t cap = MFS_MAX(s->cap_strs * 2, s->n_strs + n + 4096);
+		size_t cap = MFS_MAX(s->cap_strs * 2, s->n_strs + n + 256);
 		char *p = realloc(s->strs, cap);
 
 		if (!p)
@@ -1934,7 +1954,7 @@ static int seg_keep(struct mfs_replay_seg *s, const struct mfs_rec *rec)
 	int e;
 
 	if (s->n_recs == s->cap_recs) {
-		size_t cap = s->cap_recs ? s->cap_recs * 2 : 256;
+		size_t cap = s->cap_recs ? s->cap_recs * 2 : 8;
 		struct lrec *n = realloc(s->recs, cap * sizeof(*n));
 
 		if (!n)
@@ -2196,7 +2216,8 @@ int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_
 	}
 	s->next = r->held;
 	r->held = s;
-	r->held_bytes += s->len;
+	r->held_bytes += seg_cost(s);
+	r->n_held++;
 	r->applying = s;
 	r->ref = true;
 	for (size_t i = 0; i < s->n_recs && e == 0; i++) {
@@ -2225,7 +2246,7 @@ int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_
 	}
 	r->ref = false;
 	r->applying = NULL;
-	if (e == 0 && r->held_bytes >= r->hold_max)
+	if (e == 0 && hold_full(r))
 		e = drain(r);
 	return e;
 }
