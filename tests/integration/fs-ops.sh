@@ -149,6 +149,9 @@ OPS = [
     ("ftruncate", lambda: (lambda fd: (os.ftruncate(fd, 7), os.close(fd)))(os.open("f", os.O_RDWR)) and rd("f")),
     ("o-trunc", lambda: wr("sp", b"x", os.O_WRONLY | os.O_TRUNC) and st("sp")),
     ("excl", lambda: wr("f", b"x", os.O_WRONLY | os.O_CREAT | os.O_EXCL)),
+    ("create-setid", lambda: [wr("su%o" % m, b"x", mode=m) for m in (0o4755, 0o2755, 0o6711)] and
+     " ".join(st("su%o" % m) for m in (0o4755, 0o2755, 0o6711))),
+    ("mknod-setid", lambda: os.mknod("fifo-setid", 0o012644) or st("fifo-setid")),
     ("chmod", lambda: os.chmod("f", 0o4751) or st("f")),
     ("chown", lambda: os.chown("f", 1234, 5678) or st("f")),
     ("utime", lambda: os.utime("f", (1000000000, 1234567890)) or os.stat("f").st_mtime),
