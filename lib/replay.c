@@ -2188,19 +2188,55 @@ void mfs_replay_seg_limit(struct mfs_replay_seg *s, uint64_t until_lsn, uint64_t
 	s->pf_done = false;
 }
 
+/* The index of the first record after @i of @s with the same path, or n_recs. */
+static size_t next_same_path(const struct mfs_replay_seg *s, size_t i)
+{
+	const char *p = s->strs + s->recs[i].path;
+	size_t k;
+
+	for (k = i + 1; k < s->n_recs; k++)
+		if (!mfs_rec_type_is_marker(s->recs[k].type) && !strcmp(s->strs + s->recs[k].path, p))
+			break;
+	return k;
+}
+
+bool lrec_is_compensated(const struct mfs_replay_seg *s, size_t i)
+{
+	const struct lrec *l = &s->recs[i], *n;
+	size_t k = next_same_path(s, i);
+
+	if (k == s->n_recs)
+		return false;
+	n = &s->recs[k];
+	switch (l->type) {
+	case MFS_REC_WRITE:
+	case MFS_REC_TRUNCATE:
+	case MFS_REC_FALLOCATE:
+		if (n->type == MFS_REC_WRITE && (k = next_same_path(s, k)) < s->n_recs)
+			n = &s->recs[k];
+		return n->type == MFS_REC_TRUNCATE;
+	case MFS_REC_SETXATTR:
+		return (n->type == MFS_REC_SETXATTR || n->type == MFS_REC_REMOVEXATTR) &&
+		       !strcmp(s->strs + l->path2, s->strs + n->path2);
+	default:
+		return false;
+	}
+}
+
 /*
  * Whether record @i of @s, failing with @e while applied, is the primary's
- * own failure: EFBIG of a write, truncate or fallocate followed by the
- * compensating truncate of the same file (see replay_preflight.c; this is
- * the fallback where the file size limit could not be probed).
+ * own failure: EFBIG of a write, truncate or fallocate, ENOSPC or E2BIG of
+ * a setxattr (the attributes already there leave less room), compensated
+ * (see replay_preflight.c; for sizes this is the fallback where the file
+ * size limit could not be probed).
  */
 static bool compensated(const struct mfs_replay_seg *s, size_t i, int e)
 {
-	const struct lrec *l = &s->recs[i], *n = i + 1 < s->n_recs ? &s->recs[i + 1] : NULL;
+	const struct lrec *l = &s->recs[i];
 
-	return e == -EFBIG && n && n->type == MFS_REC_TRUNCATE &&
-	       (l->type == MFS_REC_TRUNCATE || l->type == MFS_REC_FALLOCATE) &&
-	       !strcmp(s->strs + l->path, s->strs + n->path);
+	if (l->type == MFS_REC_SETXATTR)
+		return (e == -ENOSPC || e == -E2BIG) && lrec_is_compensated(s, i);
+	return e == -EFBIG && l->type != MFS_REC_WRITE && lrec_is_compensated(s, i);
 }
 
 int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_t after_lsn,
@@ -2230,8 +2266,8 @@ int mfs_replay_seg_apply(struct mfs_replay *r, struct mfs_replay_seg *s, uint64_
 		seg_get(s, i, r->scratch);
 		if (l->skip) {
 			r->st.skipped++;
-			log_debug("replay: LSN %" PRIu64 " %s '%s': the primary's failure (EFBIG), "
-				  "compensated by the next record", l->lsn, mfs_rec_type_name(l->type),
+			log_debug("replay: LSN %" PRIu64 " %s '%s': the primary's failure, "
+				  "compensated by a later record", l->lsn, mfs_rec_type_name(l->type),
 				  r->scratch->path);
 		} else {
 			e = apply_rec(r, r->scratch);

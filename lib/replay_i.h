@@ -23,7 +23,7 @@ struct lrec {
 	uint64_t lsn, time_ns, offset, length, rdev;
 	int64_t atime_sec, mtime_sec;
 	const void *data; /* into buf */
-	bool skip; /* the primary's own failure, compensated by the next record: not applied */
+	bool skip; /* the primary's own failure, compensated (lrec_is_compensated): not applied */
 };
 
 struct mfs_replay_seg {
@@ -58,6 +58,18 @@ struct replay_limits {
 /* The engine's root folder and limits, for replay_preflight.c. */
 int replay_rootfd(const struct mfs_replay *r);
 struct replay_limits *replay_limits(struct mfs_replay *r);
+
+/*
+ * Whether record @i of @s is a change the primary journaled, saw fail with
+ * an error of the segment's own making, and compensated: the next record
+ * of the same path (records of other files may come between: the primary
+ * holds only that file's lock) states what the file holds instead. For a
+ * write, truncate or fallocate (EFBIG) that is a truncate of the file,
+ * maybe after a write of the range (fs/data.c compensate_write); for a
+ * setxattr (ENOSPC, E2BIG) a setxattr or removexattr of the same name
+ * (fs/ops.c compensate_xattr).
+ */
+bool lrec_is_compensated(const struct mfs_replay_seg *s, size_t i);
 
 /* Whether the records after @i of @s are within its until limits. */
 static inline bool lrec_wanted(const struct mfs_replay_seg *s, size_t i, uint64_t after_lsn)

@@ -18,11 +18,13 @@
  *    (lseek and setxattr on an O_TMPFILE: nothing is left behind). A write,
  *    truncate or fallocate past the largest file size fails with EFBIG on
  *    the primary too (same file system type): mirrorfs then journals a
- *    compensating truncate of the same file right after it (fs/data.c), so
- *    such a record followed by a truncate of the same path is the primary's
- *    failure: it is skipped, and the compensation states the contents. One
- *    not followed by it (a write at 2^62 alone) is refused (EFBIG). An
- *    xattr value larger than the file system takes is refused (E2BIG).
+ *    compensating truncate of the same file (fs/data.c) as the next record
+ *    of that path, so such a record is the primary's failure: it is
+ *    skipped, and the compensation states the contents. One not followed
+ *    by it (a write at 2^62 alone) is refused (EFBIG). Likewise an xattr
+ *    value larger than the file system takes: skipped if the next record
+ *    of the path sets or removes that name again (the primary's ENOSPC or
+ *    E2BIG, compensated), else refused (E2BIG). See lrec_is_compensated.
  *  - Allocation. What the segment's fallocate records may allocate is
  *    summed: more than the allowed share (mfs_replay_set_alloc_share,
  *    default 50%) of the whole file system is the segment's fault (EFBIG);
@@ -399,20 +401,18 @@ static uint64_t size_end(const struct lrec *l)
 
 /*
  * Record @i of the segment goes past the largest file size: the primary's
- * failure if the next record is the compensating truncate of the same file
- * (skipped then), else refused.
+ * failure if a compensating truncate of the same file follows (skipped
+ * then), else refused.
  */
 static int check_size(struct pf *c, size_t i, uint64_t max_file)
 {
 	struct lrec *l = &c->s->recs[i];
-	const struct lrec *n = i + 1 < c->s->n_recs ? &c->s->recs[i + 1] : NULL;
 	uint64_t end = size_end(l);
 
 	if (!max_file || end <= max_file)
 		return 0;
-	if (n && n->type == MFS_REC_TRUNCATE && n->length <= max_file &&
-	    !strcmp(str(c, n->path), str(c, l->path))) {
-		l->skip = true; /* the primary got EFBIG, and journaled what it holds next */
+	if (lrec_is_compensated(c->s, i)) {
+		l->skip = true; /* the primary got EFBIG, and journaled what it holds */
 		return 0;
 	}
 	return refuse(c, l, -EFBIG, false, "%s %" PRIu64 " is past the largest file size of the "
@@ -437,9 +437,15 @@ static int check_one(struct pf *c, size_t i, const struct replay_limits *lim)
 		e = check_size(c, i, lim->max_file);
 	if (e < 0)
 		return e;
-	if (l->type == MFS_REC_SETXATTR && lim->xattr_max && l->data_len > lim->xattr_max)
+	if (l->type == MFS_REC_SETXATTR && lim->xattr_max && l->data_len > lim->xattr_max) {
+		if (lrec_is_compensated(c->s, i)) {
+			l->skip = true; /* the primary got ENOSPC or E2BIG, and journaled the old value */
+			return 0;
+		}
 		return refuse(c, l, -E2BIG, false, "value: %" PRIu32 " bytes, more than the data "
-			      "folder's file system takes (%" PRIu32 ")", l->data_len, lim->xattr_max);
+			      "folder's file system takes (%" PRIu32 "), and no compensating xattr "
+			      "change follows", l->data_len, lim->xattr_max);
+	}
 	if (l->type == MFS_REC_FALLOCATE && !(l->mode & FALLOC_FL_PUNCH_HOLE) && !l->skip)
 		c->alloc += l->length;
 	if (l->type == MFS_REC_MKNOD && (type == S_IFCHR || type == S_IFBLK))

@@ -38,7 +38,7 @@ round() {
 	echo "== seed $seed ($OPS operations): MFS_SEED=$seed to reproduce"
 	(cd "$r" && GEN_OUTSIDE=$OUT python3 "$GEN" "$r/native" "$seed" "$OPS" >"$r/native.log") ||
 		{ echo "FAIL: the generator failed on the plain folder" >&2; return 1; }
-	mfs_mount "$r/data" "$r/mnt"
+	mfs_mount "$r/data" "$r/mnt" -o dev # devices open as on the plain folder (not nodev)
 	(cd "$r" && GEN_OUTSIDE=$OUT GEN_CTL=$CTL python3 "$GEN" "$r/mnt" "$seed" "$OPS" \
 		>"$r/mount.log") || { echo "FAIL: the generator failed on the mount" >&2; return 1; }
 	"$CTL" rotate "$r/mnt" >/dev/null || { echo "FAIL: mirrorctl rotate" >&2; return 1; }

@@ -6,7 +6,9 @@
 #  - EFBIG: a truncate and a write past the largest file, each followed by
 #    the primary's compensating truncate (applied: the primary's failure),
 #    and a write at 2^62 alone (refused);
-#  - a 65,536-byte xattr value (refused, not retried for ever);
+#  - a 65,536-byte xattr value (refused, not retried for ever), unless the
+#    primary's compensation follows (its ENOSPC: applied), also with other
+#    files' records between a failure and its compensation;
 #  - a 1 TiB fallocate (refused: past the allowed share of the file system);
 #  - a FIFO named like a segment in incoming/ (skipped, mirrord does not hang);
 #  - a folder tree deeper than 256 levels removed.
@@ -92,6 +94,23 @@ step "a 65,536-byte xattr value is refused, not retried for ever"
 { echo "mknod x 0100644"; echo "setxattr x user.big $(head -c 65536 /dev/zero | tr '\0' v)"; } |
 	newmirror xattr
 refused_whole xattr "LSN 2 setxattr 'x': value: 65536 bytes"
+
+step "the primary's xattr failures and EFBIG, compensated with other files' records between"
+v3000=$(head -c 3000 /dev/zero | tr '\0' a)
+{ echo "mknod x 0100644"; echo "setxattr x user.a $v3000"
+  echo "setxattr x user.big $(head -c 65536 /dev/zero | tr '\0' v)" # ENOSPC on the primary
+  echo "mknod other 0100644"; echo "write other 0 between"; echo "removexattr x user.big"
+  echo "setxattr x user.b $v3000" # fits alone, not next to user.a: ENOSPC on the primary too
+  echo "write other 7 -again"; echo "removexattr x user.b"
+  echo "truncate other 999999999999999"; echo "mknod third 0100644"; echo "truncate other 13"
+  echo "setxattr x user.c ok"; } | newmirror xcomp
+run_once xcomp 2>"$T/xcomp.err" ||
+	fail "xcomp: compensated failures stopped the mirror: $(cat "$T/xcomp.err")"
+got=$(getfattr --absolute-names -d "$T/xcomp/data/x" 2>/dev/null | grep -o '^user\.[a-z]*' | tr '\n' ' ')
+[ "$got" = "user.a user.c " ] || fail "xcomp: x has xattrs '$got'"
+[ "$(cat "$T/xcomp/data/other")" = between-again ] || fail "xcomp: other is '$(cat "$T/xcomp/data/other")'"
+replay xcomp >/dev/null 2>&1 || fail "xcomp: mirrorctl replay failed"
+[ "$(cat "$T/xcomp/rep/other")" = between-again ] || fail "xcomp: replay made other '$(cat "$T/xcomp/rep/other")'"
 
 step "a 1 TiB fallocate is refused: past the allowed share of the file system"
 printf '%s\n' "mknod big 0100644" "fallocate big 0 0 1099511627776" | newmirror falloc
