@@ -54,20 +54,23 @@ def cerr(r):
         raise OSError(e, os.strerror(e))
 
 
-def comp():
+def comp(folder=False):
     r = rng.random()
     if r < 0.03:
         return LONG
     if r < 0.04:
         return TOO_LONG
-    return rng.choice(NAMES)
+    if r < (0.8 if folder else 0.1):  # collisions of files and folders, but not too many
+        return rng.choice(["d1", "d2"])
+    return rng.choice(["f1", "f2", "f3", "g"])
 
 
-def path():
+def path(folder=False):
     if deep and rng.random() < 0.06:
         return rng.choice(deep)
-    depth = rng.choice([0, 0, 1, 1, 1, 2, 3])
-    return "/".join([rng.choice(NAMES[3:5] + NAMES[:1]) for _ in range(depth)] + [comp()])
+    depth = rng.choice([0, 0, 0, 1, 1, 2, 3])
+    dirs = ["d1", "d1", "d2", "d2", "f1"]  # mostly folders, sometimes a file: ENOTDIR
+    return "/".join([rng.choice(dirs) for _ in range(depth)] + [comp(folder)])
 
 
 def data(n):
@@ -100,12 +103,12 @@ def wopen(p, flags, mode=0o644):
 # ---------------------------------------------------------------- operations
 
 def op_mkdir():
-    p, m = path(), rng.choice([0o755, 0o700, 0o2775, 0o1777])
+    p, m = path(True), rng.choice([0o755, 0o700, 0o2775, 0o1777])
     return "mkdir %s %o" % (p, m), lambda: os.mkdir(p, m, dir_fd=R)
 
 
 def op_rmdir():
-    p = path()
+    p = path(True)
     return "rmdir %s" % p, lambda: os.rmdir(p, dir_fd=R)
 
 
