@@ -22,7 +22,7 @@ command -v python3 >/dev/null || skip "no python3"
 [ "$(id -u)" -eq 0 ] || skip "needs root (mknod of devices, chown)"
 MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
-GEN=$(dirname "$0")/diffgen.py
+GEN=$(cd "$(dirname "$0")" && pwd)/diffgen.py
 
 SEED=${MFS_SEED:-$(( $(date +%s) % 100000 * 100 + RANDOM % 100 ))}
 OPS=${MFS_DIFF_OPS:-3000}
