@@ -501,6 +501,10 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 	if (r < 0)
 		return r;
 
+	/* ns_lock as a barrier: a change and the compensation journaled after
+	 * it failed are appended under one hold of it, so they end up in one
+	 * segment (a mirror skips the pair; a forward record alone is refused) */
+	pthread_rwlock_wrlock(&fs->ns_lock);
 	pthread_rwlock_wrlock(&j->seg_lock);
 	mfs_segw_get_stats(j->w, &s);
 	snprintf(old, sizeof(old), "%s", j->open_name);
@@ -518,6 +522,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 		r = r < 0 ? r : r2;
 	}
 	pthread_rwlock_unlock(&j->seg_lock);
+	pthread_rwlock_unlock(&fs->ns_lock);
 	if (r == 0) {
 		(void)state_write(j, s.next_lsn - 1, atomic_load(&j->checkpoint_lsn));
 		log_info("closed segment '%s'", ret_name);
