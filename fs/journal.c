@@ -867,6 +867,12 @@ static int replay_one(const struct mfs_rec *rec, void *arg)
 	c->last = rec->lsn;
 	if (mfs_rec_type_is_marker(rec->type))
 		return 0;
+	if (mfs_replay_is_past_limits(c->engine, rec)) {
+		/* failed when it was made (EFBIG...): a later record compensates */
+		log_debug("recovery: LSN %" PRIu64 " %s '%s' is past the file system's limits, "
+			  "skipped", rec->lsn, mfs_rec_type_name(rec->type), rec->path);
+		return 0;
+	}
 	touch_rec(c, rec);
 	r = mfs_replay_apply(c->engine, rec);
 	if (r < 0) {

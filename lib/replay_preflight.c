@@ -116,6 +116,31 @@ static void probe(struct mfs_replay *r, struct replay_limits *lim)
 	lim->xattr_max = probe_xattr_max(fd);
 }
 
+bool mfs_replay_is_past_limits(struct mfs_replay *r, const struct mfs_rec *rec)
+{
+	struct replay_limits *lim = replay_limits(r);
+	uint64_t end;
+
+	if (!lim->probed)
+		probe(r, lim);
+	switch (rec->type) {
+	case MFS_REC_WRITE:
+		end = rec->data_len ? rec->offset + rec->data_len : 0;
+		break;
+	case MFS_REC_TRUNCATE:
+		end = rec->length;
+		break;
+	case MFS_REC_FALLOCATE:
+		end = rec->offset + rec->length;
+		break;
+	case MFS_REC_SETXATTR:
+		return lim->xattr_max && rec->data_len > lim->xattr_max;
+	default:
+		return false;
+	}
+	return lim->max_file && (end > lim->max_file || end < rec->offset);
+}
+
 static bool has_cap_mknod(void)
 {
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };

@@ -55,6 +55,17 @@ int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size);
 int mfs_replay_apply(struct mfs_replay *r, const struct mfs_rec *rec);
 
 /*
+ * Whether the data folder's file system can never take @rec: a write,
+ * truncate or fallocate ending past its largest file size, or an xattr
+ * value larger than it takes (both probed once). Such a change failed on
+ * the primary (EFBIG, ENOSPC, E2BIG) and a later record of the same path
+ * compensates it: crash recovery, which applies records one by one onto
+ * the primary's own backing folder, skips it, as a mirror does (a write
+ * would otherwise fail only at the flush, with no record to blame).
+ */
+bool mfs_replay_is_past_limits(struct mfs_replay *r, const struct mfs_rec *rec);
+
+/*
  * Issue every queued write and release the loaded segments (their bytes
  * are in the data files' page cache then), without any sync. Returns 0
  * or the first error.
