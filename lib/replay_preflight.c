@@ -30,6 +30,10 @@
  *    default 50%) of the whole file system is the segment's fault (EFBIG);
  *    more than that share of the free space is the machine's (ENOSPC: the
  *    caller retries later, nothing applied).
+ *  - Data changes of non-files. A write, truncate or fallocate of a name an
+ *    earlier record of the segment made a folder, symlink, FIFO, device or
+ *    socket is refused (a primary journals data changes of regular files
+ *    only); applying it would fail halfway (or block, on a FIFO).
  *  - Device nodes need CAP_MKNOD: without it, the machine's condition
  *    (EPERM), nothing applied.
  *
@@ -259,6 +263,7 @@ struct pf {
 	struct nset links;   /* paths that are symlinks, made (or moved) by this segment */
 	struct nset touched; /* paths this segment made, removed or renamed (so far) */
 	struct nset checked; /* parents already resolved in the data folder */
+	struct nset special; /* names this segment made not regular files: LSN << 4 | kind */
 	uint64_t alloc;      /* bytes fallocate records may allocate */
 	bool devices;        /* device nodes to make */
 };
@@ -409,6 +414,96 @@ static int track(struct pf *c, const struct lrec *l)
 	}
 }
 
+/* ================================================================ non-regular names */
+
+static const char *const kind_names[] = { "?", "folder", "symlink", "FIFO", "character device",
+					  "block device", "socket" };
+
+/* What record @l makes at its path, as a kind_names index (0: a regular file). */
+static unsigned made_kind(const struct lrec *l)
+{
+	switch (l->type) {
+	case MFS_REC_MKDIR:
+		return 1;
+	case MFS_REC_SYMLINK:
+		return 2;
+	case MFS_REC_MKNOD:
+		switch (l->mode & S_IFMT) {
+		case S_IFIFO: return 3;
+		case S_IFCHR: return 4;
+		case S_IFBLK: return 5;
+		case S_IFSOCK: return 6;
+		default: return 0;
+		}
+	default:
+		return 0;
+	}
+}
+
+/* A name @p on whose node @path's kind moves to @to (NULL: removed). */
+static int special_move(struct pf *c, const char *p, const char *to)
+{
+	return nset_move(&c->special, p, to);
+}
+
+/*
+ * Follow which names the segment made into something other than a regular
+ * file (mkdir, symlink, mknod of a FIFO, device or socket), through links,
+ * renames and removals: a write, truncate or fallocate of such a name
+ * cannot come from a primary (it journals data changes of regular files
+ * only) and would fail halfway through the segment (check_data_target).
+ */
+static int track_special(struct pf *c, const struct lrec *l)
+{
+	const char *p = str(c, l->path), *p2 = str(c, l->path2);
+	struct nent *x;
+	uint64_t v;
+	int e;
+
+	switch (l->type) {
+	case MFS_REC_SYMLINK:
+	case MFS_REC_MKNOD:
+	case MFS_REC_MKDIR:
+		e = special_move(c, p, NULL);
+		return e < 0 || !made_kind(l) ? e : nset_add(&c->special, p, l->lsn << 4 | made_kind(l));
+	case MFS_REC_UNLINK:
+	case MFS_REC_RMDIR:
+		return special_move(c, p, NULL);
+	case MFS_REC_LINK:
+		x = nset_find(&c->special, p, strlen(p));
+		v = x ? x->val : 0;
+		e = special_move(c, p2, NULL);
+		return e < 0 || !v ? e : nset_add(&c->special, p2, v);
+	case MFS_REC_RENAME:
+		if (!(l->flags & RENAME_EXCHANGE)) {
+			e = special_move(c, p2, NULL);
+			return e < 0 ? e : special_move(c, p, p2);
+		}
+		/* exchange: through a name no record path has ('\1' is not in any) */
+		e = special_move(c, p, "\1");
+		if (e == 0)
+			e = special_move(c, p2, p);
+		return e < 0 ? e : special_move(c, "\1", p2);
+	default:
+		return 0;
+	}
+}
+
+/* A write, truncate or fallocate of a name the segment made a non-regular file. */
+static int check_data_target(struct pf *c, const struct lrec *l)
+{
+	const char *p = str(c, l->path);
+	struct nent *x;
+
+	if (l->type != MFS_REC_WRITE && l->type != MFS_REC_TRUNCATE && l->type != MFS_REC_FALLOCATE)
+		return 0;
+	x = nset_find(&c->special, p, strlen(p));
+	if (!x)
+		return 0;
+	return refuse(c, l, -EINVAL, false, "path: not a regular file (LSN %" PRIu64 " made a %s "
+		      "there)", x->val >> 4, kind_names[x->val & 15]);
+}
+
 /* A write, truncate or fallocate reaching past the largest file size: where it ends. */
 static uint64_t size_end(const struct lrec *l)
 {
@@ -458,6 +553,8 @@ static int check_one(struct pf *c, size_t i, const struct replay_limits *lim)
 	e = check_path(c, l, str(c, l->path), "");
 	if (e == 0 && (l->type == MFS_REC_RENAME || l->type == MFS_REC_LINK))
 		e = check_path(c, l, str(c, l->path2), "new path: ");
+	if (e == 0)
+		e = check_data_target(c, l);
 	if (e == 0)
 		e = check_size(c, i, lim->max_file);
 	if (e < 0)
@@ -526,6 +623,8 @@ int mfs_replay_seg_preflight(struct mfs_replay *r, struct mfs_replay_seg *s, uin
 		e = check_one(c, i, lim);
 		if (e == 0)
 			e = track(c, &s->recs[i]);
+		if (e == 0)
+			e = track_special(c, &s->recs[i]);
 	}
 	if (e == 0)
 		e = check_alloc(c, lim);
@@ -537,6 +636,7 @@ int mfs_replay_seg_preflight(struct mfs_replay *r, struct mfs_replay_seg *s, uin
 	nset_clear(&c->links);
 	nset_clear(&c->touched);
 	nset_clear(&c->checked);
+	nset_clear(&c->special);
 	free(c);
 	s->pf_done = e == 0;
 	return e;

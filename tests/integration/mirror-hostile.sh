@@ -9,6 +9,8 @@
 #  - a 65,536-byte xattr value (refused, not retried for ever), unless the
 #    primary's compensation follows (its ENOSPC: applied), also with other
 #    files' records between a failure and its compensation;
+#  - a write or truncate of a name the same segment made a FIFO, folder or
+#    symlink (refused whole: nothing applied, mirrord does not block);
 #  - a 1 TiB fallocate (refused: past the allowed share of the file system);
 #  - a FIFO named like a segment in incoming/ (skipped, mirrord does not hang);
 #  - a folder tree deeper than 256 levels removed.
@@ -111,6 +113,17 @@ got=$(getfattr --absolute-names -d "$T/xcomp/data/x" 2>/dev/null | grep -o '^use
 [ "$(cat "$T/xcomp/data/other")" = between-again ] || fail "xcomp: other is '$(cat "$T/xcomp/data/other")'"
 replay xcomp >/dev/null 2>&1 || fail "xcomp: mirrorctl replay failed"
 [ "$(cat "$T/xcomp/rep/other")" = between-again ] || fail "xcomp: replay made other '$(cat "$T/xcomp/rep/other")'"
+
+step "a data change of a name the segment made a FIFO, folder or symlink is refused whole"
+printf '%s\n' "mknod a 0100644" "write a 0 before" "mknod p 010644" "write p 0 blocks" | newmirror wfifo
+refused_whole wfifo "LSN 4 write 'p': path: not a regular file (LSN 3 made a FIFO there)"
+printf '%s\n' "mknod a 0100644" "mkdir d 0755" "truncate d 5" | newmirror tdir
+refused_whole tdir "LSN 3 truncate 'd': path: not a regular file (LSN 2 made a folder there)"
+printf '%s\n' "mknod a 0100644" "symlink s a" "rename s u" "link u v" "write v 0 x" | newmirror wlink
+refused_whole wlink "LSN 5 write 'v': path: not a regular file (LSN 2 made a symlink there)"
+printf '%s\n' "mknod p 010644" "unlink p" "mknod p 0100644" "write p 0 fine" | newmirror wok
+run_once wok 2>/dev/null || fail "wok: a regular file made again was refused"
+[ "$(cat "$T/wok/data/p")" = fine ] || fail "wok: p is '$(cat "$T/wok/data/p")'"
 
 step "a 1 TiB fallocate is refused: past the allowed share of the file system"
 printf '%s\n' "mknod big 0100644" "fallocate big 0 0 1099511627776" | newmirror falloc
