@@ -27,7 +27,8 @@
  *    cascade copies are durable: a kill -9 at any moment re-applies at
  *    most one batch, and the replay engine makes that idempotent. The
  *    naive mode (--naive, the benchmark's baseline) reads each segment
- *    twice through the streaming reader (validate, then apply) and its
+ *    twice through the streaming reader (validate, then apply), loads it
+ *    once more for the same preflight as the default mode, and its
  *    engine does one pwrite per write record and fsyncs each touched file
  *    at the end of the batch;
  *  - a segment is deleted (or moved to --keep) only after its LSNs are
@@ -553,6 +554,8 @@ static int stream_cb(const struct mfs_rec *rec, void *arg)
 
 	if (rec->lsn <= a->after)
 		return 0;
+	if (mfs_replay_is_past_limits(a->m->engine, rec)) /* compensated: see the preflight */
+		return applied_cb(rec, arg) ? 1 : 0;
 	a->error = mfs_replay_apply(a->m->engine, rec);
 	if (a->error < 0) {
 		a->err_lsn = rec->lsn;
@@ -813,6 +816,22 @@ static int open_segment(struct mirror *m, const struct seg_ent *e, const struct 
 }
 
 /*
+ * Naive mode streams a segment (validate, then apply) but the preflight
+ * needs it whole: load it once more for the preflight alone, so that the
+ * naive mode refuses exactly what the default mode refuses. Returns 0 with
+ * the loaded segment in *ret_s, or what handle() returns.
+ */
+static int naive_preflight(struct mirror *m, const struct seg_ent *e, int fd,
+			   struct mfs_replay_seg **ret_s)
+{
+	int r = load_segment(m, fd, ret_s);
+
+	if (r < 0)
+		return log_error_errno(r, "Failed to load '%s' for its preflight: %m", e->name);
+	return 0;
+}
+
+/*
  * Validate and apply one segment into the batch (the @n_next after it are
  * loaded ahead meanwhile). Returns 0 applied, 1 quarantined, 2 may still
  * be arriving, 3 validated and held (hold mode), -errno.
@@ -853,8 +872,12 @@ static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_en
 		log_info("hold: '%s' validated, kept", e->name);
 		return 3;
 	}
+	if (m->cfg.naive && (r = naive_preflight(m, e, fd, &s)) != 0)
+		return r;
 	if (s && (r = preflight(m, e, s)) != 0)
 		return r;
+	if (m->cfg.naive)
+		s = mfs_replay_seg_free(s); /* applied by a second streaming read */
 	r = apply_segment(m, e, fd, &info, s);
 	if (r != 0)
 		return r;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # mirror-hostile.sh - segments the primary can make that must apply, and
 # hostile ones that must be refused whole (nothing of them applied), by
-# mirrord --once and by mirrorctl replay alike:
+# mirrord --once (also in --naive mode) and by mirrorctl replay alike:
 #  - the reserved .mirrorfs folder reached through a symlink inside the root;
 #  - EFBIG: a truncate and a write past the largest file, each followed by
 #    the primary's compensating truncate (applied: the primary's failure),
@@ -40,7 +40,7 @@ run_once() { # run_once NAME [args]
 	local n=$1
 	shift
 	timeout 60 "$MIRRORD" --incoming "$T/$n/in" --data "$T/$n/data" --state "$T/$n/state" \
-		--once "$@"
+		--once ${MIRRORD_ARGS:-} "$@"
 }
 replay() { # replay NAME: mirrorctl replay of the generated segments into NAME/rep
 	local n=$1
@@ -124,6 +124,19 @@ refused_whole wlink "LSN 5 write 'v': path: not a regular file (LSN 2 made a sym
 printf '%s\n' "mknod p 010644" "unlink p" "mknod p 0100644" "write p 0 fine" | newmirror wok
 run_once wok 2>/dev/null || fail "wok: a regular file made again was refused"
 [ "$(cat "$T/wok/data/p")" = fine ] || fail "wok: p is '$(cat "$T/wok/data/p")'"
+
+step "--naive mode runs the same preflight"
+MIRRORD_ARGS=--naive
+printf '%s\n' "mknod a 0100644" "write a 0 before" "symlink m .mirrorfs" "write m/state 0 pwned" |
+	newmirror nreserved
+refused_whole nreserved "LSN 4 write 'm/state': goes through the symlink made at LSN 3"
+printf '%s\n' "mknod a 0100644" "write a 0 before" "mknod p 010644" "write p 0 blocks" | newmirror nfifo
+refused_whole nfifo "LSN 4 write 'p': path: not a regular file"
+printf '%s\n' "mknod f 0100644" "write f 0 hello" "truncate f 999999999999999" "mknod g 0100644" \
+	"truncate f 5" "write f 17592186044416 x" "truncate f 5" "write f 5 more" | newmirror nefbig
+run_once nefbig 2>"$T/nefbig.err" || fail "nefbig: a compensated EFBIG stopped the naive mirror: $(cat "$T/nefbig.err")"
+[ "$(cat "$T/nefbig/data/f")" = hellomore ] || fail "nefbig: f is '$(cat "$T/nefbig/data/f")'"
+MIRRORD_ARGS=
 
 step "a 1 TiB fallocate is refused: past the allowed share of the file system"
 printf '%s\n' "mknod big 0100644" "fallocate big 0 0 1099511627776" | newmirror falloc
