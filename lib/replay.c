@@ -1555,35 +1555,44 @@ static const char *fields_why(const struct mfs_rec *rec)
 	}
 }
 
-/* Why @rec is refused (NULL: it is not); @ret_path2 says the reason is about path2. */
-static const char *check_why(const struct mfs_rec *rec, bool *ret_path2)
+/*
+ * Why @rec is refused (NULL: it is not); @ret_path2 says the reason is
+ * about path2, *ret_field names the field when the reason does not ("path").
+ */
+static const char *check_why(const struct mfs_rec *rec, bool *ret_path2, const char **ret_field)
 {
 	const char *why;
 
 	*ret_path2 = false;
+	*ret_field = NULL;
 	if (!rec || !mfs_rec_type_is_valid((uint32_t)rec->type) || rec->type == MFS_REC_SEG_CLOSED)
 		return "type: not a record type to apply";
 	if (mfs_rec_type_is_marker(rec->type))
 		return NULL;
 	why = path_why(rec->path);
-	if (why)
+	if (why) {
+		*ret_field = "path: ";
 		return why;
+	}
 	if ((rec->type == MFS_REC_SETXATTR || rec->type == MFS_REC_REMOVEXATTR) &&
 	    (rec->path2[0] == '\0' || strlen(rec->path2) > MFS_XATTR_NAME_MAX))
 		return "xattr name: empty or too long";
 	why = fields_why(rec);
 	*ret_path2 = why && (rec->type == MFS_REC_RENAME || rec->type == MFS_REC_LINK) &&
 		     !strncmp(why, "new path", 8);
-	if (*ret_path2)
+	if (*ret_path2) {
 		why = path_why(rec->path2);
+		*ret_field = "new path: ";
+	}
 	return why;
 }
 
 int mfs_replay_check(const struct mfs_rec *rec)
 {
+	const char *field;
 	bool p2;
 
-	return check_why(rec, &p2) ? -EINVAL : 0;
+	return check_why(rec, &p2, &field) ? -EINVAL : 0;
 }
 
 /* "LSN 7 mknod 'dev/x'" into @buf. */
@@ -1597,10 +1606,10 @@ static void rec_name(const struct mfs_rec *rec, bool path2, char *buf, size_t si
 int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size)
 {
 	char name[512];
-	const char *why;
+	const char *why, *field;
 	bool p2;
 
-	why = check_why(rec, &p2);
+	why = check_why(rec, &p2, &field);
 	if (!why)
 		return 0;
 	if (!rec) {
@@ -1608,8 +1617,50 @@ int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size)
 		return -EINVAL;
 	}
 	rec_name(rec, p2, name, sizeof(name));
-	snprintf(buf, size, "%s: %s%s", name, p2 ? "new path: " : "", why);
+	snprintf(buf, size, "%s: %s%s", name, field ?: "", why);
 	return -EINVAL;
+}
+
+/* The fields of @rec besides its path, "(offset 0, length 6)", into @buf ("" if none). */
+static void rec_fields(const struct mfs_rec *rec, char *buf, size_t size)
+{
+	switch (rec->type) {
+	case MFS_REC_WRITE:
+		snprintf(buf, size, " (offset %" PRIu64 ", length %" PRIu32 ")", rec->offset,
+			 rec->data_len);
+		break;
+	case MFS_REC_TRUNCATE:
+		snprintf(buf, size, " (size %" PRIu64 ")", rec->length);
+		break;
+	case MFS_REC_FALLOCATE:
+		snprintf(buf, size, " (mode 0x%" PRIx32 ", offset %" PRIu64 ", length %" PRIu64 ")",
+			 rec->mode, rec->offset, rec->length);
+		break;
+	case MFS_REC_MKNOD:
+	case MFS_REC_MKDIR:
+	case MFS_REC_CHMOD:
+		snprintf(buf, size, " (mode 0%" PRIo32 ")", rec->mode);
+		break;
+	case MFS_REC_CHOWN:
+		snprintf(buf, size, " (uid %" PRIu32 ", gid %" PRIu32 ")", rec->uid, rec->gid);
+		break;
+	case MFS_REC_RENAME:
+	case MFS_REC_LINK:
+		snprintf(buf, size, " (new path '%.200s')", rec->path2);
+		break;
+	case MFS_REC_SYMLINK:
+		snprintf(buf, size, " (target '%.200s')", rec->path2);
+		break;
+	case MFS_REC_SETXATTR:
+		snprintf(buf, size, " (name '%.200s', value %" PRIu32 " bytes)", rec->path2,
+			 rec->data_len);
+		break;
+	case MFS_REC_REMOVEXATTR:
+		snprintf(buf, size, " (name '%.200s')", rec->path2);
+		break;
+	default:
+		buf[0] = '\0';
+	}
 }
 
 /* ================================================================ engine */
@@ -1617,9 +1668,13 @@ int mfs_replay_check_why(const struct mfs_rec *rec, char *buf, size_t size)
 /* Remember why applying @rec failed with @e, one line (mfs_replay_why). Returns @e. */
 static int note_why(struct mfs_replay *r, const struct mfs_rec *rec, int e)
 {
-	if (e < 0)
-		snprintf(r->why, sizeof(r->why), "LSN %" PRIu64 " %s '%.200s': %s", rec->lsn,
-			 mfs_rec_type_name(rec->type) ?: "?", rec->path, strerror(-e));
+	char fields[300];
+
+	if (e < 0) {
+		rec_fields(rec, fields, sizeof(fields));
+		snprintf(r->why, sizeof(r->why), "LSN %" PRIu64 " %s '%.200s'%s: %s", rec->lsn,
+			 mfs_rec_type_name(rec->type) ?: "?", rec->path, fields, strerror(-e));
+	}
 	return e;
 }
 

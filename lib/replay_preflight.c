@@ -265,7 +265,9 @@ struct pf {
 	struct nset checked; /* parents already resolved in the data folder */
 	struct nset special; /* names this segment made not regular files: LSN << 4 | kind */
 	uint64_t alloc;      /* bytes fallocate records may allocate */
+	size_t alloc_max;    /* the record that allocates most */
 	bool devices;        /* device nodes to make */
+	size_t device;       /* the first record that makes one */
 };
 
 static const char *str(const struct pf *c, uint32_t off)
@@ -568,31 +570,40 @@ static int check_one(struct pf *c, size_t i, const struct replay_limits *lim)
 			      "folder's file system takes (%" PRIu32 "), and no compensating xattr "
 			      "change follows", l->data_len, lim->xattr_max);
 	}
-	if (l->type == MFS_REC_FALLOCATE && !(l->mode & FALLOC_FL_PUNCH_HOLE) && !l->skip)
+	if (l->type == MFS_REC_FALLOCATE && !(l->mode & FALLOC_FL_PUNCH_HOLE) && !l->skip) {
+		if (!c->alloc || l->length > c->s->recs[c->alloc_max].length)
+			c->alloc_max = i;
 		c->alloc += l->length;
-	if (l->type == MFS_REC_MKNOD && (type == S_IFCHR || type == S_IFBLK))
+	}
+	if (l->type == MFS_REC_MKNOD && (type == S_IFCHR || type == S_IFBLK) && !c->devices) {
 		c->devices = true;
+		c->device = i;
+	}
 	return 0;
 }
 
 /* The segment's fallocate total against the allowed share of the file system. */
 static int check_alloc(struct pf *c, const struct replay_limits *lim)
 {
+	const struct lrec *big;
 	struct statvfs v;
 	uint64_t total, avail;
 
 	if (!c->alloc || fstatvfs(replay_rootfd(c->r), &v) < 0)
 		return 0;
+	big = &c->s->recs[c->alloc_max];
 	total = (uint64_t)v.f_blocks * v.f_frsize / 100 * lim->alloc_pct;
 	avail = (uint64_t)v.f_bavail * v.f_frsize / 100 * lim->alloc_pct;
 	if (c->alloc > total)
-		return refuse(c, NULL, -EFBIG, false, "its fallocate records allocate up to %" PRIu64
-			      " bytes, more than %u%% of the data folder's file system (%" PRIu64
-			      " bytes)", c->alloc, lim->alloc_pct, total);
+		return refuse(c, big, -EFBIG, false, "length: %" PRIu64 " bytes, and the segment's "
+			      "fallocate records allocate up to %" PRIu64 " bytes, more than %u%% of "
+			      "the data folder's file system (%" PRIu64 " bytes)", big->length,
+			      c->alloc, lim->alloc_pct, total);
 	if (c->alloc > avail)
-		return refuse(c, NULL, -ENOSPC, true, "its fallocate records allocate up to %" PRIu64
-			      " bytes, more than %u%% of the free space (%" PRIu64 " bytes)",
-			      c->alloc, lim->alloc_pct, avail);
+		return refuse(c, big, -ENOSPC, true, "length: %" PRIu64 " bytes, and the segment's "
+			      "fallocate records allocate up to %" PRIu64 " bytes, more than %u%% of "
+			      "the free space (%" PRIu64 " bytes)", big->length, c->alloc,
+			      lim->alloc_pct, avail);
 	return 0;
 }
 
@@ -629,8 +640,8 @@ int mfs_replay_seg_preflight(struct mfs_replay *r, struct mfs_replay_seg *s, uin
 	if (e == 0)
 		e = check_alloc(c, lim);
 	if (e == 0 && c->devices && !has_cap_mknod())
-		e = refuse(c, NULL, -EPERM, true, "it makes device nodes, which needs CAP_MKNOD: "
-			   "replay as root");
+		e = refuse(c, &s->recs[c->device], -EPERM, true, "mode: 0%" PRIo32 ", a device node, "
+			   "which needs CAP_MKNOD: replay as root", s->recs[c->device].mode);
 	if (e == -ENOMEM && !s->pf_error)
 		e = refuse(c, NULL, e, true, "out of memory");
 	nset_clear(&c->links);

@@ -140,7 +140,7 @@ MIRRORD_ARGS=
 
 step "a 1 TiB fallocate is refused: past the allowed share of the file system"
 printf '%s\n' "mknod big 0100644" "fallocate big 0 0 1099511627776" | newmirror falloc
-refused_whole falloc "fallocate records allocate up to 1099511627776 bytes"
+refused_whole falloc "LSN 2 fallocate 'big': length: 1099511627776 bytes, and the segment's fallocate records allocate up to 1099511627776 bytes"
 df_used=$(df --output=pcent "$T" | tail -1)
 echo "   file system use after: $df_used"
 

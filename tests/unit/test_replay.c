@@ -701,6 +701,13 @@ static void test_check(void)
 	CU_ASSERT_EQUAL(mfs_replay_check_why(x, why, sizeof(why)), -EINVAL);
 	CU_ASSERT_STRING_EQUAL(why, "LSN 1 rename 'a' -> '.mirrorfs/state': new path: "
 				    "the reserved name '.mirrorfs'");
+	x = mk(MFS_REC_UNLINK, "/etc/passwd", NULL);
+	CU_ASSERT_EQUAL(mfs_replay_check_why(x, why, sizeof(why)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "LSN 1 unlink '/etc/passwd': path: absolute");
+	x = mk(MFS_REC_WRITE, ".mirrorfs/state", NULL);
+	CU_ASSERT_EQUAL(mfs_replay_check_why(x, why, sizeof(why)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "LSN 1 write '.mirrorfs/state': path: the reserved name "
+				    "'.mirrorfs'");
 	x = mk(MFS_REC_FALLOCATE, "f", NULL);
 	x->mode = FALLOC_FL_COLLAPSE_RANGE;
 	x->length = 4096;
@@ -755,6 +762,10 @@ static void test_devices(void)
 	x->data = "x";
 	x->data_len = 1;
 	CU_ASSERT_TRUE(mfs_replay_apply(r, x) < 0);
+	if (geteuid() == 0) /* the failure names LSN, type, path and fields */
+		CU_ASSERT_TRUE(mfs_replay_why(r) &&
+			       !strncmp(mfs_replay_why(r), "LSN 1 write 'null' (offset 0, length 1): ",
+					strlen("LSN 1 write 'null' (offset 0, length 1): ")));
 	CU_ASSERT_EQUAL(mfs_replay_finish(r), 0);
 	mfs_replay_free(r);
 	if (geteuid() == 0) {
