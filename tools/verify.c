@@ -119,23 +119,42 @@ static void compare_file(struct verify *v, int da, int db, const char *name, con
 		diff(v, path, "content");
 }
 
-static void compare_xattrs(struct verify *v, const char *pa, const char *pb, const char *path)
-{
-	char la[65536], lb[65536], va[65536], vb[65536];
-	ssize_t na = llistxattr(pa, la, sizeof(la)), nb = llistxattr(pb, lb, sizeof(lb));
+#define XATTR_BUF 65536
 
+/*
+ * The extended attributes of entry @name of @da and @db (not a symlink),
+ * read through O_PATH descriptors (their /proc/self/fd link): no limit on
+ * the length of the path, and the buffers on the heap (deep trees).
+ */
+static void compare_xattrs(struct verify *v, int da, int db, const char *name, const char *path)
+{
+	_cleanup_close_ int fa = openat(da, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int fb = openat(db, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_free_ char *buf = malloc(4 * XATTR_BUF);
+	char pa[64], pb[64], *la, *lb, *va, *vb;
+	ssize_t na, nb;
+	int ca = 0, cb = 0;
+
+	if (fa < 0 || fb < 0 || !buf) {
+		diff(v, path, "cannot open to compare extended attributes");
+		return;
+	}
+	la = buf, lb = buf + XATTR_BUF, va = buf + 2 * XATTR_BUF, vb = buf + 3 * XATTR_BUF;
+	snprintf(pa, sizeof(pa), "/proc/self/fd/%d", fa);
+	snprintf(pb, sizeof(pb), "/proc/self/fd/%d", fb);
+	na = listxattr(pa, la, XATTR_BUF);
+	nb = listxattr(pb, lb, XATTR_BUF);
 	if (na < 0 || nb < 0) {
 		if ((na < 0) != (nb < 0))
 			diff(v, path, "extended attributes readable on one side only");
 		return;
 	}
 	/* every name of A in B with the same value, and the same count */
-	int ca = 0, cb = 0;
 	for (char *p = lb; p < lb + nb; p += strlen(p) + 1)
 		cb++;
 	for (char *p = la; p < la + na; p += strlen(p) + 1) {
-		ssize_t xa = lgetxattr(pa, p, va, sizeof(va));
-		ssize_t xb = lgetxattr(pb, p, vb, sizeof(vb));
+		ssize_t xa = getxattr(pa, p, va, XATTR_BUF);
+		ssize_t xb = getxattr(pb, p, vb, XATTR_BUF);
 		ca++;
 		if (xb < 0 || xa != xb || memcmp(va, vb, (size_t)(xa > 0 ? xa : 0))) {
 			char what[300];
@@ -173,12 +192,14 @@ static void compare_tree(struct verify *v, const char *ra, const char *rb, const
 static void compare_entry(struct verify *v, const char *ra, const char *rb, const char *rel,
 			  int da, int db, const char *name)
 {
-	char path[8192], pa[8192], pb[8192];
+	_cleanup_free_ char *path = NULL; /* relative, any length (renames make deep paths) */
 	struct stat a, b;
 
-	snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", name);
-	snprintf(pa, sizeof(pa), "%.4000s/%.4000s", ra, path);
-	snprintf(pb, sizeof(pb), "%.4000s/%.4000s", rb, path);
+	if (asprintf(&path, "%s%s%s", rel, rel[0] ? "/" : "", name) < 0) {
+		path = NULL;
+		diff(v, rel, "out of memory");
+		return;
+	}
 	if (fstatat(da, name, &a, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fstatat(db, name, &b, AT_SYMLINK_NOFOLLOW) < 0) {
 		diff(v, path, "cannot stat");
@@ -215,7 +236,7 @@ static void compare_entry(struct verify *v, const char *ra, const char *rb, cons
 		diff(v, path, "device number");
 	}
 	if (!S_ISLNK(a.st_mode))
-		compare_xattrs(v, pa, pb, path);
+		compare_xattrs(v, da, db, name, path);
 	if (S_ISDIR(a.st_mode)) {
 		_cleanup_close_ int sa = openat(da, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		_cleanup_close_ int sb = openat(db, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -70,6 +70,34 @@ round() {
 	rm -rf "$r"
 }
 
+# mirrorctl verify itself on what renames make: paths past PATH_MAX, deep
+# trees, an xattr that differs at the bottom only
+step "mirrorctl verify: a tree 40 levels and 10 KB of path deep"
+python3 - "$T/va" "$T/vb" <<'PY'
+import os, sys
+for k, top in enumerate(sys.argv[1:]):
+    os.mkdir(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for i in range(40):
+        n = chr(97 + i % 26) * 250
+        os.mkdir(n, dir_fd=fd)
+        nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    f = os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(f, b"same")
+    os.setxattr(f, "user.k", b"%d" % k)
+    os.close(f)
+    os.close(fd)
+PY
+rc=0
+"$CTL" verify "$T/va" "$T/vb" >"$T/verify-deep.log" 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "verify of deep trees exited $rc: $(tail -c 300 "$T/verify-deep.log")"
+grep -q "/bottom': extended attribute 'user.k'" "$T/verify-deep.log" ||
+	fail "verify did not see the xattr that differs: $(tail -c 300 "$T/verify-deep.log")"
+"$CTL" verify "$T/va" "$T/va" >/dev/null || fail "verify of a deep tree with itself"
+rm -rf "$T/va" "$T/vb"
+
 for k in $(seq 0 $((ROUNDS - 1))); do
 	round $((SEED + k)) || fail "differential run (MFS_SEED=$((SEED + k)) MFS_DIFF_OPS=$OPS)"
 done
