@@ -64,6 +64,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/pidlock.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
@@ -112,6 +113,7 @@ struct held {
 struct mirror {
 	struct mirror_config cfg;
 	int in_fd, data_fd, state_fd, q_fd, cascade_fd, keep_fd;
+	int data_lock_fd, state_lock_fd; /* mfs_pidlock: one mirrord per data and per state folder */
 	struct mfs_replay *engine;
 	struct mirror_state st;
 	struct mirror_status status;
@@ -147,6 +149,33 @@ static int open_dir(const char *path, bool create)
 		return -errno;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * One mirrord per data folder and per state folder, and never one on a data
+ * folder that a mirrorfs mount, a rejoin, a promote or a restore is
+ * writing: each of them holds DATADIR/.mirrorfs/lock (lib/pidlock.c).
+ */
+static int take_locks(struct mirror *m)
+{
+	struct mfs_pidlock_holder h;
+	char who[64];
+	int r;
+
+	r = m->data_lock_fd = mfs_pidlock_take_data(m->data_fd, "mirrord", &h);
+	if (r == -EBUSY)
+		return log_error_errno(r, "'%s' is in use by %s: refusing to apply into it",
+				       m->cfg.data, mfs_pidlock_describe(&h, who, sizeof(who)));
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock '%s/" MFS_PIDLOCK_DATA "': %m", m->cfg.data);
+	r = m->state_lock_fd = mfs_pidlock_take(m->state_fd, MFS_PIDLOCK_STATE, "mirrord", &h);
+	if (r == -EBUSY)
+		return log_error_errno(r, "state folder '%s' is in use by %s", m->cfg.state,
+				       mfs_pidlock_describe(&h, who, sizeof(who)));
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock '%s/" MFS_PIDLOCK_STATE "': %m",
+				       m->cfg.state);
+	return 0;
 }
 
 static void set_error(struct mirror *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1030,6 +1059,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		return -ENOMEM;
 	m->cfg = *cfg;
 	m->in_fd = m->data_fd = m->state_fd = m->q_fd = m->cascade_fd = m->keep_fd = -EBADF;
+	m->data_lock_fd = m->state_lock_fd = -EBADF;
 	m->rec = malloc(sizeof(*m->rec));
 	if (!m->rec) {
 		mirror_free(m);
@@ -1042,6 +1072,11 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 	    (cfg->cascade && (m->cascade_fd = r = open_dir(cfg->cascade, true)) < 0) ||
 	    (cfg->keep && (m->keep_fd = r = open_dir(cfg->keep, true)) < 0)) {
 		log_error_errno(r, "Failed to open a folder: %m");
+		mirror_free(m);
+		return r;
+	}
+	r = take_locks(m);
+	if (r < 0) {
 		mirror_free(m);
 		return r;
 	}
@@ -1098,6 +1133,8 @@ struct mirror *mirror_free(struct mirror *m)
 	closep(&m->q_fd);
 	closep(&m->cascade_fd);
 	closep(&m->keep_fd);
+	closep(&m->data_lock_fd);
+	closep(&m->state_lock_fd);
 	free(m);
 	return NULL;
 }

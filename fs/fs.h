@@ -227,6 +227,9 @@ int fs_dirty_sync(struct fs *fs);
 /* Open the journal dir, lock it, recover (replay the tail after the last
  * checkpoint into DATADIR). Errors are logged. Returns 0 or -errno. */
 int fs_journal_open(struct fs *fs);
+
+/* Write this process's PID into the locks (after fuse_daemonize forked). Returns 0 or -errno. */
+int fs_journal_lock_refresh(struct fs *fs);
 /* Start the timer thread (rotation, periodic checkpoints). */
 int fs_journal_start(struct fs *fs);
 /* Stop the timer, checkpoint, release. */

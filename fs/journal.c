@@ -5,7 +5,10 @@
  *
  * Journal folder (-o journal_dir=DIR, default DATADIR/.mirrorfs):
  *
- *   lock                 flock()ed while mounted: one mirrorfs per data set
+ *   lock                 "PID mirrorfs", locked while mounted (lib/pidlock.c):
+ *                        one mirrorfs per journal; by default this is also
+ *                        the data folder's lock, which mirrord, rejoin,
+ *                        promote and restore respect
  *   state                "dataset=UUID\ncheckpoint=N\nlast=N\nsegment=N\n",
  *                        replaced atomically (mfs_replace_file): backing
  *                        files are durable up to LSN checkpoint; last is the
@@ -66,6 +69,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/pidlock.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
@@ -83,7 +87,8 @@ struct fs_journal {
 	int dirfd;
 	int open_dirfd;
 	int closed_dirfd;
-	int lock_fd;
+	int lock_fd;      /* the journal folder's lock (mfs_pidlock) */
+	int data_lock_fd; /* DATADIR/.mirrorfs/lock when the journal is elsewhere */
 	char *path;
 	uint8_t uuid[16];
 	char uuid_text[37];
@@ -1203,6 +1208,48 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 	return r;
 }
 
+/*
+ * The journal folder's lock (one mirrorfs per journal) and the data
+ * folder's (DATADIR/.mirrorfs/lock, the one every program that writes a
+ * data folder takes: mirrord, rejoin, promote, restore): the same file
+ * unless -o journal_dir puts the journal elsewhere.
+ */
+static int take_locks(struct fs *fs, struct fs_journal *j)
+{
+	struct mfs_pidlock_holder h;
+	char who[64];
+	int r;
+
+	r = j->lock_fd = mfs_pidlock_take(j->dirfd, LOCK_FILE, "mirrorfs", &h);
+	if (r == -EBUSY)
+		return log_error_errno(r, "'%s' is in use by %s (journal '%s' is locked)",
+				       fs->opt.data_dir, mfs_pidlock_describe(&h, who, sizeof(who)),
+				       j->path);
+	if (r < 0)
+		return log_error_errno(r, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
+	snprintf(who, sizeof(who), "/" MFS_CTL_DIR);
+	if (!fs->opt.journal_dir || (!strncmp(j->path, fs->opt.data_dir, strlen(fs->opt.data_dir)) &&
+				     !strcmp(j->path + strlen(fs->opt.data_dir), who)))
+		return 0;
+	r = j->data_lock_fd = mfs_pidlock_take_data(fs->data_fd, "mirrorfs", &h);
+	if (r == -EBUSY)
+		return log_error_errno(r, "'%s' is in use by %s", fs->opt.data_dir,
+				       mfs_pidlock_describe(&h, who, sizeof(who)));
+	if (r < 0)
+		return log_error_errno(r, "cannot lock '%s/" MFS_PIDLOCK_DATA "': %m",
+				       fs->opt.data_dir);
+	return 0;
+}
+
+int fs_journal_lock_refresh(struct fs *fs)
+{
+	int r = mfs_pidlock_update(fs->j->lock_fd, "mirrorfs");
+
+	if (r == 0 && fs->j->data_lock_fd >= 0)
+		r = mfs_pidlock_update(fs->j->data_lock_fd, "mirrorfs");
+	return r;
+}
+
 static int open_dirs(struct fs *fs, struct fs_journal *j)
 {
 	const char *sub[] = { OPEN_DIR, CLOSED_DIR };
@@ -1222,16 +1269,9 @@ static int open_dirs(struct fs *fs, struct fs_journal *j)
 		if (r < 0)
 			return log_error_errno(r, "cannot sync the folder of '%s': %m", j->path);
 	}
-	j->lock_fd = openat(j->dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (j->lock_fd < 0)
-		return log_error_errno(-errno, "journal folder '%s' is not writable: %m", j->path);
-	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			return log_error_errno(-EBUSY, "'%s' is already mounted (journal '%s' is "
-						       "locked by another mirrorfs)",
-					       fs->opt.data_dir, j->path);
-		return log_error_errno(-errno, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
-	}
+	r = take_locks(fs, j);
+	if (r < 0)
+		return r;
 	made = false;
 	for (size_t k = 0; k < ARRAY_SIZE(sub); k++) {
 		if (mkdirat(j->dirfd, sub[k], 0700) == 0)
@@ -1363,7 +1403,7 @@ int fs_journal_open(struct fs *fs)
 
 	if (!j)
 		return -ENOMEM;
-	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = -EBADF;
+	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = j->data_lock_fd = -EBADF;
 	pthread_rwlock_init(&j->seg_lock, NULL);
 	pthread_mutex_init(&j->ckpt_lock, NULL);
 	pthread_mutex_init(&j->dsync_lock, NULL);
@@ -1410,7 +1450,8 @@ void fs_journal_close(struct fs *fs)
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);
 	closep(&j->closed_dirfd);
-	closep(&j->lock_fd); /* releases the flock */
+	closep(&j->lock_fd); /* releases the locks */
+	closep(&j->data_lock_fd);
 	free(j->path);
 	free(j);
 	fs->j = NULL;

@@ -225,6 +225,10 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	fuse_daemonize(o->foreground);
 	if (!o->foreground)
 		mfs_log_use_syslog("mirrorfs");
+	r = fs_journal_lock_refresh(fs); /* the PID others are told about */
+	if (r < 0)
+		log_warning_errno(r, "cannot write the PID into the lock files, ignoring: %m");
+	r = 1;
 	if (fs_journal_start(fs) < 0)
 		goto out_unmount;
 	if (c->notify_fd > 0) {

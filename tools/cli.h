@@ -27,3 +27,24 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Start cli_fail()/cli_warn() lines with @prefix instead of "mirrorctl" (borrowed). */
 void cli_set_prefix(const char *prefix);
+
+/* ---------------------------------------------------------------- guard.c */
+
+/* Non-zero (after a message) when @path is on a mirrorfs mount: commands
+ * that write a data folder want the folder behind the mount. */
+int cli_refuse_mount(const char *path);
+
+/* Take the data folder's lock (DATADIR/.mirrorfs/lock) as @role for the
+ * life of the returned fd; -1 after a message naming the holder's PID. */
+int cli_lock_data(const char *path, int datafd, const char *role);
+
+/* Non-zero (after a message naming the holder's PID) when the data folder's
+ * lock is held; creates nothing. */
+int cli_probe_data(const char *path, int datafd);
+
+/* As cli_probe_data() for @path and each folder above it (the nearest that
+ * exists first): a folder inside a data folder in use is refused too. */
+int cli_probe_data_tree(const char *path);
+
+/* Take a mirror state folder's lock (STATE/lock), as cli_lock_data(). */
+int cli_lock_state(const char *path, int statefd, const char *role);

@@ -220,6 +220,7 @@ int cli_promote(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL, *current = NULL;
 	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF;
+	_cleanup_close_ int data_lock = -EBADF, state_lock = -EBADF;
 	struct mfs_applied a;
 	uint64_t seg_no = 0, t0 = mfs_mono_ns();
 	char uuid[37];
@@ -243,14 +244,24 @@ int cli_promote(int argc, char **argv)
 				"[--incoming DIR] [--current FILE]\n");
 		return 2;
 	}
-	if (incoming && run_mirrord_once(incoming, data, state))
+	if (cli_refuse_mount(data))
 		return 1;
 	datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (datafd < 0)
 		return cli_fail("cannot open '%s': %m", data);
+	/* a mirrord still applying (or a mount) is refused before anything runs;
+	 * mirrord --once takes the same locks itself, so ours come after it */
+	if (cli_probe_data(data, datafd))
+		return 1;
+	if (incoming && run_mirrord_once(incoming, data, state))
+		return 1;
+	if ((data_lock = cli_lock_data(data, datafd, "mirrorctl promote")) < 0)
+		return 1;
 	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (statefd < 0)
 		return cli_fail("cannot open '%s': %m", state);
+	if ((state_lock = cli_lock_state(state, statefd, "mirrorctl promote")) < 0)
+		return 1;
 	r = mfs_applied_read(statefd, &a);
 	if (r == -ENOENT) {
 		a = (struct mfs_applied){ 0 }; /* nothing applied yet */

@@ -143,6 +143,7 @@ int cli_rejoin(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL;
 	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF, infd = -EBADF, jfd = -EBADF;
+	_cleanup_close_ int data_lock = -EBADF, state_lock = -EBADF;
 	struct mfs_applied applied;
 	uint8_t uuid[16];
 	uint64_t old_last, first;
@@ -160,14 +161,22 @@ int cli_rejoin(int argc, char **argv)
 		fprintf(stderr, "usage: mirrorctl rejoin --data DIR --state STATEDIR --incoming DIR\n");
 		return 2;
 	}
+	if (cli_refuse_mount(data))
+		return 1;
 	if ((datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return cli_fail("cannot open '%s': %m", data);
+	/* a data folder still mounted (the old primary's mirrorfs alive) or
+	 * applied into by a mirrord is not ours to turn into a mirror */
+	if ((data_lock = cli_lock_data(data, datafd, "mirrorctl rejoin")) < 0)
+		return 1;
 	if ((infd = open(incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return cli_fail("cannot open '%s': %m", incoming);
 	if (mkdir(state, 0755) < 0 && errno != EEXIST)
 		return cli_fail("cannot create '%s': %m", state);
 	if ((statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return cli_fail("cannot open '%s': %m", state);
+	if ((state_lock = cli_lock_state(state, statefd, "mirrorctl rejoin")) < 0)
+		return 1;
 	r = old_state(datafd, uuid, &old_last);
 	if (r < 0) {
 		errno = -r;

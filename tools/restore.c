@@ -1024,6 +1024,8 @@ int cli_restore(int argc, char **argv)
 				o.until_lsn, o.lsn);
 	if (list_segments(&o, &segs, &nsegs))
 		return 1;
+	if (cli_probe_data_tree(o.to)) /* inside a data folder some program writes */
+		goto out_segs;
 	rootfd = open_target(o.to);
 	if (rootfd < 0)
 		goto out_segs;
