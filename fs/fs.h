@@ -222,6 +222,12 @@ void fs_dirty_add(struct fs *fs, struct fs_inode *i);
  * the set is kept for the next call). */
 int fs_dirty_sync(struct fs *fs);
 
+/* ---------------------------------------------------------------- places.c */
+
+/* Refuse a DATADIR and MOUNTPOINT that cannot be meant (stacked on mirrorfs,
+ * swapped): see places.c. Errors are logged. Returns 0 or -errno. */
+int fs_check_places(const char *data_arg, const char *mnt_arg);
+
 /* ---------------------------------------------------------------- journal.c */
 
 /* Open the journal dir, lock it, recover (replay the tail after the last

@@ -207,16 +207,13 @@ static void fs_teardown(struct fs *fs)
 	closep(&fs->sync_fd);
 }
 
-static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *o,
+/* Mount, serve until unmounted, unmount. Takes @se. */
+static int run(struct fs *fs, struct fuse_session *se, struct fuse_cmdline_opts *o,
 	       struct cli *c)
 {
 	struct fuse_loop_config *cfg;
-	struct fuse_session *se;
 	int r = 1;
 
-	se = fuse_session_new(args, fs_lock_wrap_ops(&fs_ops), sizeof(fs_ops), fs);
-	if (!se)
-		return 1;
 	fs->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_destroy;
@@ -264,6 +261,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts o = { 0 };
 	struct cli c = { .notify_fd = -1 };
 	static struct fs fs = { .data_fd = -1, .sync_fd = -1, .root = { .fd = -1 } };
+	struct fuse_session *se;
 	int r = 1;
 
 	umask(0); /* the kernel applied the caller's umask already */
@@ -297,8 +295,15 @@ int main(int argc, char *argv[])
 	fuse_opt_insert_arg(&args, 1, "-odefault_permissions,fsname=mirrorfs,subtype=mirrorfs");
 	if (geteuid() == 0)
 		fuse_opt_add_arg(&args, "-oallow_other");
-	if (fs_setup(&fs, &c) == 0)
-		r = run(&fs, &args, &o, &c);
+	/* the session parses the FUSE options: a mistyped -o fails here, before
+	 * anything is created in DATADIR */
+	se = fuse_session_new(&args, fs_lock_wrap_ops(&fs_ops), sizeof(fs_ops), &fs);
+	if (!se)
+		goto out;
+	if (fs_check_places(c.data_dir, o.mountpoint) == 0 && fs_setup(&fs, &c) == 0)
+		r = run(&fs, se, &o, &c);
+	else
+		fuse_session_destroy(se);
 	fs_teardown(&fs);
 out:
 	free(o.mountpoint);
