@@ -1222,9 +1222,10 @@ static int take_locks(struct fs *fs, struct fs_journal *j)
 
 	r = j->lock_fd = mfs_pidlock_take(j->dirfd, LOCK_FILE, "mirrorfs", &h);
 	if (r == -EBUSY)
-		return log_error_errno(r, "'%s' is in use by %s (journal '%s' is locked)",
-				       fs->opt.data_dir, mfs_pidlock_describe(&h, who, sizeof(who)),
-				       j->path);
+		return log_error_errno(r, "'%s' is %sin use by %s (journal '%s' is locked)",
+				       fs->opt.data_dir,
+				       strcmp(h.role, "mirrorfs") ? "" : "already mounted: ",
+				       mfs_pidlock_describe(&h, who, sizeof(who)), j->path);
 	if (r < 0)
 		return log_error_errno(r, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
 	snprintf(who, sizeof(who), "/" MFS_CTL_DIR);
@@ -1233,7 +1234,8 @@ static int take_locks(struct fs *fs, struct fs_journal *j)
 		return 0;
 	r = j->data_lock_fd = mfs_pidlock_take_data(fs->data_fd, "mirrorfs", &h);
 	if (r == -EBUSY)
-		return log_error_errno(r, "'%s' is in use by %s", fs->opt.data_dir,
+		return log_error_errno(r, "'%s' is %sin use by %s", fs->opt.data_dir,
+				       strcmp(h.role, "mirrorfs") ? "" : "already mounted: ",
 				       mfs_pidlock_describe(&h, who, sizeof(who)));
 	if (r < 0)
 		return log_error_errno(r, "cannot lock '%s/" MFS_PIDLOCK_DATA "': %m",

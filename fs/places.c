@@ -3,6 +3,7 @@
  * places.c - refuse a DATADIR and MOUNTPOINT that cannot be meant.
  *
  * Checked before anything is created or mounted:
+ *  - DATADIR in use (its lock held): already mounted, or a mirrord...;
  *  - DATADIR on a mirrorfs mount: mirrorfs would journal its own mount
  *    (stacking; or the two arguments swapped while the primary runs);
  *  - MOUNTPOINT on a mirrorfs mount: a second mount over a live one;
@@ -72,6 +73,20 @@ static int check_not_on_mirrorfs(const char *what, const char *arg, const char *
 				       "stack on itself " SWAPPED, what, arg, mnt);
 }
 
+/* DATADIR must not be mounted already, nor written by a mirrord, rejoin... */
+static int check_data_free(const char *data_arg, const char *data)
+{
+	_cleanup_close_ int fd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct mfs_pidlock_holder h;
+	char who[64];
+
+	if (fd < 0 || mfs_pidlock_probe(fd, MFS_PIDLOCK_DATA, &h) != -EBUSY)
+		return 0; /* what cannot be opened is reported later */
+	return log_error_errno(-EBUSY, "'%s' is %sin use by %s", data_arg,
+			       strcmp(h.role, "mirrorfs") ? "" : "already mounted: ",
+			       mfs_pidlock_describe(&h, who, sizeof(who)));
+}
+
 /* MOUNTPOINT must not be a live or a former data folder while DATADIR is not. */
 static int check_mountpoint(const char *data_arg, int data_fd, const char *mnt_arg, int mnt_fd)
 {
@@ -105,7 +120,9 @@ int fs_check_places(const char *data_arg, const char *mnt_arg)
 		return log_error_errno(-errno, "data folder '%s' cannot be used: %m", data_arg);
 	if (!realpath(mnt_arg, mnt))
 		return log_error_errno(-errno, "mountpoint '%s' cannot be used: %m", mnt_arg);
-	r = check_not_on_mirrorfs("data folder", data_arg, data);
+	r = check_data_free(data_arg, data);
+	if (r == 0)
+		r = check_not_on_mirrorfs("data folder", data_arg, data);
 	if (r == 0)
 		r = check_not_on_mirrorfs("mountpoint", mnt_arg, mnt);
 	if (r < 0 || !strcmp(data, mnt)) /* a mount over its own data folder: nothing to swap */

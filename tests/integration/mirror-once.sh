@@ -113,7 +113,8 @@ step "hold mode, then catch-up"
 newmirror h
 cp "$T/segs/"*.mfsj "$T/h/in/"
 run_once h --no-apply || fail "hold mode failed"
-[ -z "$(ls -A "$T/h/data")" ] || fail "hold mode applied something"
+# (mirrord's lock, .mirrorfs/lock, is the only thing it creates there)
+[ -z "$(ls -A "$T/h/data" | grep -vx .mirrorfs)" ] || fail "hold mode applied something"
 [ "$(ls "$T/h/in"/*.mfsj | wc -l)" -eq 4 ] || fail "hold mode did not keep segments"
 run_once h || fail "catch-up after hold failed"
 "$CTL" verify "$T/ref" "$T/h/data" >/dev/null || fail "tree differs after hold catch-up"
