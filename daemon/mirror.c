@@ -114,6 +114,7 @@ struct mirror {
 	struct mirror_config cfg;
 	int in_fd, data_fd, state_fd, q_fd, cascade_fd, keep_fd;
 	int data_lock_fd, state_lock_fd; /* mfs_pidlock: one mirrord per data and per state folder */
+	int cascade_lock_fd;             /* and per cascade folder */
 	struct mfs_replay *engine;
 	struct mirror_state st;
 	struct mirror_status status;
@@ -151,6 +152,9 @@ static int open_dir(const char *path, bool create)
 	return fd < 0 ? -errno : fd;
 }
 
+/* In a cascade folder: its lock, and the mark mirrorfs-ship looks for. */
+#define CASCADE_LOCK ".mirrord-cascade"
+
 /*
  * One mirrord per data folder and per state folder, and never one on a data
  * folder that a mirrorfs mount, a rejoin, a promote or a restore is
@@ -175,6 +179,15 @@ static int take_locks(struct mirror *m)
 	if (r < 0)
 		return log_error_errno(r, "Failed to lock '%s/" MFS_PIDLOCK_STATE "': %m",
 				       m->cfg.state);
+	if (m->cascade_fd < 0)
+		return 0;
+	/* also the mark by which mirrorfs-ship knows a folder of segments */
+	r = m->cascade_lock_fd = mfs_pidlock_take(m->cascade_fd, CASCADE_LOCK, "mirrord", &h);
+	if (r == -EBUSY)
+		return log_error_errno(r, "cascade folder '%s' is in use by %s", m->cfg.cascade,
+				       mfs_pidlock_describe(&h, who, sizeof(who)));
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock '%s/" CASCADE_LOCK "': %m", m->cfg.cascade);
 	return 0;
 }
 
@@ -1059,7 +1072,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		return -ENOMEM;
 	m->cfg = *cfg;
 	m->in_fd = m->data_fd = m->state_fd = m->q_fd = m->cascade_fd = m->keep_fd = -EBADF;
-	m->data_lock_fd = m->state_lock_fd = -EBADF;
+	m->data_lock_fd = m->state_lock_fd = m->cascade_lock_fd = -EBADF;
 	m->rec = malloc(sizeof(*m->rec));
 	if (!m->rec) {
 		mirror_free(m);
@@ -1135,6 +1148,7 @@ struct mirror *mirror_free(struct mirror *m)
 	closep(&m->keep_fd);
 	closep(&m->data_lock_fd);
 	closep(&m->state_lock_fd);
+	closep(&m->cascade_lock_fd);
 	free(m);
 	return NULL;
 }

@@ -83,6 +83,9 @@ PIDS+=($!)
 "$SHIP" --interval 0.2 --trim --mirrorctl "$CTL" --status "$T/ship1.json" \
 	"$MNT" "$T/m1/in" >"$T/ship1.log" 2>&1 &
 PIDS+=($!)
+# mirrord marks its cascade folder (.mirrord-cascade, its lock): the
+# shipper takes a folder without segments only with that mark
+wait_for 30 test -e "$T/c/.mirrord-cascade" || fail "mirrord did not mark its cascade folder"
 "$SHIP" --interval 0.2 --trim --mirrorctl "$CTL" --status "$T/ship2.json" \
 	"$T/c" "$T/m2/in" >"$T/ship2.log" 2>&1 &
 PIDS+=($!)
