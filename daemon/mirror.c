@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "mirror.h"
+#include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -150,6 +151,26 @@ static int open_dir(const char *path, bool create)
 		return -errno;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
+}
+
+/* Whether the data folder @fd holds a snapshot store with anything in it. */
+static bool has_snapshots(int fd)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int sfd = openat(fd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (sfd < 0)
+		return false;
+	d = fdopendir(sfd);
+	if (!d) {
+		close(sfd);
+		return true; /* there, and unreadable: do not guess */
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			return true;
+	return false;
 }
 
 /* In a cascade folder: its lock, and the mark mirrorfs-ship looks for. */
@@ -1105,6 +1126,14 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		log_error("'%s' was a primary (it has .mirrorfs/state) and this mirror has no applied "
 			  "state: run 'mirrorctl rejoin --data %s --state %s --incoming %s' first",
 			  cfg->data, cfg->data, cfg->state, cfg->incoming);
+		mirror_free(m);
+		return -EEXIST;
+	}
+	/* snapshots hard-link the live inodes, which replay writes in place */
+	if (has_snapshots(m->data_fd)) {
+		log_error("'%s' holds snapshots (%s/" MFS_SNAPSHOT_STORE "): replay would write into "
+			  "the files they share; 'mirrorctl rejoin' removes them (copy out any you "
+			  "need first)", cfg->data, cfg->data);
 		mirror_free(m);
 		return -EEXIST;
 	}

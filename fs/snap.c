@@ -998,7 +998,14 @@ static void list_insert(struct fs_snaps *S, struct fs_snap *s)
 	atomic_fetch_add(&S->count, 1);
 }
 
-static int load_one(struct fs_snaps *S, const char *name)
+/*
+ * A snapshot older than the data folder's last promotion (mirrorctl
+ * promote's .mirrorfs/promoted) was in a mirror's data folder in between,
+ * where mirrord writes in place into the inodes its tree links: it may hold
+ * later rows. rejoin and promote remove such snapshots; this catches a
+ * store that came through by another way (an older rejoin).
+ */
+static int load_one(struct fs_snaps *S, const char *name, uint64_t promoted_ns)
 {
 	_cleanup_free_ char *meta = NULL;
 	struct fs_snap *s;
@@ -1029,6 +1036,9 @@ static int load_one(struct fs_snaps *S, const char *name)
 	}
 	if (fstatat(s->dirfd, BROKEN_FILE, &st, 0) == 0)
 		atomic_store(&s->broken, true);
+	else if (r == 0 && promoted_ns > s->time_ns)
+		mark_broken(s, -ESTALE, "the data folder was a mirror after it was taken (replay wrote "
+					"into the files it shares) and promoted since");
 	list_insert(S, s);
 	log_info("snapshot '%s' at LSN %" PRIu64 "%s", name, s->lsn,
 		 atomic_load(&s->broken) ? " (broken)" : "");
@@ -1070,11 +1080,24 @@ static int store_open(struct fs *fs, bool create)
 	return r;
 }
 
+/* time_ns of DATADIR/.mirrorfs/promoted (mirrorctl promote), 0 if none. */
+static uint64_t promoted_time(struct fs *fs)
+{
+	_cleanup_free_ char *text = NULL;
+	const char *p;
+
+	if (mfs_read_file(fs->data_fd, MFS_CTL_DIR "/promoted", 4096, &text, NULL) < 0)
+		return 0;
+	p = strstr(text, "\ntime_ns=");
+	return p ? strtoull(p + 9, NULL, 10) : 0;
+}
+
 int fs_snap_open(struct fs *fs)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct fs_snaps *S = calloc(1, sizeof(*S));
 	struct dirent *de;
+	uint64_t promoted_ns = 0;
 	int r = 0;
 
 	if (!S)
@@ -1095,6 +1118,7 @@ int fs_snap_open(struct fs *fs)
 		return 0; /* no snapshot was ever taken */
 	if (r < 0)
 		return r;
+	promoted_ns = promoted_time(fs);
 	d = mfs_opendir_at(S->store_fd, ".");
 	if (!d)
 		return -errno;
@@ -1106,7 +1130,7 @@ int fs_snap_open(struct fs *fs)
 		}
 		if (!fs_snap_name_ok(de->d_name))
 			continue;
-		r = load_one(S, de->d_name);
+		r = load_one(S, de->d_name, promoted_ns);
 		if (r < 0)
 			return r;
 	}

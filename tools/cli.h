@@ -48,3 +48,12 @@ int cli_probe_data_tree(const char *path);
 
 /* Take a mirror state folder's lock (STATE/lock), as cli_lock_data(). */
 int cli_lock_state(const char *path, int statefd, const char *role);
+
+/*
+ * Remove the snapshot store DATADIR/.mirrorfs/snapshots, naming each
+ * snapshot and its LSN on stderr with @why. A mirror's data folder must not
+ * keep one: its regular files are hard links to the live inodes, which
+ * replay writes in place (a snapshot would silently hold later rows).
+ * Returns 0 (also when there is none), or 1 after a message.
+ */
+int cli_drop_snapshots(const char *data, int datafd, const char *why);

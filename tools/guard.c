@@ -5,7 +5,9 @@
  * mirrorfs mount (the data folder behind it is meant), and no other
  * program holds it (lib/pidlock.c: mirrorfs, mirrord, another mirrorctl).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -15,6 +17,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mirrorfs/ctl.h"
+#include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/mountinfo.h"
 #include "mirrorfs/pidlock.h"
@@ -99,4 +103,81 @@ int cli_probe_data_tree(const char *path)
 			return 0;
 		*slash = 0;
 	}
+}
+
+/* Remove @name of @dirfd and everything below it (never following a symlink). */
+static int rm_tree(int at, const char *name)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, r = 0;
+
+	if (unlinkat(at, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && r == 0)
+			r = rm_tree(dirfd(d), de->d_name);
+	if (r == 0 && unlinkat(at, name, AT_REMOVEDIR) < 0)
+		r = -errno;
+	return r;
+}
+
+/* The LSN in a snapshot's meta file ("lsn=N"), 0 if unreadable. */
+static uint64_t snapshot_lsn(int storefd, const char *name)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[300];
+	const char *p;
+
+	snprintf(path, sizeof(path), "%s/meta", name);
+	if (mfs_read_file(storefd, path, 4096, &text, NULL) < 0)
+		return 0;
+	p = strstr(text, "\nlsn=");
+	return p ? strtoull(p + 5, NULL, 10) : 0;
+}
+
+int cli_drop_snapshots(const char *data, int datafd, const char *why)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	_cleanup_close_ int storefd = -EBADF;
+	struct dirent *de;
+	int fd, r = 0;
+
+	storefd = openat(datafd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (storefd < 0)
+		return errno == ENOENT ? 0 : cli_fail("cannot open '%s/" MFS_SNAPSHOT_STORE "': %m",
+						      data);
+	fd = dup(storefd);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return cli_fail("cannot list '%s/" MFS_SNAPSHOT_STORE "': %m", data);
+	}
+	while ((de = readdir(d)) && r == 0) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (de->d_name[0] != '.')
+			cli_warn("removing snapshot '%s' (LSN %" PRIu64 ") of '%s': %s", de->d_name,
+				 snapshot_lsn(storefd, de->d_name), data, why);
+		r = rm_tree(storefd, de->d_name);
+	}
+	if (r == 0 && unlinkat(datafd, MFS_SNAPSHOT_STORE, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		r = -errno;
+	if (r == 0)
+		r = mfs_fsync_dir(datafd, MFS_CTL_DIR);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot remove the snapshots of '%s': %m", data);
+	}
+	return 0;
 }

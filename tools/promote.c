@@ -249,14 +249,21 @@ int cli_promote(int argc, char **argv)
 	datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (datafd < 0)
 		return cli_fail("cannot open '%s': %m", data);
-	/* a mirrord still applying (or a mount) is refused before anything runs;
-	 * mirrord --once takes the same locks itself, so ours come after it */
-	if (cli_probe_data(data, datafd))
-		return 1;
-	if (incoming && run_mirrord_once(incoming, data, state))
-		return 1;
+	/* a mirrord still applying (or a mount) is refused before anything
+	 * runs; a snapshot store here was written through by replay already
+	 * (and mirrord refuses it) */
 	if ((data_lock = cli_lock_data(data, datafd, "mirrorctl promote")) < 0)
 		return 1;
+	if (cli_drop_snapshots(data, datafd, "it was kept in a mirror's data folder, where replay "
+				"writes into the files it shares: it no longer holds its LSN"))
+		return 1;
+	if (incoming) { /* mirrord --once takes the same lock itself */
+		closep(&data_lock);
+		if (run_mirrord_once(incoming, data, state))
+			return 1;
+		if ((data_lock = cli_lock_data(data, datafd, "mirrorctl promote")) < 0)
+			return 1;
+	}
 	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (statefd < 0)
 		return cli_fail("cannot open '%s': %m", state);

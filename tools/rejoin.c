@@ -15,6 +15,14 @@
  * Records of the old primary that change no data (the checkpoints its own
  * crash recovery appends on the next mount) do not count as divergence: the
  * mirror state is then set to the last LSN both histories share.
+ *
+ * Refused first: the data folder given as its mirrorfs mount, or in use
+ * (DATADIR/.mirrorfs/lock held: the old mirrorfs still mounted, a mirrord),
+ * or the state folder in use. Once accepted, the old primary's snapshots
+ * are removed, each named: their files are hard links to the live inodes
+ * that mirrord then writes in place, so a kept snapshot would silently
+ * hold the new primary's later rows (copying each one out instead would
+ * cost a full copy of the data per snapshot, unasked).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -229,6 +237,10 @@ int cli_rejoin(int argc, char **argv)
 		free(wo.marker);
 		free(wn.marker);
 	}
+	/* replay writes in place into the inodes the snapshots hard-link */
+	if (cli_drop_snapshots(data, datafd, "a mirror's data folder cannot keep snapshots, "
+				"replay would write into the files they share"))
+		return 1;
 	/* a fresh mirror state: the old primary's counters do not carry over */
 	applied = (struct mfs_applied){ .have_data_set = true, .applied_lsn = old_last };
 	memcpy(applied.data_set, uuid, sizeof(applied.data_set));

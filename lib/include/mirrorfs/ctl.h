@@ -17,4 +17,6 @@
 #define MFS_CTL_DIR ".mirrorfs"
 #define MFS_CTL_FILE ".mirrorfs/ctl"
 #define MFS_STATUS_FILE ".mirrorfs/status"
+/* The snapshot store in a data folder (fs/snap.c): NAME/{meta,tree/,cow/,broken} */
+#define MFS_SNAPSHOT_STORE ".mirrorfs/snapshots"
 #define MFS_CTL_REPLY_MAX 65536
