@@ -17,6 +17,14 @@
  * 3. The records after N are applied with the replay engine (segset.c) up
  *    to --until; then the engine's flush, and one syncfs for the copy, make
  *    the restored tree durable.
+ *
+ * A target the segments do not reach is an error (exit 1, naming the
+ * target and the last point reached), as PostgreSQL's recovery target: an
+ * LSN past the last segment is refused before anything is written; a time
+ * is reached only once a record after it is seen, so a time past the last
+ * record fails after the replay (the --to folder then holds that last
+ * point). `--until latest` (or no --until) asks for whatever is there.
+ * The --to folder must not be inside a data folder in use (its lock).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -49,7 +57,7 @@
 #define PROGRESS_NS (250000000ull) /* at most 4 updates a second */
 
 static const char usage_text[] = "usage: mirrorctl restore --snapshot PATH [--lsn N] "
-				 "[--until LSN|TIME] --segments DIR --to DIR\n";
+				 "[--until LSN|TIME|latest] --segments DIR --to DIR\n";
 
 struct restore {
 	const char *snapshot, *segments, *to;
@@ -216,6 +224,8 @@ static int parse_args(int argc, char **argv, struct restore *o)
 	if (lsn && !parse_lsn(lsn, &o->lsn))
 		return cli_fail("--lsn '%s' is not an LSN", lsn);
 	o->have_lsn = lsn != NULL;
+	if (until && !strcmp(until, "latest"))
+		return 0; /* whatever the segments hold: no target to miss */
 	if (until && !parse_lsn(until, &o->until_lsn) && parse_time(until, &o->until_ns) < 0)
 		return cli_fail("--until '%s' is neither an LSN nor a time "
 				"(YYYY-MM-DDTHH:MM:SS[.frac][Z|+HH:MM] or @SECONDS[.frac])",
@@ -911,6 +921,40 @@ static int list_segments(const struct restore *o, struct cli_segfile **ret, size
 	return 0;
 }
 
+/* "2026-03-01T09:59:00.123456789Z" */
+static void iso_time(uint64_t ns, char *out, size_t cap)
+{
+	time_t sec = (time_t)(ns / 1000000000u);
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + strlen(out), cap - strlen(out), ".%09uZ", (unsigned)(ns % 1000000000u));
+}
+
+/*
+ * A time target is reached only when a record after it was seen: records
+ * that all end before it may be followed by others the segments folder
+ * lacks (not shipped, not kept), as PostgreSQL's recovery target. Returns
+ * 1 after a message naming the target and the last point reached.
+ */
+static int time_not_reached(const struct restore *o, const struct cli_segrun *run)
+{
+	char want[64], got[64];
+
+	iso_time(o->until_ns, want, sizeof(want));
+	if (!run->last_ns)
+		return cli_fail("--until %s not reached: no record after the snapshot's LSN %" PRIu64
+				" in '%s' ('%s' holds the snapshot only); give the segments "
+				"that reach it, or --until latest",
+				want, o->lsn, o->segments, o->to);
+	iso_time(run->last_ns, got, sizeof(got));
+	return cli_fail("--until %s not reached: the segments in '%s' end at LSN %" PRIu64 " (%s); "
+			"'%s' holds that point, not the target; give the segments that reach it, "
+			"or --until latest",
+			want, o->segments, run->last, got, o->to);
+}
+
 /* Apply @segs after the snapshot's LSN into @rootfd and flush. Returns 0, or 1 after a message. */
 static int replay_segments(const struct restore *o, const struct cli_segfile *segs, size_t n,
 			   int rootfd, struct progress *prog, struct cli_segrun *run)
@@ -949,6 +993,8 @@ static int replay_segments(const struct restore *o, const struct cli_segfile *se
 		ret = cli_fail("the segments in '%s' end at LSN %" PRIu64
 			       ", before --until %" PRIu64 " ('%s' holds LSN %" PRIu64 ")",
 			       o->segments, run->last, o->until_lsn, o->to, run->last);
+	if (!ret && o->until_ns != UINT64_MAX && !run->done)
+		ret = time_not_reached(o, run);
 	return ret;
 }
 

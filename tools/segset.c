@@ -45,6 +45,7 @@ static int apply_cb(const struct mfs_rec *rec, void *arg)
 	if (run->progress)
 		run->progress(run->progress_arg, run->bytes);
 	run->last = rec->lsn;
+	run->last_ns = rec->time_ns;
 	run->records++;
 	return 0;
 }

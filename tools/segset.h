@@ -31,6 +31,7 @@ struct cli_segrun {
 
 	/* results */
 	uint64_t last; /* last LSN applied (or the one given to cli_segrun_init) */
+	uint64_t last_ns; /* time of that record (0: none applied) */
 	uint64_t records; /* records applied */
 	uint64_t bytes; /* segment bytes read to apply them */
 	bool done; /* an --until limit was reached: no later file is needed */

@@ -9,7 +9,9 @@
 # @epoch); the copy keeps modes, owners, times, xattrs, hard links, fifos,
 # symlinks (never followed) and deep paths; the open segment last, up to its
 # last record; refusals (non-empty target, gaps, no LSN, foreign data set,
-# --until out of range) with one clear line and nothing written.
+# --until out of range) with one clear line and nothing written; a time past
+# the last record is an error naming the target and the last point reached,
+# --until latest restores whatever is there.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v setfattr >/dev/null || skip "no setfattr (attr)"
@@ -265,6 +267,20 @@ restore_refused "$T/out-r" "past the last segment" --snapshot "$SNAP" --segments
 restore_refused "$T/out-r" "neither an LSN nor a time" --snapshot "$SNAP" --segments "$J" --until 2024-13-01T00:00:00
 restore_refused "$T/out-r" "cannot list the segments" --snapshot "$SNAP" --segments "$T/nope"
 [ ! -e "$T/out-r" ] || fail "target created by a refused restore"
+
+step "a target time past the last record is an error naming both; --until latest is not"
+# (issue 18) the segments end at L3: a later time cannot be known to be reached
+late=@$(( $(date +%s) + 3600 ))
+restore_refused "$T/out-late" "--until .* not reached: the segments in '$J' end at LSN $L3 (.*Z)" \
+	--snapshot "$SNAP" --segments "$J" --until "$late"
+grep -q "'$T/out-late' holds that point, not the target" "$T/restore.err" ||
+	fail "the refusal does not say what the target folder holds: $(cat "$T/restore.err")"
+mkdir -p "$T/no-later"
+restore_refused "$T/out-late2" "not reached: no record after the snapshot's LSN $N" \
+	--snapshot "$SNAP" --segments "$T/no-later" --until "$late"
+restore_ok "$T/out-latest" --snapshot "$SNAP" --segments "$J" --until latest
+summary_is "$L3" "$N"
+verify_equal "$T/ref-all" "$T/out-latest" || fail "--until latest differs from a full replay"
 
 mfs_umount "$M"
 echo PASS
