@@ -47,6 +47,8 @@ int cli_replay(int argc, char **argv)
 			"usage: mirrorctl replay --to DIR [--after LSN] [--until LSN] SEGMENT...\n");
 		return 2;
 	}
+	if (cli_probe_data_tree(to)) /* a data folder some program writes */
+		return 1;
 	root = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return cli_fail("cannot open '%s': %m", to);
