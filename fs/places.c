@@ -67,10 +67,14 @@ static int check_not_on_mirrorfs(const char *what, const char *arg, const char *
 	if (r == 0)
 		return 0;
 	if (!strcmp(mnt, path))
-		return log_error_errno(-EBUSY, "%s '%s' is a mirrorfs mount: mirrorfs does not stack "
-					       "on itself " SWAPPED, what, arg);
-	return log_error_errno(-EBUSY, "%s '%s' is on the mirrorfs mount '%s': mirrorfs does not "
-				       "stack on itself " SWAPPED, what, arg, mnt);
+		return log_error_errno(-EBUSY,
+				       "%s '%s' is a mirrorfs mount: mirrorfs does not stack "
+				       "on itself " SWAPPED,
+				       what, arg);
+	return log_error_errno(-EBUSY,
+			       "%s '%s' is on the mirrorfs mount '%s': mirrorfs does not "
+			       "stack on itself " SWAPPED,
+			       what, arg, mnt);
 }
 
 /* DATADIR must not be mounted already, nor written by a mirrord, rejoin... */
@@ -100,12 +104,14 @@ static int check_mountpoint(const char *data_arg, int data_fd, const char *mnt_a
 		return log_error_errno(r, "mountpoint '%s' is a data folder in use by %s " SWAPPED,
 				       mnt_arg, mfs_pidlock_describe(&h, who, sizeof(who)));
 	if (!data_has && faccessat(mnt_fd, MFS_CTL_DIR "/state", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return log_error_errno(-EEXIST, "mountpoint '%s' holds a mirrorfs data set "
-						"(.mirrorfs/state) and data folder '%s' does not " SWAPPED,
+		return log_error_errno(-EEXIST,
+				       "mountpoint '%s' holds a mirrorfs data set "
+				       "(.mirrorfs/state) and data folder '%s' does not " SWAPPED,
 				       mnt_arg, data_arg);
 	if (dir_is_empty(data_fd) && !dir_is_empty(mnt_fd))
-		return log_error_errno(-EEXIST, "data folder '%s' is empty and mountpoint '%s' is "
-						"not: mounting would hide its files " SWAPPED,
+		return log_error_errno(-EEXIST,
+				       "data folder '%s' is empty and mountpoint '%s' is "
+				       "not: mounting would hide its files " SWAPPED,
 				       data_arg, mnt_arg);
 	return 0;
 }

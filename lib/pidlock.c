@@ -31,7 +31,7 @@ static void read_holder(int fd, struct mfs_pidlock_holder *h)
 	char *end, *nl;
 	long pid;
 
-	*h = (struct mfs_pidlock_holder){ 0 };
+	*h = (struct mfs_pidlock_holder){0};
 	if (n <= 0)
 		return;
 	buf[n] = 0;
@@ -60,7 +60,7 @@ int mfs_pidlock_update(int fd, const char *role)
 int mfs_pidlock_take(int dirfd, const char *name, const char *role,
 		     struct mfs_pidlock_holder *ret_holder)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	_cleanup_close_ int fd = -EBADF;
 	int r;
 
@@ -90,7 +90,7 @@ int mfs_pidlock_take_data(int datafd, const char *role, struct mfs_pidlock_holde
 
 int mfs_pidlock_probe(int dirfd, const char *name, struct mfs_pidlock_holder *ret_holder)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	_cleanup_close_ int fd = -EBADF;
 
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -108,7 +108,8 @@ int mfs_pidlock_probe(int dirfd, const char *name, struct mfs_pidlock_holder *re
 const char *mfs_pidlock_describe(const struct mfs_pidlock_holder *h, char *buf, size_t len)
 {
 	if (h->pid > 0)
-		snprintf(buf, len, "%s (pid %ld)", h->role[0] ? h->role : "a process", (long)h->pid);
+		snprintf(buf, len, "%s (pid %ld)", h->role[0] ? h->role : "a process",
+			 (long)h->pid);
 	else
 		snprintf(buf, len, "another process");
 	return buf;

@@ -32,7 +32,8 @@ int cli_refuse_mount(const char *path)
 	if (mfs_mirrorfs_mount_of(real, mnt, sizeof(mnt)) != 1)
 		return 0;
 	return cli_fail("refusing '%s': it is on the mirrorfs mount '%s'; give the data folder "
-			"behind the mount (and stop the mount first)", path, mnt);
+			"behind the mount (and stop the mount first)",
+			path, mnt);
 }
 
 /* Take lock @name of @dirfd (the data folder's when @data) or say who holds it. */
@@ -51,7 +52,8 @@ static int take(const char *path, int dirfd, bool data, const char *role)
 	}
 	if (r < 0) {
 		errno = -r;
-		cli_fail("cannot lock '%s/%s': %m", path, data ? MFS_PIDLOCK_DATA : MFS_PIDLOCK_STATE);
+		cli_fail("cannot lock '%s/%s': %m", path,
+			 data ? MFS_PIDLOCK_DATA : MFS_PIDLOCK_STATE);
 		return -1;
 	}
 	return r;
@@ -153,10 +155,12 @@ int cli_drop_snapshots(const char *data, int datafd, const char *why)
 	struct dirent *de;
 	int fd, r = 0;
 
-	storefd = openat(datafd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	storefd =
+		openat(datafd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (storefd < 0)
-		return errno == ENOENT ? 0 : cli_fail("cannot open '%s/" MFS_SNAPSHOT_STORE "': %m",
-						      data);
+		return errno == ENOENT
+			       ? 0
+			       : cli_fail("cannot open '%s/" MFS_SNAPSHOT_STORE "': %m", data);
 	fd = dup(storefd);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)

@@ -20,7 +20,7 @@
 #define MFS_PIDLOCK_STATE "lock"
 
 struct mfs_pidlock_holder {
-	pid_t pid;     /* 0: the holder has not written its PID yet */
+	pid_t pid; /* 0: the holder has not written its PID yet */
 	char role[32]; /* "mirrorfs", "mirrord", "mirrorctl rejoin"... or "" */
 };
 
