@@ -146,9 +146,22 @@ bool fs_pending_has(struct fs_inode *i)
 
 void fs_pending_fix_stat(struct fs_inode *i, struct stat *st)
 {
+	struct stat now;
+
 	if (!S_ISREG(st->st_mode))
 		return;
 	pthread_mutex_lock(&i->plock);
+	/* @st was taken before the lock: an apply may have emptied the list
+	 * since, leaving @st without the writes it applied (a size that went
+	 * backwards makes the kernel drop the pages past it). The backing
+	 * file's size and times are read again under the lock. */
+	if (i->fd >= 0 && fstatat(i->fd, "", &now, AT_EMPTY_PATH) == 0 && now.st_ino == st->st_ino &&
+	    now.st_dev == st->st_dev) {
+		st->st_size = now.st_size;
+		st->st_blocks = now.st_blocks;
+		st->st_mtim = now.st_mtim;
+		st->st_ctim = now.st_ctim;
+	}
 	if (i->phead && (uint64_t)st->st_size < i->psize) {
 		st->st_size = (off_t)i->psize;
 		st->st_blocks = (blkcnt_t)((i->psize + 511) / 512);

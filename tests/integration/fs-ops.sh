@@ -244,6 +244,16 @@ replay_journal "$T/data/.mirrorfs" "$T/replayed" || fail "replay failed"
 verify_equal "$T/data" "$T/replayed" || fail "replayed journal differs from the backing folder"
 verify_equal "$T/plain" "$T/replayed" || fail "replayed journal differs from the plain run"
 
+step "a size asked while pending writes are applied never goes backwards"
+# (a getattr that stat'ed the backing file just before an apply emptied the
+# pending list answered the old size: PostgreSQL then fails with
+# "unexpected data beyond EOF")
+mfs_mount "$T/data" "$T/mnt"
+mkdir "$T/mnt/statrace"
+"$MFS_BUILD/tests/integration/statrace" "$T/mnt/statrace" 15 || fail "a stale size was reported"
+rm -r "$T/mnt/statrace"
+mfs_umount "$T/mnt"
+
 step "remount keeps LSNs going"
 lsn() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['last_lsn'])" "$T/mnt/.mirrorfs/status"; }
 mfs_mount "$T/data" "$T/mnt"
