@@ -16,13 +16,26 @@ if [ -n "$missing" ]; then
 	echo "setup: installing:$missing"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
-# Debian starts a cluster when postgresql is installed; tests run their own.
-if command -v pg_lsclusters >/dev/null 2>&1; then
-	pg_lsclusters -h 2>/dev/null | while read -r ver name port status rest; do
-		[ "$status" = online ] && pg_ctlcluster "$ver" "$name" stop || true
-	done
+	case " $missing " in
+	*" postgresql "*)
+		# Debian's postgresql creates and starts a cluster "main" when it
+		# is first installed; the tests and the demo run their own servers
+		# on private sockets and ports and need none. postgresql-common is
+		# installed first, and its createcluster.conf says "no main
+		# cluster" while the server is installed, then is put back as it
+		# was. A cluster already on the machine is never stopped or touched.
+		apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+		conf=/etc/postgresql-common/createcluster.conf
+		cp -p "$conf" "$conf.mirrorfs-setup"
+		echo "create_main_cluster = false" >>"$conf"
+		apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
+			mv "$conf.mirrorfs-setup" "$conf"
+			exit 1
+		}
+		mv "$conf.mirrorfs-setup" "$conf"
+		;;
+	*) apt-get install -y -qq --no-install-recommends $missing >/dev/null ;;
+	esac
 fi
 modprobe fuse 2>/dev/null || true
 
