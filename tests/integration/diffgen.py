@@ -8,9 +8,10 @@ prints one line per operation: its arguments and its result (the errno
 name if it failed, what it read if it reads). The sequence depends on the
 seed alone, never on results, so two runs on two folders print the same
 lines if and only if both folders behaved the same. Environment:
-GEN_CTL (mirrorctl; then every ~GEN_ROTATE operations the segment is
-rotated, for a mount), GEN_OUTSIDE (a folder on another file system, for
-EXDEV). Names come from a small pool so that operations collide: EEXIST,
+GEN_CTL (mirrorctl; then every ~GEN_ROTATE operations the segment of the
+mount GEN_MOUNT (default ROOT) is rotated), GEN_OUTSIDE (a folder on another file system, for
+EXDEV), GEN_ROOT_PREFIX (how far below the data root ROOT is, bytes of
+"w0/": long paths are made to the limit of the data root's). Names come from a small pool so that operations collide: EEXIST,
 ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG, EFBIG, ENOSPC (a 64 KiB
 xattr value on ext4), E2BIG and EXDEV all occur. Symlink targets are
 relative and never contain '..': nothing resolves outside ROOT.
@@ -42,6 +43,7 @@ root, seed, nops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ctl = os.environ.get("GEN_CTL")
 rotate_every = int(os.environ.get("GEN_ROTATE", "400"))
 outside = os.environ.get("GEN_OUTSIDE")
+path_max = 4095 - int(os.environ.get("GEN_ROOT_PREFIX", "0"))
 rng = random.Random(seed)
 R = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
 os.chdir(root)
@@ -280,14 +282,17 @@ def op_exdev():
 
 
 def op_deep():
-    """A chain of 254-byte folder names to a path of 4095 (or 4096) bytes."""
+    """A chain of 254-byte folder names to a path of PATH_MAX - 1 (or PATH_MAX) bytes
+    below the data root (ROOT may be a folder GEN_ROOT_PREFIX bytes below it)."""
     base = rng.choice(["deep", "d1/deep"])
-    extra = rng.choice([0, 0, 1])
+    # one byte more: ENAMETOOLONG, but only where ROOT is the data root (below
+    # it the path is too long for the journal's 4095 bytes, not for ROOT's)
+    extra = rng.choice([0, 0, 1]) if path_max == 4095 else 0 * rng.choice([0, 0, 1])
     comps, total = [], len(base)
-    while total + 1 + 254 < 4095:
+    while total + 1 + 254 < path_max:
         comps.append(chr(ord("a") + len(comps) % 26) * 254)
         total += 255
-    last = "z" * (4095 - total - 1 + extra)
+    last = "z" * (path_max - total - 1 + extra)
     full = "/".join([base] + comps + [last])
     deep.append(full)
 
@@ -380,7 +385,8 @@ def main():
             res = errno.errorcode.get(e.errno, str(e.errno))
         out.write("%d %s -> %s\n" % (k, desc, res))
         if ctl and k % rotate_every == rotate_every - 1:
-            subprocess.run([ctl, "rotate", root], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([ctl, "rotate", os.environ.get("GEN_MOUNT", root)], check=True,
+                           stdout=subprocess.DEVNULL)
     out.flush()
 
 

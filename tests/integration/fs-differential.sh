@@ -12,10 +12,11 @@
 #   3. mirrord --once applies every segment into an empty folder on the
 #      same file system, up to the last LSN, and that mirror equals the
 #      backing folder.
-# The seed is printed; MFS_SEED=N reproduces a run. MFS_DIFF_OPS (default
-# 3000) operations per round, MFS_DIFF_ROUNDS (default 1) rounds with
-# seeds SEED, SEED+1...; e.g. MFS_DIFF_ROUNDS=50 MFS_DIFF_OPS=20000 for a
-# long run. Root only (devices, owners): skipped otherwise.
+# The seed is printed; MFS_SEED=N reproduces a run. MFS_DIFF_WORKERS
+# (default 2) writers at once, each in a folder of its own, MFS_DIFF_OPS
+# (default 1500) operations each per round, MFS_DIFF_ROUNDS (default 1)
+# rounds with seeds SEED, SEED+1...; e.g. MFS_DIFF_ROUNDS=50
+# MFS_DIFF_OPS=20000 for a long run. Root only (devices, owners): skipped otherwise.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "no python3"
@@ -25,7 +26,8 @@ MIRRORD=$MFS_BUILD/daemon/mirrord
 GEN=$(cd "$(dirname "$0")" && pwd)/diffgen.py
 
 SEED=${MFS_SEED:-$(( $(date +%s) % 100000 * 100 + RANDOM % 100 ))}
-OPS=${MFS_DIFF_OPS:-3000}
+OPS=${MFS_DIFF_OPS:-1500}
+WORKERS=${MFS_DIFF_WORKERS:-2}
 ROUNDS=${MFS_DIFF_ROUNDS:-1}
 OUT=$(mktemp -d /dev/shm/mfs-diff.XXXXXX) # another file system: EXDEV
 EXTRA_CLEANUP='rm -rf "$OUT"'
@@ -35,19 +37,36 @@ EXTRA_CLEANUP='rm -rf "$OUT"'
 round() {
 	local seed=$1 r=$T/r$1
 	mkdir -p "$r/native" "$r/data" "$r/in" "$r/mirror" "$r/state"
-	echo "== seed $seed ($OPS operations): MFS_SEED=$seed to reproduce"
-	(cd "$r" && GEN_OUTSIDE=$OUT python3 "$GEN" "$r/native" "$seed" "$OPS" >"$r/native.log") ||
-		{ echo "FAIL: the generator failed on the plain folder" >&2; return 1; }
+	echo "== seed $seed ($OPS operations x $WORKERS writers): MFS_SEED=$seed to reproduce"
+	# the writers work in folders w0, w1... of their own: each one's results
+	# are its own, whatever the interleaving through the mount
+	for w in $(seq 0 $((WORKERS - 1))); do
+		mkdir "$r/native/w$w"
+		(cd "$r" && GEN_OUTSIDE=$OUT GEN_ROOT_PREFIX=3 python3 "$GEN" "$r/native/w$w" \
+			$((seed * 10 + w)) "$OPS" >"$r/native-w$w.log") ||
+			{ echo "FAIL: the generator failed on the plain folder" >&2; return 1; }
+	done
 	mfs_mount "$r/data" "$r/mnt" -o dev # devices open as on the plain folder (not nodev)
-	(cd "$r" && GEN_OUTSIDE=$OUT GEN_CTL=$CTL python3 "$GEN" "$r/mnt" "$seed" "$OPS" \
-		>"$r/mount.log") || { echo "FAIL: the generator failed on the mount" >&2; return 1; }
+	local pids=()
+	for w in $(seq 0 $((WORKERS - 1))); do
+		mkdir "$r/mnt/w$w"
+		(cd "$r" && GEN_OUTSIDE=$OUT GEN_ROOT_PREFIX=3 GEN_CTL=$CTL GEN_MOUNT=$r/mnt python3 "$GEN" \
+			"$r/mnt/w$w" $((seed * 10 + w)) "$OPS" >"$r/mount-w$w.log") &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || { echo "FAIL: the generator failed on the mount" >&2; return 1; }
+	done
 	"$CTL" rotate "$r/mnt" >/dev/null || { echo "FAIL: mirrorctl rotate" >&2; return 1; }
 	mfs_umount "$r/mnt"
-	if ! diff "$r/native.log" "$r/mount.log" >"$r/ops.diff"; then
-		echo "FAIL: seed $seed: an operation behaved differently through the mount" >&2
-		head -n 20 "$r/ops.diff" >&2
-		return 1
-	fi
+	for w in $(seq 0 $((WORKERS - 1))); do
+		if ! diff "$r/native-w$w.log" "$r/mount-w$w.log" >"$r/ops.diff"; then
+			echo "FAIL: seed $seed: an operation of writer $w behaved differently" \
+				"through the mount" >&2
+			head -n 20 "$r/ops.diff" >&2
+			return 1
+		fi
+	done
 	verify_equal "$r/native" "$r/data" ||
 		{ echo "FAIL: seed $seed: backing folder differs from the plain folder" >&2; return 1; }
 	cp "$r/data/.mirrorfs/journal/"*.mfsj "$r/in/"
@@ -64,8 +83,8 @@ round() {
 	fi
 	verify_equal "$r/data" "$r/mirror" ||
 		{ echo "FAIL: seed $seed: the mirror differs from the primary" >&2; return 1; }
-	echo "   $(grep -c ' -> ok\| -> wrote\| -> len' "$r/native.log") succeeded," \
-		"$(grep -c ' -> E[A-Z0-9]*$' "$r/native.log") failed as expected;" \
+	echo "   $(cat "$r"/native-w*.log | grep -c ' -> ok\| -> wrote\| -> len') succeeded," \
+		"$(cat "$r"/native-w*.log | grep -c ' -> E[A-Z0-9]*$') failed as expected;" \
 		"$(ls "$r/data/.mirrorfs/journal" | wc -l) segments replayed"
 	rm -rf "$r"
 }
