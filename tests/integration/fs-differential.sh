@@ -14,7 +14,7 @@
 #      backing folder.
 # The seed is printed; MFS_SEED=N reproduces a run. MFS_DIFF_WORKERS
 # (default 2) writers at once, each in a folder of its own, MFS_DIFF_OPS
-# (default 1500) operations each per round, MFS_DIFF_ROUNDS (default 1)
+# (default 1500) operations each per round, MFS_DIFF_ROUNDS (default 4)
 # rounds with seeds SEED, SEED+1...; e.g. MFS_DIFF_ROUNDS=50
 # MFS_DIFF_OPS=20000 for a long run. Root only (devices, owners): skipped otherwise.
 set -eu
@@ -28,7 +28,7 @@ GEN=$(cd "$(dirname "$0")" && pwd)/diffgen.py
 SEED=${MFS_SEED:-$(( $(date +%s) % 100000 * 100 + RANDOM % 100 ))}
 OPS=${MFS_DIFF_OPS:-1500}
 WORKERS=${MFS_DIFF_WORKERS:-2}
-ROUNDS=${MFS_DIFF_ROUNDS:-1}
+ROUNDS=${MFS_DIFF_ROUNDS:-4}
 OUT=$(mktemp -d /dev/shm/mfs-diff.XXXXXX) # another file system: EXDEV
 EXTRA_CLEANUP='rm -rf "$OUT"'
 
