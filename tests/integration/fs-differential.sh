@@ -30,7 +30,8 @@ OPS=${MFS_DIFF_OPS:-1500}
 WORKERS=${MFS_DIFF_WORKERS:-2}
 ROUNDS=${MFS_DIFF_ROUNDS:-4}
 OUT=$(mktemp -d /dev/shm/mfs-diff.XXXXXX) # another file system: EXDEV
-EXTRA_CLEANUP='rm -rf "$OUT"'
+remove_out() { rm -rf "$OUT"; }
+EXTRA_CLEANUP=remove_out
 
 # round SEED: one differential run; returns non-zero (after a message) on
 # the first divergence.
