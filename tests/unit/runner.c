@@ -18,7 +18,7 @@ static const struct {
 } all[] = {
 	{ "crc32c", suite_crc32c }, { "codec", suite_codec }, { "segment", suite_segment },
 	{ "io", suite_io },	    { "path", suite_path },   { "replay", suite_replay },
-	{ "applied", suite_applied }, { "sigbus", suite_sigbus },
+	{ "applied", suite_applied }, { "sigbus", suite_sigbus }, { "pidlock", suite_pidlock },
 };
 
 int main(int argc, char **argv)

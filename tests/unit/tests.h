@@ -15,6 +15,7 @@ extern CU_SuiteInfo suite_path[];
 extern CU_SuiteInfo suite_replay[];
 extern CU_SuiteInfo suite_applied[];
 extern CU_SuiteInfo suite_sigbus[];
+extern CU_SuiteInfo suite_pidlock[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
