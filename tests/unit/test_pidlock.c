@@ -42,7 +42,7 @@ static int teardown(void)
 
 static void test_take_and_refuse(void)
 {
-	struct mfs_pidlock_holder h = { 0 };
+	struct mfs_pidlock_holder h = {0};
 	char want[64], who[64];
 	int fd, r;
 
@@ -77,7 +77,7 @@ static void test_probe_creates_nothing(void)
 /* The lock survives a fork (daemonizing) and the child writes its PID. */
 static void test_fork(void)
 {
-	struct mfs_pidlock_holder h = { 0 };
+	struct mfs_pidlock_holder h = {0};
 	int fd, up[2], down[2], status;
 	char c = 0;
 	pid_t pid;
@@ -118,14 +118,14 @@ static void test_mountinfo(void)
 }
 
 static CU_TestInfo tests[] = {
-	{ "take_and_refuse", test_take_and_refuse },
-	{ "probe_creates_nothing", test_probe_creates_nothing },
-	{ "fork", test_fork },
-	{ "mountinfo", test_mountinfo },
+	{"take_and_refuse", test_take_and_refuse},
+	{"probe_creates_nothing", test_probe_creates_nothing},
+	{"fork", test_fork},
+	{"mountinfo", test_mountinfo},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_pidlock[] = {
-	{ "pidlock", setup, teardown, NULL, NULL, tests },
+	{"pidlock", setup, teardown, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };
