@@ -1,0 +1,108 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# deb.sh - the Debian package builds from the tree and holds what it should.
+#
+# A scratch copy of the tree (tracked and untracked files, not ignored
+# ones) is built with DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -us -uc -b;
+# then: the package lists the programs, man pages, units, fsfreeze hook and
+# docs; its units run the programs from /usr/sbin; the programs run from an
+# extracted copy (their libraries resolve); lintian (if installed) reports no
+# error and no warning; and the build left nothing in the tree that
+# .gitignore does not cover. Nothing is installed on this machine.
+# Skipped (77) without dpkg-buildpackage, debhelper or the build dependencies.
+# About 1-2 minutes (3 with lintian) on 2 cores.
+set -eu
+
+: "${MFS_SRC:?MFS_SRC not set}"
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "== $*"; }
+
+command -v dpkg-buildpackage >/dev/null || skip "no dpkg-buildpackage (dpkg-dev)"
+command -v dh >/dev/null || skip "no debhelper"
+command -v git >/dev/null || skip "no git"
+git -C "$MFS_SRC" rev-parse --git-dir >/dev/null 2>&1 || skip "'$MFS_SRC' is not a git checkout"
+(cd "$MFS_SRC" && dpkg-checkbuilddeps) >/dev/null 2>&1 || skip "build dependencies missing: $(cd "$MFS_SRC" && dpkg-checkbuilddeps 2>&1 | head -n 1)"
+
+T=$(mktemp -d /tmp/mfs-deb.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+S=$T/mirrorfs
+
+step "scratch copy of the tree"
+mkdir "$S"
+(cd "$MFS_SRC" && git ls-files -z -c -o --exclude-standard | while IFS= read -r -d '' f; do
+	[ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"
+done) | tar -C "$MFS_SRC" --null -T - -cf - | tar -C "$S" -xf -
+# files only: git check-ignore decides on a file's path (its folders included)
+(cd "$S" && find . -path ./.git -prune -o ! -type d -print | sort) >"$T/before"
+
+step "dpkg-buildpackage -b (nocheck)"
+if ! (cd "$S" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
+	dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1; then
+	tail -n 40 "$T/build.log" >&2
+	fail "dpkg-buildpackage failed"
+fi
+version=$(cd "$S" && dpkg-parsechangelog -S Version)
+arch=$(dpkg --print-architecture)
+deb=$T/mirrorfs_${version}_$arch.deb
+[ -f "$deb" ] || fail "no $deb"
+echo "built $(basename "$deb")"
+
+step "contents"
+dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\./|/|' >"$T/contents"
+for f in /usr/sbin/mirrorfs /usr/sbin/mirrord /usr/sbin/mirrorctl /usr/sbin/mirrorfs-ship \
+	/usr/share/man/man8/mirrorfs.8.gz /usr/share/man/man8/mirrord.8.gz \
+	/usr/share/man/man8/mirrorctl.8.gz /usr/share/man/man8/mirrorfs-ship.8.gz \
+	/lib/systemd/system/mirrord.service /lib/systemd/system/mirrorfs-ship@.service \
+	/etc/qemu/fsfreeze-hook.d/mirrorfs \
+	/usr/share/doc/mirrorfs/copyright /usr/share/doc/mirrorfs/changelog.gz \
+	/usr/share/doc/mirrorfs/README.md /usr/share/doc/mirrorfs/CHANGELOG.md \
+	/usr/share/doc/mirrorfs/quickstart.md.gz /usr/share/doc/mirrorfs/runbook.md.gz \
+	/usr/share/doc/mirrorfs/overview.md.gz /usr/share/doc/mirrorfs/journal-format.md.gz \
+	/usr/share/doc/mirrorfs/examples/fstab.example /usr/share/doc/mirrorfs/examples/mnt-db.mount \
+	/usr/share/doc/mirrorfs/examples/ship-mnt-db.conf; do
+	grep -qxF "$f" "$T/contents" || { cat "$T/contents" >&2; fail "'$f' is not in the package"; }
+done
+! grep -n '^/usr/local\|^/build\|/tests/' "$T/contents" || fail "stray files in the package"
+dpkg-deb -c "$deb" | grep -q '^-rwxr-xr-x .* \./etc/qemu/fsfreeze-hook.d/mirrorfs$' ||
+	fail "the fsfreeze hook is not executable"
+echo "$(wc -l <"$T/contents") entries, the expected ones present"
+
+step "maintainer scripts: the units are neither enabled nor started"
+dpkg-deb -e "$deb" "$T/control"
+! grep -ln 'deb-systemd-helper enable\|deb-systemd-invoke start\|systemctl.*start' "$T"/control/post* 2>/dev/null ||
+	fail "a maintainer script enables or starts a unit"
+grep -q '^License: MIT' "$S/debian/copyright" || fail "no license in debian/copyright"
+
+step "the extracted programs run"
+dpkg-deb -x "$deb" "$T/root"
+grep -q '^ExecStart=/usr/sbin/mirrord ' "$T/root/lib/systemd/system/mirrord.service" ||
+	fail "mirrord.service does not run /usr/sbin/mirrord"
+grep -q '^ExecStart=/usr/sbin/mirrorfs-ship ' "$T/root/lib/systemd/system/mirrorfs-ship@.service" ||
+	fail "mirrorfs-ship@.service does not run /usr/sbin/mirrorfs-ship"
+for p in mirrord mirrorctl mirrorfs; do
+	"$T/root/usr/sbin/$p" --version >"$T/v" 2>&1 || { cat "$T/v" >&2; fail "$p --version"; }
+	grep -qF "$version" "$T/v" || fail "$p --version does not say $version: $(cat "$T/v")"
+done
+"$T/root/usr/sbin/mirrorfs-ship" --help >/dev/null || fail "mirrorfs-ship --help"
+"$T/root/etc/qemu/fsfreeze-hook.d/mirrorfs" 2>/dev/null && fail "the hook ran without an argument"
+echo "mirrord, mirrorctl, mirrorfs --version: $version"
+
+step "the tree is clean after the build"
+(cd "$S" && find . -path ./.git -prune -o ! -type d -print | sort) >"$T/after"
+comm -13 "$T/before" "$T/after" | sed 's|^\./||' >"$T/new"
+(cd "$MFS_SRC" && git check-ignore --no-index --stdin) <"$T/new" >"$T/ignored" || true
+left=$(grep -vxF -f "$T/ignored" "$T/new" || true)
+[ -z "$left" ] || { printf '%s\n' "$left" >&2; fail "the build left files that .gitignore does not cover"; }
+echo "$(wc -l <"$T/new") new files, all ignored"
+
+if command -v lintian >/dev/null; then
+	step "lintian"
+	lintian --pedantic "$T"/mirrorfs_"${version}"_"$arch".changes >"$T/lintian" 2>&1 || true
+	grep -v '^running with root privileges' "$T/lintian" || true
+	! grep -q '^[EW]:' "$T/lintian" || fail "lintian reports errors or warnings"
+else
+	echo "NOTE: no lintian: not run"
+fi
+echo "PASS"
