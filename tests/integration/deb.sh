@@ -50,7 +50,8 @@ deb=$T/mirrorfs_${version}_$arch.deb
 echo "built $(basename "$deb")"
 
 step "contents"
-dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\./|/|' >"$T/contents"
+dpkg-deb -c "$deb" >"$T/listing"
+awk '{ print $6 }' "$T/listing" | sed 's|^\./|/|' >"$T/contents"
 for f in /usr/sbin/mirrorfs /usr/sbin/mirrord /usr/sbin/mirrorctl /usr/sbin/mirrorfs-ship \
 	/usr/share/man/man8/mirrorfs.8.gz /usr/share/man/man8/mirrord.8.gz \
 	/usr/share/man/man8/mirrorctl.8.gz /usr/share/man/man8/mirrorfs-ship.8.gz \
@@ -65,14 +66,20 @@ for f in /usr/sbin/mirrorfs /usr/sbin/mirrord /usr/sbin/mirrorctl /usr/sbin/mirr
 	grep -qxF "$f" "$T/contents" || { cat "$T/contents" >&2; fail "'$f' is not in the package"; }
 done
 ! grep -n '^/usr/local\|^/build\|/tests/' "$T/contents" || fail "stray files in the package"
-dpkg-deb -c "$deb" | grep -q '^-rwxr-xr-x .* \./etc/qemu/fsfreeze-hook.d/mirrorfs$' ||
+grep -q '^-rwxr-xr-x .* \./etc/qemu/fsfreeze-hook.d/mirrorfs$' "$T/listing" ||
 	fail "the fsfreeze hook is not executable"
 echo "$(wc -l <"$T/contents") entries, the expected ones present"
 
 step "maintainer scripts: the units are neither enabled nor started"
+# dh_installsystemd --no-enable --no-start: nothing is started, and a unit is
+# enabled again on upgrade only if the admin had enabled it (was-enabled)
 dpkg-deb -e "$deb" "$T/control"
-! grep -ln 'deb-systemd-helper enable\|deb-systemd-invoke start\|systemctl.*start' "$T"/control/post* 2>/dev/null ||
-	fail "a maintainer script enables or starts a unit"
+! grep -n 'deb-systemd-invoke\|systemctl.* \(start\|restart\|enable\)' "$T"/control/p* ||
+	fail "a maintainer script starts or enables a unit"
+awk '/deb-systemd-helper enable/ && prev !~ /was-enabled/ { bad = 1; print FILENAME ": " $0 }
+     !/^[ \t]*#/ && NF { prev = $0 }
+     END { exit bad }' "$T"/control/p* >&2 ||
+	fail "a maintainer script enables a unit the admin had not enabled"
 grep -q '^License: MIT' "$S/debian/copyright" || fail "no license in debian/copyright"
 
 step "the extracted programs run"
