@@ -6,7 +6,9 @@
 # ones) is built with DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -us -uc -b;
 # then: the package lists the programs, man pages, units, fsfreeze hook and
 # docs; its units run the programs from /usr/sbin; the programs run from an
-# extracted copy (their libraries resolve); lintian (if installed) reports no
+# extracted copy (their libraries resolve), and the quickstart's one-machine
+# steps work with them (mount, rotate, ship, apply, trim, verify, in a
+# scratch folder; the shipper's status and locks too); lintian (if installed) reports no
 # error and no warning; and the build left nothing in the tree that
 # .gitignore does not cover. Nothing is installed on this machine.
 # Skipped (77) without dpkg-buildpackage, debhelper or the build dependencies.
@@ -26,7 +28,12 @@ git -C "$MFS_SRC" rev-parse --git-dir >/dev/null 2>&1 || skip "'$MFS_SRC' is not
 (cd "$MFS_SRC" && dpkg-checkbuilddeps) >/dev/null 2>&1 || skip "build dependencies missing: $(cd "$MFS_SRC" && dpkg-checkbuilddeps 2>&1 | head -n 1)"
 
 T=$(mktemp -d /tmp/mfs-deb.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+cleanup() {
+	set +e
+	mountpoint -q "$T/q/mnt" 2>/dev/null && fusermount3 -u -z "$T/q/mnt"
+	rm -rf "$T"
+}
+trap cleanup EXIT
 S=$T/mirrorfs
 
 step "scratch copy of the tree"
@@ -95,6 +102,40 @@ done
 "$T/root/usr/sbin/mirrorfs-ship" --help >/dev/null || fail "mirrorfs-ship --help"
 "$T/root/etc/qemu/fsfreeze-hook.d/mirrorfs" 2>/dev/null && fail "the hook ran without an argument"
 echo "mirrord, mirrorctl, mirrorfs --version: $version"
+
+step "the quickstart, on one machine, with the packaged programs"
+if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null && [ "$(id -u)" = 0 ]; then
+	Q=$T/q
+	mkdir -p "$Q/db" "$Q/mnt" "$Q/mirror/incoming" "$Q/mirror/data" "$Q/mirror/state" "$Q/locks"
+	# the shipper's status and lock files in the scratch folder, not in /run
+	export MFS_SHIP_LOCK_DIR=$Q/locks
+	# a script of its own: set -e holds there (not in a subshell left of ||)
+	cat >"$T/quickstart.sh" <<'QS'
+set -eux
+ship() {
+	mirrorfs-ship --once --trim --status "$Q/ship.json" \
+		--state-of "$Q/mirror/incoming=$Q/mirror/state" "$Q/mnt" "$Q/mirror/incoming"
+}
+mirrorfs -o rotate_interval=60 "$Q/db" "$Q/mnt" # goes to the background once mounted
+mkdir "$Q/mnt/pgdata"
+echo "a row" >"$Q/mnt/pgdata/table"
+mirrorctl rotate "$Q/mnt"
+ship || true # nothing applied yet: ships, trims nothing
+mirrord --once --incoming "$Q/mirror/incoming" --data "$Q/mirror/data" --state "$Q/mirror/state"
+ship # now acknowledged: trimmed
+mirrorctl status "$Q/mnt"
+mirrorctl status "$Q/mirror/state" | grep '^applied_lsn: [1-9]'
+[ -z "$(ls "$Q/mnt/.mirrorfs/journal/")" ]
+mirrorctl verify "$Q/db" "$Q/mirror/data"
+QS
+	# the packaged programs first in PATH: mirrorfs-ship runs the packaged mirrorctl
+	Q=$Q PATH=$T/root/usr/sbin:$PATH bash "$T/quickstart.sh" \
+		>"$T/quickstart.log" 2>&1 || { cat "$T/quickstart.log" >&2; fail "the quickstart with the packaged programs"; }
+	fusermount3 -u "$Q/mnt"
+	echo "mounted, wrote, rotated, shipped, applied, trimmed, verified: $(tail -n 1 "$T/quickstart.log")"
+else
+	echo "NOTE: no /dev/fuse, fusermount3 or root: quickstart not run"
+fi
 
 step "the tree is clean after the build"
 (cd "$S" && find . -path ./.git -prune -o ! -type d -print | sort) >"$T/after"
