@@ -962,16 +962,10 @@ static int list_closed(struct fs_journal *j, char ***ret, size_t *ret_n)
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	int fd;
 
-	fd = openat(j->closed_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	d = mfs_opendir_at(j->closed_dirfd, ".");
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		uint64_t a, b;
 		if (!mfs_seg_name_parse(de->d_name, &a, &b))

@@ -428,8 +428,9 @@ int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mf
 	/* chown clears the set-id bits of a non-folder (root's too): the new
 	 * node gets back those it was created with, as it would natively */
 	if (fs->is_root && fchownat(p->fd, name, rec->uid, rec->gid, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    (rec->mode & (S_ISUID | S_ISGID)) && !S_ISDIR(rec->mode) && !S_ISLNK(rec->mode))
-		(void)fchmodat(p->fd, name, rec->mode & 07777, 0);
+	    (rec->mode & (S_ISUID | S_ISGID)) && !S_ISDIR(rec->mode) && !S_ISLNK(rec->mode) &&
+	    fchmodat(p->fd, name, rec->mode & 07777, 0) < 0)
+		log_debug("cannot give '%s' back its set-id bits: %m (journaled as it is)", name);
 	r = fs_inode_lookup(fs, p, name, e);
 	if (r < 0)
 		return r;

@@ -259,31 +259,6 @@ static void states_drop(struct fs_snaps *S, struct fs_snap *s)
 	}
 }
 
-/* Remove @name in @dirfd and everything below it. */
-static int rm_tree(int pfd, const char *name, int depth)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int r = 0;
-
-	if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	if (depth > MAX_DEPTH)
-		return -ELOOP;
-	d = mfs_opendir_at(pfd, name);
-	if (!d)
-		return -errno;
-	while ((de = mfs_readdir(d))) {
-		int r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
-		r = r < 0 ? r : r2;
-	}
-	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-		r = -errno;
-	return r;
-}
-
 static void snap_free(struct fs_snap *s)
 {
 	closep(&s->dirfd);
@@ -1022,7 +997,7 @@ static int load_one(struct fs_snaps *S, const char *name, uint64_t promoted_ns)
 	if (r == -ENOENT) {
 		snap_free(s);
 		log_warning("removing unfinished snapshot '%s'", name);
-		return rm_tree(S->store_fd, name, 0);
+		return mfs_rm_tree(S->store_fd, name);
 	}
 	if (r == 0)
 		r = meta_parse(meta, s);
@@ -1125,7 +1100,7 @@ int fs_snap_open(struct fs *fs)
 	while ((de = mfs_readdir(d))) {
 		if (de->d_name[0] == '.') {
 			if (!strncmp(de->d_name, ".del-", 5) || !strncmp(de->d_name, ".new-", 5))
-				(void)rm_tree(S->store_fd, de->d_name, 0);
+				(void)mfs_rm_tree(S->store_fd, de->d_name);
 			continue;
 		}
 		if (!fs_snap_name_ok(de->d_name))
@@ -1456,7 +1431,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 		return asprintf(ret, "err %d snapshot '%s' exists\n", EEXIST, name);
 	}
 	snprintf(tmp, sizeof(tmp), ".new-%s", name);
-	(void)rm_tree(S->store_fd, tmp, 0);
+	(void)mfs_rm_tree(S->store_fd, tmp);
 	s = snap_new(name);
 	r = s ? 0 : -ENOMEM;
 	if (r == 0 && mkdirat(S->store_fd, tmp, 0700) < 0)
@@ -1509,7 +1484,7 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 		pthread_rwlock_unlock(&S->rw);
 	}
 	if (r < 0) {
-		(void)rm_tree(S->store_fd, tmp, 0);
+		(void)mfs_rm_tree(S->store_fd, tmp);
 		if (s)
 			snap_free(s);
 		pthread_mutex_unlock(&S->mu);
@@ -1553,7 +1528,7 @@ static int snap_delete(struct fs *fs, const char *name, char **ret)
 	if (renameat(S->store_fd, name, S->store_fd, tmp) < 0)
 		r = -errno;
 	if (r == 0)
-		r = rm_tree(S->store_fd, tmp, 0);
+		r = mfs_rm_tree(S->store_fd, tmp);
 	if (r == 0)
 		r = mfs_fsync_dir(S->store_fd, NULL);
 	pthread_mutex_unlock(&S->mu);

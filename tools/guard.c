@@ -107,33 +107,6 @@ int cli_probe_data_tree(const char *path)
 	}
 }
 
-/* Remove @name of @dirfd and everything below it (never following a symlink). */
-static int rm_tree(int at, const char *name)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd, r = 0;
-
-	if (unlinkat(at, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && r == 0)
-			r = rm_tree(dirfd(d), de->d_name);
-	if (r == 0 && unlinkat(at, name, AT_REMOVEDIR) < 0)
-		r = -errno;
-	return r;
-}
-
 /* The LSN in a snapshot's meta file ("lsn=N"), 0 if unreadable. */
 static uint64_t snapshot_lsn(int storefd, const char *name)
 {
@@ -153,7 +126,7 @@ int cli_drop_snapshots(const char *data, int datafd, const char *why)
 	_cleanup_closedir_ DIR *d = NULL;
 	_cleanup_close_ int storefd = -EBADF;
 	struct dirent *de;
-	int fd, r = 0;
+	int r = 0;
 
 	storefd =
 		openat(datafd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -161,19 +134,14 @@ int cli_drop_snapshots(const char *data, int datafd, const char *why)
 		return errno == ENOENT
 			       ? 0
 			       : cli_fail("cannot open '%s/" MFS_SNAPSHOT_STORE "': %m", data);
-	fd = dup(storefd);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
+	d = mfs_opendir_at(storefd, ".");
+	if (!d)
 		return cli_fail("cannot list '%s/" MFS_SNAPSHOT_STORE "': %m", data);
-	}
-	while ((de = readdir(d)) && r == 0) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
+	while ((de = mfs_readdir(d)) && r == 0) {
 		if (de->d_name[0] != '.')
 			cli_warn("removing snapshot '%s' (LSN %" PRIu64 ") of '%s': %s", de->d_name,
 				 snapshot_lsn(storefd, de->d_name), data, why);
-		r = rm_tree(storefd, de->d_name);
+		r = mfs_rm_tree(storefd, de->d_name);
 	}
 	if (r == 0 && unlinkat(datafd, MFS_SNAPSHOT_STORE, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		r = -errno;

@@ -83,6 +83,13 @@ int mfs_drop_clean_cache(int fd);
 DIR *mfs_opendir_at(int dirfd, const char *name);
 /* The next entry of @d other than "." and "..", or NULL at the end. */
 struct dirent *mfs_readdir(DIR *d);
+/*
+ * Remove @name in @dirfd and everything below it, never following a
+ * symlink; a missing @name is not an error. Folders nested deeper than
+ * 2048 levels (more than a 4095-byte path holds) give -ELOOP.
+ * Returns 0 or the first -errno (the rest is still removed).
+ */
+int mfs_rm_tree(int dirfd, const char *name);
 
 /*
  * Replace @name in @dirfd with @len bytes of @data durably: write a temp
