@@ -54,13 +54,29 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mirrord --incoming DIR --data DIR [--state DIR] [--quarantine DIR]\n"
-		   "               [--once] [--no-apply] [--cascade DIR] [--keep DIR]\n"
-		   "               [--metrics FILE] [--max-segment SIZE] [--max-alloc PERCENT]\n"
-		   "               [--syslog] [--naive] [-v]\n"
-		   "defaults: --state INCOMING/.mirrord, --quarantine STATE/quarantine,\n"
-		   "          --max-segment 1G (larger segments are quarantined),\n"
-		   "          --max-alloc 50 (%% of the free space one segment may fallocate)\n");
+	fprintf(f, "usage: mirrord --incoming DIR --data DIR [OPTIONS]\n"
+		   "\n"
+		   "Validate and apply the segments arriving in --incoming to --data.\n"
+		   "\n"
+		   "options:\n"
+		   "  --incoming DIR      where segments arrive (the rsync destination)\n"
+		   "  --data DIR          the mirrored data directory\n"
+		   "  --state DIR         applied LSN, status.json (default INCOMING/.mirrord)\n"
+		   "  --quarantine DIR    where refused segments go (default STATE/quarantine)\n"
+		   "  --cascade DIR       re-emit applied segments there for a further mirror\n"
+		   "  --keep DIR          move applied segments there instead of deleting them\n"
+		   "  --metrics FILE      also write the status as Prometheus text metrics\n"
+		   "  --once              apply what is applicable, then exit (0: all applied)\n"
+		   "  --no-apply          hold: validate and keep segments, apply nothing\n"
+		   "  --naive             the benchmark's baseline: stream each segment twice,\n"
+		   "                      one pwrite per write record\n"
+		   "  --max-segment SIZE  quarantine larger segments (default 1G)\n"
+		   "  --max-alloc PERCENT  share of the free space one segment may fallocate\n"
+		   "                      (default 50)\n"
+		   "  --syslog            log to syslog instead of stderr\n"
+		   "  -v, --verbose       log debug messages too\n"
+		   "  -h, --help          print this text and exit\n"
+		   "  --version           print the version and exit\n");
 }
 
 static int parse_argv(int argc, char **argv)

@@ -73,8 +73,11 @@ static int ctl_call(int fd, const char *cmd, char *reply, size_t cap)
 	return -1;
 }
 
-/* One command, its reply on stdout. Returns the exit status. */
-static int ctl_simple(const char *mnt, const char *cmd)
+/*
+ * One command, its reply on stdout. An empty reply prints nothing on stdout,
+ * and @if_empty (when not NULL) on stderr. Returns the exit status.
+ */
+static int ctl_simple(const char *mnt, const char *cmd, const char *if_empty)
 {
 	_cleanup_close_ int fd = ctl_open(mnt);
 	char reply[MFS_CTL_REPLY_MAX];
@@ -90,8 +93,13 @@ static int ctl_simple(const char *mnt, const char *cmd)
 		errno = r;
 		return cli_fail("%s failed on '%s': %s (%m)", cmd, mnt, reply);
 	}
+	if (!reply[strspn(reply, "\n")]) {
+		if (if_empty)
+			cli_warn("%s on '%s'", if_empty, mnt);
+		return 0;
+	}
 	fputs(reply, stdout);
-	if (reply[0] && reply[strlen(reply) - 1] != '\n')
+	if (reply[strlen(reply) - 1] != '\n')
 		putchar('\n');
 	return 0;
 }
@@ -107,17 +115,19 @@ static int need_mount(int argc, char **argv, const char *usage)
 
 int cli_rotate(int argc, char **argv)
 {
-	return need_mount(argc, argv, "rotate MOUNTPOINT") ?: ctl_simple(argv[1], "rotate");
+	static const char *const empty = "nothing to close (the open segment is empty)";
+
+	return need_mount(argc, argv, "rotate MOUNTPOINT") ?: ctl_simple(argv[1], "rotate", empty);
 }
 
 int cli_checkpoint(int argc, char **argv)
 {
-	return need_mount(argc, argv, "checkpoint MOUNTPOINT") ?: ctl_simple(argv[1], "checkpoint");
+	return need_mount(argc, argv, "checkpoint MOUNTPOINT") ?: ctl_simple(argv[1], "checkpoint", NULL);
 }
 
 int cli_unlock(int argc, char **argv)
 {
-	return need_mount(argc, argv, "unlock MOUNTPOINT") ?: ctl_simple(argv[1], "unlock");
+	return need_mount(argc, argv, "unlock MOUNTPOINT") ?: ctl_simple(argv[1], "unlock", NULL);
 }
 
 /* Print a flat JSON object as "key: value" lines. */
@@ -283,8 +293,10 @@ int cli_snapshot(int argc, char **argv)
 	}
 	act = argv[1];
 	mnt = argv[2];
-	if (strcmp(act, "create") && strcmp(act, "delete") && strcmp(act, "list"))
-		return cli_fail("unknown snapshot action '%s'", act);
+	if (strcmp(act, "create") && strcmp(act, "delete") && strcmp(act, "list")) {
+		cli_warn("unknown snapshot action '%s' (create, list or delete)", act);
+		return 2;
+	}
 	if (argc == 4)
 		name = argv[3];
 	snprintf(cmd, sizeof(cmd), "snapshot %s%s%s", act, name ? " " : "", name ? name : "");

@@ -27,7 +27,7 @@ static const struct {
 	{ "promote", cli_promote, "promote --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
 	{ "restore", cli_restore, "restore --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
-	{ "sample", cli_sample, "sample FILE                   write a sample segment" },
+	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
 };
 
 static const char *fail_prefix = "mirrorctl";
@@ -82,9 +82,15 @@ int main(int argc, char **argv)
 		printf("mirrorctl %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if (argc >= 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
+			printf("usage: mirrorctl %s\n", commands[i].usage);
+			return 0;
+		}
+		return commands[i].run(argc - 1, argv + 1);
+	}
 	cli_fail("unknown command '%s' (try --help)", argv[1]);
 	return 2;
 }

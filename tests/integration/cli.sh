@@ -1,0 +1,74 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# cli.sh - the command line as documented (issue 21, item 6): --help for
+# every mirrorctl subcommand (on stdout, exit 0), a description for every
+# mirrord option, --version for every program, usage errors exit 2, a
+# rotate with nothing to close prints no empty line, the mirrord(8) page
+# documents every option, the bash completion completes subcommands.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+D=$MFS_BUILD/daemon/mirrord
+SHIP=$MFS_SRC/tools/mirrorfs-ship
+COMP=$MFS_SRC/tools/mirrorfs.bash-completion
+
+step "mirrorctl SUBCOMMAND --help: usage on stdout, exit 0, nothing else done"
+cd "$T"
+for c in rotate status checkpoint lock unlock snapshot dump verify replay promote \
+	restore rejoin sample; do
+	for h in --help -h; do
+		out=$("$CTL" "$c" "$h" 2>"$T/err") || fail "mirrorctl $c $h exited $?: $(cat "$T/err")"
+		grep -q "usage: mirrorctl $c" <<<"$out" || fail "mirrorctl $c $h printed no usage: $out"
+	done
+done
+[ -z "$(ls -A "$T")" ] || [ "$(ls -A "$T")" = err ] || fail "a --help wrote files: $(ls -A "$T")"
+
+step "--version for every program"
+for p in "$CTL" "$FS" "$D" "$SHIP"; do
+	v=$("$p" --version 2>&1) || fail "'$p --version' exited $?: $v"
+	grep -Eq "^$(basename "$p") [0-9]" <<<"$v" || fail "'$p --version' printed '$v'"
+done
+
+pv=$(sed -n "s/^ *version: '\(.*\)',/\1/p" "$MFS_SRC/meson.build")
+[ "$("$SHIP" --version)" = "mirrorfs-ship $pv" ] || fail "mirrorfs-ship --version is not $pv"
+
+step "mirrord --help describes every option; mirrord(8) documents every option"
+"$D" --help >"$T/dhelp"
+opts=$(grep -o '{ "[a-z-]*", ' "$MFS_SRC/daemon/main.c" | sed 's/{ "\(.*\)", /\1/')
+for o in $opts; do
+	grep -Eq -- "^ +(-[a-z], )?--$o( [A-Z]+)? {2,}[a-z]" "$T/dhelp" ||
+		fail "mirrord --help has no description for --$o"
+	grep -q -- "^\.B[IR]\? .*\\\\-\\\\-${o//-/\\\\-}" "$MFS_SRC/docs/mirrord.8" ||
+		fail "mirrord(8) does not document --$o"
+done
+grep -q '^\.BR\? .*\\-v\b' "$MFS_SRC/docs/mirrord.8" || fail "mirrord(8) does not document -v"
+
+step "usage errors exit 2"
+rc=0; "$CTL" snapshot remove /nonexistent x 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "snapshot remove (no such action) exited $rc, not 2"
+rc=0; "$D" --bogus 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "mirrord --bogus exited $rc, not 2"
+rc=0; "$SHIP" --bogus 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "mirrorfs-ship --bogus exited $rc, not 2"
+
+step "rotate with nothing to close: no empty line on stdout"
+mkdir -p "$T/data"
+mfs_mount "$T/data" "$T/mnt"
+out=$("$CTL" rotate "$T/mnt" 2>"$T/err" | od -c | sed "/^0000000$/d")
+[ -z "$out" ] || fail "rotate with nothing to close printed: $out"
+grep -q "nothing to close" "$T/err" || fail "rotate with nothing to close said: $(cat "$T/err")"
+echo x >"$T/mnt/f"
+seg=$("$CTL" rotate "$T/mnt")
+[ -n "$seg" ] && [ -f "$T/data/.mirrorfs/journal/$seg" ] || fail "rotate printed '$seg'"
+mfs_umount "$T/mnt"
+
+step "bash completion"
+[ -f "$COMP" ] || fail "no bash completion file"
+bash -n "$COMP"
+got=$(bash -c '. "$1"; COMP_WORDS=(mirrorctl pro); COMP_CWORD=1; _mirrorctl; echo "${COMPREPLY[@]}"' _ "$COMP")
+[ "$got" = promote ] || fail "completion of 'mirrorctl pro' gave '$got'"
+got=$(bash -c '. "$1"; COMP_WORDS=(mirrorctl restore --seg); COMP_CWORD=2; _mirrorctl; echo "${COMPREPLY[@]}"' _ "$COMP")
+[ "$got" = --segments ] || fail "completion of 'mirrorctl restore --seg' gave '$got'"
+got=$(bash -c '. "$1"; COMP_WORDS=(mirrord --na); COMP_CWORD=1; _mirrord; echo "${COMPREPLY[@]}"' _ "$COMP")
+[ "$got" = --naive ] || fail "completion of 'mirrord --na' gave '$got'"
+echo PASS
