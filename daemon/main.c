@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 	int r;
 
 	mfs_log_set_ident("mirrord");
+	mfs_log_set_stamps(true);
 	r = parse_argv(argc, argv);
 	if (r < 0)
 		return 2;

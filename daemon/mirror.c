@@ -120,6 +120,7 @@ struct mirror {
 	struct mirror_state st;
 	struct mirror_status status;
 	char last_error[512];
+	struct mfs_log_repeat error_log; /* the same failure pass after pass: logged with backoff */
 	struct held *held; /* hold mode: segments already validated */
 	size_t n_held;
 	struct mfs_rec *rec; /* cascade copy */
@@ -143,14 +144,18 @@ struct apply_ctx {
 
 /* ================================================================ helpers */
 
-static int open_dir(const char *path, bool create)
+/* Open (@create: make first) the folder given as --@what. Returns the fd or -errno, logged. */
+static int open_dir(const char *what, const char *path, bool create)
 {
 	int fd;
 
 	if (create && mkdir(path, 0750) < 0 && errno != EEXIST)
-		return -errno;
+		return log_error_errno(-errno, "Failed to create the --%s folder '%s': %m", what,
+				       path);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return log_error_errno(-errno, "Failed to open the --%s folder '%s': %m", what, path);
+	return fd;
 }
 
 /* Whether the data folder @fd holds a snapshot store with anything in it. */
@@ -217,11 +222,18 @@ static void set_error(struct mirror *m, const char *fmt, ...)
 {
 	va_list ap;
 
+	unsigned dropped;
+
 	va_start(ap, fmt);
 	vsnprintf(m->last_error, sizeof(m->last_error), fmt, ap);
 	va_end(ap);
 	m->status.last_error = m->last_error;
-	log_warning("%s", m->last_error);
+	if (!mfs_log_repeat_due(&m->error_log, m->last_error, mfs_mono_ns(), &dropped))
+		return;
+	if (dropped)
+		log_warning("%s (%u times more since it was last logged)", m->last_error, dropped);
+	else
+		log_warning("%s", m->last_error);
 }
 
 static int ent_cmp(const void *a, const void *b)
@@ -1003,7 +1015,7 @@ static void publish(struct mirror *m)
 	m->status.hold = m->cfg.hold;
 	r = mirror_status_write(m->state_fd, &m->status);
 	if (r < 0)
-		log_warning_errno(r, "Failed to write status.json, ignoring: %m");
+		log_warning_errno(r, "Failed to write '%s/status.json', ignoring: %m", m->cfg.state);
 	if (m->cfg.metrics) {
 		r = mirror_metrics_write(m->cfg.metrics, &m->status);
 		if (r < 0)
@@ -1062,8 +1074,10 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 	m->status.waiting = 0;
 	for (int j = 0; j < n; j++)
 		m->status.waiting += v[j].last > m->st.applied_lsn;
-	if (ret == 0 && !m->status.gap_from)
+	if (ret == 0 && !m->status.gap_from) {
 		m->status.last_error = NULL;
+		mfs_log_repeat_reset(&m->error_log);
+	}
 	m->retries = ret < 0 ? m->retries + 1 : 0;
 	m->status.retries = m->retries;
 	m->status.retry_ms = mirror_retry_ms(m);
@@ -1099,13 +1113,12 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return -ENOMEM;
 	}
-	if ((m->in_fd = r = open_dir(cfg->incoming, false)) < 0 ||
-	    (m->data_fd = r = open_dir(cfg->data, false)) < 0 ||
-	    (m->state_fd = r = open_dir(cfg->state, true)) < 0 ||
-	    (m->q_fd = r = open_dir(cfg->quarantine, true)) < 0 ||
-	    (cfg->cascade && (m->cascade_fd = r = open_dir(cfg->cascade, true)) < 0) ||
-	    (cfg->keep && (m->keep_fd = r = open_dir(cfg->keep, true)) < 0)) {
-		log_error_errno(r, "Failed to open a folder: %m");
+	if ((m->in_fd = r = open_dir("incoming", cfg->incoming, false)) < 0 ||
+	    (m->data_fd = r = open_dir("data", cfg->data, false)) < 0 ||
+	    (m->state_fd = r = open_dir("state", cfg->state, true)) < 0 ||
+	    (m->q_fd = r = open_dir("quarantine", cfg->quarantine, true)) < 0 ||
+	    (cfg->cascade && (m->cascade_fd = r = open_dir("cascade", cfg->cascade, true)) < 0) ||
+	    (cfg->keep && (m->keep_fd = r = open_dir("keep", cfg->keep, true)) < 0)) {
 		mirror_free(m);
 		return r;
 	}

@@ -266,6 +266,7 @@ int main(int argc, char *argv[])
 
 	umask(0); /* the kernel applied the caller's umask already */
 	mfs_log_set_ident("mirrorfs");
+	mfs_log_set_stamps(true);
 	fuse_set_log_func(fuse_log_sink);
 	if (fuse_opt_parse(&args, &c, cli_opts, opt_proc) != 0)
 		return 1;

@@ -1042,7 +1042,9 @@ static int store_open(struct fs *fs, bool create)
 		base = openat(fs->data_fd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	}
 	if (base < 0)
-		return errno == ENOENT ? -ENOENT : log_error_errno(-errno, "cannot open the snapshot store: %m");
+		return errno == ENOENT ? -ENOENT
+				       : log_error_errno(-errno, "cannot open '%s/%s': %m",
+							 fs->opt.data_dir, MFS_CTL_DIR);
 	if (create && mkdirat(base, STORE_DIR, 0700) < 0 && errno != EEXIST)
 		r = -errno;
 	if (r == 0) {
@@ -1051,7 +1053,8 @@ static int store_open(struct fs *fs, bool create)
 	}
 	close(base);
 	if (r < 0 && r != -ENOENT)
-		log_error_errno(r, "cannot open the snapshot store: %m");
+		log_error_errno(r, "cannot open the snapshot store '%s/%s/%s': %m", fs->opt.data_dir,
+				MFS_CTL_DIR, STORE_DIR);
 	return r;
 }
 

@@ -43,6 +43,15 @@ for o in $opts; do
 done
 grep -q '^\.BR\? .*\\-v\b' "$MFS_SRC/docs/mirrord.8" || fail "mirrord(8) does not document -v"
 
+step "logs: a failing path is named; stderr lines carry the time and the level"
+mkdir -p "$T/d1"
+rc=0; "$D" --incoming "$T/no-such" --data "$T/d1" --once 2>"$T/derr" || rc=$?
+[ "$rc" = 1 ] || fail "mirrord on a missing --incoming exited $rc"
+grep -q "'$T/no-such'" "$T/derr" || fail "mirrord did not name the missing folder: $(cat "$T/derr")"
+grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}[+-][0-9]{4} mirrord\[[0-9]+\] error: ' \
+	"$T/derr" || fail "mirrord's stderr has no time and level: $(cat "$T/derr")"
+rm -rf "$T/d1" "$T/derr"
+
 step "usage errors exit 2"
 rc=0; "$CTL" snapshot remove /nonexistent x 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "snapshot remove (no such action) exited $rc, not 2"

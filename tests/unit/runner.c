@@ -19,6 +19,7 @@ static const struct {
 	{ "crc32c", suite_crc32c }, { "codec", suite_codec }, { "segment", suite_segment },
 	{ "io", suite_io },	    { "path", suite_path },   { "replay", suite_replay },
 	{ "applied", suite_applied }, { "sigbus", suite_sigbus }, { "pidlock", suite_pidlock },
+	{ "log", suite_log },
 };
 
 int main(int argc, char **argv)
