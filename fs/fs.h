@@ -121,6 +121,20 @@ struct fs_options {
 	unsigned checkpoint_interval; /* seconds */
 	bool skip_backing_sync;       /* fault injection: simulate lost page cache */
 	unsigned ckpt_delay_ms;       /* fault injection: a checkpoint waits first */
+	const char *metrics;          /* NULL, or a Prometheus textfile (-o metrics=) */
+};
+
+#define FS_METRICS_BUCKETS 8
+
+/* Counters for the metrics file (metrics.c): bumped with relaxed atomics on
+ * the write path, read by the timer thread. */
+struct fs_metrics {
+	_Atomic uint64_t records, bytes; /* journaled since the mount */
+	_Atomic uint64_t fsyncs, fsync_ns; /* group-commit fsyncs and their total time */
+	_Atomic uint64_t fsync_bucket[FS_METRICS_BUCKETS + 1]; /* not cumulative; last: +Inf */
+	_Atomic uint64_t ckpt_ns, snap_ns; /* duration of the last checkpoint, snapshot */
+	uint64_t last_write_ns; /* timer thread only */
+	bool warned;            /* timer thread only */
 };
 
 struct fs {
@@ -147,6 +161,7 @@ struct fs {
 		atomic_bool sync_writes; /* fs_pending_sync_writes() */
 	} pend;
 	atomic_int failed; /* 0 or the first fatal error (negative errno) */
+	struct fs_metrics metrics;
 
 	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
 	pthread_mutex_t vlock;
@@ -156,6 +171,15 @@ struct fs {
 	struct fs_snaps *snaps; /* snap.c */
 	struct fuse_session *se; /* for notifications; set once mounted */
 };
+
+/* ---------------------------------------------------------------- metrics.c */
+
+/* Count one group-commit fsync that took @ns. */
+void fs_metrics_fsync(struct fs *fs, uint64_t ns);
+
+/* Rewrite the -o metrics file if about a second passed since the last time
+ * (or @force); failures are logged once and otherwise ignored. Timer thread. */
+void fs_metrics_write(struct fs *fs, bool force);
 
 /* ---------------------------------------------------------------- inode.c */
 
@@ -289,6 +313,12 @@ int fs_journal_closed_dirfd(struct fs *fs);
 /* A new read-only fd on the open segment. */
 int fs_journal_open_current(struct fs *fs);
 uint64_t fs_journal_current_size(struct fs *fs);
+
+struct fs_journal_gauges {
+	uint64_t last_lsn, checkpoint_lsn, open_segment_bytes;
+};
+/* The journal's values for the metrics file (as in the status JSON). */
+void fs_journal_gauges(struct fs *fs, struct fs_journal_gauges *ret);
 /* Status JSON (malloc'd). */
 int fs_journal_status(struct fs *fs, char **ret);
 /* Enter the failed state: every later mutation gets EIO. */

@@ -256,6 +256,8 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 	}
 	add = mfs_rec_head_size(rec) + rec->data_len;
 	bytes = atomic_fetch_add(&j->seg_bytes, add) + add;
+	atomic_fetch_add_explicit(&fs->metrics.records, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->metrics.bytes, add, memory_order_relaxed);
 	if (fs->opt.rotate_size && bytes >= fs->opt.rotate_size)
 		timer_want(j, &j->want_rotate);
 	else if ((bytes - add) / WRITEBEHIND_CHUNK != bytes / WRITEBEHIND_CHUNK)
@@ -283,8 +285,14 @@ static int sync_only(struct fs *fs, uint64_t lsn, uint64_t *ret_durable)
 		 * before the old one's records are */
 		r = j->sealing ? mfs_segw_sync(j->sealing, MFS_MIN(lsn, j->sealing_last)) : 0;
 		mfs_segw_get_stats(j->w, &s);
-		if (r == 0 && lsn >= s.first_lsn)
+		if (r == 0 && lsn >= s.first_lsn) {
+			uint64_t t0 = mfs_mono_ns(), syncs = s.syncs;
+
 			r = mfs_segw_sync(j->w, lsn);
+			mfs_segw_get_stats(j->w, &s);
+			if (s.syncs != syncs) /* this call's group commit fsynced */
+				fs_metrics_fsync(fs, mfs_mono_ns() - t0);
+		}
 		mfs_segw_get_stats(j->w, &s);
 		*ret_durable = MFS_MAX(lsn, s.durable_lsn);
 	}
@@ -408,7 +416,7 @@ int fs_journal_fence(struct fs *fs, bool durable)
 static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 {
 	struct fs_journal *j = fs->j;
-	uint64_t l, m = 0;
+	uint64_t l, m = 0, t0;
 	int r;
 
 	if (fs->opt.ckpt_delay_ms) /* with ckpt_lock held: see timer_main() */
@@ -424,6 +432,7 @@ static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 	}
 	/* records durable and pending writes applied up to l, then the
 	 * backing files fsynced (write-ahead: never the other way round) */
+	t0 = mfs_mono_ns();
 	r = fs_journal_sync(fs, l);
 	if (r == 0)
 		r = mark_checkpoint(fs, l, &m);
@@ -434,6 +443,7 @@ static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 	r = state_write(j, m, m == l + 1 ? m : l);
 	if (r < 0)
 		return log_error_errno(r, "cannot write the journal state: %m");
+	atomic_store(&fs->metrics.ckpt_ns, mfs_mono_ns() - t0);
 	log_debug("checkpoint at LSN %" PRIu64, l);
 	if (ret_lsn)
 		*ret_lsn = l;
@@ -775,6 +785,7 @@ static void *timer_main(void *arg)
 		}
 		if ((want || w == ETIMEDOUT) && !atomic_load(&fs->failed))
 			timer_tick(fs, want);
+		fs_metrics_write(fs, false);
 	}
 	pthread_mutex_unlock(&j->tlock);
 	return NULL;
@@ -786,6 +797,7 @@ int fs_journal_start(struct fs *fs)
 	int r;
 
 	j->last_rotate_ns = j->last_ckpt_ns = mfs_mono_ns();
+	fs_metrics_write(fs, true); /* before the timer thread, which owns it next */
 	r = pthread_create(&j->timer, NULL, timer_main, fs);
 	if (r)
 		return log_error_errno(-r, "cannot start the timer thread: %m");
@@ -1488,6 +1500,22 @@ uint64_t fs_journal_current_size(struct fs *fs)
 		mfs_segw_get_stats(j->w, &s);
 	pthread_rwlock_unlock(&j->seg_lock);
 	return s.size;
+}
+
+void fs_journal_gauges(struct fs *fs, struct fs_journal_gauges *ret)
+{
+	struct fs_journal *j = fs->j;
+	struct mfs_segw_stats s = { 0 };
+
+	pthread_rwlock_rdlock(&j->seg_lock);
+	if (j->w)
+		mfs_segw_get_stats(j->w, &s);
+	pthread_rwlock_unlock(&j->seg_lock);
+	*ret = (struct fs_journal_gauges){
+		.last_lsn = s.next_lsn ? s.next_lsn - 1 : 0,
+		.checkpoint_lsn = atomic_load(&j->checkpoint_lsn),
+		.open_segment_bytes = s.size,
+	};
 }
 
 int fs_journal_status(struct fs *fs, char **ret)

@@ -31,6 +31,7 @@ struct cli {
 	char *data_dir;
 	char *journal_dir;
 	char *rotate_size;
+	char *metrics;
 	unsigned rotate_interval;
 	unsigned checkpoint_interval;
 	int notify_fd;
@@ -44,6 +45,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("rotate_interval=%u", rotate_interval),
 	CLI_OPT("checkpoint_interval=%u", checkpoint_interval),
 	CLI_OPT("notify_fd=%d", notify_fd),
+	CLI_OPT("metrics=%s", metrics),
 	FUSE_OPT_END
 };
 
@@ -55,7 +57,8 @@ static void usage(void)
 	       "    -o rotate_size=SIZE       close a segment when it reaches SIZE (default 64M)\n"
 	       "    -o rotate_interval=SECS   close a non-empty segment every SECS seconds\n"
 	       "    -o checkpoint_interval=SECS  sync backing files every SECS (default 30)\n"
-	       "    -o notify_fd=N            write one byte to fd N once mounted\n\n");
+	       "    -o notify_fd=N            write one byte to fd N once mounted\n"
+	       "    -o metrics=FILE           write Prometheus text metrics to FILE every second\n\n");
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -143,6 +146,34 @@ static void raise_nofile(void)
 	}
 }
 
+/*
+ * -o metrics=FILE: its folder must exist and FILE must not be a folder;
+ * made absolute, since mirrorfs in the background runs in '/'.
+ */
+static int check_metrics(struct fs *fs, const char *path)
+{
+	static char full[PATH_MAX + NAME_MAX + 2];
+	char dir[PATH_MAX], rdir[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	struct stat st;
+
+	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		return log_error_errno(-EISDIR, "metrics file '%s' names a folder", path);
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (!realpath(dir, rdir))
+		return log_error_errno(-errno, "metrics file '%s' cannot be used: %m", path);
+	snprintf(full, sizeof(full), "%s/%s", strcmp(rdir, "/") ? rdir : "", base);
+	if (stat(full, &st) == 0 && S_ISDIR(st.st_mode))
+		return log_error_errno(-EISDIR, "metrics file '%s' is a folder", path);
+	fs->opt.metrics = full;
+	return 0;
+}
+
 static int fs_setup(struct fs *fs, struct cli *c)
 {
 	static char data[PATH_MAX];
@@ -173,6 +204,8 @@ static int fs_setup(struct fs *fs, struct cli *c)
 		log_warning("fault injection: checkpoints wait %u ms first", fs->opt.ckpt_delay_ms);
 	}
 	r = check_journal_dir(fs, data);
+	if (r == 0 && c->metrics)
+		r = check_metrics(fs, c->metrics);
 	if (r < 0)
 		return r;
 	raise_nofile();

@@ -1598,8 +1598,13 @@ int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret)
 		return asprintf(ret, "err %d snapshots are unavailable\n", ENOTSUP);
 	while (*arg == ' ')
 		arg++;
-	if (!strncmp(arg, "create ", 7))
-		return snap_create(fs, arg + 7, ret);
+	if (!strncmp(arg, "create ", 7)) {
+		uint64_t t0 = mfs_mono_ns();
+		int r = snap_create(fs, arg + 7, ret);
+
+		atomic_store(&fs->metrics.snap_ns, mfs_mono_ns() - t0);
+		return r;
+	}
 	if (!strncmp(arg, "delete ", 7))
 		return snap_delete(fs, arg + 7, ret);
 	if (!strcmp(arg, "list")) {
