@@ -66,6 +66,8 @@ static void usage(FILE *f)
 		   "  --cascade DIR       re-emit applied segments there for a further mirror\n"
 		   "  --keep DIR          move applied segments there instead of deleting them\n"
 		   "  --metrics FILE      also write the status as Prometheus text metrics\n"
+		   "  --metrics-instance NAME  the metrics' instance label (default: the\n"
+		   "                      data folder's path)\n"
 		   "  --once              apply what is applicable, then exit (0: all applied)\n"
 		   "  --no-apply          hold: validate and keep segments, apply nothing\n"
 		   "  --naive             the benchmark's baseline: stream each segment twice,\n"
@@ -89,6 +91,7 @@ static int parse_argv(int argc, char **argv)
 		{ "cascade", required_argument, NULL, 'c' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "metrics", required_argument, NULL, 'm' },
+		{ "metrics-instance", required_argument, NULL, 'I' },
 		{ "once", no_argument, NULL, 'o' },
 		{ "no-apply", no_argument, NULL, 'n' },
 		{ "naive", no_argument, NULL, 'N' },
@@ -112,6 +115,7 @@ static int parse_argv(int argc, char **argv)
 		case 'c': arg_cfg.cascade = optarg; break;
 		case 'k': arg_cfg.keep = optarg; break;
 		case 'm': arg_cfg.metrics = optarg; break;
+		case 'I': arg_cfg.instance = optarg; break;
 		case 'o': arg_cfg.once = true; break;
 		case 'n': arg_cfg.hold = true; break;
 		case 'N': arg_cfg.naive = true; break;

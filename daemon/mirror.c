@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -121,6 +122,7 @@ struct mirror {
 	struct mirror_status status;
 	char last_error[512];
 	struct mfs_log_repeat error_log; /* the same failure pass after pass: logged with backoff */
+	char instance[PATH_MAX]; /* status.instance */
 	struct held *held; /* hold mode: segments already validated */
 	size_t n_held;
 	struct mfs_rec *rec; /* cascade copy */
@@ -1127,6 +1129,11 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return r;
 	}
+	if (cfg->instance)
+		snprintf(m->instance, sizeof(m->instance), "%s", cfg->instance);
+	else if (!realpath(cfg->data, m->instance))
+		snprintf(m->instance, sizeof(m->instance), "%s", cfg->data);
+	m->status.instance = m->instance;
 	r = mirror_state_load(m->state_fd, &m->st);
 	if (r < 0) {
 		log_error_errno(r, "Failed to load the state in '%s': %m", cfg->state);

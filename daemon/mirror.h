@@ -20,6 +20,7 @@ struct mirror_config {
 	const char *cascade;    /* NULL, or where to re-emit applied segments */
 	const char *keep;       /* NULL (delete applied segments) or where to keep them */
 	const char *metrics;    /* NULL, or a Prometheus textfile */
+	const char *instance;   /* the metrics' instance label; NULL: the data folder's path */
 	uint64_t max_segment;   /* largest segment read into memory (bytes) */
 	unsigned max_alloc_pct; /* share of the free space one segment may fallocate */
 	bool once, hold, naive;
@@ -47,6 +48,7 @@ int mirror_state_save(int dirfd, const struct mirror_state *s);
 
 struct mirror_status {
 	const struct mirror_state *state;
+	const char *instance;      /* the metrics' instance label */
 	bool hold;
 	unsigned waiting;          /* segments not yet applied */
 	uint64_t gap_from, gap_to; /* missing LSNs (gap_from = 0: none) */
@@ -61,7 +63,10 @@ struct mirror_status {
 /* Write STATE/status.json durably. Returns 0 or -errno. */
 int mirror_status_write(int dirfd, const struct mirror_status *st);
 
-/* Write the Prometheus text-format metrics to @path durably. Returns 0 or -errno. */
+/*
+ * Write the Prometheus text-format metrics to @path durably, every series
+ * labelled with the data set and the instance. Returns 0 or -errno.
+ */
 int mirror_metrics_write(const char *path, const struct mirror_status *st);
 
 /* ---------------------------------------------------------------- watch.c */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "mirror.h"
 #include "mirrorfs/applied.h"
 #include "mirrorfs/io.h"
@@ -125,36 +126,87 @@ int mirror_status_write(int dirfd, const struct mirror_status *st)
 	return mfs_replace_file(dirfd, STATUS_FILE, buf, len, 0644);
 }
 
+/* Print @s as a Prometheus label value (escape \\, " and newline). */
+static void label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+/* One family with one sample, labelled with the data set and the instance. */
+static void sample(FILE *f, const char *labels, const char *name, const char *type,
+		   const char *help, double v)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{%s} %.17g\n", name, help, name, type, name,
+		labels, v);
+}
+
+/*
+ * The lag: how old the last applied record is while something waits (a
+ * segment not yet applied, a gap); 0 when the mirror has applied all it
+ * was given (an idle primary is not a lagging mirror).
+ */
+static double lag_seconds(const struct mirror_status *st)
+{
+	uint64_t now = mfs_now_ns(), rec = st->state->last_record_ns;
+
+	if (!(st->waiting || st->gap_from) || !rec || rec >= now)
+		return 0;
+	return (double)(now - rec) / 1e9;
+}
+
 static int metrics_text(const struct mirror_status *st, char **ret, size_t *ret_len)
 {
 	const struct mirror_state *s = st->state;
-	FILE *f = open_memstream(ret, ret_len);
+	_cleanup_free_ char *labels = NULL;
+	char uuid[37] = "";
+	size_t llen = 0;
+	FILE *f;
 
+	if (s->have_uuid)
+		mfs_uuid_format(s->uuid, uuid);
+	f = open_memstream(&labels, &llen);
 	if (!f)
 		return -ENOMEM;
-	fprintf(f,
-		"# HELP mirrord_applied_lsn Highest LSN applied to the data directory.\n"
-		"# TYPE mirrord_applied_lsn gauge\nmirrord_applied_lsn %" PRIu64 "\n"
-		"# HELP mirrord_last_record_timestamp_seconds Time of the last applied record.\n"
-		"# TYPE mirrord_last_record_timestamp_seconds gauge\n"
-		"mirrord_last_record_timestamp_seconds %.3f\n"
-		"# HELP mirrord_segments_applied_total Segments applied.\n"
-		"# TYPE mirrord_segments_applied_total counter\n"
-		"mirrord_segments_applied_total %" PRIu64 "\n"
-		"# HELP mirrord_segments_waiting Segments in incoming not yet applied.\n"
-		"# TYPE mirrord_segments_waiting gauge\nmirrord_segments_waiting %u\n"
-		"# HELP mirrord_gap_lsns LSNs missing before the next segment (0: no gap).\n"
-		"# TYPE mirrord_gap_lsns gauge\nmirrord_gap_lsns %" PRIu64 "\n"
-		"# HELP mirrord_quarantined Segments in the quarantine folder.\n"
-		"# TYPE mirrord_quarantined gauge\nmirrord_quarantined %u\n"
-		"# HELP mirrord_hold Hold mode (segments validated, not applied).\n"
-		"# TYPE mirrord_hold gauge\nmirrord_hold %d\n"
-		"# HELP mirrord_last_segment_bytes_per_second Apply speed of the last segment.\n"
-		"# TYPE mirrord_last_segment_bytes_per_second gauge\n"
-		"mirrord_last_segment_bytes_per_second %.0f\n",
-		s->applied_lsn, (double)s->last_record_ns / 1e9, s->segments_applied, st->waiting,
-		st->gap_from ? st->gap_to - st->gap_from + 1 : 0, st->n_quarantined, st->hold,
-		st->last_bytes_per_sec);
+	fprintf(f, "dataset=\"%s\",instance=\"", uuid);
+	label_value(f, st->instance ? st->instance : "");
+	fputc('"', f);
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	f = open_memstream(ret, ret_len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "# HELP mirrord_build_info The mirrord version (always 1).\n"
+		   "# TYPE mirrord_build_info gauge\nmirrord_build_info{%s,version=\"%s\"} 1\n",
+		labels, PACKAGE_VERSION);
+	sample(f, labels, "mirrord_applied_lsn", "gauge",
+	       "Highest LSN applied to the data directory.", (double)s->applied_lsn);
+	sample(f, labels, "mirrord_last_record_timestamp_seconds", "gauge",
+	       "Primary's time of the last applied record.", (double)s->last_record_ns / 1e9);
+	sample(f, labels, "mirrord_lag_seconds", "gauge",
+	       "Age of the last applied record while segments wait (0: all applied).",
+	       lag_seconds(st));
+	sample(f, labels, "mirrord_segments_applied_total", "counter", "Segments applied.",
+	       (double)s->segments_applied);
+	sample(f, labels, "mirrord_segments_waiting", "gauge",
+	       "Segments in incoming not yet applied.", st->waiting);
+	sample(f, labels, "mirrord_gap_lsns", "gauge",
+	       "LSNs missing before the next segment (0: no gap).",
+	       st->gap_from ? (double)(st->gap_to - st->gap_from + 1) : 0);
+	sample(f, labels, "mirrord_quarantined", "gauge", "Segments in the quarantine folder.",
+	       st->n_quarantined);
+	sample(f, labels, "mirrord_retries", "gauge",
+	       "Passes in a row that failed for a local reason (0: none).", st->retries);
+	sample(f, labels, "mirrord_hold", "gauge",
+	       "Hold mode (segments validated, not applied).", st->hold);
+	sample(f, labels, "mirrord_last_segment_bytes_per_second", "gauge",
+	       "Apply speed of the last segment.", st->last_bytes_per_sec);
 	return fclose(f) == 0 ? 0 : -ENOMEM;
 }
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential libfuse3-dev fuse3 liburing-dev libcunit1-dev inotify-tools meson
 ninja-build pkg-config rsync sqlite3 clang attr fio xfsprogs postgresql postgresql-contrib
-iproute2 util-linux psmisc procps e2fsprogs debhelper lintian"
+iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus"
 
 missing=""
 for p in $PACKAGES; do
@@ -17,6 +17,26 @@ if [ -n "$missing" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	case " $missing " in
+	*" prometheus "*)
+		# only for promtool (tests/integration/metrics.sh): Debian's
+		# prometheus starts its server when installed: a policy-rc.d that
+		# refuses to start that one service keeps it stopped. A policy-rc.d
+		# already on the machine is left as it is (and decides).
+		missing=${missing/ prometheus/}
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\n[ "$1" = prometheus ] && exit 101\nexit 0\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+				{ rm -f /usr/sbin/policy-rc.d; exit 1; }
+			rm -f /usr/sbin/policy-rc.d
+		else
+			apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+		fi
+		;;
+	esac
+	[ -n "${missing// /}" ] || missing=""
+	case " $missing " in
+	"  ") ;;
 	*" postgresql "*)
 		# Debian's postgresql creates and starts a cluster "main" when it
 		# is first installed; the tests and the demo run their own servers

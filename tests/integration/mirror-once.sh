@@ -126,7 +126,7 @@ cp "$T/segs/"*.mfsj "$T/c1/in/"
 run_once c1 --cascade "$T/c2/in" --keep "$T/c1/keep" --metrics "$T/c1/metrics.prom" ||
 	fail "cascade mirror failed"
 [ "$(ls "$T/c1/keep"/*.mfsj | wc -l)" -eq 4 ] || fail "--keep did not keep 4 segments"
-grep -q '^mirrord_applied_lsn ' "$T/c1/metrics.prom" || fail "no metrics"
+grep -q '^mirrord_applied_lsn{dataset="[0-9a-f-]*",instance="[^"]*"} ' "$T/c1/metrics.prom" || fail "no metrics"
 run_once c2 || fail "second mirror failed"
 "$CTL" verify "$T/ref" "$T/c2/data" >/dev/null || fail "cascaded tree differs"
 
