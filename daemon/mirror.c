@@ -1066,7 +1066,8 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			ret = 1; /* still arriving: later ones wait */
 			break;
 		} else {
-			ret = 1; /* quarantined */
+			ret = 1; /* quarantined: moved away, no longer waiting */
+			v[i].last = 0;
 		}
 	}
 	prefetch_join_all(m);

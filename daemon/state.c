@@ -74,6 +74,20 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/*
+ * The lag: how old the last applied record is while something waits (a
+ * segment not yet applied, a gap); 0 when the mirror has applied all it
+ * was given (an idle primary is not a lagging mirror).
+ */
+static double lag_seconds(const struct mirror_status *st)
+{
+	uint64_t now = mfs_now_ns(), rec = st->state->last_record_ns;
+
+	if (!(st->waiting || st->gap_from) || !rec || rec >= now)
+		return 0;
+	return (double)(now - rec) / 1e9;
+}
+
 static int status_json(const struct mirror_status *st, char **ret, size_t *ret_len)
 {
 	const struct mirror_state *s = st->state;
@@ -84,11 +98,12 @@ static int status_json(const struct mirror_status *st, char **ret, size_t *ret_l
 		return -ENOMEM;
 	if (s->have_uuid)
 		mfs_uuid_format(s->uuid, uuid);
-	fprintf(f, "{\"data_set\":\"%s\",\"applied_lsn\":%" PRIu64
-		   ",\"last_record_ns\":%" PRIu64 ",\"segments_applied\":%" PRIu64
+	/* dataset as in mirrorfs's status; data_set kept for one release */
+	fprintf(f, "{\"dataset\":\"%s\",\"data_set\":\"%s\",\"applied_lsn\":%" PRIu64
+		   ",\"last_record_ns\":%" PRIu64 ",\"lag_seconds\":%.3f,\"segments_applied\":%" PRIu64
 		   ",\"segments_waiting\":%u,\"hold\":%s,",
-		uuid, s->applied_lsn, s->last_record_ns, s->segments_applied, st->waiting,
-		st->hold ? "true" : "false");
+		uuid, uuid, s->applied_lsn, s->last_record_ns, lag_seconds(st), s->segments_applied,
+		st->waiting, st->hold ? "true" : "false");
 	if (st->gap_from)
 		fprintf(f, "\"gap\":{\"from\":%" PRIu64 ",\"to\":%" PRIu64 "},", st->gap_from,
 			st->gap_to);
@@ -145,20 +160,6 @@ static void sample(FILE *f, const char *labels, const char *name, const char *ty
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{%s} %.17g\n", name, help, name, type, name,
 		labels, v);
-}
-
-/*
- * The lag: how old the last applied record is while something waits (a
- * segment not yet applied, a gap); 0 when the mirror has applied all it
- * was given (an idle primary is not a lagging mirror).
- */
-static double lag_seconds(const struct mirror_status *st)
-{
-	uint64_t now = mfs_now_ns(), rec = st->state->last_record_ns;
-
-	if (!(st->waiting || st->gap_from) || !rec || rec >= now)
-		return 0;
-	return (double)(now - rec) / 1e9;
 }
 
 static int metrics_text(const struct mirror_status *st, char **ret, size_t *ret_len)

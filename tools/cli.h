@@ -19,6 +19,10 @@ int cli_promote(int argc, char **argv);
 int cli_rejoin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
 
+/* `status`: the status was read and something needs attention (quarantine,
+ * gap, failed state, shipper down). */
+#define CLI_EXIT_ATTENTION 3
+
 /* Print "mirrorctl: MESSAGE" on stderr and return 1 (usage errors: 2). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -130,57 +131,191 @@ int cli_unlock(int argc, char **argv)
 	return need_mount(argc, argv, "unlock MOUNTPOINT") ?: ctl_simple(argv[1], "unlock", NULL);
 }
 
-/* Print a flat JSON object as "key: value" lines. */
-static void print_human(const char *json)
+/* ================================================================ status */
+
+/* Print a JSON value compactly, without quotes (nested objects and lists). */
+static void print_compact(const char *v, size_t n)
+{
+	bool in_str = false;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (in_str) {
+			if (c == '\\' && i + 1 < n)
+				putchar(v[++i]);
+			else if (c == '"')
+				in_str = false;
+			else
+				putchar(c);
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == ',') {
+			fputs(", ", stdout);
+		} else if (c != ' ' && c != '\n' && c != '\t') {
+			putchar(c);
+		}
+	}
+}
+
+/* The end of the JSON value at @p: the ',' or '}' after it, or the NUL. */
+static const char *value_end(const char *p)
 {
 	int depth = 0;
 	bool in_str = false;
 
-	for (const char *p = json; *p; p++) {
-		char c = *p;
+	for (; *p; p++) {
 		if (in_str) {
-			if (c == '\\' && p[1]) {
-				putchar(*++p);
-				continue;
-			}
-			if (c == '"')
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
 				in_str = false;
-			else
-				putchar(c);
 			continue;
 		}
-		switch (c) {
-		case '"':
+		if (*p == '"')
 			in_str = true;
-			break;
-		case '{':
-		case '[':
-			if (depth++ > 0)
-				putchar(c);
-			break;
-		case '}':
-		case ']':
-			if (--depth > 0)
-				putchar(c);
-			break;
-		case ':':
-			fputs(depth == 1 ? ": " : ":", stdout);
-			break;
-		case ',':
-			if (depth == 1)
-				putchar('\n');
-			else
-				fputs(", ", stdout);
-			break;
-		case ' ':
-		case '\n':
-		case '\t':
-			break;
-		default:
-			putchar(c);
-		}
+		else if (*p == '{' || *p == '[')
+			depth++;
+		else if (*p == '}' || *p == ']')
+			depth--;
+		if (depth < 0 || (depth == 0 && *p == ','))
+			return p;
+	}
+	return p;
+}
+
+/* A size in B, KiB, MiB, GiB or TiB. */
+static void print_size(uint64_t b)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b / 1024;
+	unsigned u = 0;
+
+	if (b < 1024) {
+		printf("%" PRIu64 " B", b);
+		return;
+	}
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	printf("%.1f %s", v, unit[u]);
+}
+
+/* An epoch time (ns) as ISO 8601 UTC and how long ago. */
+static void print_time_ns(uint64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	uint64_t now = mfs_now_ns();
+	char buf[32];
+	struct tm tm;
+
+	if (!ns) {
+		fputs("never", stdout);
+		return;
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	if (now >= ns)
+		printf("%s (%.0f s ago)", buf, (double)(now - ns) / 1e9);
+	else
+		fputs(buf, stdout);
+}
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t k = strlen(suffix);
+
+	return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+/* One "key: value" line of the human status, the value in human units. */
+static void print_item(const char *k, size_t kn, const char *v, size_t vn)
+{
+	uint64_t num = strtoull(v, NULL, 10);
+	bool is_num = vn && v[0] >= '0' && v[0] <= '9';
+	int n = (int)kn;
+
+	if (is_num && ends_with(k, kn, "_ns") && strncmp(k, "lock_", 5)) {
+		printf("%.*s: ", n - 3, k);
+		print_time_ns(num);
+	} else if (is_num && kn == 4 && !memcmp(k, "time", 4)) {
+		fputs("time: ", stdout);
+		print_time_ns(num * 1000000000u);
+	} else if (is_num && ends_with(k, kn, "_bytes_per_sec")) {
+		printf("%.*s: ", n, k);
+		print_size(num);
+		fputs("/s", stdout);
+	} else if (is_num && (ends_with(k, kn, "_bytes") || ends_with(k, kn, "_size"))) {
+		printf("%.*s: ", n, k);
+		print_size(num);
+	} else if (is_num && ends_with(k, kn, "_seconds")) {
+		printf("%.*s: %.*s s", n - 8, k, (int)vn, v);
+	} else {
+		printf("%.*s: ", n, k);
+		print_compact(v, vn);
 	}
 	putchar('\n');
+}
+
+/*
+ * Print a status JSON object one item a line, in human units: times as ISO
+ * 8601 and "N s ago", sizes in KiB/MiB, the lag in seconds. The old key
+ * data_set (mirrord's, kept for one release) is not repeated beside dataset.
+ */
+static void print_human(const char *json)
+{
+	const char *p = strchr(json, '{');
+
+	if (!p)
+		return;
+	p++;
+	for (;;) {
+		const char *k, *ke, *v, *ve;
+
+		while (*p == ' ' || *p == ',' || *p == '\n')
+			p++;
+		if (*p != '"')
+			break;
+		k = ++p;
+		ke = strchr(k, '"');
+		if (!ke || ke[1] != ':')
+			break;
+		v = ke + 2;
+		ve = value_end(v);
+		if (ke - k != 8 || memcmp(k, "data_set", 8) || !strstr(json, "\"dataset\":"))
+			print_item(k, (size_t)(ke - k), v, (size_t)(ve - v));
+		if (*ve != ',')
+			break;
+		p = ve;
+	}
+}
+
+/* Append @what to the attention line @buf (of @cap) when @cond holds. */
+static void say(bool cond, const char *what, char *buf, size_t cap)
+{
+	size_t n = strlen(buf);
+
+	if (cond)
+		snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", what);
+}
+
+/*
+ * What needs attention in a status, as one line in @buf (empty: nothing):
+ * mirrorfs failed; a mirror's quarantine, gap, or retries after local
+ * failures; a shipper whose source is down, that is not running, or with a
+ * failing destination.
+ */
+static void attention(const char *json, char *buf, size_t cap)
+{
+	bool ship = strstr(json, "\"source_up\":");
+
+	buf[0] = 0;
+	say(strstr(json, "\"failed\":true"), "failed (writes refused)", buf, cap);
+	say(strstr(json, "\"quarantined\":[\""), "quarantined segments", buf, cap);
+	say(strstr(json, "\"gap\":{"), "gap", buf, cap);
+	say(strstr(json, "\"retry\":{"), "retrying after a local failure", buf, cap);
+	say(ship && strstr(json, "\"source_up\":false"), "shipper source down", buf, cap);
+	say(ship && !strstr(json, "\"state\":\"running\""), "shipper not running", buf, cap);
+	say(ship && strstr(json, "\"up\":false"), "a destination fails", buf, cap);
 }
 
 int cli_status(int argc, char **argv)
@@ -188,7 +323,8 @@ int cli_status(int argc, char **argv)
 	_cleanup_free_ char *json = NULL;
 	const char *where;
 	bool as_json = false;
-	char path[4096];
+	char path[4096], why[256];
+	struct stat st;
 	int r;
 
 	if (argc == 3 && !strcmp(argv[1], "--json")) {
@@ -197,11 +333,15 @@ int cli_status(int argc, char **argv)
 	} else if (argc == 2) {
 		where = argv[1];
 	} else {
-		fprintf(stderr, "usage: mirrorctl status [--json] MOUNTPOINT|STATEDIR\n");
+		fprintf(stderr, "usage: mirrorctl status [--json] MOUNTPOINT|STATEDIR|STATUSFILE\n");
 		return 2;
 	}
-	/* a mount point first, then a mirror state folder */
-	snprintf(path, sizeof(path), "%s/%s", where, MFS_STATUS_FILE);
+	/* a status file (mirrorfs-ship --status), a mount point, a mirror
+	 * state folder */
+	if (stat(where, &st) == 0 && S_ISREG(st.st_mode))
+		snprintf(path, sizeof(path), "%s", where);
+	else
+		snprintf(path, sizeof(path), "%s/%s", where, MFS_STATUS_FILE);
 	r = mfs_read_file(AT_FDCWD, path, 1 << 20, &json, NULL);
 	if (r == -ENOENT) {
 		snprintf(path, sizeof(path), "%s/status.json", where);
@@ -212,11 +352,14 @@ int cli_status(int argc, char **argv)
 		return cli_fail("no status in '%s' (neither a mirrorfs mount nor a mirrord state folder): %m",
 				where);
 	}
-	if (as_json)
+	attention(json, why, sizeof(why));
+	if (as_json) {
 		fputs(json, stdout);
-	else
+	} else {
 		print_human(json);
-	return 0;
+		printf("attention: %s\n", why[0] ? why : "none");
+	}
+	return why[0] ? CLI_EXIT_ATTENTION : 0;
 }
 
 /* The value of "key": in one JSON object @obj (numbers and plain strings). */

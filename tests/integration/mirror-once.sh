@@ -94,6 +94,15 @@ run_once a || fail "--once failed"
 "$CTL" verify "$T/ref" "$T/a/data" >/dev/null || fail "tree differs after --once"
 [ -z "$(ls "$T/a/in"/*.mfsj 2>/dev/null)" ] || fail "applied segments not removed"
 grep -q '"applied_lsn":' "$T/a/state/status.json" || fail "no status.json"
+# one key name on both sides (mirrorfs says dataset), the old one kept
+grep -q "\"dataset\":\"$U\"" "$T/a/state/status.json" || fail "no dataset in status.json"
+grep -q "\"data_set\":\"$U\"" "$T/a/state/status.json" || fail "old data_set key dropped"
+"$CTL" status "$T/a/state" >"$T/a.status" || fail "mirrorctl status of a healthy mirror exited $?"
+grep -q '^last_record: [0-9-]*T[0-9:]*Z ([0-9]* s ago)$' "$T/a.status" ||
+	fail "last_record not a time: $(grep last_record "$T/a.status")"
+grep -q '^lag: 0[.0-9]* s$' "$T/a.status" || fail "no lag in seconds: $(cat "$T/a.status")"
+grep -q '^attention: none$' "$T/a.status" || fail "attention: $(cat "$T/a.status")"
+[ "$(grep -c '^dataset: ' "$T/a.status")" = 1 ] || fail "dataset shown twice or not at all"
 
 step "out of order, twice, gap filled later, rsync temporary ignored"
 newmirror b
@@ -102,6 +111,9 @@ cp "$T/segs/${SEGS[0]}" "$T/b/in/.${SEGS[1]}.Xy12Z"     # half-transferred
 cp "$T/segs/${SEGS[0]}" "$T/b/in/"
 if run_once b 2>/dev/null; then fail "--once with a gap exited 0"; fi
 grep -q '"gap":{"from":' "$T/b/state/status.json" || fail "gap not reported"
+rc=0; "$CTL" status "$T/b/state" >"$T/b.status" || rc=$?
+[ $rc = 3 ] || fail "mirrorctl status with a gap exited $rc, want 3"
+grep -q '^attention: gap$' "$T/b.status" || fail "gap: $(tail -n 1 "$T/b.status")"
 mv "$T/b/in/.${SEGS[1]}.Xy12Z" "$T/b/in/bogus.txt"
 cp "$T/segs/${SEGS[1]}" "$T/b/in/"
 cp "$T/segs/${SEGS[0]}" "$T/b/in/"                       # re-delivered
@@ -188,6 +200,13 @@ check_hostile() { # check_hostile NAME
 	local n=$1
 	if run_once "$n" 2>/dev/null; then fail "$n: --once exited 0"; fi
 	[ -n "$(ls "$T/$n/state/quarantine/"*.reason 2>/dev/null)" ] || fail "$n: not quarantined"
+	grep -q '"segments_waiting":0,' "$T/$n/state/status.json" ||
+		fail "$n: segments_waiting after the quarantine: $(cat "$T/$n/state/status.json")"
+	local rc=0
+	"$CTL" status "$T/$n/state" >"$T/$n.status" || rc=$?
+	[ $rc = 3 ] || fail "$n: mirrorctl status with a quarantined segment exited $rc, want 3"
+	grep -q '^attention: quarantined segments' "$T/$n.status" ||
+		fail "$n: $(tail -n 1 "$T/$n.status")"
 	[ "$(cat "$T/$n/canary")" = canary ] || fail "$n: canary changed"
 	[ -z "$(ls -A "$T/$n/outside")" ] || fail "$n: wrote outside the root"
 	[ "$(ls -A "$T/$n" | sort | tr '\n' ' ')" = "canary data gen in outside state " ] ||
