@@ -16,7 +16,7 @@ static const struct {
 	const char *usage;
 } commands[] = {
 	{ "rotate", cli_rotate, "rotate MOUNTPOINT            close the open segment, print its name" },
-	{ "status", cli_status, "status [--json] MOUNTPOINT|STATEDIR" },
+	{ "status", cli_status, "status [--json] MOUNTPOINT|STATEDIR|STATUSFILE" },
 	{ "checkpoint", cli_checkpoint, "checkpoint MOUNTPOINT        sync backing files, mark it" },
 	{ "lock", cli_lock, "lock [--timeout S] MOUNTPOINT [-- COMMAND...]" },
 	{ "unlock", cli_unlock, "unlock MOUNTPOINT" },
