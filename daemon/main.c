@@ -23,6 +23,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/notify.h"
 #include "mirrorfs/replay.h"
 
 #define IDLE_RESCAN_MS 10000 /* safety net when nothing waits */
@@ -185,26 +186,53 @@ static int wait_ms(int pending, uint64_t retry_at)
 	return pending != 0 ? RETRY_MS : IDLE_RESCAN_MS;
 }
 
+/* Tell systemd how the mirror stands (STATUS=), after @extra ("READY=1\n" or ""), if it changed. */
+static void notify_status(struct mirror *m, const char *extra)
+{
+	static char last[640];
+	char line[640];
+
+	mirror_describe(m, line, sizeof(line));
+	if (!*extra && !strcmp(line, last))
+		return;
+	memcpy(last, line, sizeof(last));
+	(void)mfs_notifyf("%sSTATUS=%s", extra, line);
+}
+
+/* @ms, but short enough for the watchdog (@wd_usec, 0: none) to be fed twice per interval. */
+static int watchdog_ms(int ms, uint64_t wd_usec)
+{
+	int half = wd_usec ? (int)(wd_usec / 2000 > 0 ? wd_usec / 2000 : 1) : -1;
+
+	return half > 0 && (ms < 0 || ms > half) ? half : ms;
+}
+
 /*
  * Continuous mode: rescan on inotify events, retry while something waits;
  * after a pass that failed for a local reason, not before its backoff.
+ * systemd hears READY=1 once the first pass is done, WATCHDOG=1 from every
+ * round of the loop (when it asks for it) and a STATUS= line when it changes.
  */
 static int run_loop(struct mirror *m)
 {
 	_cleanup_close_ int wfd = -EBADF;
-	uint64_t retry_at = 0;
+	uint64_t retry_at = 0, wd_usec = mfs_notify_watchdog_usec();
 	int r, pending;
 
 	wfd = mirror_watch_open(arg_cfg.incoming);
 	if (wfd < 0)
 		return log_error_errno(wfd, "Failed to watch '%s': %m", arg_cfg.incoming);
 	pending = mirror_pass(m, &stop_requested);
+	notify_status(m, "READY=1\n");
 	while (!stop_requested) {
 		struct pollfd p = { .fd = wfd, .events = POLLIN };
 
+		if (wd_usec)
+			(void)mfs_notify("WATCHDOG=1");
+		notify_status(m, "");
 		if (pending < 0 && !retry_at)
 			retry_at = mfs_mono_ns() + (uint64_t)mirror_retry_ms(m) * 1000000ull;
-		r = poll(&p, 1, wait_ms(pending, retry_at));
+		r = poll(&p, 1, watchdog_ms(wait_ms(pending, retry_at), wd_usec));
 		if (r < 0 && errno != EINTR)
 			return log_error_errno(-errno, "poll failed: %m");
 		if (stop_requested)
@@ -221,6 +249,7 @@ static int run_loop(struct mirror *m)
 		retry_at = 0;
 		pending = mirror_pass(m, &stop_requested);
 	}
+	(void)mfs_notify("STOPPING=1");
 	log_info("stopping");
 	return 0;
 }

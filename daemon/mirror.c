@@ -1088,6 +1088,15 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 	return ret;
 }
 
+void mirror_describe(const struct mirror *m, char *buf, size_t size)
+{
+	const struct mirror_status *st = &m->status;
+
+	snprintf(buf, size, "applied LSN %" PRIu64 ", %u waiting, %u quarantined%s%s%s",
+		 m->st.applied_lsn, st->waiting, st->n_quarantined, m->cfg.hold ? ", holding" : "",
+		 st->last_error ? "; " : "", st->last_error ? st->last_error : "");
+}
+
 unsigned mirror_retry_ms(const struct mirror *m)
 {
 	unsigned ms = RETRY_MIN_MS;

@@ -102,3 +102,6 @@ int mirror_pass(struct mirror *m, volatile const int *stop);
  * last pass did not fail.
  */
 unsigned mirror_retry_ms(const struct mirror *m);
+
+/* One line, how the mirror stands (for the service manager's STATUS=). */
+void mirror_describe(const struct mirror *m, char *buf, size_t size);

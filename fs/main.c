@@ -26,6 +26,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/notify.h"
 
 struct cli {
 	char *data_dir;
@@ -266,6 +267,13 @@ static int run(struct fs *fs, struct fuse_session *se, struct fuse_cmdline_opts 
 		(void)!write(c->notify_fd, &ok, 1);
 		close(c->notify_fd);
 	}
+	/* systemd's Type=notify: mounted, served from here on. Daemonized, this
+	 * is not the process systemd started: it names itself as the main one
+	 * (the unit needs NotifyAccess=all for that) */
+	if (o->foreground)
+		(void)mfs_notify("READY=1");
+	else
+		(void)mfs_notifyf("MAINPID=%ld\nREADY=1", (long)getpid());
 	if (o->singlethread) {
 		r = fuse_session_loop(se);
 	} else {
@@ -278,6 +286,7 @@ static int run(struct fs *fs, struct fuse_session *se, struct fuse_cmdline_opts 
 		r = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
+	(void)mfs_notify("STOPPING=1");
 out_unmount:
 	fs->se = NULL;
 	fuse_session_unmount(se);

@@ -54,6 +54,10 @@ for u in mirrord.service mirrorfs-ship@.service; do
 	grep -q '^ExecStart=/[^ ]*/sbin/' "$f" || fail "$f: ExecStart= not in an sbin folder"
 done
 
+# readiness and watchdog (sd_notify; tests/integration/notify.sh runs them)
+grep -qx 'Type=notify' "$T/units/mirrord.service" || fail "mirrord.service is not Type=notify"
+grep -q '^WatchdogSec=[1-9]' "$T/units/mirrord.service" || fail "mirrord.service has no WatchdogSec="
+
 cd "$T/units"
 
 step "systemd-analyze verify"
