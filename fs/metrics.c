@@ -27,8 +27,8 @@
 
 /* upper bounds of the fsync latency buckets, in ns (+Inf is implied) */
 static const uint64_t bucket_ns[FS_METRICS_BUCKETS] = {
-	100000ull, 500000ull, 1000000ull, 5000000ull, 10000000ull,
-	50000000ull, 100000000ull, 1000000000ull,
+	100000ull,   500000ull,	  1000000ull,	5000000ull,
+	10000000ull, 50000000ull, 100000000ull, 1000000000ull,
 };
 
 void fs_metrics_fsync(struct fs *fs, uint64_t ns)
@@ -69,22 +69,25 @@ static void histogram(FILE *f, struct fs_metrics *m)
 	for (unsigned b = 0; b <= FS_METRICS_BUCKETS; b++) {
 		cum += atomic_load_explicit(&m->fsync_bucket[b], memory_order_relaxed);
 		if (b < FS_METRICS_BUCKETS)
-			fprintf(f, "mirrorfs_journal_fsync_duration_seconds_bucket{le=\"%g\"} %" PRIu64
-				   "\n", (double)bucket_ns[b] / 1e9, cum);
+			fprintf(f,
+				"mirrorfs_journal_fsync_duration_seconds_bucket{le=\"%g\"} %" PRIu64
+				"\n",
+				(double)bucket_ns[b] / 1e9, cum);
 	}
 	/* count is the +Inf bucket: read once, so the family is consistent */
 	count = cum;
 	sum = atomic_load_explicit(&m->fsync_ns, memory_order_relaxed);
-	fprintf(f, "mirrorfs_journal_fsync_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-		   "mirrorfs_journal_fsync_duration_seconds_sum %.9f\n"
-		   "mirrorfs_journal_fsync_duration_seconds_count %" PRIu64 "\n",
+	fprintf(f,
+		"mirrorfs_journal_fsync_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+		"mirrorfs_journal_fsync_duration_seconds_sum %.9f\n"
+		"mirrorfs_journal_fsync_duration_seconds_count %" PRIu64 "\n",
 		count, (double)sum / 1e9, count);
 }
 
 static int metrics_text(struct fs *fs, char **ret, size_t *ret_len)
 {
 	struct fs_metrics *m = &fs->metrics;
-	struct fs_journal_gauges g = { 0 };
+	struct fs_journal_gauges g = {0};
 	char lock[192] = "";
 	FILE *f;
 
