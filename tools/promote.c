@@ -12,6 +12,9 @@
  *    so that `mirrorfs DIR MOUNTPOINT` continues the same data set and LSN
  *    sequence, plus DIR/.mirrorfs/promoted (LSN and time of the promotion),
  *    which a rejoining old primary is checked against.
+ *
+ * With --dry-run: the same checks (mount, locks held by others, the mirror
+ * state), then the plan on stdout; nothing is written, no lock is taken.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +33,7 @@
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/pidlock.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
@@ -216,6 +220,61 @@ static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no
 	return mfs_replace_file(jfd, "promoted", buf, (size_t)n, 0600);
 }
 
+#define PROMOTE_USAGE                                                                        \
+	"usage: mirrorctl promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] " \
+	"[--current FILE]\n"
+
+/* --dry-run: check what promote would check, print what it would do, write nothing. */
+static int promote_plan(const char *data, const char *state, const char *incoming,
+			const char *current)
+{
+	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF;
+	struct mfs_pidlock_holder h;
+	struct mfs_applied a;
+	char who[64], uuid[37] = "(none yet)";
+	int r;
+
+	if (cli_refuse_mount(data))
+		return 1;
+	datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (datafd < 0)
+		return cli_fail("cannot open '%s': %m", data);
+	if (cli_probe_data(data, datafd))
+		return 1;
+	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (statefd < 0)
+		return cli_fail("cannot open '%s': %m", state);
+	if (mfs_pidlock_probe(statefd, MFS_PIDLOCK_STATE, &h) == -EBUSY)
+		return cli_fail("state folder '%s' is in use by %s: stop it first", state,
+				mfs_pidlock_describe(&h, who, sizeof(who)));
+	r = mfs_applied_read(statefd, &a);
+	if (r == -ENOENT) {
+		a = (struct mfs_applied){ 0 };
+		r = 0;
+	}
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot read the mirror state in '%s': %m", state);
+	}
+	if (a.have_data_set)
+		mfs_uuid_format(a.data_set, uuid);
+	printf("dry run: nothing is written\n"
+	       "mirror applied up to LSN %" PRIu64 ", data set %s\n", a.applied_lsn, uuid);
+	if (faccessat(datafd, MFS_SNAPSHOT_STORE, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		printf("would drop the snapshot store '%s/%s'\n", data, MFS_SNAPSHOT_STORE);
+	if (incoming)
+		printf("would apply what waits in '%s' (mirrord --once)\n", incoming);
+	if (current)
+		printf("would integrate the valid records of '%s' after the applied LSN\n", current);
+	printf("would record the promotion in '%s/%s', '%s/.mirrorfs/state' and "
+	       "'%s/.mirrorfs/promoted'; mounted, '%s' would continue at LSN %" PRIu64 "%s\n",
+	       state, MFS_APPLIED_FILE, data, data, data, a.applied_lsn + 1,
+	       incoming || current ? " or later" : "");
+	if (!a.have_data_set && !incoming && !current)
+		return cli_fail("no data set known: nothing was ever applied to '%s'", data);
+	return 0;
+}
+
 int cli_promote(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL, *current = NULL;
@@ -224,26 +283,31 @@ int cli_promote(int argc, char **argv)
 	struct mfs_applied a;
 	uint64_t seg_no = 0, t0 = mfs_mono_ns();
 	char uuid[37];
+	bool dry_run = false;
 	int r;
 
 	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dry-run")) {
+			dry_run = true;
+			continue;
+		}
 		const char **slot = !strcmp(argv[i], "--data")	    ? &data
 				    : !strcmp(argv[i], "--state")    ? &state
 				    : !strcmp(argv[i], "--incoming") ? &incoming
 				    : !strcmp(argv[i], "--current")  ? &current
 								     : NULL;
 		if (!slot || i + 1 >= argc) {
-			fprintf(stderr, "usage: mirrorctl promote --data DIR --state STATEDIR "
-					"[--incoming DIR] [--current FILE]\n");
+			fputs(PROMOTE_USAGE, stderr);
 			return 2;
 		}
 		*slot = argv[++i];
 	}
 	if (!data || !state) {
-		fprintf(stderr, "usage: mirrorctl promote --data DIR --state STATEDIR "
-				"[--incoming DIR] [--current FILE]\n");
+		fputs(PROMOTE_USAGE, stderr);
 		return 2;
 	}
+	if (dry_run)
+		return promote_plan(data, state, incoming, current);
 	if (cli_refuse_mount(data))
 		return 1;
 	datafd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -52,6 +52,29 @@ grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}[+-][0-9]{4} mirrord\[[
 	"$T/derr" || fail "mirrord's stderr has no time and level: $(cat "$T/derr")"
 rm -rf "$T/d1" "$T/derr"
 
+step "promote --dry-run: the plan on stdout, nothing written"
+# fingerprint DIR...: every entry's path, type, size, mode, mtime, and file contents
+fingerprint() {
+	find "$@" -printf '%p %y %s %m %T@\n' | sort
+	find "$@" -type f -exec md5sum {} + | sort
+}
+U=0badc0de-1111-2222-3333-444455556666
+mkdir -p "$T/pin" "$T/pdata"
+printf 'mknod first 0100644\nwrite first 0 @4096:1\nclose\n' | "$MFS_BUILD/daemon/mkseg" "$T/pin" $U 1 >/dev/null
+"$D" --once --incoming "$T/pin" --data "$T/pdata" 2>"$T/perr" || fail "mirrord --once: $(cat "$T/perr")"
+printf 'mknod second 0100644\nclose\n' | "$MFS_BUILD/daemon/mkseg" "$T/pin" $U 3 2 >/dev/null
+fingerprint "$T/pin" "$T/pdata" >"$T/before"
+"$CTL" promote --dry-run --data "$T/pdata" --state "$T/pin/.mirrord" --incoming "$T/pin" \
+	>"$T/plan" 2>"$T/perr" || fail "promote --dry-run exited $?: $(cat "$T/perr")"
+fingerprint "$T/pin" "$T/pdata" >"$T/after"
+diff "$T/before" "$T/after" >&2 || fail "promote --dry-run changed something"
+grep -q "applied up to LSN 2" "$T/plan" && grep -q "would apply what waits in '$T/pin'" "$T/plan" ||
+	fail "promote --dry-run's plan: $(cat "$T/plan")"
+"$CTL" promote --data "$T/pdata" --state "$T/pin/.mirrord" --incoming "$T/pin" >"$T/plan" 2>&1 ||
+	fail "promote after the dry run: $(cat "$T/plan")"
+[ -f "$T/pdata/.mirrorfs/promoted" ] && [ -f "$T/pdata/second" ] || fail "promote did not promote"
+rm -rf "$T/pin" "$T/pdata" "$T/perr" "$T/plan" "$T/before" "$T/after"
+
 step "usage errors exit 2"
 rc=0; "$CTL" snapshot remove /nonexistent x 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "snapshot remove (no such action) exited $rc, not 2"
