@@ -26,7 +26,7 @@ static const struct {
 	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
 	{ "promote", cli_promote, "promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
 	{ "restore", cli_restore, "restore --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
-	{ "rejoin", cli_rejoin, "rejoin --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
+	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
 };
 

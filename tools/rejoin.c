@@ -23,6 +23,9 @@
  * that mirrord then writes in place, so a kept snapshot would silently
  * hold the new primary's later rows (copying each one out instead would
  * cost a full copy of the data per snapshot, unasked).
+ *
+ * With --dry-run: the same checks (no lock taken: the locks are probed),
+ * then the plan on stdout; nothing is written or created.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +44,7 @@
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/pidlock.h"
 #include "mirrorfs/segment.h"
 
 /* LSN -> record CRC of one history over an LSN window [lo, hi]. */
@@ -147,6 +151,32 @@ static int refuse(uint64_t old_last, uint64_t diverge)
 			old_last, diverge);
 }
 
+/* --dry-run: whether someone holds the state folder's lock (1: said so). */
+static int probe_state(const char *state, int statefd)
+{
+	struct mfs_pidlock_holder h;
+	char who[64];
+
+	if (mfs_pidlock_probe(statefd, MFS_PIDLOCK_STATE, &h) == -EBUSY)
+		return cli_fail("state folder '%s' is in use by %s: stop it first", state,
+				mfs_pidlock_describe(&h, who, sizeof(who)));
+	return 0;
+}
+
+/* --dry-run: what rejoin would do, once every check passed. */
+static int rejoin_plan(const char *data, int datafd, const char *state, bool have_state,
+		       const char *incoming, uint64_t lsn)
+{
+	printf("dry run: nothing is written\n");
+	if (faccessat(datafd, MFS_SNAPSHOT_STORE, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		printf("would drop the snapshot store '%s/%s'\n", data, MFS_SNAPSHOT_STORE);
+	if (!have_state)
+		printf("would create the state folder '%s'\n", state);
+	printf("would set the applied LSN in '%s/%s' to %" PRIu64 "; then: mirrord --data %s "
+	       "--state %s --incoming %s\n", state, MFS_APPLIED_FILE, lsn, data, state, incoming);
+	return 0;
+}
+
 int cli_rejoin(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL;
@@ -155,8 +185,16 @@ int cli_rejoin(int argc, char **argv)
 	struct mfs_applied applied;
 	uint8_t uuid[16];
 	uint64_t old_last, first;
+	bool dry_run = false;
 	int r;
 
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--dry-run")) { /* anywhere: the rest are pairs */
+			dry_run = true;
+			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+			argc--;
+			break;
+		}
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--data"))
 			data = argv[i + 1];
@@ -166,7 +204,8 @@ int cli_rejoin(int argc, char **argv)
 			incoming = argv[i + 1];
 	}
 	if (!data || !state || !incoming || argc != 7) {
-		fprintf(stderr, "usage: mirrorctl rejoin --data DIR --state STATEDIR --incoming DIR\n");
+		fprintf(stderr, "usage: mirrorctl rejoin [--dry-run] --data DIR --state STATEDIR "
+				"--incoming DIR\n");
 		return 2;
 	}
 	if (cli_refuse_mount(data))
@@ -175,15 +214,22 @@ int cli_rejoin(int argc, char **argv)
 		return cli_fail("cannot open '%s': %m", data);
 	/* a data folder still mounted (the old primary's mirrorfs alive) or
 	 * applied into by a mirrord is not ours to turn into a mirror */
-	if ((data_lock = cli_lock_data(data, datafd, "mirrorctl rejoin")) < 0)
+	if (dry_run) {
+		if (cli_probe_data(data, datafd))
+			return 1;
+	} else if ((data_lock = cli_lock_data(data, datafd, "mirrorctl rejoin")) < 0) {
 		return 1;
+	}
 	if ((infd = open(incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return cli_fail("cannot open '%s': %m", incoming);
-	if (mkdir(state, 0755) < 0 && errno != EEXIST)
+	if (!dry_run && mkdir(state, 0755) < 0 && errno != EEXIST)
 		return cli_fail("cannot create '%s': %m", state);
-	if ((statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (statefd < 0 && !(dry_run && errno == ENOENT))
 		return cli_fail("cannot open '%s': %m", state);
-	if ((state_lock = cli_lock_state(state, statefd, "mirrorctl rejoin")) < 0)
+	if (dry_run && statefd >= 0 && probe_state(state, statefd))
+		return 1;
+	if (!dry_run && (state_lock = cli_lock_state(state, statefd, "mirrorctl rejoin")) < 0)
 		return 1;
 	r = old_state(datafd, uuid, &old_last);
 	if (r < 0) {
@@ -237,6 +283,8 @@ int cli_rejoin(int argc, char **argv)
 		free(wo.marker);
 		free(wn.marker);
 	}
+	if (dry_run)
+		return rejoin_plan(data, datafd, state, statefd >= 0, incoming, old_last);
 	/* replay writes in place into the inodes the snapshots hard-link */
 	if (cli_drop_snapshots(data, datafd, "a mirror's data folder cannot keep snapshots, "
 				"replay would write into the files they share"))

@@ -12,6 +12,12 @@ D=$MFS_BUILD/daemon/mirrord
 SHIP=$MFS_SRC/tools/mirrorfs-ship
 COMP=$MFS_SRC/tools/mirrorfs.bash-completion
 
+# fingerprint DIR...: every entry's path, type, size, mode, mtime, and file contents
+fingerprint() {
+	find "$@" -printf '%p %y %s %m %T@\n' | sort
+	find "$@" -type f -exec md5sum {} + | sort
+}
+
 step "mirrorctl SUBCOMMAND --help: usage on stdout, exit 0, nothing else done"
 cd "$T"
 for c in rotate status checkpoint lock unlock snapshot dump verify replay promote \
@@ -53,11 +59,6 @@ grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}[+-][0-9]{4} mirrord\[[
 rm -rf "$T/d1" "$T/derr"
 
 step "promote --dry-run: the plan on stdout, nothing written"
-# fingerprint DIR...: every entry's path, type, size, mode, mtime, and file contents
-fingerprint() {
-	find "$@" -printf '%p %y %s %m %T@\n' | sort
-	find "$@" -type f -exec md5sum {} + | sort
-}
 U=0badc0de-1111-2222-3333-444455556666
 mkdir -p "$T/pin" "$T/pdata"
 printf 'mknod first 0100644\nwrite first 0 @4096:1\nclose\n' | "$MFS_BUILD/daemon/mkseg" "$T/pin" $U 1 >/dev/null
@@ -93,6 +94,26 @@ echo x >"$T/mnt/f"
 seg=$("$CTL" rotate "$T/mnt")
 [ -n "$seg" ] && [ -f "$T/data/.mirrorfs/journal/$seg" ] || fail "rotate printed '$seg'"
 mfs_umount "$T/mnt"
+
+step "rejoin --dry-run: the plan on stdout, nothing written or created"
+# the old primary's folder, and the new primary's segments: they continue
+# the same data set right after the old primary's last LSN
+mkdir -p "$T/rin"
+ds=$(sed -n 's/^dataset=//p' "$T/data/.mirrorfs/state")
+last=$(sed -n 's/^last=//p' "$T/data/.mirrorfs/state")
+[ -n "$ds" ] && [ -n "$last" ] || fail "no dataset= or last= in '$T/data/.mirrorfs/state'"
+printf 'mknod after 0100644\nclose\n' | "$MFS_BUILD/daemon/mkseg" "$T/rin" "$ds" $((last + 1)) 9 >/dev/null
+fingerprint "$T/data" "$T/rin" >"$T/before"
+"$CTL" rejoin --dry-run --data "$T/data" --state "$T/rstate" --incoming "$T/rin" >"$T/plan" \
+	2>"$T/err" || fail "rejoin --dry-run exited $?: $(cat "$T/err")"
+fingerprint "$T/data" "$T/rin" >"$T/after"
+diff "$T/before" "$T/after" >&2 || fail "rejoin --dry-run changed something"
+[ ! -e "$T/rstate" ] || fail "rejoin --dry-run created the state folder"
+grep -q "would set the applied LSN in '$T/rstate/applied'" "$T/plan" ||
+	fail "rejoin --dry-run's plan: $(cat "$T/plan")"
+"$CTL" rejoin --data "$T/data" --state "$T/rstate" --incoming "$T/rin" >"$T/plan" 2>&1 ||
+	fail "rejoin after the dry run: $(cat "$T/plan")"
+[ -f "$T/rstate/applied" ] || fail "rejoin wrote no state"
 
 step "bash completion"
 [ -f "$COMP" ] || fail "no bash completion file"
