@@ -56,11 +56,12 @@
 #define CFR_CHUNK (8u << 20) /* copy_file_range step (progress granularity) */
 #define PROGRESS_NS (250000000ull) /* at most 4 updates a second */
 
-static const char usage_text[] = "usage: mirrorctl restore --snapshot PATH [--lsn N] "
+static const char usage_text[] = "usage: mirrorctl restore [--dry-run] --snapshot PATH [--lsn N] "
 				 "[--until LSN|TIME|latest] --segments DIR --to DIR\n";
 
 struct restore {
 	const char *snapshot, *segments, *to;
+	bool dry_run; /* the plan on stdout, nothing written */
 	bool have_lsn;
 	uint64_t lsn; /* the snapshot's */
 	bool have_uuid;
@@ -205,6 +206,10 @@ static int parse_args(int argc, char **argv, struct restore *o)
 	const char *lsn = NULL, *until = NULL;
 
 	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dry-run")) {
+			o->dry_run = true;
+			continue;
+		}
 		const char **slot = !strcmp(argv[i], "--snapshot")   ? &o->snapshot
 				    : !strcmp(argv[i], "--segments") ? &o->segments
 				    : !strcmp(argv[i], "--to")	     ? &o->to
@@ -1038,6 +1043,38 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* --dry-run: what restore would copy and replay, once every check passed. */
+static int restore_plan(const struct restore *o, int snapfd, const struct cli_segfile *segs,
+			size_t n)
+{
+	uint64_t lo = 0, hi = 0, bytes = 0;
+	size_t k = 0;
+	char until[64] = "the end of the segments";
+
+	for (size_t i = 0; i < n; i++) {
+		if (segs[i].last <= o->lsn || segs[i].first > o->until_lsn)
+			continue;
+		lo = k++ ? lo : segs[i].first;
+		hi = segs[i].last;
+		bytes += segs[i].size;
+	}
+	if (o->until_lsn != UINT64_MAX)
+		snprintf(until, sizeof(until), "LSN %" PRIu64, o->until_lsn);
+	else if (o->until_ns != UINT64_MAX)
+		iso_time(o->until_ns, until, sizeof(until));
+	printf("dry run: nothing is written\n"
+	       "would copy the snapshot '%s' (LSN %" PRIu64 ", %" PRIu64 " bytes) to '%s'\n",
+	       o->snapshot, o->lsn, count_bytes(snapfd, true), o->to);
+	if (k)
+		printf("would replay %zu segments of '%s' (LSN %" PRIu64 "..%" PRIu64 ", %" PRIu64
+		       " bytes) after LSN %" PRIu64 ", up to %s\n",
+		       k, o->segments, lo, hi, bytes, o->lsn, until);
+	else
+		printf("would replay nothing: no segment of '%s' goes past LSN %" PRIu64 "\n",
+		       o->segments, o->lsn);
+	return 0;
+}
+
 int cli_restore(int argc, char **argv)
 {
 	struct restore o = {.until_lsn = UINT64_MAX, .until_ns = UINT64_MAX};
@@ -1072,6 +1109,11 @@ int cli_restore(int argc, char **argv)
 		return 1;
 	if (cli_probe_data_tree(o.to)) /* inside a data folder some program writes */
 		goto out_segs;
+	if (o.dry_run) {
+		r = restore_plan(&o, snapfd, segs, nsegs);
+		cli_segfiles_free(segs, nsegs);
+		return r;
+	}
 	rootfd = open_target(o.to);
 	if (rootfd < 0)
 		goto out_segs;

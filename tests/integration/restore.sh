@@ -127,6 +127,17 @@ Dseg=$(rotate)
 L3=$(lsn_last "$Dseg")
 [ "$(lsn_first "$B")" = $((N + 1)) ] || fail "segments do not follow each other"
 
+step "--dry-run: the plan on stdout, nothing written (the target not created)"
+find "$SNAP" "$J" -printf '%p %y %s %m %T@\n' | sort >"$T/dry-before"
+"$CTL" restore --dry-run --snapshot "$SNAP" --segments "$J" --to "$T/out-dry" >"$T/dry.out" \
+	2>"$T/dry.err" || fail "restore --dry-run exited $?: $(cat "$T/dry.err")"
+find "$SNAP" "$J" -printf '%p %y %s %m %T@\n' | sort >"$T/dry-after"
+diff "$T/dry-before" "$T/dry-after" >&2 || fail "restore --dry-run changed the snapshot or segments"
+[ ! -e "$T/out-dry" ] || fail "restore --dry-run created the target"
+grep -q "would copy the snapshot '$SNAP' (LSN $N," "$T/dry.out" &&
+	grep -q "would replay [1-9][0-9]* segments .*\.\.$L3,.* up to the end" "$T/dry.out" ||
+	fail "restore --dry-run's plan: $(cat "$T/dry.out")"
+
 step "(a) restore to the end = replay of every segment from empty = the mount"
 restore_ok "$T/out-all" --snapshot "$SNAP" --segments "$J"
 summary_is "$L3" "$N"
