@@ -156,7 +156,8 @@ static int open_dir(const char *what, const char *path, bool create)
 				       path);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return log_error_errno(-errno, "Failed to open the --%s folder '%s': %m", what, path);
+		return log_error_errno(-errno, "Failed to open the --%s folder '%s': %m", what,
+				       path);
 	return fd;
 }
 

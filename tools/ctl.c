@@ -123,7 +123,8 @@ int cli_rotate(int argc, char **argv)
 
 int cli_checkpoint(int argc, char **argv)
 {
-	return need_mount(argc, argv, "checkpoint MOUNTPOINT") ?: ctl_simple(argv[1], "checkpoint", NULL);
+	return need_mount(argc, argv, "checkpoint MOUNTPOINT")
+		       ?: ctl_simple(argv[1], "checkpoint", NULL);
 }
 
 int cli_unlock(int argc, char **argv)

@@ -220,8 +220,8 @@ static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no
 	return mfs_replace_file(jfd, "promoted", buf, (size_t)n, 0600);
 }
 
-#define PROMOTE_USAGE                                                                        \
-	"usage: mirrorctl promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] " \
+#define PROMOTE_USAGE                                                                              \
+	"usage: mirrorctl promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] "       \
 	"[--current FILE]\n"
 
 /* --dry-run: check what promote would check, print what it would do, write nothing. */

@@ -120,6 +120,8 @@ step "bash completion"
 bash -n "$COMP"
 got=$(bash -c '. "$1"; COMP_WORDS=(mirrorctl pro); COMP_CWORD=1; _mirrorctl; echo "${COMPREPLY[@]}"' _ "$COMP")
 [ "$got" = promote ] || fail "completion of 'mirrorctl pro' gave '$got'"
+got=$(bash -c '. "$1"; COMP_WORDS=(mirrorctl rejoin --dr); COMP_CWORD=2; _mirrorctl; echo "${COMPREPLY[@]}"' _ "$COMP")
+[ "$got" = --dry-run ] || fail "completion of 'mirrorctl rejoin --dr' gave '$got'"
 got=$(bash -c '. "$1"; COMP_WORDS=(mirrorctl restore --seg); COMP_CWORD=2; _mirrorctl; echo "${COMPREPLY[@]}"' _ "$COMP")
 [ "$got" = --segments ] || fail "completion of 'mirrorctl restore --seg' gave '$got'"
 got=$(bash -c '. "$1"; COMP_WORDS=(mirrord --na); COMP_CWORD=1; _mirrord; echo "${COMPREPLY[@]}"' _ "$COMP")

@@ -57,10 +57,11 @@ static void test_stamps(void)
 	regex_t re;
 
 	capture(true, false, buf, sizeof(buf));
-	CU_ASSERT_FATAL(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-				     "\\.[0-9]{3}[+-][0-9]{4} mirrord\\[[0-9]+\\] warning: "
-				     "Failed to open '/x'\n$",
-			    REG_EXTENDED) == 0);
+	CU_ASSERT_FATAL(regcomp(&re,
+				"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+				"\\.[0-9]{3}[+-][0-9]{4} mirrord\\[[0-9]+\\] warning: "
+				"Failed to open '/x'\n$",
+				REG_EXTENDED) == 0);
 	CU_ASSERT_EQUAL(regexec(&re, buf, 0, NULL, 0), 0);
 	if (regexec(&re, buf, 0, NULL, 0))
 		fprintf(stderr, "got: %s", buf);
@@ -106,11 +107,8 @@ static void test_repeat(void)
 }
 
 static CU_TestInfo tests[] = {
-	{"stamps", test_stamps},
-	{"journal", test_journal},
-	{"plain", test_plain},
-	{"repeat", test_repeat},
-	CU_TEST_INFO_NULL,
+	{"stamps", test_stamps}, {"journal", test_journal}, {"plain", test_plain},
+	{"repeat", test_repeat}, CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_log[] = {
