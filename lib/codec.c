@@ -230,6 +230,12 @@ size_t mfs_rec_head_size(const struct mfs_rec *rec)
 
 int mfs_rec_encode(const struct mfs_rec *rec, void *buf, size_t cap, size_t *ret_head)
 {
+	return mfs_rec_encode_ext(rec, 0, buf, cap, ret_head);
+}
+
+int mfs_rec_encode_ext(const struct mfs_rec *rec, uint32_t tag_len, void *buf, size_t cap,
+		       size_t *ret_head)
+{
 	uint8_t *b = buf;
 	struct wcur c = { b + MFS_REC_HEADER_SIZE, b + cap, false };
 	size_t head, total;
@@ -243,12 +249,12 @@ int mfs_rec_encode(const struct mfs_rec *rec, void *buf, size_t cap, size_t *ret
 	if (c.overflow)
 		return -ENOBUFS;
 	head = (size_t)(c.p - b);
-	total = head + (has_blob(rec->type) ? rec->data_len : 0);
+	total = head + (has_blob(rec->type) ? rec->data_len : 0) + tag_len;
 	if (total > MFS_REC_MAX)
 		return -EINVAL;
 	mfs_put_le32(b, (uint32_t)total);
 	mfs_put_le16(b + 4, (uint16_t)rec->type);
-	mfs_put_le16(b + 6, 0);
+	mfs_put_le16(b + 6, tag_len ? MFS_REC_F_TAG : 0);
 	mfs_put_le64(b + 8, rec->lsn);
 	mfs_put_le64(b + 16, rec->time_ns);
 	mfs_put_le32(b + 24, 0);
@@ -406,12 +412,18 @@ int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret)
 
 int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_t *seg_crc)
 {
+	return mfs_rec_decode_ext(buf, len, 0, ret, seg_crc);
+}
+
+int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
+		       uint32_t *seg_crc)
+{
 	const uint8_t *b = buf;
 	struct rcur c;
 	uint32_t crc, sc = 0;
 	int e;
 
-	if (len < MFS_REC_HEADER_SIZE || len > MFS_REC_MAX || mfs_get_le32(b) != len)
+	if (len < MFS_REC_HEADER_SIZE + tag_len || len > MFS_REC_MAX || mfs_get_le32(b) != len)
 		return -EBADMSG;
 	crc = mfs_crc32c(0, b, 28);
 	if (seg_crc) { /* both CRCs in one pass over the bulk */
@@ -422,7 +434,8 @@ int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_
 	}
 	if (crc != mfs_get_le32(b + 28))
 		return -EBADMSG;
-	if (!mfs_rec_type_is_valid(mfs_get_le16(b + 4)) || mfs_get_le16(b + 6) != 0 ||
+	if (!mfs_rec_type_is_valid(mfs_get_le16(b + 4)) ||
+	    mfs_get_le16(b + 6) != (tag_len ? MFS_REC_F_TAG : 0) ||
 	    mfs_get_le32(b + 24) != 0)
 		return -EBADMSG;
 	ret->type = (enum mfs_rec_type)mfs_get_le16(b + 4);
@@ -431,7 +444,7 @@ int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_
 	ret->path[0] = ret->path2[0] = 0;
 	memset(&ret->offset, 0, sizeof(*ret) - offsetof(struct mfs_rec, offset));
 	c.p = b + MFS_REC_HEADER_SIZE;
-	c.end = b + len;
+	c.end = b + len - tag_len;
 	e = decode_payload(&c, ret);
 	if (e == 0 && seg_crc)
 		*seg_crc = sc;

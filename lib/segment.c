@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
@@ -65,6 +66,13 @@ struct mfs_segw {
 	bool pending;         /* protected by sync_lock: MFS_SEGW_LAZY, not established yet */
 	uint64_t syncs, sync_requests;
 	_Atomic uint64_t wb_off; /* mfs_segw_writeback() submitted up to here */
+
+	/* format 2, authenticated: set at creation, then protected by lock */
+	bool auth;
+	struct mfs_auth_key key;
+	uint8_t prev_tag[MFS_TAG_SIZE];   /* the header's: chain value before the segment */
+	uint8_t chain[MFS_TAG_SIZE];      /* the last record's tag, or the header's seed */
+	uint8_t last_chain[MFS_TAG_SIZE]; /* chain before the last record (unappend) */
 };
 
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1])
@@ -136,20 +144,26 @@ struct mfs_segw *mfs_segw_free(struct mfs_segw *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->sync_lock);
 	pthread_cond_destroy(&w->sync_cond);
+	explicit_bzero(&w->key, sizeof(w->key));
 	free(w);
 	return NULL;
 }
 
-static void header_encode(const uint8_t uuid[16], uint64_t seg_no, uint64_t first_lsn,
-			  uint64_t created_ns, uint8_t out[MFS_SEG_HEADER_SIZE])
+static void header_encode(const struct mfs_segw *w, uint64_t created_ns,
+			  uint8_t out[MFS_SEG_HEADER_SIZE])
 {
 	memset(out, 0, MFS_SEG_HEADER_SIZE);
 	memcpy(out, MFS_SEG_MAGIC, MFS_SEG_MAGIC_LEN);
-	mfs_put_le32(out + 8, MFS_FORMAT_VERSION);
+	mfs_put_le32(out + 8, w->auth ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION);
+	if (w->auth) {
+		mfs_put_le32(out + 56, MFS_SEG_F_AUTH);
+		memcpy(out + 64, w->key.id, MFS_AUTH_KEY_ID_SIZE);
+		memcpy(out + 72, w->prev_tag, MFS_TAG_SIZE);
+	}
 	mfs_put_le32(out + 12, MFS_SEG_HEADER_SIZE);
-	memcpy(out + 16, uuid, 16);
-	mfs_put_le64(out + 32, seg_no);
-	mfs_put_le64(out + 40, first_lsn);
+	memcpy(out + 16, w->uuid, 16);
+	mfs_put_le64(out + 32, w->seg_no);
+	mfs_put_le64(out + 40, w->first_lsn);
 	mfs_put_le64(out + 48, created_ns);
 	mfs_put_le32(out + 124, mfs_crc32c(0, out, 124));
 }
@@ -183,6 +197,13 @@ int mfs_segw_create(int dirfd, const char *name, const uint8_t uuid[16], uint64_
 int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
 			  uint64_t first_lsn, unsigned flags, struct mfs_segw **ret)
 {
+	return mfs_segw_create_opts(dirfd, name, uuid, seg_no, first_lsn, flags, NULL, ret);
+}
+
+int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
+			 uint64_t first_lsn, unsigned flags, const struct mfs_segw_opts *opts,
+			 struct mfs_segw **ret)
+{
 	uint8_t hdr[MFS_SEG_HEADER_SIZE];
 	struct mfs_segw *w;
 	int r;
@@ -201,7 +222,14 @@ int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], u
 	memcpy(w->uuid, uuid, 16);
 	w->seg_no = seg_no;
 	w->first_lsn = w->next_lsn = first_lsn;
-	header_encode(uuid, seg_no, first_lsn, mfs_now_ns(), hdr);
+	if (opts && opts->key) {
+		w->auth = true;
+		w->key = *opts->key;
+		memcpy(w->prev_tag, opts->prev_tag, MFS_TAG_SIZE);
+	}
+	header_encode(w, mfs_now_ns(), hdr);
+	if (w->auth)
+		mfs_auth_seed(&w->key, hdr, w->chain);
 	r = reserve_locked(w, MFS_SEG_HEADER_SIZE);
 	if (r == 0)
 		r = mfs_pwrite_all(w->fd, hdr, sizeof(hdr), 0);
@@ -229,6 +257,36 @@ out_free:
 int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct mfs_segw **ret,
 		    uint64_t *ret_cut)
 {
+	return mfs_segw_reopen_keys(dirfd, name, uuid, NULL, ret, ret_cut);
+}
+
+/* The chain of reopened segment @w (authenticated) from its header and @info. */
+static int reopen_chain(struct mfs_segw *w, const struct mfs_seg_info *info,
+			const struct mfs_keyring *keys)
+{
+	uint8_t hdr[MFS_SEG_HEADER_SIZE];
+	const struct mfs_auth_key *k = mfs_keyring_find(keys, info->key_id);
+	ssize_t n;
+
+	if (!k)
+		return -ENOKEY;
+	n = mfs_pread_all(w->fd, hdr, sizeof(hdr), 0);
+	if (n != (ssize_t)sizeof(hdr))
+		return n < 0 ? (int)n : -EIO;
+	w->auth = true;
+	w->key = *k;
+	memcpy(w->prev_tag, info->prev_tag, MFS_TAG_SIZE);
+	if (info->records)
+		memcpy(w->chain, info->last_tag, MFS_TAG_SIZE);
+	else
+		mfs_auth_seed(k, hdr, w->chain);
+	return 0;
+}
+
+int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
+			 const struct mfs_keyring *keys, struct mfs_segw **ret, uint64_t *ret_cut)
+{
+	struct mfs_segr_opts o = { .expect_uuid = uuid, .keys = keys };
 	struct mfs_seg_info info;
 	struct mfs_segw *w;
 	int r;
@@ -241,12 +299,21 @@ int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct 
 		r = -errno;
 		goto out_free;
 	}
-	r = mfs_seg_scan_fd(w->fd, uuid, NULL, NULL, &info);
+	r = mfs_seg_scan_fd_opts(w->fd, &o, NULL, NULL, &info);
 	if (r < 0)
 		goto out_free;
 	if (info.verdict == MFS_SEG_OK) {
 		r = -EALREADY;
 		goto out_free;
+	}
+	if (info.verdict == MFS_SEG_UNAUTH) {
+		r = info.auth_fail == MFS_AUTH_UNKNOWN_KEY ? -ENOKEY : -EBADMSG;
+		goto out_free;
+	}
+	if (info.seg_flags & MFS_SEG_F_AUTH) {
+		r = reopen_chain(w, &info, keys);
+		if (r < 0)
+			goto out_free;
 	}
 	if ((info.verdict != MFS_SEG_TORN && info.verdict != MFS_SEG_CORRUPT) ||
 	    !info.header_valid) {
@@ -293,6 +360,21 @@ static bool rec_has_blob(enum mfs_rec_type t)
 	return t == MFS_REC_WRITE || t == MFS_REC_SETXATTR;
 }
 
+/*
+ * Tag the record encoded in head[0..head_len) (+ @data) after w->chain,
+ * and fold the tag into the header's CRC. Called with w->lock held.
+ */
+static void tag_record(struct mfs_segw *w, uint8_t *head, size_t head_len, const void *data,
+		       size_t data_len, uint8_t tag[MFS_TAG_SIZE])
+{
+	struct mfs_auth_piece pc[2] = { { head + MFS_REC_HEADER_SIZE,
+					  head_len - MFS_REC_HEADER_SIZE },
+					{ data, data ? data_len : 0 } };
+
+	mfs_auth_tag(&w->key, w->chain, head, pc, 2, tag);
+	mfs_put_le32(head + 28, mfs_crc32c(mfs_get_le32(head + 28), tag, MFS_TAG_SIZE));
+}
+
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
 	return mfs_segw_append_publish(w, rec, ret_lsn, NULL);
@@ -301,8 +383,8 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
 			    _Atomic uint64_t *publish)
 {
-	uint8_t head[HEAD_MAX];
-	struct iovec iov[2];
+	uint8_t head[HEAD_MAX], tag[MFS_TAG_SIZE];
+	struct iovec iov[3];
 	size_t head_len, total;
 	int cnt = 1, r;
 
@@ -318,7 +400,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		atomic_store(publish, rec->lsn);
 	if (!rec->time_ns)
 		rec->time_ns = mfs_now_ns();
-	r = mfs_rec_encode(rec, head, sizeof(head), &head_len);
+	r = mfs_rec_encode_ext(rec, w->auth ? MFS_TAG_SIZE : 0, head, sizeof(head), &head_len);
 	if (r < 0)
 		goto out_unlock;
 	iov[0] = (struct iovec){ head, head_len };
@@ -326,6 +408,11 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	if (rec_has_blob(rec->type) && rec->data_len) {
 		iov[cnt++] = (struct iovec){ (void *)rec->data, rec->data_len };
 		total += rec->data_len;
+	}
+	if (w->auth) {
+		tag_record(w, head, head_len, cnt > 1 ? rec->data : NULL, rec->data_len, tag);
+		iov[cnt++] = (struct iovec){ tag, MFS_TAG_SIZE };
+		total += MFS_TAG_SIZE;
 	}
 	r = reserve_locked(w, total);
 	if (r < 0)
@@ -343,9 +430,12 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	}
 	w->last_off = w->size;
 	w->last_crc = w->seg_crc;
-	w->seg_crc = mfs_crc32c(w->seg_crc, head, head_len);
-	if (cnt > 1)
-		w->seg_crc = mfs_crc32c(w->seg_crc, rec->data, rec->data_len);
+	for (int i = 0; i < cnt; i++)
+		w->seg_crc = mfs_crc32c(w->seg_crc, iov[i].iov_base, iov[i].iov_len);
+	if (w->auth) {
+		memcpy(w->last_chain, w->chain, MFS_TAG_SIZE);
+		memcpy(w->chain, tag, MFS_TAG_SIZE);
+	}
 	w->size += total;
 	w->records++;
 	w->next_lsn++;
@@ -384,6 +474,8 @@ int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn)
 	} else {
 		w->size = w->last_off;
 		w->seg_crc = w->last_crc;
+		if (w->auth)
+			memcpy(w->chain, w->last_chain, MFS_TAG_SIZE);
 		w->last_off = 0; /* only one step back */
 		w->records--;
 		w->next_lsn--;
@@ -472,7 +564,7 @@ uint64_t mfs_segw_writeback(struct mfs_segw *w)
 static int write_trailer_locked(struct mfs_segw *w)
 {
 	struct mfs_rec *t;
-	uint8_t head[MFS_REC_HEADER_SIZE + sizeof(struct mfs_seg_trailer)];
+	uint8_t head[MFS_REC_HEADER_SIZE + sizeof(struct mfs_seg_trailer) + MFS_TAG_SIZE];
 	size_t head_len;
 	int r;
 
@@ -485,10 +577,14 @@ static int write_trailer_locked(struct mfs_segw *w)
 	t->trailer.last_lsn = w->next_lsn - 1;
 	t->trailer.rec_count = w->records;
 	t->trailer.seg_crc = w->seg_crc;
-	r = mfs_rec_encode(t, head, sizeof(head), &head_len);
+	r = mfs_rec_encode_ext(t, w->auth ? MFS_TAG_SIZE : 0, head, sizeof(head), &head_len);
 	free(t);
 	if (r < 0)
 		return r;
+	if (w->auth) { /* tagged after the chain, which it does not move */
+		tag_record(w, head, head_len, NULL, 0, head + head_len);
+		head_len += MFS_TAG_SIZE;
+	}
 	r = mfs_pwrite_all(w->fd, head, head_len, w->size);
 	if (r < 0)
 		return r;
@@ -556,6 +652,23 @@ int mfs_segw_fd(struct mfs_segw *w)
 	return w->fd;
 }
 
+void mfs_segw_chain(struct mfs_segw *w, uint8_t ret[MFS_TAG_SIZE])
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->auth)
+		memset(ret, 0, MFS_TAG_SIZE);
+	else if (w->records)
+		memcpy(ret, w->chain, MFS_TAG_SIZE);
+	else
+		memcpy(ret, w->prev_tag, MFS_TAG_SIZE);
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool mfs_segw_is_auth(struct mfs_segw *w)
+{
+	return w->auth;
+}
+
 /* ================================================================ reader */
 
 #define WINDOW (4u << 20)
@@ -571,6 +684,10 @@ struct mfs_segr {
 	uint64_t next_lsn;
 	bool have_expect, done;
 	uint8_t expect[16];
+	const struct mfs_keyring *keys; /* non-empty: tags required and checked */
+	const struct mfs_auth_key *key; /* the segment's key, when checked */
+	uint32_t tag_len;               /* MFS_TAG_SIZE in a tagged segment */
+	uint8_t chain[MFS_TAG_SIZE];    /* last valid record's tag, or the seed */
 	struct mfs_seg_info info;
 };
 
@@ -619,6 +736,79 @@ static void finish(struct mfs_segr *r, enum mfs_seg_verdict v, uint64_t bad_offs
 	r->done = true;
 }
 
+/* Version 1: bytes 56..123 are reserved. Returns the first non-zero one, or -1. */
+static int header_v1_extra(const uint8_t *h)
+{
+	for (int i = 56; i < 124; i++)
+		if (h[i])
+			return i;
+	return -1;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/*
+ * Version 2: flags, key id, previous tag. Returns the offset of a bad
+ * field, or -1 when the header is well-formed (fields copied to r->info).
+ */
+static int header_v2_extra(struct mfs_segr *r, const uint8_t *h)
+{
+	uint32_t flags = mfs_get_le32(h + 56);
+
+	if (flags & ~MFS_SEG_F_KNOWN)
+		return 56;
+	if (!all_zero(h + 60, 4))
+		return 60;
+	if (!all_zero(h + 104, 20))
+		return 104;
+	if (!(flags & MFS_SEG_F_AUTH) && !all_zero(h + 64, 8 + MFS_TAG_SIZE))
+		return 64;
+	r->info.seg_flags = flags;
+	memcpy(r->info.key_id, h + 64, MFS_AUTH_KEY_ID_SIZE);
+	memcpy(r->info.prev_tag, h + 72, MFS_TAG_SIZE);
+	memcpy(r->info.last_tag, h + 72, MFS_TAG_SIZE);
+	r->tag_len = (flags & MFS_SEG_F_AUTH) ? MFS_TAG_SIZE : 0;
+	return -1;
+}
+
+static void finish_unauth(struct mfs_segr *r, enum mfs_auth_fail why, uint64_t off, uint64_t lsn)
+{
+	r->info.auth_fail = why;
+	r->info.auth_lsn = lsn;
+	finish(r, MFS_SEG_UNAUTH, off);
+}
+
+/* A reader with keys: the segment must be tagged with one of them. */
+static void header_auth(struct mfs_segr *r, const uint8_t *h)
+{
+	if (!(r->info.seg_flags & MFS_SEG_F_AUTH)) {
+		finish_unauth(r, MFS_AUTH_NO_TAGS, 0, r->info.first_lsn);
+		return;
+	}
+	r->key = mfs_keyring_find(r->keys, r->info.key_id);
+	if (!r->key) {
+		finish_unauth(r, MFS_AUTH_UNKNOWN_KEY, 64, r->info.first_lsn);
+		return;
+	}
+	mfs_auth_seed(r->key, h, r->chain);
+}
+
+/* Check the tag of the record p[0..len) (decoded: @lsn). */
+static bool segr_tag_ok(struct mfs_segr *r, const uint8_t *p, uint64_t len, uint8_t tag[])
+{
+	struct mfs_auth_piece pc = { p + MFS_REC_HEADER_SIZE,
+				     (size_t)len - MFS_REC_HEADER_SIZE - MFS_TAG_SIZE };
+
+	mfs_auth_tag(r->key, r->chain, p, &pc, 1, tag);
+	return mfs_auth_tag_equal(tag, p + len - MFS_TAG_SIZE);
+}
+
 /* Check the header; sets the verdict and done when it is not a usable one. */
 static int segr_header(struct mfs_segr *r)
 {
@@ -640,7 +830,7 @@ static int segr_header(struct mfs_segr *r)
 	}
 	if (have >= 12) {
 		r->info.version = mfs_get_le32(h + 8);
-		if (r->info.version != MFS_FORMAT_VERSION) {
+		if (r->info.version != MFS_FORMAT_VERSION && r->info.version != MFS_FORMAT_VERSION_2) {
 			finish(r, MFS_SEG_BAD_VERSION, 8);
 			return 0;
 		}
@@ -654,11 +844,11 @@ static int segr_header(struct mfs_segr *r)
 		finish(r, MFS_SEG_CORRUPT, 0);
 		return 0;
 	}
-	for (int i = 56; i < 124; i++)
-		if (h[i]) {
-			finish(r, MFS_SEG_CORRUPT, (uint64_t)i);
-			return 0;
-		}
+	ret = r->info.version == MFS_FORMAT_VERSION ? header_v1_extra(h) : header_v2_extra(r, h);
+	if (ret >= 0) {
+		finish(r, MFS_SEG_CORRUPT, (uint64_t)ret);
+		return 0;
+	}
 	memcpy(r->info.uuid, h + 16, 16);
 	r->info.seg_no = mfs_get_le64(h + 32);
 	r->info.first_lsn = mfs_get_le64(h + 40);
@@ -671,17 +861,21 @@ static int segr_header(struct mfs_segr *r)
 	r->info.crc_valid_end = r->crc;
 	if (r->have_expect && memcmp(r->expect, r->info.uuid, 16) != 0)
 		finish(r, MFS_SEG_FOREIGN, 16);
+	else if (r->keys && r->keys->n)
+		header_auth(r, h);
 	return 0;
 }
 
-static int segr_open(struct mfs_segr *r, const uint8_t *expect_uuid, struct mfs_segr **ret)
+static int segr_open(struct mfs_segr *r, const struct mfs_segr_opts *o, struct mfs_segr **ret)
 {
 	int e;
 
-	if (expect_uuid) {
+	if (o && o->expect_uuid) {
 		r->have_expect = true;
-		memcpy(r->expect, expect_uuid, 16);
+		memcpy(r->expect, o->expect_uuid, 16);
 	}
+	if (o)
+		r->keys = o->keys;
 	e = segr_header(r);
 	if (e < 0) {
 		mfs_segr_free(r);
@@ -692,6 +886,13 @@ static int segr_open(struct mfs_segr *r, const uint8_t *expect_uuid, struct mfs_
 }
 
 int mfs_segr_open_fd(int fd, const uint8_t *expect_uuid, struct mfs_segr **ret)
+{
+	struct mfs_segr_opts o = { .expect_uuid = expect_uuid };
+
+	return mfs_segr_open_fd_opts(fd, &o, ret);
+}
+
+int mfs_segr_open_fd_opts(int fd, const struct mfs_segr_opts *o, struct mfs_segr **ret)
 {
 	struct mfs_segr *r;
 	struct stat st;
@@ -705,11 +906,19 @@ int mfs_segr_open_fd(int fd, const uint8_t *expect_uuid, struct mfs_segr **ret)
 		return -ENOMEM;
 	r->fd = fd;
 	r->info.file_size = (uint64_t)st.st_size;
-	return segr_open(r, expect_uuid, ret);
+	return segr_open(r, o, ret);
 }
 
 int mfs_segr_open_buf(const void *buf, size_t len, const uint8_t *expect_uuid,
 		      struct mfs_segr **ret)
+{
+	struct mfs_segr_opts o = { .expect_uuid = expect_uuid };
+
+	return mfs_segr_open_buf_opts(buf, len, &o, ret);
+}
+
+int mfs_segr_open_buf_opts(const void *buf, size_t len, const struct mfs_segr_opts *o,
+			   struct mfs_segr **ret)
 {
 	static const uint8_t empty[1];
 	struct mfs_segr *r = calloc(1, sizeof(*r));
@@ -719,7 +928,7 @@ int mfs_segr_open_buf(const void *buf, size_t len, const uint8_t *expect_uuid,
 	r->fd = -EBADF;
 	r->buf = len ? buf : empty;
 	r->info.file_size = len;
-	return segr_open(r, expect_uuid, ret);
+	return segr_open(r, o, ret);
 }
 
 struct mfs_segr *mfs_segr_free(struct mfs_segr *r)
@@ -743,15 +952,18 @@ static int segr_check_trailer(struct mfs_segr *r, const struct mfs_rec *rec, uin
 
 	if (rec->lsn != r->next_lsn - 1 || t->last_lsn != r->next_lsn - 1 ||
 	    t->rec_count != r->info.records || t->seg_crc != r->crc ||
-	    r->off + len != r->info.file_size)
+	    r->off + len != r->info.file_size) {
 		finish(r, MFS_SEG_CORRUPT, r->off);
-	else
+	} else {
+		r->info.authenticated = r->key != NULL;
 		finish(r, MFS_SEG_OK, 0);
+	}
 	return 0;
 }
 
 int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 {
+	uint8_t tag[MFS_TAG_SIZE];
 	uint64_t remain, len;
 	const uint8_t *p;
 	uint32_t crc;
@@ -784,10 +996,14 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (e < 0)
 		return e;
 	crc = r->crc;
-	if (mfs_rec_decode_seg(p, (size_t)len, rec, &crc) < 0) {
+	if (mfs_rec_decode_ext(p, (size_t)len, r->tag_len, rec, &crc) < 0) {
 		/* the last record of the file may be half-written: torn, not corrupt */
 		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT,
 		       r->off);
+		return 0;
+	}
+	if (r->key && !segr_tag_ok(r, p, len, tag)) {
+		finish_unauth(r, MFS_AUTH_BAD_TAG, r->off, rec->lsn);
 		return 0;
 	}
 	if (rec->type == MFS_REC_SEG_CLOSED)
@@ -795,6 +1011,10 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (rec->lsn != r->next_lsn) {
 		finish(r, MFS_SEG_CORRUPT, r->off);
 		return 0;
+	}
+	if (r->tag_len) { /* checked or not, the chain value a segment hands on */
+		memcpy(r->chain, p + len - MFS_TAG_SIZE, MFS_TAG_SIZE);
+		memcpy(r->info.last_tag, r->chain, MFS_TAG_SIZE);
 	}
 	r->crc = crc; /* the trailer is not part of the segment CRC */
 	r->off += len;
@@ -810,6 +1030,15 @@ int mfs_seg_scan_fd(int fd, const uint8_t *expect_uuid,
 		    int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
 		    struct mfs_seg_info *ret)
 {
+	struct mfs_segr_opts o = { .expect_uuid = expect_uuid };
+
+	return mfs_seg_scan_fd_opts(fd, &o, cb, arg, ret);
+}
+
+int mfs_seg_scan_fd_opts(int fd, const struct mfs_segr_opts *o,
+			 int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
+			 struct mfs_seg_info *ret)
+{
 	struct mfs_segr *r;
 	struct mfs_rec *rec;
 	int e;
@@ -817,7 +1046,7 @@ int mfs_seg_scan_fd(int fd, const uint8_t *expect_uuid,
 	rec = malloc(sizeof(*rec));
 	if (!rec)
 		return -ENOMEM;
-	e = mfs_segr_open_fd(fd, expect_uuid, &r);
+	e = mfs_segr_open_fd_opts(fd, o, &r);
 	if (e < 0) {
 		free(rec);
 		return e;
@@ -848,10 +1077,36 @@ const char *mfs_seg_verdict_name(enum mfs_seg_verdict v)
 		return "foreign";
 	case MFS_SEG_BAD_VERSION:
 		return "unknown-version";
+	case MFS_SEG_UNAUTH:
+		return "unauthenticated";
 	case MFS_SEG_NOT_SEGMENT:
 		return "not-a-segment";
 	}
 	return "?";
+}
+
+static void unauth_format(const struct mfs_seg_info *i, char *out, size_t cap)
+{
+	char id[17];
+
+	switch (i->auth_fail) {
+	case MFS_AUTH_NO_TAGS:
+		snprintf(out, cap, "not authenticated: format %" PRIu32 " segment without tags "
+			 "(from LSN %" PRIu64 "), and this reader requires a key", i->version,
+			 i->first_lsn);
+		break;
+	case MFS_AUTH_UNKNOWN_KEY:
+		mfs_auth_id_format(i->key_id, id);
+		snprintf(out, cap, "not authenticated: tagged with key id %s, not one of this "
+			 "reader's keys (from LSN %" PRIu64 ")", id, i->first_lsn);
+		break;
+	default:
+		snprintf(out, cap, "not authenticated: the tag of record LSN %" PRIu64 " at byte %"
+			 PRIu64 " does not verify (forged, altered, or tagged with another key; "
+			 "last authenticated LSN %" PRIu64 ")", i->auth_lsn, i->bad_offset,
+			 i->last_lsn);
+		break;
+	}
 }
 
 void mfs_seg_verdict_format(const struct mfs_seg_info *i, char *out, size_t cap)
@@ -877,8 +1132,11 @@ void mfs_seg_verdict_format(const struct mfs_seg_info *i, char *out, size_t cap)
 		snprintf(out, cap, "foreign data set %s", uuid);
 		break;
 	case MFS_SEG_BAD_VERSION:
-		snprintf(out, cap, "unknown format version %" PRIu32 " (this reader knows %u)",
-			 i->version, MFS_FORMAT_VERSION);
+		snprintf(out, cap, "unknown format version %" PRIu32 " (this reader knows 1 and 2)",
+			 i->version);
+		break;
+	case MFS_SEG_UNAUTH:
+		unauth_format(i, out, cap);
 		break;
 	case MFS_SEG_NOT_SEGMENT:
 		snprintf(out, cap, "not a mirrorfs segment (bad magic)");

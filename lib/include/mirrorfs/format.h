@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * format.h - the on-disk journal layout, version 1.
+ * format.h - the on-disk journal layout, versions 1 and 2.
  *
  * Everything mirrorfs writes that another program reads is defined here;
  * docs/journal-format.md is the prose version. Change both together and
@@ -13,24 +13,45 @@
  * Segment header (struct mfs_seg_header, 128 bytes):
  *
  *     0   8  magic "MFSJRNL\n"
- *     8   4  format version (1)
+ *     8   4  format version (1 or 2)
  *    12   4  header size (128)
  *    16  16  data-set UUID (raw bytes)
  *    32   8  segment sequence number (1, 2, ...)
  *    40   8  first LSN of this segment
  *    48   8  creation time, ns since the Unix epoch
- *    56  68  reserved, zero
+ *    56  68  reserved, zero (version 1)
  *   124   4  CRC32C of bytes 0..123
+ *
+ * Version 2 gives bytes 56..123 a meaning:
+ *
+ *    56   4  segment flags (MFS_SEG_F_*), unknown bits rejected
+ *    60   4  reserved, zero
+ *    64   8  key id (MFS_SEG_F_AUTH), else zero
+ *    72  32  previous tag: the tag of the last record before this segment
+ *            (the chain value at LSN first-1), zero at a chain's start
+ *   104  20  reserved, zero
  *
  * Record (struct mfs_rec_header, 32 bytes, then the payload):
  *
  *     0   4  total length, header included (32 .. MFS_REC_MAX)
  *     4   2  type (enum mfs_rec_type)
- *     6   2  flags, zero in version 1
+ *     6   2  flags, zero in version 1; MFS_REC_F_TAG in version 2 when the
+ *            segment has MFS_SEG_F_AUTH (and only then)
  *     8   8  LSN
  *    16   8  time, ns since the Unix epoch
  *    24   4  reserved, zero
  *    28   4  CRC32C of bytes 0..27 of the header followed by the payload
+ *
+ * A tagged record (version 2, MFS_SEG_F_AUTH) ends in a 32-byte tag,
+ * counted in its length and covered by its CRC:
+ *
+ *     tag = BLAKE2b-256(key, 0x02 | chain | bytes 0..27 | bytes 32..len-33)
+ *
+ * where chain is the previous record's tag, or for a segment's first
+ * record (the trailer of an empty one) the seed
+ * BLAKE2b-256(key, 0x01 | header bytes 0..123) (which covers the previous
+ * segment's last tag). The trailer is tagged too, but the chain value a
+ * segment hands on is its last record's tag (prev tag if it has none).
  *
  * The last record of a closed segment is MFS_REC_SEG_CLOSED (the trailer).
  * Its LSN field is the segment's last LSN; it does not consume an LSN.
@@ -48,7 +69,13 @@
 
 #define MFS_SEG_MAGIC "MFSJRNL\n"
 #define MFS_SEG_MAGIC_LEN 8
-#define MFS_FORMAT_VERSION 1u
+#define MFS_FORMAT_VERSION 1u   /* what a writer writes without version-2 features */
+#define MFS_FORMAT_VERSION_2 2u /* authenticated segments */
+#define MFS_FORMAT_VERSION_MAX 2u
+#define MFS_SEG_F_AUTH (1u << 0) /* version 2: every record is tagged */
+#define MFS_SEG_F_KNOWN MFS_SEG_F_AUTH
+#define MFS_REC_F_TAG (1u << 0)  /* version 2: the record ends in a tag */
+#define MFS_TAG_SIZE 32u
 #define MFS_SEG_HEADER_SIZE 128u
 #define MFS_REC_HEADER_SIZE 32u
 

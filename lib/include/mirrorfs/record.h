@@ -55,6 +55,16 @@ bool mfs_rec_type_is_marker(enum mfs_rec_type type);
  */
 int mfs_rec_encode(const struct mfs_rec *rec, void *buf, size_t cap, size_t *ret_head);
 
+/*
+ * mfs_rec_encode() for a format-2 segment whose records end in a tag of
+ * @tag_len bytes (0: none): the length field counts it and the flags say
+ * MFS_REC_F_TAG. The CRC in the header covers everything but the tag,
+ * which the caller appends and folds into the CRC (mfs_crc32c() continued
+ * over the tag from the CRC written here).
+ */
+int mfs_rec_encode_ext(const struct mfs_rec *rec, uint32_t tag_len, void *buf, size_t cap,
+		       size_t *ret_head);
+
 /* Bytes of header and fixed payload for @rec (without the data blob). */
 size_t mfs_rec_head_size(const struct mfs_rec *rec);
 
@@ -72,6 +82,15 @@ int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret);
  * bytes once for both CRCs. On failure *@seg_crc is unchanged.
  */
 int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_t *seg_crc);
+
+/*
+ * mfs_rec_decode_seg() for records ending in a @tag_len-byte tag (format
+ * 2, MFS_REC_F_TAG; 0: no tag, flags must be zero). The CRC covers the
+ * tag; the payload ends where the tag starts. The tag itself is not
+ * checked here (see segment.c).
+ */
+int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
+		       uint32_t *seg_crc);
 
 /* Format one record as a human-readable line (no newline) into @out. */
 void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap);

@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/record.h"
 
 /* ---------------------------------------------------------------- writer */
@@ -51,6 +52,20 @@ int mfs_segw_create_flags(int dirfd, const char *name, const uint8_t uuid[16], u
 int mfs_segw_establish(struct mfs_segw *w);
 
 /*
+ * Options of a new segment. @key non-NULL: write format 2, authenticated
+ * with @key, the chain continuing from @prev_tag (the last tag of the
+ * segment before, mfs_segw_chain(); all zero at a chain's start).
+ * NULL options: format 1.
+ */
+struct mfs_segw_opts {
+	const struct mfs_auth_key *key;
+	uint8_t prev_tag[MFS_TAG_SIZE];
+};
+int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
+			 uint64_t first_lsn, unsigned flags, const struct mfs_segw_opts *opts,
+			 struct mfs_segw **ret);
+
+/*
  * Reopen an open (trailer-less) segment to continue appending after its
  * last valid record, cutting off anything after it (a torn tail). A
  * record that does not decode ends the segment even when bytes follow it:
@@ -65,6 +80,11 @@ int mfs_segw_establish(struct mfs_segw *w);
  */
 int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct mfs_segw **ret,
 		    uint64_t *ret_cut);
+/* mfs_segw_reopen() of a segment that may be authenticated: its tags are
+ * checked with @keys and appends go on with its key. -ENOKEY if it is
+ * tagged with a key @keys lacks, -EBADMSG if a tag does not verify. */
+int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
+			 const struct mfs_keyring *keys, struct mfs_segw **ret, uint64_t *ret_cut);
 
 /*
  * Make sure @bytes more can be appended without the file system running
@@ -145,6 +165,11 @@ void mfs_segw_get_stats(struct mfs_segw *w, struct mfs_segw_stats *ret);
 /* The fd of the segment file (for reading the open segment). */
 int mfs_segw_fd(struct mfs_segw *w);
 
+/* The chain value the next segment continues from: the last record's tag
+ * (the header's previous tag if there is none; zeros if not authenticated). */
+void mfs_segw_chain(struct mfs_segw *w, uint8_t ret[MFS_TAG_SIZE]);
+bool mfs_segw_is_auth(struct mfs_segw *w);
+
 /* Name of a closed segment holding LSNs first..last ("%020lu-%020lu.mfsj"). */
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1]);
 
@@ -160,6 +185,14 @@ enum mfs_seg_verdict {
 	MFS_SEG_FOREIGN,     /* another data set's UUID */
 	MFS_SEG_BAD_VERSION, /* a format version this reader does not know */
 	MFS_SEG_NOT_SEGMENT, /* no segment magic */
+	MFS_SEG_UNAUTH,      /* a reader with keys: no tags, unknown key, or a bad tag */
+};
+
+enum mfs_auth_fail {
+	MFS_AUTH_NONE = 0,
+	MFS_AUTH_NO_TAGS,     /* format 1, or format 2 without MFS_SEG_F_AUTH */
+	MFS_AUTH_UNKNOWN_KEY, /* key id not in the reader's keyring */
+	MFS_AUTH_BAD_TAG,     /* record auth_lsn at bad_offset: its tag does not verify */
 };
 
 struct mfs_seg_info {
@@ -176,6 +209,25 @@ struct mfs_seg_info {
 	uint64_t file_size;
 	bool header_valid;
 	uint32_t crc_valid_end; /* CRC32C of bytes [0, valid_end) */
+	/* format 2 */
+	uint32_t seg_flags;              /* MFS_SEG_F_* */
+	uint8_t key_id[MFS_AUTH_KEY_ID_SIZE];
+	uint8_t prev_tag[MFS_TAG_SIZE];  /* chain value before this segment */
+	uint8_t last_tag[MFS_TAG_SIZE];  /* chain value after the last valid record */
+	bool authenticated;              /* every valid record's tag checked with a key */
+	enum mfs_auth_fail auth_fail;    /* MFS_SEG_UNAUTH: why */
+	uint64_t auth_lsn;               /* MFS_AUTH_BAD_TAG: the record's LSN */
+};
+
+/*
+ * Reader options. @expect_uuid: NULL to accept any data set. @keys: NULL
+ * or empty to read without checking tags (a tagged segment reads as
+ * unauthenticated); else every segment must be tagged with one of them,
+ * or the verdict is MFS_SEG_UNAUTH at the first record that fails.
+ */
+struct mfs_segr_opts {
+	const uint8_t *expect_uuid;
+	const struct mfs_keyring *keys;
 };
 
 struct mfs_segr;
@@ -190,6 +242,9 @@ struct mfs_segr;
 int mfs_segr_open_fd(int fd, const uint8_t *expect_uuid, struct mfs_segr **ret);
 int mfs_segr_open_buf(const void *buf, size_t len, const uint8_t *expect_uuid,
 		      struct mfs_segr **ret);
+int mfs_segr_open_fd_opts(int fd, const struct mfs_segr_opts *o, struct mfs_segr **ret);
+int mfs_segr_open_buf_opts(const void *buf, size_t len, const struct mfs_segr_opts *o,
+			   struct mfs_segr **ret);
 
 /*
  * Read the next record. Returns 1 with *rec filled (rec->data valid until
@@ -211,6 +266,9 @@ struct mfs_segr *mfs_segr_free(struct mfs_segr *r);
 int mfs_seg_scan_fd(int fd, const uint8_t *expect_uuid,
 		    int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
 		    struct mfs_seg_info *ret);
+int mfs_seg_scan_fd_opts(int fd, const struct mfs_segr_opts *o,
+			 int (*cb)(const struct mfs_rec *rec, void *arg), void *arg,
+			 struct mfs_seg_info *ret);
 
 /* One line describing a verdict: "ok", "torn tail at byte X after LSN N", ... */
 void mfs_seg_verdict_format(const struct mfs_seg_info *info, char *out, size_t cap);
