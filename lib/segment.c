@@ -386,6 +386,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	uint8_t head[HEAD_MAX], tag[MFS_TAG_SIZE];
 	struct iovec iov[3];
 	size_t head_len, total;
+	uint32_t crc;
 	int cnt = 1, r;
 
 	if (rec->type == MFS_REC_SEG_CLOSED)
@@ -417,6 +418,9 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	r = reserve_locked(w, total);
 	if (r < 0)
 		goto out_unlock; /* nothing written: the writer stays usable */
+	crc = w->seg_crc; /* before the write, which may consume iov */
+	for (int i = 0; i < cnt; i++)
+		crc = mfs_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
 	r = mfs_pwritev_all(w->fd, iov, cnt, w->size);
 	if (r < 0) {
 		/* Part of the record may be in the file: cut it. Out of space
@@ -430,8 +434,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	}
 	w->last_off = w->size;
 	w->last_crc = w->seg_crc;
-	for (int i = 0; i < cnt; i++)
-		w->seg_crc = mfs_crc32c(w->seg_crc, iov[i].iov_base, iov[i].iov_len);
+	w->seg_crc = crc;
 	if (w->auth) {
 		memcpy(w->last_chain, w->chain, MFS_TAG_SIZE);
 		memcpy(w->chain, tag, MFS_TAG_SIZE);

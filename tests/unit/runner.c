@@ -20,6 +20,7 @@ static const struct {
 	{ "io", suite_io },	    { "path", suite_path },   { "replay", suite_replay },
 	{ "applied", suite_applied }, { "sigbus", suite_sigbus }, { "pidlock", suite_pidlock },
 	{ "log", suite_log },
+	{ "auth", suite_auth },
 };
 
 int main(int argc, char **argv)

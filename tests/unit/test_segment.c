@@ -1112,15 +1112,15 @@ static void test_foreign_version_garbage(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(line, "foreign"));
 	CU_ASSERT_STRING_EQUAL(mfs_seg_verdict_name(MFS_SEG_FOREIGN), "foreign");
 
-	/* version 2, with a header CRC that is right for it */
-	mfs_put_le32(s.buf + 8, 2);
+	/* version 3, with a header CRC that is right for it */
+	mfs_put_le32(s.buf + 8, 3);
 	mfs_put_le32(s.buf + 124, mfs_crc32c(0, s.buf, 124));
 	read_buf(s.buf, s.len, uuid_a, &res);
 	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_BAD_VERSION);
-	CU_ASSERT_EQUAL(res.info.version, 2);
+	CU_ASSERT_EQUAL(res.info.version, 3);
 	CU_ASSERT_EQUAL(res.n, 0);
 	mfs_seg_verdict_format(&res.info, line, sizeof(line));
-	CU_ASSERT_PTR_NOT_NULL(strstr(line, "version 2"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "version 3"));
 	/* version 0 and a huge one, CRC not even fixed: still a version verdict */
 	mfs_put_le32(s.buf + 8, 0);
 	read_buf(s.buf, s.len, NULL, &res);

@@ -17,6 +17,7 @@ extern CU_SuiteInfo suite_applied[];
 extern CU_SuiteInfo suite_sigbus[];
 extern CU_SuiteInfo suite_pidlock[];
 extern CU_SuiteInfo suite_log[];
+extern CU_SuiteInfo suite_auth[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
