@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "mirror.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/format.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
@@ -43,6 +44,7 @@ _Static_assert(DEFAULT_MAX_SEGMENT >= SEGMENT_MAX_FOR(PRIMARY_ROTATE_SIZE),
 	       "mirrord's default --max-segment must take a default primary's segments");
 
 static struct mirror_config arg_cfg;
+static struct mfs_keyring arg_keys;
 static bool arg_syslog;
 static volatile int stop_requested;
 static char *state_default, *quarantine_default;
@@ -76,6 +78,8 @@ static void usage(FILE *f)
 		   "  --max-segment SIZE  quarantine larger segments (default 1G)\n"
 		   "  --max-alloc PERCENT  share of the free space one segment may fallocate\n"
 		   "                      (default 50)\n"
+		   "  --auth-key FILE     apply only segments authenticated with this key\n"
+		   "                      (twice: new and old key, during a key change)\n"
 		   "  --syslog            log to syslog instead of stderr\n"
 		   "  -v, --verbose       log debug messages too\n"
 		   "  -h, --help          print this text and exit\n"
@@ -102,6 +106,7 @@ static int parse_argv(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "auth-key", required_argument, NULL, 'K' },
 		{}
 	};
 	char *end;
@@ -132,6 +137,14 @@ static int parse_argv(int argc, char **argv)
 				log_error("bad --max-alloc '%s' (a percentage, 1..100)", optarg);
 				return -EINVAL;
 			}
+			break;
+		case 'K':
+			c = mfs_keyring_add_file(&arg_keys, optarg);
+			if (c < 0) {
+				log_error("cannot use key file '%s': %s", optarg, mfs_auth_key_error(c));
+				return -EINVAL;
+			}
+			arg_cfg.keys = &arg_keys;
 			break;
 		case 'S': arg_syslog = true; break;
 		case 'v': mfs_log_max_level = LOG_DEBUG; break;

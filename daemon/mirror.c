@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "mirror.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
@@ -128,6 +129,9 @@ struct mirror {
 	struct mfs_rec *rec; /* cascade copy */
 	/* the batch: applied, not yet flushed and recorded */
 	uint64_t batch_lsn, batch_ns, batch_bytes, batch_data, batch_t0;
+	bool batch_have_chain; /* authenticated: the chain value at batch_chain_lsn */
+	uint64_t batch_chain_lsn;
+	uint8_t batch_chain[MFS_TAG_SIZE];
 	char **batch_names;
 	size_t n_batch;
 	struct prefetch pf[PREFETCH];
@@ -344,6 +348,59 @@ static int check_cb(const struct mfs_rec *rec, void *arg)
 	return c->error < 0 ? 1 : 0;
 }
 
+static bool keyed(const struct mirror *m)
+{
+	return m->cfg.keys && m->cfg.keys->n;
+}
+
+/* The batch's chain starts again from the recorded state. */
+static void chain_reset(struct mirror *m)
+{
+	m->batch_have_chain = m->st.have_chain;
+	m->batch_chain_lsn = m->st.chain_lsn;
+	memcpy(m->batch_chain, m->st.chain_tag, MFS_TAG_SIZE);
+}
+
+static bool tag_is_zero(const uint8_t *t)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < MFS_TAG_SIZE; i++)
+		acc |= t[i];
+	return acc == 0;
+}
+
+/*
+ * An authenticated segment must continue the chain of what was applied:
+ * start right after the batch's last LSN, its previous tag that LSN's
+ * tag. A previous tag of zeros starts a chain (a data set's first
+ * segment, a promoted mirror's first). Returns NULL or why not.
+ */
+static const char *chain_check(struct mirror *m, const struct mfs_seg_info *info, char *buf,
+			       size_t cap)
+{
+	if (info->first_lsn <= m->batch_lsn) {
+		snprintf(buf, cap, "not authenticated: it starts at LSN %" PRIu64 ", at or before "
+			 "the last applied LSN %" PRIu64 ", and its chain cannot be checked there "
+			 "(replayed, or from another history)", info->first_lsn, m->batch_lsn);
+		return buf;
+	}
+	if (tag_is_zero(info->prev_tag)) {
+		log_notice("authenticated chain starts at LSN %" PRIu64, info->first_lsn);
+		return NULL;
+	}
+	if (info->first_lsn == m->batch_lsn + 1 && m->batch_have_chain &&
+	    m->batch_chain_lsn == m->batch_lsn &&
+	    !mfs_auth_tag_equal(info->prev_tag, m->batch_chain)) {
+		snprintf(buf, cap, "not authenticated: chain broken at LSN %" PRIu64 ": its "
+			 "previous tag is not the tag of LSN %" PRIu64 " applied here (a segment "
+			 "dropped, reordered, replayed, or from another history)", info->first_lsn,
+			 m->batch_lsn);
+		return buf;
+	}
+	return NULL;
+}
+
 /*
  * Judge segment @e (open as @fd) from its reader verdict @info and the
  * first refused record (@c->error). Returns 0 if it may be applied, 1 if
@@ -377,6 +434,10 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 	if (info->first_lsn != e->first || info->last_lsn != e->last) {
 		quarantine(m, e->name, "name says LSN %" PRIu64 "-%" PRIu64 ", contents hold %" PRIu64
 			   "-%" PRIu64, e->first, e->last, info->first_lsn, info->last_lsn);
+		return 1;
+	}
+	if (keyed(m) && chain_check(m, info, verdict, sizeof(verdict))) {
+		quarantine(m, e->name, "%s", verdict);
 		return 1;
 	}
 	return 0;
@@ -539,10 +600,12 @@ static int read_failed(struct mirror *m, const struct seg_ent *e, int r)
 static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 			   struct mfs_seg_info *info)
 {
+	struct mfs_segr_opts o = { .expect_uuid = m->st.have_uuid ? m->st.uuid : NULL,
+				   .keys = m->cfg.keys };
 	struct check_ctx c = { 0 };
 	int r;
 
-	r = mfs_seg_scan_fd(fd, m->st.have_uuid ? m->st.uuid : NULL, check_cb, &c, info);
+	r = mfs_seg_scan_fd_opts(fd, &o, check_cb, &c, info);
 	if (r < 0 && !c.error)
 		return read_failed(m, e, r);
 	return judge(m, e, fd, &c, info);
@@ -679,6 +742,7 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 			 const struct mfs_seg_info *info, struct mfs_replay_seg *s)
 {
 	struct apply_ctx a = { .m = m, .after = m->batch_lsn, .last = m->batch_lsn };
+	struct mfs_segr_opts o = { .expect_uuid = info->uuid, .keys = m->cfg.keys };
 	struct mfs_seg_info again;
 	int r;
 
@@ -695,7 +759,7 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 			a.err_lsn = a.last + 1; /* LSNs are consecutive */
 		}
 	} else {
-		r = mfs_seg_scan_fd(fd, info->uuid, stream_cb, &a, &again);
+		r = mfs_seg_scan_fd_opts(fd, &o, stream_cb, &a, &again);
 		if (r >= 0 && !a.error && again.verdict != MFS_SEG_OK)
 			r = -EBADMSG; /* changed since validation */
 	}
@@ -726,6 +790,14 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 	memcpy(m->st.uuid, info->uuid, 16);
 	m->st.have_uuid = true;
 	m->batch_lsn = a.last;
+	if (info->authenticated) {
+		m->batch_have_chain = true;
+		m->batch_chain_lsn = info->last_lsn;
+		memcpy(m->batch_chain, info->last_tag, MFS_TAG_SIZE);
+	} else {
+		m->batch_have_chain = false;
+		m->status.unauth_applied++;
+	}
 	if (a.last_ns)
 		m->batch_ns = a.last_ns;
 	m->batch_data += a.bytes;
@@ -817,6 +889,9 @@ static int batch_commit(struct mirror *m)
 		if (m->batch_ns)
 			m->st.last_record_ns = m->batch_ns;
 		m->st.segments_applied += m->n_batch;
+		m->st.have_chain = m->batch_have_chain;
+		m->st.chain_lsn = m->batch_chain_lsn;
+		memcpy(m->st.chain_tag, m->batch_chain, MFS_TAG_SIZE);
 		r = mirror_state_save(m->state_fd, &m->st);
 		if (r < 0)
 			log_error_errno(r, "Failed to record applied LSN %" PRIu64 ": %m",
@@ -834,6 +909,7 @@ static int batch_commit(struct mirror *m)
 		free(m->batch_names[i]);
 	m->n_batch = 0;
 	m->batch_lsn = m->st.applied_lsn;
+	chain_reset(m);
 	m->batch_ns = m->batch_data = m->batch_bytes = 0;
 	return r;
 }
@@ -1016,6 +1092,7 @@ static void publish(struct mirror *m)
 	list_quarantined(m);
 	m->status.state = &m->st;
 	m->status.hold = m->cfg.hold;
+	m->status.auth = keyed(m);
 	r = mirror_status_write(m->state_fd, &m->status);
 	if (r < 0)
 		log_warning_errno(r, "Failed to write '%s/status.json', ignoring: %m", m->cfg.state);
@@ -1037,6 +1114,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 		return log_error_errno(n, "Failed to list '%s': %m", m->cfg.incoming);
 	m->status.gap_from = m->status.gap_to = 0;
 	m->batch_lsn = m->st.applied_lsn;
+	chain_reset(m);
 	for (i = 0; i < n && !*stop; i++) {
 		const struct seg_ent *e = &v[i];
 
@@ -1174,6 +1252,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return r;
 	}
+	mfs_replay_set_keys(m->engine, cfg->keys);
 	mfs_replay_set_alloc_share(m->engine, cfg->max_alloc_pct ? cfg->max_alloc_pct :
 					       MFS_REPLAY_ALLOC_PCT);
 	if (!cfg->naive) {

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mirrorfs/auth.h"
+
 struct mirror_config {
 	const char *incoming;   /* where segments arrive */
 	const char *data;       /* the mirrored data directory */
@@ -24,6 +26,7 @@ struct mirror_config {
 	uint64_t max_segment;   /* largest segment read into memory (bytes) */
 	unsigned max_alloc_pct; /* share of the free space one segment may fallocate */
 	bool once, hold, naive;
+	const struct mfs_keyring *keys; /* NULL or empty: segments are not authenticated */
 };
 
 /* ---------------------------------------------------------------- state.c */
@@ -35,6 +38,9 @@ struct mirror_state {
 	uint64_t applied_lsn;
 	uint64_t last_record_ns; /* time of the last applied record */
 	uint64_t segments_applied;
+	bool have_chain; /* authenticated: the chain value (tag) at chain_lsn */
+	uint64_t chain_lsn;
+	uint8_t chain_tag[32];
 };
 
 /*
@@ -50,6 +56,8 @@ struct mirror_status {
 	const struct mirror_state *state;
 	const char *instance;      /* the metrics' instance label */
 	bool hold;
+	bool auth;                 /* keys given: only authenticated segments are applied */
+	uint64_t unauth_applied;   /* no keys: segments applied without authentication */
 	unsigned waiting;          /* segments not yet applied */
 	uint64_t gap_from, gap_to; /* missing LSNs (gap_from = 0: none) */
 	char **quarantined;        /* names in the quarantine folder */

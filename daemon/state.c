@@ -41,7 +41,10 @@ int mirror_state_load(int dirfd, struct mirror_state *ret)
 		.applied_lsn = a.applied_lsn,
 		.last_record_ns = a.last_record_ns,
 		.segments_applied = a.segments_applied,
+		.have_chain = a.have_chain,
+		.chain_lsn = a.chain_lsn,
 	};
+	memcpy(ret->chain_tag, a.chain_tag, sizeof(ret->chain_tag));
 	memcpy(ret->uuid, a.data_set, sizeof(ret->uuid));
 	return 0;
 }
@@ -53,8 +56,11 @@ int mirror_state_save(int dirfd, const struct mirror_state *s)
 		.applied_lsn = s->applied_lsn,
 		.last_record_ns = s->last_record_ns,
 		.segments_applied = s->segments_applied,
+		.have_chain = s->have_chain,
+		.chain_lsn = s->chain_lsn,
 	};
 
+	memcpy(a.chain_tag, s->chain_tag, sizeof(a.chain_tag));
 	memcpy(a.data_set, s->uuid, sizeof(a.data_set));
 	return mfs_applied_write(dirfd, &a);
 }
@@ -104,6 +110,14 @@ static int status_json(const struct mirror_status *st, char **ret, size_t *ret_l
 		   ",\"segments_waiting\":%u,\"hold\":%s,",
 		uuid, uuid, s->applied_lsn, s->last_record_ns, lag_seconds(st), s->segments_applied,
 		st->waiting, st->hold ? "true" : "false");
+	if (st->auth)
+		fputs("\"authentication\":\"required\",", f);
+	else
+		fprintf(f, "\"authentication\":\"off: segments are applied without checking "
+			   "their tags\",\"unauthenticated_applied\":%" PRIu64 ",",
+			st->unauth_applied);
+	if (s->have_chain)
+		fprintf(f, "\"chain_lsn\":%" PRIu64 ",", s->chain_lsn);
 	if (st->gap_from)
 		fprintf(f, "\"gap\":{\"from\":%" PRIu64 ",\"to\":%" PRIu64 "},", st->gap_from,
 			st->gap_to);

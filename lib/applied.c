@@ -8,6 +8,8 @@
  *	applied_lsn N
  *	last_record_ns N
  *	segments_applied N
+ *	chain_lsn N          (only after authenticated segments)
+ *	chain_tag HEX        (64 hex digits: the tag of the record chain_lsn)
  *
  * It is replaced durably and atomically with mfs_replace_file(), so a reader
  * sees the old or the new file, never half of one. The reader trusts
@@ -33,15 +35,18 @@
 
 #define MAX_TEXT 4096
 #define KEY_MAX 31
-#define VALUE_MAX 63
+#define VALUE_MAX 80
 
-enum { K_DATA_SET, K_APPLIED_LSN, K_LAST_RECORD_NS, K_SEGMENTS_APPLIED, K_COUNT };
+enum { K_DATA_SET, K_APPLIED_LSN, K_LAST_RECORD_NS, K_SEGMENTS_APPLIED, K_CHAIN_LSN, K_CHAIN_TAG,
+       K_COUNT };
 
 static const char *const key_names[K_COUNT] = {
 	[K_DATA_SET] = "data_set",
 	[K_APPLIED_LSN] = "applied_lsn",
 	[K_LAST_RECORD_NS] = "last_record_ns",
 	[K_SEGMENTS_APPLIED] = "segments_applied",
+	[K_CHAIN_LSN] = "chain_lsn",
+	[K_CHAIN_TAG] = "chain_tag",
 };
 
 /* Refuse the file: the reason at debug level (the caller logs the error). */
@@ -114,6 +119,24 @@ static const char *split_line(const char *p, size_t n, char key[KEY_MAX + 1],
 	return NULL;
 }
 
+static int parse_tag(const char *s, uint8_t out[32])
+{
+	if (strlen(s) != 64)
+		return -EBADMSG;
+	for (size_t i = 0; i < 32; i++) {
+		int v = 0;
+		for (size_t j = 0; j < 2; j++) {
+			char c = s[2 * i + j];
+			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+			if (d < 0)
+				return -EBADMSG;
+			v = v * 16 + d;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
 /* Store @val of @key in @a. Returns NULL, or why the line is refused. */
 static const char *set_field(struct mfs_applied *a, bool seen[K_COUNT], const char *key,
 			     const char *val)
@@ -122,6 +145,7 @@ static const char *set_field(struct mfs_applied *a, bool seen[K_COUNT], const ch
 		[K_APPLIED_LSN] = &a->applied_lsn,
 		[K_LAST_RECORD_NS] = &a->last_record_ns,
 		[K_SEGMENTS_APPLIED] = &a->segments_applied,
+		[K_CHAIN_LSN] = &a->chain_lsn,
 	};
 	unsigned k;
 
@@ -133,6 +157,8 @@ static const char *set_field(struct mfs_applied *a, bool seen[K_COUNT], const ch
 	if (seen[k])
 		return "key given twice";
 	seen[k] = true;
+	if (k == K_CHAIN_TAG)
+		return parse_tag(val, a->chain_tag) < 0 ? "chain_tag is not 64 hex digits" : NULL;
 	if (k != K_DATA_SET)
 		return parse_u64(val, num[k]) < 0 ? "not a decimal number below 2^64" : NULL;
 	if (!strcmp(val, "-"))
@@ -169,6 +195,9 @@ static int applied_decode(const char *text, size_t len, struct mfs_applied *ret)
 	}
 	if (!seen[K_DATA_SET] || !seen[K_APPLIED_LSN])
 		return refuse(0, "data_set or applied_lsn missing");
+	if (seen[K_CHAIN_LSN] != seen[K_CHAIN_TAG])
+		return refuse(0, "chain_lsn without chain_tag, or the reverse");
+	a.have_chain = seen[K_CHAIN_LSN];
 	*ret = a;
 	return 0;
 }
@@ -187,6 +216,17 @@ static int applied_encode(const struct mfs_applied *a, char *buf, size_t size)
 		     uuid, a->applied_lsn, a->last_record_ns, a->segments_applied);
 	if (n < 0 || (size_t)n >= size)
 		return -ENOBUFS;
+	if (a->have_chain) {
+		int m = snprintf(buf + n, size - (size_t)n, "chain_lsn %" PRIu64 "\nchain_tag ",
+				 a->chain_lsn);
+		if (m < 0 || (size_t)(n + m + 66) > size)
+			return -ENOBUFS;
+		n += m;
+		for (size_t i = 0; i < 32; i++)
+			n += snprintf(buf + n, size - (size_t)n, "%02x", a->chain_tag[i]);
+		buf[n++] = '\n';
+		buf[n] = 0;
+	}
 	return n;
 }
 

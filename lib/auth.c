@@ -162,6 +162,22 @@ int mfs_keyring_add_file(struct mfs_keyring *kr, const char *path)
 	return 0;
 }
 
+const char *mfs_auth_key_error(int r)
+{
+	switch (r) {
+	case -EPERM:
+		return "group or others may access it (it must be mode 0600)";
+	case -EBADMSG:
+		return "not a key file (64 hex digits, as mirrorctl keygen writes)";
+	case -EEXIST:
+		return "the same key is given twice";
+	case -ENOSPC:
+		return "too many keys (at most 4)";
+	default:
+		return strerror(-r);
+	}
+}
+
 const struct mfs_auth_key *mfs_keyring_find(const struct mfs_keyring *kr,
 					    const uint8_t id[MFS_AUTH_KEY_ID_SIZE])
 {

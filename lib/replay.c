@@ -242,6 +242,7 @@ struct mfs_replay {
 	size_t held_bytes, hold_max, n_held;
 	struct mfs_rec *scratch; /* a loaded record being applied */
 	pthread_mutex_t pool_lock; /* mfs_replay_seg_load() may run on another thread */
+	const struct mfs_keyring *keys; /* mfs_replay_set_keys(): tags required */
 	struct { void *p; size_t cap; } pool[POOL_SLOTS]; /* segment buffers for reuse */
 	char *dirs[MAX_DIRS];    /* touched directories ("" = root) */
 	unsigned n_dirs;
@@ -1873,6 +1874,11 @@ static size_t hold_limit(void)
 	return (size_t)MFS_MIN(MFS_MAX(ram / 16, (uint64_t)HOLD_MIN), (uint64_t)HOLD_MAX);
 }
 
+void mfs_replay_set_keys(struct mfs_replay *r, const struct mfs_keyring *keys)
+{
+	r->keys = keys;
+}
+
 int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret)
 {
 	struct mfs_replay *r;
@@ -2061,12 +2067,13 @@ static void seg_get(const struct mfs_replay_seg *s, size_t i, struct mfs_rec *re
 static int seg_scan(struct mfs_replay_seg *s, const uint8_t *expect_uuid)
 {
 	_cleanup_free_ struct mfs_rec *rec = malloc(sizeof(*rec));
+	struct mfs_segr_opts o = { .expect_uuid = expect_uuid, .keys = s->r->keys };
 	struct mfs_segr *rd;
 	int e;
 
 	if (!rec)
 		return -ENOMEM;
-	e = mfs_segr_open_buf(s->buf, s->len, expect_uuid, &rd);
+	e = mfs_segr_open_buf_opts(s->buf, s->len, &o, &rd);
 	if (e < 0)
 		return e;
 	while ((e = mfs_segr_next(rd, rec)) > 0) {
@@ -2164,8 +2171,10 @@ int mfs_replay_seg_load(struct mfs_replay *r, int segfd, const uint8_t *expect_u
 		return -ENOMEM;
 	s->r = r;
 	s->until_lsn = s->until_ns = UINT64_MAX;
-	if (st.st_size > 0) {
+	if (st.st_size > 0 && !(r->keys && r->keys->n)) {
 		/*
+		 * Not when authenticating: a mapping shows later changes to
+		 * the file, and what is applied must be what was checked.
 		 * No MAP_POPULATE: its page-by-page walk cost more than the
 		 * validation pass's faults, which map the page cache 16 pages
 		 * at a time (800 MiB of segments, 10 interleaved rounds:

@@ -17,6 +17,9 @@ struct mfs_applied {
 	uint64_t applied_lsn;      /* highest LSN applied (and flushed) */
 	uint64_t last_record_ns;   /* time of the last applied record */
 	uint64_t segments_applied; /* segments applied so far */
+	bool have_chain;           /* authenticated: the chain value at chain_lsn */
+	uint64_t chain_lsn;
+	uint8_t chain_tag[32];
 };
 
 /*

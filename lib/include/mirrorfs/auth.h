@@ -54,6 +54,9 @@ int mfs_auth_key_generate(const char *path);
  * that key already, or mfs_auth_key_load()'s errors. */
 int mfs_keyring_add_file(struct mfs_keyring *kr, const char *path);
 
+/* Why mfs_keyring_add_file() / mfs_auth_key_load() failed with @r, in words. */
+const char *mfs_auth_key_error(int r);
+
 /* The key of @kr with id @id, or NULL. */
 const struct mfs_auth_key *mfs_keyring_find(const struct mfs_keyring *kr,
 					    const uint8_t id[MFS_AUTH_KEY_ID_SIZE]);

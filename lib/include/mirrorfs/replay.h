@@ -34,6 +34,15 @@ struct mfs_replay_seg;
 int mfs_replay_new(int rootfd, unsigned flags, struct mfs_replay **ret);
 
 /*
+ * Require authenticated segments: mfs_replay_seg_load() checks every tag
+ * with @keys (kept by reference; NULL or empty: tags are not checked) and
+ * reads segments into memory instead of mapping them, so that what is
+ * applied is what was checked.
+ */
+struct mfs_keyring;
+void mfs_replay_set_keys(struct mfs_replay *r, const struct mfs_keyring *keys);
+
+/*
  * Check a record without applying it: path syntax (relative, no "..",
  * no NUL, components <= 255 bytes), field ranges. Returns 0 or -EINVAL.
  */
