@@ -30,6 +30,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/format.h"
 #include "mirrorfs/record.h"
 
@@ -122,6 +123,9 @@ struct fs_options {
 	bool skip_backing_sync;       /* fault injection: simulate lost page cache */
 	unsigned ckpt_delay_ms;       /* fault injection: a checkpoint waits first */
 	const char *metrics;          /* NULL, or a Prometheus textfile (-o metrics=) */
+	/* auth_key: keys[0] tags new segments; auth_key_old adds keys[1], to
+	 * close an open segment tagged before a key change. n = 0: format 1. */
+	struct mfs_keyring keys;
 };
 
 #define FS_METRICS_BUCKETS 8

@@ -93,6 +93,7 @@ struct fs_journal {
 	uint8_t uuid[16];
 	char uuid_text[37];
 
+	const struct mfs_keyring *keys; /* fs->opt.keys: keys[0] tags new segments */
 	pthread_rwlock_t seg_lock; /* appends/syncs shared, segment switch exclusive */
 	struct mfs_segw *w;        /* protected by seg_lock; NULL after a fatal error */
 	struct mfs_segw *sealing;  /* seg_lock: a snapshot's old segment until it is closed */
@@ -191,13 +192,32 @@ static void open_name(uint64_t seg_no, char out[64])
 	snprintf(out, 64, "open-%020" PRIu64 MFS_SEG_SUFFIX, seg_no);
 }
 
-static int new_segment(struct fs_journal *j, uint64_t seg_no, uint64_t first_lsn)
+/*
+ * Options of the next segment: authenticated with the first key, if any,
+ * continuing the chain from @prev (the last tag before it, or NULL).
+ */
+static const struct mfs_segw_opts *seg_opts(struct fs_journal *j, const uint8_t *prev,
+					    struct mfs_segw_opts *o)
 {
+	if (!j->keys->n)
+		return NULL;
+	memset(o, 0, sizeof(*o));
+	o->key = &j->keys->keys[0];
+	if (prev)
+		memcpy(o->prev_tag, prev, MFS_TAG_SIZE);
+	return o;
+}
+
+static int new_segment(struct fs_journal *j, uint64_t seg_no, uint64_t first_lsn,
+		       const uint8_t *prev)
+{
+	struct mfs_segw_opts o;
 	char name[64];
 	int r;
 
 	open_name(seg_no, name);
-	r = mfs_segw_create(j->open_dirfd, name, j->uuid, seg_no, first_lsn, &j->w);
+	r = mfs_segw_create_opts(j->open_dirfd, name, j->uuid, seg_no, first_lsn, 0,
+				 seg_opts(j, prev, &o), &j->w);
 	if (r < 0)
 		return r;
 	snprintf(j->open_name, sizeof(j->open_name), "%s", name);
@@ -499,6 +519,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_segw_stats s;
+	uint8_t chain[MFS_TAG_SIZE];
 	char old[256];
 	int r;
 
@@ -522,16 +543,18 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 	pthread_rwlock_wrlock(&fs->ns_lock);
 	pthread_rwlock_wrlock(&j->seg_lock);
 	mfs_segw_get_stats(j->w, &s);
+	mfs_segw_chain(j->w, chain);
 	snprintf(old, sizeof(old), "%s", j->open_name);
 	r = mfs_segw_close(j->w, j->closed_dirfd, ret_name);
 	j->w = NULL;
 	if (r < 0) {
 		log_error_errno(r, "cannot close segment '%s': %m", old);
-		if (mfs_segw_reopen(j->open_dirfd, old, j->uuid, &j->w, NULL) == -EALREADY)
+		if (mfs_segw_reopen_keys(j->open_dirfd, old, j->uuid, j->keys, &j->w, NULL) ==
+		    -EALREADY)
 			(void)move_sealed(j, old);
 	}
 	if (!j->w) {
-		int r2 = new_segment(j, s.seg_no + 1, s.next_lsn);
+		int r2 = new_segment(j, s.seg_no + 1, s.next_lsn, chain);
 		if (r2 < 0)
 			fs_fail(fs, r2, "cannot create a new journal segment");
 		r = r < 0 ? r : r2;
@@ -561,7 +584,9 @@ int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn
 	struct fs_journal *j = fs->j;
 	struct mfs_rec *rec = fs_rec_new(MFS_REC_SNAPSHOT);
 	struct mfs_segw_stats s;
+	struct mfs_segw_opts o;
 	struct mfs_segw *old;
+	uint8_t chain[MFS_TAG_SIZE];
 	uint64_t lsn;
 	char nname[64];
 	int r;
@@ -579,9 +604,10 @@ int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn
 	pthread_rwlock_wrlock(&j->seg_lock);
 	old = j->w;
 	mfs_segw_get_stats(old, &s);
+	mfs_segw_chain(old, chain);
 	open_name(s.seg_no + 1, nname);
-	r = mfs_segw_create_flags(j->open_dirfd, nname, j->uuid, s.seg_no + 1, s.next_lsn,
-				  MFS_SEGW_LAZY, &j->w);
+	r = mfs_segw_create_opts(j->open_dirfd, nname, j->uuid, s.seg_no + 1, s.next_lsn,
+				 MFS_SEGW_LAZY, seg_opts(j, chain, &o), &j->w);
 	if (r < 0) {
 		j->w = old;
 		pthread_rwlock_unlock(&j->seg_lock);
@@ -1167,11 +1193,20 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 		uint64_t cut = 0;
 		const char *name = segs[k].name;
 
-		r = mfs_segw_reopen(j->open_dirfd, name, j->uuid, &j->w, &cut);
+		r = mfs_segw_reopen_keys(j->open_dirfd, name, j->uuid, j->keys, &j->w, &cut);
 		if (r == -EALREADY) {
 			r = move_sealed(j, name);
 			continue;
 		}
+		if (r == -ENOKEY)
+			return log_error_errno(r, "open segment '%s/" OPEN_DIR "/%s' is authenticated "
+					       "with a key not given: mount with -o auth_key=FILE "
+					       "(and auth_key_old=FILE while the key changes)",
+					       j->path, name);
+		if (r == -EBADMSG && j->keys->n)
+			return log_error_errno(r, "open segment '%s/" OPEN_DIR "/%s' does not "
+					       "authenticate (altered?): refusing to continue it",
+					       j->path, name);
 		if (r < 0)
 			return log_error_errno(r, "cannot reopen segment '%s/" OPEN_DIR "/%s': %m",
 					       j->path, name);
@@ -1324,6 +1359,82 @@ static int closed_tail(struct fs_journal *j, uint64_t *seg_no, uint64_t *last)
 	return 0;
 }
 
+static bool tag_zero(const uint8_t *t)
+{
+	for (size_t i = 0; i < MFS_TAG_SIZE; i++)
+		if (t[i])
+			return false;
+	return true;
+}
+
+/*
+ * The chain value at LSN @last from the closed segment that ends there,
+ * when it is authenticated with one of our keys; zeros otherwise (the
+ * chain starts again: a new data set, a promoted mirror, an earlier
+ * unauthenticated journal).
+ */
+static void closed_chain(struct fs_journal *j, uint64_t last, uint8_t ret[MFS_TAG_SIZE])
+{
+	struct mfs_segr_opts o = { .expect_uuid = j->uuid, .keys = j->keys };
+	char **names = NULL;
+	size_t n = 0;
+	uint64_t f, l;
+	struct mfs_seg_info info;
+	int fd;
+
+	memset(ret, 0, MFS_TAG_SIZE);
+	if (!j->keys->n || list_closed(j, &names, &n) < 0 || n == 0 ||
+	    !mfs_seg_name_parse(names[n - 1], &f, &l) || l != last)
+		goto out;
+	fd = openat(j->closed_dirfd, names[n - 1], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && mfs_seg_scan_fd_opts(fd, &o, NULL, NULL, &info) == 0 &&
+	    info.verdict == MFS_SEG_OK && info.authenticated)
+		memcpy(ret, info.last_tag, MFS_TAG_SIZE);
+	if (fd >= 0)
+		close(fd);
+out:
+	free_names(names, n);
+	if (j->keys->n && tag_zero(ret))
+		log_notice("the authenticated chain starts again at LSN %" PRIu64, last + 1);
+}
+
+/*
+ * The open segment continued after recovery is authenticated with another
+ * key than keys[0] (or at all when it should not be): close it (an empty
+ * one is removed) and start a new one, so that every new record is tagged
+ * as the options say.
+ */
+static int switch_auth(struct fs_journal *j)
+{
+	struct mfs_segw_stats s;
+	const uint8_t *id = mfs_segw_key_id(j->w);
+	uint8_t chain[MFS_TAG_SIZE];
+	char closed[MFS_SEG_NAME_LEN + 1], old[256];
+	int r;
+
+	if (j->keys->n ? id && !memcmp(id, j->keys->keys[0].id, MFS_AUTH_KEY_ID_SIZE) : !id)
+		return 0;
+	mfs_segw_get_stats(j->w, &s);
+	mfs_segw_chain(j->w, chain);
+	snprintf(old, sizeof(old), "%s", j->open_name);
+	if (s.records == 0) {
+		j->w = mfs_segw_free(j->w);
+		r = unlinkat(j->open_dirfd, old, 0) < 0 ? -errno : mfs_fsync_dir(j->open_dirfd, NULL);
+	} else {
+		r = mfs_segw_close(j->w, j->closed_dirfd, closed);
+		j->w = NULL;
+	}
+	if (r < 0)
+		return log_error_errno(r, "cannot close segment '%s' to change its key: %m", old);
+	log_notice("segment '%s' closed: new segments are %s", old,
+		   j->keys->n ? "authenticated with the given key" : "not authenticated");
+	r = new_segment(j, s.seg_no + 1, s.next_lsn, chain);
+	if (r < 0)
+		return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
+				       j->path);
+	return 0;
+}
+
 static int journal_recover(struct fs *fs, struct fs_journal *j)
 {
 	struct jstate st;
@@ -1383,14 +1494,20 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 	if (!j->w) {
 		seg_no = st.segment;
 		last = MFS_MAX(st.last, st.checkpoint);
+		uint8_t chain[MFS_TAG_SIZE];
+
 		r = closed_tail(j, &seg_no, &last);
 		if (r < 0)
 			return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
-		r = new_segment(j, seg_no + 1, last + 1);
+		closed_chain(j, last, chain);
+		r = new_segment(j, seg_no + 1, last + 1, chain);
 		if (r < 0)
 			return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
 					       j->path);
 	}
+	r = switch_auth(j);
+	if (r < 0)
+		return r;
 	r = mfs_segw_reserve(j->w, 1u << 20);
 	if (r < 0)
 		return log_error_errno(r, "journal folder '%s' has no room: %m", j->path);
@@ -1411,6 +1528,7 @@ int fs_journal_open(struct fs *fs)
 
 	if (!j)
 		return -ENOMEM;
+	j->keys = &fs->opt.keys;
 	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = j->data_lock_fd = -EBADF;
 	pthread_rwlock_init(&j->seg_lock, NULL);
 	pthread_mutex_init(&j->ckpt_lock, NULL);

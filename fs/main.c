@@ -33,6 +33,7 @@ struct cli {
 	char *journal_dir;
 	char *rotate_size;
 	char *metrics;
+	char *auth_key, *auth_key_old;
 	unsigned rotate_interval;
 	unsigned checkpoint_interval;
 	int notify_fd;
@@ -43,6 +44,8 @@ struct cli {
 static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("journal_dir=%s", journal_dir),
 	CLI_OPT("rotate_size=%s", rotate_size),
+	CLI_OPT("auth_key=%s", auth_key),
+	CLI_OPT("auth_key_old=%s", auth_key_old),
 	CLI_OPT("rotate_interval=%u", rotate_interval),
 	CLI_OPT("checkpoint_interval=%u", checkpoint_interval),
 	CLI_OPT("notify_fd=%d", notify_fd),
@@ -59,7 +62,9 @@ static void usage(void)
 	       "    -o rotate_interval=SECS   close a non-empty segment every SECS seconds\n"
 	       "    -o checkpoint_interval=SECS  sync backing files every SECS (default 30)\n"
 	       "    -o notify_fd=N            write one byte to fd N once mounted\n"
-	       "    -o metrics=FILE           write Prometheus text metrics to FILE every second\n\n");
+	       "    -o metrics=FILE           write Prometheus text metrics to FILE every second\n"
+	       "    -o auth_key=FILE          authenticate segments (format 2) with this key\n"
+	       "    -o auth_key_old=FILE      the key before a key change (to close its open segment)\n\n");
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -175,6 +180,30 @@ static int check_metrics(struct fs *fs, const char *path)
 	return 0;
 }
 
+/* -o auth_key=FILE (keys[0], tags new segments), auth_key_old=FILE (keys[1]). */
+static int load_keys(struct fs *fs, struct cli *c)
+{
+	const char *files[] = { c->auth_key, c->auth_key_old };
+	int r;
+
+	if (c->auth_key_old && !c->auth_key)
+		return log_error_errno(-EINVAL, "auth_key_old needs auth_key (the new key)");
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		if (!files[i])
+			continue;
+		r = mfs_keyring_add_file(&fs->opt.keys, files[i]);
+		if (r < 0)
+			return log_error_errno(-EINVAL, "cannot use key file '%s': %s", files[i],
+					       mfs_auth_key_error(r));
+	}
+	if (c->auth_key) {
+		char id[17];
+		mfs_auth_id_format(fs->opt.keys.keys[0].id, id);
+		log_info("segments are authenticated with key id %s", id);
+	}
+	return 0;
+}
+
 static int fs_setup(struct fs *fs, struct cli *c)
 {
 	static char data[PATH_MAX];
@@ -207,6 +236,9 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	r = check_journal_dir(fs, data);
 	if (r == 0 && c->metrics)
 		r = check_metrics(fs, c->metrics);
+	if (r < 0)
+		return r;
+	r = load_keys(fs, c);
 	if (r < 0)
 		return r;
 	raise_nofile();

@@ -672,6 +672,11 @@ bool mfs_segw_is_auth(struct mfs_segw *w)
 	return w->auth;
 }
 
+const uint8_t *mfs_segw_key_id(struct mfs_segw *w)
+{
+	return w->auth ? w->key.id : NULL;
+}
+
 /* ================================================================ reader */
 
 #define WINDOW (4u << 20)

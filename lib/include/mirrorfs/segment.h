@@ -169,6 +169,8 @@ int mfs_segw_fd(struct mfs_segw *w);
  * (the header's previous tag if there is none; zeros if not authenticated). */
 void mfs_segw_chain(struct mfs_segw *w, uint8_t ret[MFS_TAG_SIZE]);
 bool mfs_segw_is_auth(struct mfs_segw *w);
+/* The key id of an authenticated writer, or NULL. */
+const uint8_t *mfs_segw_key_id(struct mfs_segw *w);
 
 /* Name of a closed segment holding LSNs first..last ("%020lu-%020lu.mfsj"). */
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1]);
