@@ -739,6 +739,8 @@ static int segr_get(struct mfs_segr *r, uint64_t off, size_t n, const uint8_t **
 
 static void finish(struct mfs_segr *r, enum mfs_seg_verdict v, uint64_t bad_offset)
 {
+	if (v != MFS_SEG_OK && v != MFS_SEG_TORN)
+		r->info.authenticated = false;
 	r->info.verdict = v;
 	r->info.bad_offset = bad_offset;
 	r->done = true;
@@ -805,6 +807,7 @@ static void header_auth(struct mfs_segr *r, const uint8_t *h)
 		return;
 	}
 	mfs_auth_seed(r->key, h, r->chain);
+	r->info.authenticated = true; /* as long as every record checks out */
 }
 
 /* Check the tag of the record p[0..len) (decoded: @lsn). */
@@ -963,7 +966,6 @@ static int segr_check_trailer(struct mfs_segr *r, const struct mfs_rec *rec, uin
 	    r->off + len != r->info.file_size) {
 		finish(r, MFS_SEG_CORRUPT, r->off);
 	} else {
-		r->info.authenticated = r->key != NULL;
 		finish(r, MFS_SEG_OK, 0);
 	}
 	return 0;

@@ -26,6 +26,13 @@ int cli_restore(int argc, char **argv);
 /* Print "mirrorctl: MESSAGE" on stderr and return 1 (usage errors: 2). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* --auth-key FILE: add the key to @kr. Returns 0, or 1 after a message. */
+struct mfs_keyring;
+int cli_auth_key_add(struct mfs_keyring *kr, const char *file);
+
+/* mirrorctl keygen FILE */
+int cli_keygen(int argc, char **argv);
+
 /* The same line for a warning that does not stop the command. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dump.c - `mirrorctl dump [--json] SEGMENT...`: one line per record and a
+ * dump.c - `mirrorctl dump [--json] [--auth-key FILE]... SEGMENT...`: one
+ * line per record and a
  * final verdict line per segment, like pg_waldump. Exit 1 when any segment
  * is not a valid closed one (an open segment is reported as a torn tail).
  */
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/segment.h"
@@ -21,6 +23,7 @@
 
 struct dump_ctx {
 	bool json;
+	struct mfs_keyring keys; /* --auth-key: tags checked */
 	char *line;
 	bool first;
 };
@@ -40,11 +43,28 @@ static int print_rec(const struct mfs_rec *rec, void *arg)
 	return 0;
 }
 
+/* "tags: key id X, checked" / "...not checked (no --auth-key)" / "no tags". */
+static void auth_describe(const struct mfs_seg_info *i, const struct dump_ctx *c, char *out,
+			  size_t cap)
+{
+	char id[17];
+
+	if (!(i->seg_flags & MFS_SEG_F_AUTH)) {
+		snprintf(out, cap, "no tags");
+		return;
+	}
+	mfs_auth_id_format(i->key_id, id);
+	snprintf(out, cap, "tagged with key id %s, %s", id,
+		 i->authenticated ? "authenticated"
+		 : c->keys.n == 0 ? "tags not checked (no --auth-key)"
+				  : "NOT authenticated");
+}
+
 static int dump_one(const char *path, struct dump_ctx *c)
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct mfs_seg_info info;
-	char verdict[256], uuid[37];
+	char verdict[256], uuid[37], auth[128];
 	int r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -53,22 +73,25 @@ static int dump_one(const char *path, struct dump_ctx *c)
 	if (c->json)
 		printf("{\"segment\":\"%s\",\"records\":[\n", path);
 	c->first = true;
-	r = mfs_seg_scan_fd(fd, NULL, print_rec, c, &info);
+	r = mfs_seg_scan_fd_opts(fd, &(struct mfs_segr_opts){ .keys = &c->keys }, print_rec, c,
+				 &info);
 	if (r < 0) {
 		errno = -r;
 		return cli_fail("cannot read '%s': %m", path);
 	}
 	mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
 	mfs_uuid_format(info.uuid, uuid);
+	auth_describe(&info, c, auth, sizeof(auth));
 	if (c->json)
 		printf("],\"verdict\":\"%s\",\"message\":\"%s\",\"dataset\":\"%s\",\"seg_no\":%" PRIu64
 		       ",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64 ",\"records\":%" PRIu64
-		       ",\"bad_offset\":%" PRIu64 "}\n",
+		       ",\"bad_offset\":%" PRIu64 ",\"version\":%" PRIu32 ",\"auth\":\"%s\"}\n",
 		       mfs_seg_verdict_name(info.verdict), verdict, uuid, info.seg_no,
-		       info.first_lsn, info.last_lsn, info.records, info.bad_offset);
+		       info.first_lsn, info.last_lsn, info.records, info.bad_offset, info.version,
+		       auth);
 	else if (info.header_valid)
-		printf("# %s: data set %s, segment %" PRIu64 ", %s\n", path, uuid, info.seg_no,
-		       verdict);
+		printf("# %s: data set %s, segment %" PRIu64 ", format %" PRIu32 ", %s, %s\n", path,
+		       uuid, info.seg_no, info.version, auth, verdict);
 	else
 		printf("# %s: %s\n", path, verdict);
 	if (info.verdict != MFS_SEG_OK) {
@@ -84,12 +107,17 @@ int cli_dump(int argc, char **argv)
 	struct dump_ctx c = { 0 };
 	int i = 1, ret = 0, count;
 
-	if (i < argc && !strcmp(argv[i], "--json")) {
-		c.json = true;
-		i++;
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			c.json = true;
+		else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+			if (cli_auth_key_add(&c.keys, argv[++i]))
+				return 1;
+		} else
+			break;
 	}
 	if (i >= argc) {
-		fprintf(stderr, "usage: mirrorctl dump [--json] SEGMENT...\n");
+		fprintf(stderr, "usage: mirrorctl dump [--json] [--auth-key FILE]... SEGMENT...\n");
 		return 2;
 	}
 	c.line = malloc(LINE_MAX_LEN);

@@ -2,12 +2,15 @@
 /*
  * main.c - mirrorctl, the operator's command-line tool: dispatch only.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "config.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/log.h"
 
 static const struct {
@@ -28,9 +31,45 @@ static const struct {
 	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
+	{ "keygen", cli_keygen, "keygen FILE                   a new 256-bit key for authenticated segments" },
 };
 
 static const char *fail_prefix = "mirrorctl";
+
+int cli_auth_key_add(struct mfs_keyring *kr, const char *file)
+{
+	int r = mfs_keyring_add_file(kr, file);
+
+	if (r < 0)
+		return cli_fail("cannot use key file '%s': %s", file, mfs_auth_key_error(r));
+	return 0;
+}
+
+int cli_keygen(int argc, char **argv)
+{
+	struct mfs_auth_key k;
+	char id[17];
+	int r;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: mirrorctl keygen FILE\n");
+		return 2;
+	}
+	r = mfs_auth_key_generate(argv[1]);
+	if (r == -EEXIST)
+		return cli_fail("'%s' exists: refusing to overwrite a key", argv[1]);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot write key file '%s': %m", argv[1]);
+	}
+	r = mfs_auth_key_load(argv[1], &k);
+	if (r < 0)
+		return cli_fail("cannot read back '%s': %s", argv[1], mfs_auth_key_error(r));
+	mfs_auth_id_format(k.id, id);
+	explicit_bzero(&k, sizeof(k));
+	printf("%s: key id %s\n", argv[1], id);
+	return 0;
+}
 
 void cli_set_prefix(const char *prefix)
 {

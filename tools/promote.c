@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "segset.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/applied.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
@@ -38,8 +40,13 @@
 #include "mirrorfs/segment.h"
 
 /* Run mirrord --once over @incoming; mirrord is beside us or in PATH. */
+static struct mfs_keyring arg_keys;
+static const char *arg_key_files[MFS_KEYRING_MAX];
+
 static int run_mirrord_once(const char *incoming, const char *data, const char *state)
 {
+	const char *av[12 + 2 * MFS_KEYRING_MAX];
+	size_t n_av = 0;
 	char self[PATH_MAX], prog[PATH_MAX + 32];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int status;
@@ -59,8 +66,17 @@ static int run_mirrord_once(const char *incoming, const char *data, const char *
 	if (pid < 0)
 		return cli_fail("cannot fork: %m");
 	if (pid == 0) {
-		execlp(prog, "mirrord", "--once", "--incoming", incoming, "--data", data,
-		       "--state", state, (char *)NULL);
+		const char *fixed[] = { "mirrord", "--once", "--incoming", incoming, "--data", data,
+					"--state", state };
+
+		for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+			av[n_av++] = fixed[i];
+		for (size_t i = 0; i < arg_keys.n; i++) {
+			av[n_av++] = "--auth-key";
+			av[n_av++] = arg_key_files[i];
+		}
+		av[n_av] = NULL;
+		execvp(prog, (char *const *)av);
 		fprintf(stderr, "mirrorctl: cannot run '%s': %m\n", prog);
 		_exit(127);
 	}
@@ -113,10 +129,19 @@ static int load_current(struct mfs_replay *engine, const char *path, const struc
 	}
 	info = mfs_replay_seg_info(s);
 	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
-	if ((info->verdict != MFS_SEG_OK && info->verdict != MFS_SEG_TORN) || !info->header_valid) {
+	if ((info->verdict != MFS_SEG_OK && info->verdict != MFS_SEG_TORN &&
+	     !cli_auth_prefix_ok(info)) || !info->header_valid) {
 		mfs_replay_seg_free(s);
-		return cli_fail("refusing '%s': %s", path, verdict);
+		return cli_fail("refusing '%s', nothing of it applied: %s", path, verdict);
 	}
+	if (arg_keys.n && cli_chain_check(info, a->have_chain, a->chain_lsn, a->chain_tag, verdict,
+					  sizeof(verdict))) {
+		mfs_replay_seg_free(s);
+		return cli_fail("refusing '%s', nothing of it applied: %s", path, verdict);
+	}
+	if (info->verdict == MFS_SEG_UNAUTH)
+		cli_warn("'%s': %s; integrating its authenticated part, up to LSN %" PRIu64, path,
+			 verdict, info->last_lsn);
 	if (mfs_replay_seg_refused(s, &bad, NULL) && bad > a->applied_lsn) {
 		r = cli_fail("refusing '%s', nothing of it applied: %s", path,
 			     mfs_replay_seg_why(s, NULL) ?: "?");
@@ -156,6 +181,7 @@ static int integrate_current(const char *path, int datafd, struct mfs_applied *a
 		errno = -r;
 		return cli_fail("cannot start the replay engine: %m");
 	}
+	mfs_replay_set_keys(engine, &arg_keys);
 	r = load_current(engine, path, a, &s);
 	if (r) {
 		mfs_replay_free(engine);
@@ -192,6 +218,9 @@ static int integrate_current(const char *path, int datafd, struct mfs_applied *a
 	if (c.last > a->applied_lsn) {
 		a->applied_lsn = c.last;
 		a->last_record_ns = c.last_ns;
+		a->have_chain = arg_keys.n && c.last == info.last_lsn;
+		a->chain_lsn = info.last_lsn;
+		memcpy(a->chain_tag, info.last_tag, sizeof(a->chain_tag));
 	}
 	*seg_no = info.seg_no;
 	return 0;
@@ -222,7 +251,7 @@ static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no
 
 #define PROMOTE_USAGE                                                                              \
 	"usage: mirrorctl promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] "       \
-	"[--current FILE]\n"
+	"[--current FILE] [--auth-key FILE]...\n"
 
 /* --dry-run: check what promote would check, print what it would do, write nothing. */
 static int promote_plan(const char *data, const char *state, const char *incoming,
@@ -289,6 +318,12 @@ int cli_promote(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--dry-run")) {
 			dry_run = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+			if (cli_auth_key_add(&arg_keys, argv[i + 1]))
+				return 1;
+			arg_key_files[arg_keys.n - 1] = argv[++i];
 			continue;
 		}
 		const char **slot = !strcmp(argv[i], "--data")	    ? &data

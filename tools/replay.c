@@ -19,6 +19,7 @@
 #include "mirrorfs/macro.h"
 #include "mirrorfs/replay.h"
 #include "segset.h"
+#include "mirrorfs/auth.h"
 
 int cli_replay(int argc, char **argv)
 {
@@ -28,6 +29,7 @@ int cli_replay(int argc, char **argv)
 	const char *to = NULL;
 	uint64_t after = 0, until = UINT64_MAX;
 	bool have_after = false;
+	struct mfs_keyring keys = { 0 };
 	int i = 1, r, ret = 0;
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -38,13 +40,17 @@ int cli_replay(int argc, char **argv)
 			have_after = true;
 		} else if (!strcmp(argv[i], "--until") && i + 1 < argc) {
 			until = strtoull(argv[++i], NULL, 10);
+		} else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+			if (cli_auth_key_add(&keys, argv[++i]))
+				return 1;
 		} else {
 			break;
 		}
 	}
 	if (!to || i >= argc) {
 		fprintf(stderr,
-			"usage: mirrorctl replay --to DIR [--after LSN] [--until LSN] SEGMENT...\n");
+			"usage: mirrorctl replay --to DIR [--after LSN] [--until LSN] "
+			"[--auth-key FILE]... SEGMENT...\n");
 		return 2;
 	}
 	if (cli_probe_data_tree(to)) /* a data folder some program writes */
@@ -57,7 +63,9 @@ int cli_replay(int argc, char **argv)
 		errno = -r;
 		return cli_fail("cannot start the replay engine: %m");
 	}
+	mfs_replay_set_keys(engine, &keys);
 	cli_segrun_init(&run, engine, after);
+	run.auth = keys.n > 0;
 	run.check_start = have_after;
 	run.until_lsn = until;
 	for (; i < argc && !ret && !run.done; i++)

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
@@ -57,7 +58,7 @@
 #define PROGRESS_NS (250000000ull) /* at most 4 updates a second */
 
 static const char usage_text[] = "usage: mirrorctl restore [--dry-run] --snapshot PATH [--lsn N] "
-				 "[--until LSN|TIME|latest] --segments DIR --to DIR\n";
+				 "[--until LSN|TIME|latest] [--auth-key FILE]... --segments DIR --to DIR\n";
 
 struct restore {
 	const char *snapshot, *segments, *to;
@@ -67,6 +68,7 @@ struct restore {
 	bool have_uuid;
 	uint8_t uuid[16];
 	uint64_t until_lsn, until_ns; /* UINT64_MAX: no limit */
+	struct mfs_keyring keys;      /* --auth-key: segments must be authenticated */
 };
 
 /* ================================================================ parsing */
@@ -208,6 +210,11 @@ static int parse_args(int argc, char **argv, struct restore *o)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--dry-run")) {
 			o->dry_run = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+			if (cli_auth_key_add(&o->keys, argv[++i]))
+				return 1;
 			continue;
 		}
 		const char **slot = !strcmp(argv[i], "--snapshot")   ? &o->snapshot
@@ -976,7 +983,9 @@ static int replay_segments(const struct restore *o, const struct cli_segfile *se
 		errno = -r;
 		return cli_fail("cannot start the replay engine: %m");
 	}
+	mfs_replay_set_keys(engine, &o->keys);
 	cli_segrun_init(run, engine, o->lsn);
+	run->auth = o->keys.n > 0;
 	run->check_start = true;
 	run->until_lsn = o->until_lsn;
 	run->until_ns = o->until_ns;

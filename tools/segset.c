@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/format.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/replay.h"
@@ -63,6 +64,14 @@ static bool name_agrees(const char *path, const struct mfs_seg_info *info)
 	return info->first_lsn == first && info->last_lsn <= last; /* torn: a prefix */
 }
 
+static bool is_closed_name(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	uint64_t first, last;
+
+	return mfs_seg_name_parse(base ? base + 1 : path, &first, &last);
+}
+
 /*
  * Full validation of loaded segment @s, every record included (the
  * engine's checks): 0, or 1 after a message. Sets run->uuid.
@@ -76,8 +85,15 @@ static int validate(struct cli_segrun *run, struct mfs_replay_seg *s, const char
 
 	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
 	if (info->verdict != MFS_SEG_OK &&
-	    !(info->verdict == MFS_SEG_TORN && last_file && info->header_valid))
+	    !(info->verdict == MFS_SEG_TORN && last_file && info->header_valid) &&
+	    !(cli_auth_prefix_ok(info) && last_file && !is_closed_name(path)))
 		return cli_fail("refusing '%s': %s", path, verdict);
+	if (run->auth && cli_chain_check(info, run->have_chain, run->chain_lsn, run->chain_tag,
+					 verdict, sizeof(verdict)))
+		return cli_fail("refusing '%s': %s", path, verdict);
+	if (info->verdict == MFS_SEG_UNAUTH)
+		cli_warn("'%s': %s; applying its authenticated part, up to LSN %" PRIu64, path,
+			 verdict, info->last_lsn);
 	if (!name_agrees(path, info))
 		return cli_fail("refusing '%s': its name does not match the LSNs it holds (%" PRIu64
 				"..%" PRIu64 ")",
@@ -91,6 +107,26 @@ static int validate(struct cli_segrun *run, struct mfs_replay_seg *s, const char
 		run->have_uuid = true;
 	}
 	return 0;
+}
+
+bool cli_auth_prefix_ok(const struct mfs_seg_info *info)
+{
+	return info->verdict == MFS_SEG_UNAUTH && info->auth_fail == MFS_AUTH_BAD_TAG &&
+	       info->header_valid;
+}
+
+const char *cli_chain_check(const struct mfs_seg_info *info, bool have_chain, uint64_t chain_lsn,
+			    const uint8_t chain_tag[32], char *buf, size_t cap)
+{
+	static const uint8_t zero[32];
+
+	if (!have_chain || info->first_lsn != chain_lsn + 1 || !memcmp(info->prev_tag, zero, 32) ||
+	    mfs_auth_tag_equal(info->prev_tag, chain_tag))
+		return NULL;
+	snprintf(buf, cap, "not authenticated: chain broken at LSN %" PRIu64 ": its previous tag "
+		 "is not the tag of LSN %" PRIu64 " (a segment dropped, reordered, replayed, or "
+		 "from another history)", info->first_lsn, chain_lsn);
+	return buf;
 }
 
 void cli_segrun_init(struct cli_segrun *run, struct mfs_replay *engine, uint64_t after)
@@ -149,6 +185,11 @@ int cli_segrun_file(struct cli_segrun *run, const char *path, bool last_file)
 				run->last + 1, info.first_lsn - 1);
 	}
 	run->started = true;
+	if (run->auth) { /* the chain at the end of what this file holds */
+		run->have_chain = true;
+		run->chain_lsn = info.last_lsn;
+		memcpy(run->chain_tag, info.last_tag, 32);
+	}
 	if (info.last_lsn <= run->last) {
 		mfs_replay_seg_free(s);
 		return 0; /* nothing new in it */

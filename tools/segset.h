@@ -24,6 +24,12 @@ struct cli_segrun {
 	uint64_t until_lsn; /* stop after this LSN (UINT64_MAX: no limit) */
 	uint64_t until_ns; /* stop before the first record later than this (UINT64_MAX: none) */
 	bool have_uuid; /* every file must belong to data set @uuid (else: the first one's) */
+	/* keys set on the engine (mfs_replay_set_keys): every file must be
+	 * authenticated and continue the chain of the one before */
+	bool auth;
+	bool have_chain; /* chain_tag is the tag of LSN chain_lsn */
+	uint64_t chain_lsn;
+	uint8_t chain_tag[32];
 	uint8_t uuid[16];
 	/* called for each record read, with the segment bytes read so far; may be NULL */
 	void (*progress)(void *arg, uint64_t bytes);
@@ -55,6 +61,18 @@ void cli_segrun_init(struct cli_segrun *run, struct mfs_replay *engine, uint64_t
  * record the engine refused.
  */
 int cli_segrun_file(struct cli_segrun *run, const char *path, bool last_file);
+
+/* An open segment whose tags stop verifying: its authenticated prefix may be applied. */
+struct mfs_seg_info;
+bool cli_auth_prefix_ok(const struct mfs_seg_info *info);
+
+/*
+ * Does segment @info continue the chain (tag @chain_tag at LSN @chain_lsn,
+ * when @have_chain)? NULL if it does (or starts a chain: previous tag of
+ * zeros), else why not, in @buf.
+ */
+const char *cli_chain_check(const struct mfs_seg_info *info, bool have_chain, uint64_t chain_lsn,
+			    const uint8_t chain_tag[32], char *buf, size_t cap);
 
 /* A closed segment found in a folder. */
 struct cli_segfile {

@@ -216,7 +216,7 @@ struct mfs_seg_info {
 	uint8_t key_id[MFS_AUTH_KEY_ID_SIZE];
 	uint8_t prev_tag[MFS_TAG_SIZE];  /* chain value before this segment */
 	uint8_t last_tag[MFS_TAG_SIZE];  /* chain value after the last valid record */
-	bool authenticated;              /* every valid record's tag checked with a key */
+	bool authenticated;              /* OK or TORN, and every valid record's tag checked */
 	enum mfs_auth_fail auth_fail;    /* MFS_SEG_UNAUTH: why */
 	uint64_t auth_lsn;               /* MFS_AUTH_BAD_TAG: the record's LSN */
 };
