@@ -76,6 +76,18 @@ static void test_format(void)
 	CU_ASSERT_STRING_EQUAL(text, "data_set -\napplied_lsn 0\nlast_record_ns 0\n"
 				     "segments_applied 0\n");
 	free(text);
+	/* authenticated: the chain follows */
+	a.have_chain = true;
+	a.chain_lsn = 9;
+	a.chain_tag[0] = 0xab;
+	a.chain_tag[31] = 0x01;
+	CU_ASSERT_EQUAL_FATAL(mfs_applied_write(statefd, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_read_file(statefd, MFS_APPLIED_FILE, 4096, &text, &len), 0);
+	CU_ASSERT_STRING_EQUAL(text, "data_set -\napplied_lsn 0\nlast_record_ns 0\n"
+				     "segments_applied 0\nchain_lsn 9\nchain_tag ab"
+				     "000000000000000000000000000000000000000000000000000000000000"
+				     "01\n");
+	free(text);
 }
 
 static void check_round_trip(const struct mfs_applied *a)
@@ -91,6 +103,9 @@ static void check_round_trip(const struct mfs_applied *a)
 	CU_ASSERT_EQUAL(b.applied_lsn, a->applied_lsn);
 	CU_ASSERT_EQUAL(b.last_record_ns, a->last_record_ns);
 	CU_ASSERT_EQUAL(b.segments_applied, a->segments_applied);
+	CU_ASSERT_EQUAL(b.have_chain, a->have_chain);
+	if (a->have_chain)
+		CU_ASSERT(b.chain_lsn == a->chain_lsn && !memcmp(b.chain_tag, a->chain_tag, 32));
 }
 
 static void test_round_trip(void)
@@ -229,14 +244,26 @@ static void test_overlong(void)
 	char line[256], longline[1100], *big;
 	size_t n = 8192, off;
 
-	/* a 31-byte key and a 63-byte value are the limits */
+	/* a 31-byte key and an 80-byte value are the limits (a chain_tag is 64) */
 	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\n%031d %063d\n", 0, 0);
 	memset(strstr(line, "\n0") + 1, 'k', 31);
 	CU_ASSERT_EQUAL(put_read(line, &a), 0);
 	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\n%032d v\n", 0);
 	memset(strstr(line, "\n0") + 1, 'k', 32);
 	CU_ASSERT_EQUAL(put_read(line, &a), -EBADMSG);
-	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nk %064d\n", 0);
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nk %080d\n", 0);
+	CU_ASSERT_EQUAL(put_read(line, &a), 0);
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nk %081d\n", 0);
+	CU_ASSERT_EQUAL(put_read(line, &a), -EBADMSG);
+	/* the chain: both keys or neither, 64 hex digits */
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nchain_lsn 1\nchain_tag %064d\n", 7);
+	CU_ASSERT_EQUAL(put_read(line, &a), 0);
+	CU_ASSERT(a.have_chain && a.chain_lsn == 1 && a.chain_tag[31] == 7);
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nchain_lsn 1\n");
+	CU_ASSERT_EQUAL(put_read(line, &a), -EBADMSG);
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nchain_lsn 1\nchain_tag %063d\n", 7);
+	CU_ASSERT_EQUAL(put_read(line, &a), -EBADMSG);
+	snprintf(line, sizeof(line), "data_set -\napplied_lsn 1\nchain_lsn 1\nchain_tag %063dG\n", 7);
 	CU_ASSERT_EQUAL(put_read(line, &a), -EBADMSG);
 	/* a long number: its digits fit in a value but not in 64 bits */
 	snprintf(line, sizeof(line), "data_set -\napplied_lsn %063d\n", 1);
