@@ -17,15 +17,21 @@
  * Paths are written as given (hostile ones too). Closed segments get their
  * closed names in OUTDIR; the last one is sealed at end of input. Prints
  * the names, one a line.
+ *
+ * Environment: MKSEG_KEY=FILE writes format 2, tagged with that key, the
+ * chain going on from segment to segment; MKSEG_PREV=HEX (64 digits) is
+ * the first segment's previous tag (zeros: a chain's start).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/segment.h"
 
@@ -36,6 +42,9 @@ struct gen {
 	struct mfs_segw *w;
 	char *buf;
 	size_t cap;
+	bool auth;
+	struct mfs_auth_key key;
+	uint8_t chain[MFS_TAG_SIZE];
 };
 
 static int fail(const char *what, int r)
@@ -49,8 +58,12 @@ static void seg_open(struct gen *g)
 	char tmp[64];
 	int r;
 
+	struct mfs_segw_opts o = { .key = &g->key };
+
+	memcpy(o.prev_tag, g->chain, MFS_TAG_SIZE);
 	snprintf(tmp, sizeof(tmp), ".mkseg.%" PRIu64, g->seg_no);
-	r = mfs_segw_create(g->dirfd, tmp, g->uuid, g->seg_no, g->next_lsn, &g->w);
+	r = mfs_segw_create_opts(g->dirfd, tmp, g->uuid, g->seg_no, g->next_lsn, 0,
+				 g->auth ? &o : NULL, &g->w);
 	if (r < 0)
 		fail("create", r);
 }
@@ -62,6 +75,7 @@ static void seg_close(struct gen *g)
 	int r;
 
 	mfs_segw_get_stats(g->w, &st);
+	mfs_segw_chain(g->w, g->chain);
 	g->next_lsn = st.next_lsn;
 	r = mfs_segw_close(g->w, g->dirfd, name);
 	if (r < 0)
@@ -184,6 +198,20 @@ int main(int argc, char **argv)
 	g.next_lsn = strtoull(argv[3], NULL, 10);
 	if (argc == 5)
 		g.seg_no = strtoull(argv[4], NULL, 10);
+	if (getenv("MKSEG_KEY")) {
+		int r = mfs_auth_key_load(getenv("MKSEG_KEY"), &g.key);
+		if (r < 0)
+			fail("MKSEG_KEY", r);
+		g.auth = true;
+	}
+	if (getenv("MKSEG_PREV")) {
+		const char *h = getenv("MKSEG_PREV");
+		for (size_t i = 0; i < MFS_TAG_SIZE && strlen(h) == 2 * MFS_TAG_SIZE; i++) {
+			unsigned v;
+			sscanf(h + 2 * i, "%2x", &v);
+			g.chain[i] = (uint8_t)v;
+		}
+	}
 	seg_open(&g);
 	while (getline(&s, &cap, stdin) > 0)
 		line(&g, s, rec);
