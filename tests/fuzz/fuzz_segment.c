@@ -16,6 +16,13 @@
  * whole-segment CRC), which lets mutated lengths, types and payloads reach
  * the decoder's deeper checks.
  *
+ * Format 2: every input is also read with a key ring holding the seeds'
+ * key (gen_corpus.c). A keyed reader may only say less (unauthenticated,
+ * fewer records), never more; where the key reader does not refuse, it
+ * agrees with the keyless one. The repaired copy also gets its tags
+ * recomputed with that key (a "forger" who holds it), so that mutated
+ * tagged records get past the tag check into the decoder.
+ *
  * Build: tests/fuzz/run-fuzz.sh (clang -fsanitize=fuzzer,address,undefined).
  */
 #include <stdint.h>
@@ -25,6 +32,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/format.h"
 #include "mirrorfs/io.h"
@@ -51,16 +59,24 @@ static struct mfs_rec rec;
 static uint8_t head[MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64];
 static char line[6 * 2 * MFS_PATH_MAX + 1024];
 
-/* A decoded record re-encodes to exactly the bytes it came from. */
+static struct mfs_keyring ring;
+
+/* A decoded record re-encodes to exactly the bytes it came from (format 2:
+ * but the CRC, which the encoder leaves without the tag, and the tag). */
 static void check_reencode(const uint8_t *bytes, size_t len)
 {
+	uint32_t tag_len = mfs_get_le16(bytes + 6) & MFS_REC_F_TAG ? MFS_TAG_SIZE : 0;
 	size_t head_len = 0, blob;
 
-	CHECK(mfs_rec_encode(&rec, head, sizeof(head), &head_len) == 0);
+	CHECK(mfs_rec_encode_ext(&rec, tag_len, head, sizeof(head), &head_len) == 0);
 	CHECK(head_len == mfs_rec_head_size(&rec));
 	blob = (rec.type == MFS_REC_WRITE || rec.type == MFS_REC_SETXATTR) ? rec.data_len : 0;
-	CHECK(head_len + blob == len);
-	CHECK(memcmp(head, bytes, head_len) == 0);
+	CHECK(head_len + blob + tag_len == len);
+	if (tag_len)
+		CHECK(mfs_crc32c(mfs_get_le32(head + 28), bytes + len - tag_len, tag_len) ==
+		      mfs_get_le32(bytes + 28));
+	CHECK(memcmp(head, bytes, 28) == 0);
+	CHECK(memcmp(head + 32, bytes + 32, head_len - 32) == 0);
 	if (blob)
 		CHECK((const uint8_t *)rec.data == bytes + head_len);
 }
@@ -80,14 +96,16 @@ static void check_record(const uint8_t *data, size_t size, uint64_t start, uint6
 }
 
 /* Read from memory to the end; returns the final info. */
-static struct mfs_seg_info read_buf(const uint8_t *data, size_t size, const uint8_t *expect)
+static struct mfs_seg_info read_buf_keys(const uint8_t *data, size_t size, const uint8_t *expect,
+					 const struct mfs_keyring *keys)
 {
+	struct mfs_segr_opts o = { .expect_uuid = expect, .keys = keys };
 	struct mfs_seg_info info;
 	struct mfs_segr *r = NULL;
 	uint64_t prev_end, last = 0, n = 0;
 	int e;
 
-	CHECK(mfs_segr_open_buf(data, size, expect, &r) == 0);
+	CHECK(mfs_segr_open_buf_opts(data, size, &o, &r) == 0);
 	prev_end = mfs_segr_info(r)->valid_end;
 	while ((e = mfs_segr_next(r, &rec)) > 0) {
 		const struct mfs_seg_info *i = mfs_segr_info(r);
@@ -112,9 +130,59 @@ static struct mfs_seg_info read_buf(const uint8_t *data, size_t size, const uint
 		CHECK(info.crc_valid_end == mfs_crc32c(0, data, (size_t)info.valid_end));
 	if (info.verdict == MFS_SEG_OK)
 		CHECK(info.header_valid && size >= info.valid_end + MFS_REC_HEADER_SIZE + 24);
-	if (info.verdict == MFS_SEG_TORN || info.verdict == MFS_SEG_CORRUPT)
+	if (info.verdict == MFS_SEG_TORN || info.verdict == MFS_SEG_CORRUPT ||
+	    info.verdict == MFS_SEG_UNAUTH)
 		CHECK(info.bad_offset <= size);
+	if (info.authenticated)
+		CHECK(keys && (info.verdict == MFS_SEG_OK || info.verdict == MFS_SEG_TORN));
 	return info;
+}
+
+static struct mfs_seg_info read_buf(const uint8_t *data, size_t size, const uint8_t *expect)
+{
+	return read_buf_keys(data, size, expect, NULL);
+}
+
+/* The keyed reader says no more than the keyless one. */
+static void read_keyed(const uint8_t *data, size_t size, const struct mfs_seg_info *any)
+{
+	struct mfs_seg_info k = read_buf_keys(data, size, NULL, &ring);
+
+	CHECK(k.records <= any->records);
+	if (k.verdict != MFS_SEG_UNAUTH)
+		CHECK(k.verdict == any->verdict && k.records == any->records &&
+		      k.valid_end == any->valid_end &&
+		      k.authenticated == (k.header_valid && (k.verdict == MFS_SEG_OK ||
+							     k.verdict == MFS_SEG_TORN)));
+	else
+		CHECK(any->verdict != MFS_SEG_NOT_SEGMENT && any->verdict != MFS_SEG_BAD_VERSION);
+}
+
+/* A forger holding the key: recompute the tags of a tagged segment. */
+static void repair_tags(uint8_t *buf, size_t size)
+{
+	uint8_t chain[MFS_TAG_SIZE];
+	size_t off = MFS_SEG_HEADER_SIZE;
+
+	if (size < MFS_SEG_HEADER_SIZE || mfs_get_le32(buf + 8) != 2 ||
+	    !(mfs_get_le32(buf + 56) & MFS_SEG_F_AUTH))
+		return;
+	memcpy(buf + 64, ring.keys[0].id, MFS_AUTH_KEY_ID_SIZE);
+	mfs_put_le32(buf + 124, mfs_crc32c(0, buf, 124));
+	mfs_auth_seed(&ring.keys[0], buf, chain);
+	while (size - off >= MFS_REC_HEADER_SIZE) {
+		uint32_t len = mfs_get_le32(buf + off);
+		struct mfs_auth_piece pc;
+
+		if (len < MFS_REC_HEADER_SIZE + MFS_TAG_SIZE || len > size - off)
+			break;
+		pc = (struct mfs_auth_piece){ buf + off + MFS_REC_HEADER_SIZE,
+					      len - MFS_REC_HEADER_SIZE - MFS_TAG_SIZE };
+		mfs_auth_tag(&ring.keys[0], chain, buf + off, &pc, 1, buf + off + len - MFS_TAG_SIZE);
+		if (mfs_get_le16(buf + off + 4) != MFS_REC_SEG_CLOSED)
+			memcpy(chain, buf + off + len - MFS_TAG_SIZE, MFS_TAG_SIZE);
+		off += len;
+	}
 }
 
 /* The same bytes through the fd reader must give the same answer. */
@@ -153,7 +221,8 @@ static void repair_crcs(uint8_t *buf, size_t size)
 		if (len < MFS_REC_HEADER_SIZE || len > size - off)
 			break;
 		if (mfs_get_le16(buf + off + 4) == MFS_REC_SEG_CLOSED &&
-		    len == MFS_REC_HEADER_SIZE + sizeof(struct mfs_seg_trailer))
+		    (len == MFS_REC_HEADER_SIZE + sizeof(struct mfs_seg_trailer) ||
+		     len == MFS_REC_HEADER_SIZE + sizeof(struct mfs_seg_trailer) + MFS_TAG_SIZE))
 			mfs_put_le32(buf + off + MFS_REC_HEADER_SIZE + 16, mfs_crc32c(0, buf, off));
 		crc = mfs_crc32c(0, buf + off, 28);
 		crc = mfs_crc32c(crc, buf + off + MFS_REC_HEADER_SIZE, len - MFS_REC_HEADER_SIZE);
@@ -167,7 +236,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mfs_seg_info any, mine;
 	uint8_t *fixed;
 
+	if (!ring.n) {
+		uint8_t raw[32];
+		for (int i = 0; i < 32; i++)
+			raw[i] = (uint8_t)i;
+		CHECK(mfs_auth_key_from_raw(raw, &ring.keys[0]) == 0);
+		ring.n = 1;
+	}
 	any = read_buf(data, size, NULL);
+	read_keyed(data, size, &any);
 	mine = read_buf(data, size, seed_uuid);
 	/* expecting a data set changes only the foreign verdict */
 	if (mine.verdict != MFS_SEG_FOREIGN)
@@ -183,6 +260,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	repair_crcs(fixed, size);
 	any = read_buf(fixed, size, NULL);
 	read_fd(fixed, size, &any);
+	read_keyed(fixed, size, &any);
+	repair_tags(fixed, size); /* the tags first: the CRCs cover them */
+	repair_crcs(fixed, size);
+	any = read_buf(fixed, size, NULL);
+	read_keyed(fixed, size, &any);
 	free(fixed);
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/format.h"
 #include "mirrorfs/record.h"
 #include "mirrorfs/segment.h"
@@ -82,9 +83,14 @@ static void fill(struct mfs_rec *rec, enum mfs_rec_type t)
 	}
 }
 
+/* The key of the format-2 seeds, also fuzz_segment.c's: bytes 0x00..0x1f. */
+static struct mfs_auth_key seed_key;
+static bool seed_auth;
+
 static int write_segment(int dirfd, const char *name, const uint8_t uuid[16], int nrec,
 			 const void *big, size_t big_len, bool close_it)
 {
+	struct mfs_segw_opts o = { .key = &seed_key };
 	struct mfs_rec *rec = calloc(1, sizeof(*rec));
 	struct mfs_segw *w = NULL;
 	uint64_t lsn;
@@ -93,7 +99,7 @@ static int write_segment(int dirfd, const char *name, const uint8_t uuid[16], in
 	if (!rec)
 		return -ENOMEM;
 	(void)unlinkat(dirfd, name, 0);
-	r = mfs_segw_create(dirfd, name, uuid, 1, 1, &w);
+	r = mfs_segw_create_opts(dirfd, name, uuid, 1, 1, 0, seed_auth ? &o : NULL, &w);
 	for (int i = 0; r == 0 && i < nrec; i++) {
 		fill(rec, types[i % (int)(sizeof(types) / sizeof(types[0]))]);
 		r = mfs_segw_append(w, rec, &lsn);
@@ -164,6 +170,20 @@ int main(int argc, char **argv)
 		r = write_segment(dirfd, "big-write.mfsj", seed_uuid, 1, big, sizeof(big), true);
 	if (r == 0)
 		r = write_segment(dirfd, "foreign.mfsj", other_uuid, 3, NULL, 0, true);
+	/* format 2, tagged with the seed key */
+	if (r == 0) {
+		uint8_t raw[32];
+		for (int i = 0; i < 32; i++)
+			raw[i] = (uint8_t)i;
+		r = mfs_auth_key_from_raw(raw, &seed_key);
+		seed_auth = true;
+	}
+	if (r == 0)
+		r = write_segment(dirfd, "v2-every-type.mfsj", seed_uuid, n, NULL, 0, true);
+	if (r == 0)
+		r = write_segment(dirfd, "v2-open.seg", seed_uuid, n, NULL, 0, false);
+	if (r == 0)
+		r = write_segment(dirfd, "v2-big-write.mfsj", seed_uuid, 1, big, 4096, true);
 	close(dirfd);
 	if (r < 0) {
 		fprintf(stderr, "gen_corpus: %s\n", strerror(-r));

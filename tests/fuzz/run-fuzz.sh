@@ -31,12 +31,12 @@ out=${out:-$PWD}
 # ---- test() line in tests/fuzz/meson.build.
 case $target in
 segment)
-	lib=(crc32c.c codec.c segment.c io.c log.c)
-	libs=()
+	lib=(auth.c crc32c.c codec.c segment.c io.c log.c)
+	libs=(-lsodium)
 	;;
 replay) # tests/fuzz/fuzz_replay.c: the replay engine on hostile records
-	lib=(crc32c.c codec.c segment.c io.c log.c path.c replay.c replay_preflight.c sigbus.c)
-	libs=(-luring)
+	lib=(auth.c crc32c.c codec.c segment.c io.c log.c path.c replay.c replay_preflight.c sigbus.c)
+	libs=(-luring -lsodium)
 	;;
 *)
 	echo "run-fuzz.sh: unknown target '$target'" >&2
