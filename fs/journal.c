@@ -1643,7 +1643,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 	char **names = NULL, name[256] = "";
 	size_t n = 0;
 	uint64_t bytes = 0, first = 0, a, b;
-	char *out, lockjson[192], jpath[2 * PATH_MAX];
+	char *out, lockjson[192], jpath[2 * PATH_MAX], key_id[17] = "";
 	size_t jp = 0;
 	_cleanup_free_ char *snaps = NULL;
 	int r;
@@ -1677,6 +1677,8 @@ int fs_journal_status(struct fs *fs, char **ret)
 			jpath[jp++] = *c;
 	}
 	jpath[jp] = 0;
+	if (j->keys->n)
+		mfs_auth_id_format(j->keys->keys[0].id, key_id);
 	r = asprintf(&out,
 		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
 		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
@@ -1685,11 +1687,13 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
 		     ",\"pending_bytes\":%" PRIu64
-		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" CLOSED_DIR "\",\"snapshots\":%s}\n",
+		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" CLOSED_DIR "\",\"snapshots\":%s"
+		     ",\"format\":%u,\"auth_key_id\":\"%s\"}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
 		     s.records, n, bytes, s.syncs, s.sync_requests, fs_pending_bytes(fs), lockjson,
-		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps);
+		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps,
+		     j->keys->n ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION, key_id);
 	if (r < 0)
 		return -ENOMEM;
 	*ret = out;
