@@ -126,6 +126,7 @@ struct fs_options {
 	/* auth_key: keys[0] tags new segments; auth_key_old adds keys[1], to
 	 * close an open segment tagged before a key change. n = 0: format 1. */
 	struct mfs_keyring keys;
+	int zstd_level; /* compress=zstd[:N]: writes compressed (format 2); 0: off */
 };
 
 #define FS_METRICS_BUCKETS 8

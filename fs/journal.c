@@ -94,6 +94,7 @@ struct fs_journal {
 	char uuid_text[37];
 
 	const struct mfs_keyring *keys; /* fs->opt.keys: keys[0] tags new segments */
+	int zstd_level;                 /* fs->opt.zstd_level */
 	pthread_rwlock_t seg_lock; /* appends/syncs shared, segment switch exclusive */
 	struct mfs_segw *w;        /* protected by seg_lock; NULL after a fatal error */
 	struct mfs_segw *sealing;  /* seg_lock: a snapshot's old segment until it is closed */
@@ -199,11 +200,12 @@ static void open_name(uint64_t seg_no, char out[64])
 static const struct mfs_segw_opts *seg_opts(struct fs_journal *j, const uint8_t *prev,
 					    struct mfs_segw_opts *o)
 {
-	if (!j->keys->n)
+	if (!j->keys->n && !j->zstd_level)
 		return NULL;
 	memset(o, 0, sizeof(*o));
-	o->key = &j->keys->keys[0];
-	if (prev)
+	o->key = j->keys->n ? &j->keys->keys[0] : NULL;
+	o->zstd_level = j->zstd_level;
+	if (prev && o->key)
 		memcpy(o->prev_tag, prev, MFS_TAG_SIZE);
 	return o;
 }
@@ -1412,8 +1414,9 @@ static int switch_auth(struct fs_journal *j)
 	char closed[MFS_SEG_NAME_LEN + 1], old[256];
 	int r;
 
-	if (j->keys->n ? id && !memcmp(id, j->keys->keys[0].id, MFS_AUTH_KEY_ID_SIZE) : !id)
-		return 0;
+	if ((j->keys->n ? id && !memcmp(id, j->keys->keys[0].id, MFS_AUTH_KEY_ID_SIZE) : !id) &&
+	    mfs_segw_set_compress(j->w, j->zstd_level) == 0)
+		return 0; /* a format-1 segment cannot hold compressed writes: a new one */
 	mfs_segw_get_stats(j->w, &s);
 	mfs_segw_chain(j->w, chain);
 	snprintf(old, sizeof(old), "%s", j->open_name);
@@ -1426,8 +1429,9 @@ static int switch_auth(struct fs_journal *j)
 	}
 	if (r < 0)
 		return log_error_errno(r, "cannot close segment '%s' to change its key: %m", old);
-	log_notice("segment '%s' closed: new segments are %s", old,
-		   j->keys->n ? "authenticated with the given key" : "not authenticated");
+	log_notice("segment '%s' closed: new segments are %s%s", old,
+		   j->keys->n ? "authenticated with the given key" : "not authenticated",
+		   j->zstd_level ? ", compressed" : "");
 	r = new_segment(j, s.seg_no + 1, s.next_lsn, chain);
 	if (r < 0)
 		return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
@@ -1529,6 +1533,7 @@ int fs_journal_open(struct fs *fs)
 	if (!j)
 		return -ENOMEM;
 	j->keys = &fs->opt.keys;
+	j->zstd_level = fs->opt.zstd_level;
 	j->dirfd = j->open_dirfd = j->closed_dirfd = j->lock_fd = j->data_lock_fd = -EBADF;
 	pthread_rwlock_init(&j->seg_lock, NULL);
 	pthread_mutex_init(&j->ckpt_lock, NULL);
@@ -1693,7 +1698,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
 		     s.records, n, bytes, s.syncs, s.sync_requests, fs_pending_bytes(fs), lockjson,
 		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps,
-		     j->keys->n ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION, key_id);
+		     j->keys->n || j->zstd_level ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION, key_id);
 	if (r < 0)
 		return -ENOMEM;
 	*ret = out;

@@ -34,6 +34,7 @@ struct cli {
 	char *rotate_size;
 	char *metrics;
 	char *auth_key, *auth_key_old;
+	char *compress;
 	unsigned rotate_interval;
 	unsigned checkpoint_interval;
 	int notify_fd;
@@ -46,6 +47,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("rotate_size=%s", rotate_size),
 	CLI_OPT("auth_key=%s", auth_key),
 	CLI_OPT("auth_key_old=%s", auth_key_old),
+	CLI_OPT("compress=%s", compress),
 	CLI_OPT("rotate_interval=%u", rotate_interval),
 	CLI_OPT("checkpoint_interval=%u", checkpoint_interval),
 	CLI_OPT("notify_fd=%d", notify_fd),
@@ -64,7 +66,8 @@ static void usage(void)
 	       "    -o notify_fd=N            write one byte to fd N once mounted\n"
 	       "    -o metrics=FILE           write Prometheus text metrics to FILE every second\n"
 	       "    -o auth_key=FILE          authenticate segments (format 2) with this key\n"
-	       "    -o auth_key_old=FILE      the key before a key change (to close its open segment)\n\n");
+	       "    -o auth_key_old=FILE      the key before a key change (to close its open segment)\n"
+	       "    -o compress=zstd[:LEVEL]  compress written data in the journal (format 2; LEVEL 1..19, default 3)\n\n");
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -204,6 +207,27 @@ static int load_keys(struct fs *fs, struct cli *c)
 	return 0;
 }
 
+/* -o compress=zstd[:LEVEL] */
+static int parse_compress(struct fs *fs, const char *v)
+{
+	char *end;
+	long level = 3;
+
+	if (!v)
+		return 0;
+	if (strncmp(v, "zstd", 4) || (v[4] && v[4] != ':'))
+		return log_error_errno(-EINVAL, "bad compress '%s' (zstd or zstd:LEVEL)", v);
+	if (v[4] == ':') {
+		errno = 0;
+		level = strtol(v + 5, &end, 10);
+		if (errno || end == v + 5 || *end || level < 1 || level > 19)
+			return log_error_errno(-EINVAL, "bad compress level in '%s' (1..19)", v);
+	}
+	fs->opt.zstd_level = (int)level;
+	log_info("written data is compressed in the journal (zstd level %ld)", level);
+	return 0;
+}
+
 static int fs_setup(struct fs *fs, struct cli *c)
 {
 	static char data[PATH_MAX];
@@ -239,6 +263,9 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	if (r < 0)
 		return r;
 	r = load_keys(fs, c);
+	if (r < 0)
+		return r;
+	r = parse_compress(fs, c->compress);
 	if (r < 0)
 		return r;
 	raise_nofile();

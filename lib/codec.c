@@ -10,6 +10,8 @@
  * that are really there and against the format's maxima, and the payload
  * must be consumed exactly.
  */
+#include <zstd.h>
+
 #include "mirrorfs/record.h"
 
 #include <errno.h>
@@ -119,6 +121,8 @@ static bool rec_is_encodable(const struct mfs_rec *rec)
 		return false;
 	switch (rec->type) {
 	case MFS_REC_WRITE:
+		if (rec->zstd_len && (!rec->data_len || rec->zstd_len > MFS_WRITE_MAX))
+			return false;
 		return rec->data_len <= MFS_WRITE_MAX && (rec->data || !rec->data_len);
 	case MFS_REC_RENAME:
 	case MFS_REC_LINK:
@@ -144,7 +148,9 @@ static void encode_payload(struct wcur *c, const struct mfs_rec *rec)
 	switch (rec->type) {
 	case MFS_REC_WRITE:
 		put64(c, rec->offset);
-		put32(c, rec->data_len);
+		if (rec->zstd_len)
+			put32(c, rec->data_len); /* then the frame's size */
+		put32(c, rec->zstd_len ? rec->zstd_len : rec->data_len);
 		break;
 	case MFS_REC_TRUNCATE:
 		put64(c, rec->length);
@@ -219,6 +225,12 @@ static bool has_blob(enum mfs_rec_type t)
 	return t == MFS_REC_WRITE || t == MFS_REC_SETXATTR;
 }
 
+/* Bytes of the blob as stored: a write's frame when compressed. */
+static uint32_t blob_len(const struct mfs_rec *rec)
+{
+	return rec->type == MFS_REC_WRITE && rec->zstd_len ? rec->zstd_len : rec->data_len;
+}
+
 size_t mfs_rec_head_size(const struct mfs_rec *rec)
 {
 	uint8_t scratch[2 * (MFS_PATH_MAX + 2) + 64];
@@ -249,19 +261,19 @@ int mfs_rec_encode_ext(const struct mfs_rec *rec, uint32_t tag_len, void *buf, s
 	if (c.overflow)
 		return -ENOBUFS;
 	head = (size_t)(c.p - b);
-	total = head + (has_blob(rec->type) ? rec->data_len : 0) + tag_len;
+	total = head + (has_blob(rec->type) ? blob_len(rec) : 0) + tag_len;
 	if (total > MFS_REC_MAX)
 		return -EINVAL;
 	mfs_put_le32(b, (uint32_t)total);
 	mfs_put_le16(b + 4, (uint16_t)rec->type);
-	mfs_put_le16(b + 6, tag_len ? MFS_REC_F_TAG : 0);
+	mfs_put_le16(b + 6, (tag_len ? MFS_REC_F_TAG : 0) | (rec->zstd_len ? MFS_REC_F_ZSTD : 0));
 	mfs_put_le64(b + 8, rec->lsn);
 	mfs_put_le64(b + 16, rec->time_ns);
 	mfs_put_le32(b + 24, 0);
 	crc = mfs_crc32c(0, b, 28);
 	crc = mfs_crc32c(crc, b + MFS_REC_HEADER_SIZE, head - MFS_REC_HEADER_SIZE);
-	if (has_blob(rec->type) && rec->data_len)
-		crc = mfs_crc32c(crc, rec->data, rec->data_len);
+	if (has_blob(rec->type) && blob_len(rec))
+		crc = mfs_crc32c(crc, rec->data, blob_len(rec));
 	mfs_put_le32(b + 28, crc);
 	*ret_head = head;
 	return 0;
@@ -330,6 +342,19 @@ static int get_blob(struct rcur *c, struct mfs_rec *rec, uint32_t max)
 	return 0;
 }
 
+/* A compressed write's u32 size (1..MFS_WRITE_MAX) and blob32 frame. */
+static int get_frame(struct rcur *c, struct mfs_rec *rec)
+{
+	uint32_t size;
+
+	if (get32(c, &size) < 0 || size == 0 || size > MFS_WRITE_MAX ||
+	    get_blob(c, rec, MFS_WRITE_MAX) < 0 || rec->data_len == 0)
+		return -EBADMSG;
+	rec->zstd_len = rec->data_len;
+	rec->data_len = size;
+	return 0;
+}
+
 static int decode_payload(struct rcur *c, struct mfs_rec *rec)
 {
 	uint64_t u = 0;
@@ -340,6 +365,8 @@ static int decode_payload(struct rcur *c, struct mfs_rec *rec)
 		return -EBADMSG;
 	switch (rec->type) {
 	case MFS_REC_WRITE:
+		if (rec->zstd_len) /* flagged: u32 size, then blob32 frame */
+			return get64(c, &rec->offset) ?: get_frame(c, rec) ?: (c->p != c->end ? -EBADMSG : 0);
 		r = get64(c, &rec->offset) ?: get_blob(c, rec, MFS_WRITE_MAX);
 		break;
 	case MFS_REC_TRUNCATE:
@@ -415,10 +442,26 @@ int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_
 	return mfs_rec_decode_ext(buf, len, 0, ret, seg_crc);
 }
 
+static int decode(const void *buf, size_t len, uint32_t tag_len, bool v2, struct mfs_rec *ret,
+		  uint32_t *seg_crc);
+
 int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
 		       uint32_t *seg_crc)
 {
+	return decode(buf, len, tag_len, false, ret, seg_crc);
+}
+
+int mfs_rec_decode_v2(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
+		      uint32_t *seg_crc)
+{
+	return decode(buf, len, tag_len, true, ret, seg_crc);
+}
+
+static int decode(const void *buf, size_t len, uint32_t tag_len, bool v2, struct mfs_rec *ret,
+		  uint32_t *seg_crc)
+{
 	const uint8_t *b = buf;
+	uint16_t flags;
 	struct rcur c;
 	uint32_t crc, sc = 0;
 	int e;
@@ -434,21 +477,57 @@ int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs
 	}
 	if (crc != mfs_get_le32(b + 28))
 		return -EBADMSG;
+	flags = mfs_get_le16(b + 6);
+	if (v2 && mfs_get_le16(b + 4) == MFS_REC_WRITE)
+		flags &= (uint16_t)~MFS_REC_F_ZSTD;
 	if (!mfs_rec_type_is_valid(mfs_get_le16(b + 4)) ||
-	    mfs_get_le16(b + 6) != (tag_len ? MFS_REC_F_TAG : 0) ||
-	    mfs_get_le32(b + 24) != 0)
+	    flags != (tag_len ? MFS_REC_F_TAG : 0) || mfs_get_le32(b + 24) != 0)
 		return -EBADMSG;
 	ret->type = (enum mfs_rec_type)mfs_get_le16(b + 4);
 	ret->lsn = mfs_get_le64(b + 8);
 	ret->time_ns = mfs_get_le64(b + 16);
 	ret->path[0] = ret->path2[0] = 0;
 	memset(&ret->offset, 0, sizeof(*ret) - offsetof(struct mfs_rec, offset));
+	if (v2 && (mfs_get_le16(b + 6) & MFS_REC_F_ZSTD))
+		ret->zstd_len = 1; /* decode_payload reads the frame */
 	c.p = b + MFS_REC_HEADER_SIZE;
 	c.end = b + len - tag_len;
 	e = decode_payload(&c, ret);
 	if (e == 0 && seg_crc)
 		*seg_crc = sc;
 	return e;
+}
+
+int mfs_rec_expand(struct mfs_rec *rec, void *buf, size_t cap)
+{
+	size_t n;
+
+	if (!rec->zstd_len)
+		return 0;
+	if (cap < rec->data_len)
+		return -ENOBUFS;
+	n = ZSTD_decompress(buf, rec->data_len, rec->data, rec->zstd_len);
+	if (ZSTD_isError(n) || n != rec->data_len)
+		return -EBADMSG;
+	rec->data = buf;
+	rec->was_zstd_len = rec->zstd_len;
+	rec->zstd_len = 0;
+	return 0;
+}
+
+int mfs_rec_compress(struct mfs_rec *rec, struct ZSTD_CCtx_s *cctx, int level, void *buf,
+		     size_t cap)
+{
+	size_t n;
+
+	if (rec->type != MFS_REC_WRITE || rec->data_len < 64 || rec->zstd_len)
+		return 0;
+	n = ZSTD_compressCCtx(cctx, buf, cap, rec->data, rec->data_len, level);
+	if (ZSTD_isError(n) || n + 4 >= rec->data_len) /* +4: the size field */
+		return 0;
+	rec->data = buf;
+	rec->zstd_len = (uint32_t)n;
+	return 1;
 }
 
 /* ------------------------------------------------------------ formatting */
@@ -470,7 +549,13 @@ static void fmt_args(const struct mfs_rec *rec, char *out, size_t cap)
 	out[0] = 0;
 	switch (rec->type) {
 	case MFS_REC_WRITE:
-		snprintf(out, cap, "offset=%" PRIu64 " length=%" PRIu32, rec->offset, rec->data_len);
+		if (rec->was_zstd_len || rec->zstd_len)
+			snprintf(out, cap, "offset=%" PRIu64 " length=%" PRIu32 " zstd=%" PRIu32,
+				 rec->offset, rec->data_len,
+				 rec->zstd_len ? rec->zstd_len : rec->was_zstd_len);
+		else
+			snprintf(out, cap, "offset=%" PRIu64 " length=%" PRIu32, rec->offset,
+				 rec->data_len);
 		break;
 	case MFS_REC_TRUNCATE:
 		snprintf(out, cap, "size=%" PRIu64, rec->length);

@@ -2009,8 +2009,32 @@ static int seg_str(struct mfs_replay_seg *s, const char *str, uint32_t *ret)
 }
 
 /* Keep the decoded record @rec (data pointing into s->buf) in compact form. */
+/* Copy @len bytes at *@data into memory of @s, and point *@data there. */
+static int seg_keep_data(struct mfs_replay_seg *s, const void **data, size_t len)
+{
+	void *copy;
+
+	if (s->n_zdata == s->cap_zdata) {
+		size_t cap = s->cap_zdata ? s->cap_zdata * 2 : 64;
+		void **n = realloc(s->zdata, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		s->zdata = n;
+		s->cap_zdata = cap;
+	}
+	copy = malloc(len ? len : 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, *data, len);
+	s->zdata[s->n_zdata++] = copy;
+	*data = copy;
+	return 0;
+}
+
 static int seg_keep(struct mfs_replay_seg *s, const struct mfs_rec *rec)
 {
+	const void *data = rec->data;
 	struct lrec *l;
 	int e;
 
@@ -2023,13 +2047,18 @@ static int seg_keep(struct mfs_replay_seg *s, const struct mfs_rec *rec)
 		s->recs = n;
 		s->cap_recs = cap;
 	}
+	if (rec->was_zstd_len) { /* expanded into the reader's buffer: keep a copy */
+		e = seg_keep_data(s, &data, rec->data_len);
+		if (e < 0)
+			return e;
+	}
 	l = &s->recs[s->n_recs];
 	*l = (struct lrec){
 		.type = rec->type, .mode = rec->mode, .uid = rec->uid, .gid = rec->gid,
 		.flags = rec->flags, .atime_nsec = rec->atime_nsec, .mtime_nsec = rec->mtime_nsec,
 		.data_len = rec->data_len, .lsn = rec->lsn, .time_ns = rec->time_ns,
 		.offset = rec->offset, .length = rec->length, .rdev = rec->rdev,
-		.atime_sec = rec->atime_sec, .mtime_sec = rec->mtime_sec, .data = rec->data,
+		.atime_sec = rec->atime_sec, .mtime_sec = rec->mtime_sec, .data = data,
 	};
 	e = seg_str(s, rec->path, &l->path);
 	if (e == 0)
@@ -2241,6 +2270,9 @@ struct mfs_replay_seg *mfs_replay_seg_free(struct mfs_replay_seg *s)
 		buf_put(s->r, s->buf, s->cap);
 	free(s->recs);
 	free(s->strs);
+	for (size_t i = 0; i < s->n_zdata; i++)
+		free(s->zdata[i]);
+	free(s->zdata);
 	free(s);
 	return NULL;
 }

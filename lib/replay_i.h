@@ -36,6 +36,8 @@ struct mfs_replay_seg {
 	size_t n_recs, cap_recs;
 	char *strs;
 	size_t n_strs, cap_strs;
+	void **zdata; /* expanded data of compressed writes (malloc'd, one per record) */
+	size_t n_zdata, cap_zdata;
 	struct mfs_seg_info info;
 	int refused; /* 0 or -EINVAL: a record mfs_replay_check() refused */
 	uint64_t refused_lsn;

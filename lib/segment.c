@@ -29,6 +29,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "mirrorfs/auth.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/io.h"
@@ -67,7 +69,12 @@ struct mfs_segw {
 	uint64_t syncs, sync_requests;
 	_Atomic uint64_t wb_off; /* mfs_segw_writeback() submitted up to here */
 
-	/* format 2, authenticated: set at creation, then protected by lock */
+	/* format 2: set at creation, then protected by lock */
+	uint32_t version;
+	int zstd_level;   /* 0: writes are not compressed */
+	ZSTD_CCtx *cctx;
+	uint8_t *zbuf;    /* a compressed write's frame */
+	size_t zcap;
 	bool auth;
 	struct mfs_auth_key key;
 	uint8_t prev_tag[MFS_TAG_SIZE];   /* the header's: chain value before the segment */
@@ -145,6 +152,8 @@ struct mfs_segw *mfs_segw_free(struct mfs_segw *w)
 	pthread_mutex_destroy(&w->sync_lock);
 	pthread_cond_destroy(&w->sync_cond);
 	explicit_bzero(&w->key, sizeof(w->key));
+	ZSTD_freeCCtx(w->cctx);
+	free(w->zbuf);
 	free(w);
 	return NULL;
 }
@@ -154,7 +163,7 @@ static void header_encode(const struct mfs_segw *w, uint64_t created_ns,
 {
 	memset(out, 0, MFS_SEG_HEADER_SIZE);
 	memcpy(out, MFS_SEG_MAGIC, MFS_SEG_MAGIC_LEN);
-	mfs_put_le32(out + 8, w->auth ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION);
+	mfs_put_le32(out + 8, w->version);
 	if (w->auth) {
 		mfs_put_le32(out + 56, MFS_SEG_F_AUTH);
 		memcpy(out + 64, w->key.id, MFS_AUTH_KEY_ID_SIZE);
@@ -222,10 +231,18 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
 	memcpy(w->uuid, uuid, 16);
 	w->seg_no = seg_no;
 	w->first_lsn = w->next_lsn = first_lsn;
+	w->version = MFS_FORMAT_VERSION;
 	if (opts && opts->key) {
 		w->auth = true;
 		w->key = *opts->key;
 		memcpy(w->prev_tag, opts->prev_tag, MFS_TAG_SIZE);
+		w->version = MFS_FORMAT_VERSION_2;
+	}
+	if (opts && opts->zstd_level) {
+		w->version = MFS_FORMAT_VERSION_2;
+		r = mfs_segw_set_compress(w, opts->zstd_level);
+		if (r < 0)
+			goto out_free_unlink;
 	}
 	header_encode(w, mfs_now_ns(), hdr);
 	if (w->auth)
@@ -237,10 +254,8 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
 		r = -errno;
 	if (r == 0 && !(flags & MFS_SEGW_LAZY))
 		r = mfs_fsync_dir(dirfd, NULL);
-	if (r < 0) {
-		(void)unlinkat(dirfd, name, 0);
-		goto out_free;
-	}
+	if (r < 0)
+		goto out_free_unlink;
 	w->pending = flags & MFS_SEGW_LAZY;
 	w->size = MFS_SEG_HEADER_SIZE;
 	w->seg_crc = mfs_crc32c(0, hdr, sizeof(hdr));
@@ -249,6 +264,8 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
 	*ret = w;
 	return 0;
 
+out_free_unlink:
+	(void)unlinkat(dirfd, name, 0);
 out_free:
 	mfs_segw_free(w);
 	return r;
@@ -327,6 +344,7 @@ int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
 		}
 	}
 	memcpy(w->uuid, info.uuid, 16);
+	w->version = info.version;
 	w->seg_no = info.seg_no;
 	w->first_lsn = info.first_lsn;
 	w->next_lsn = info.last_lsn + 1;
@@ -360,6 +378,37 @@ static bool rec_has_blob(enum mfs_rec_type t)
 	return t == MFS_REC_WRITE || t == MFS_REC_SETXATTR;
 }
 
+int mfs_segw_set_compress(struct mfs_segw *w, int level)
+{
+	if (w->version < MFS_FORMAT_VERSION_2 && level)
+		return -EPROTO;
+	if (level && !w->cctx) {
+		w->cctx = ZSTD_createCCtx();
+		if (!w->cctx)
+			return -ENOMEM;
+	}
+	w->zstd_level = level;
+	return 0;
+}
+
+/* Compress a write's data into w->zbuf when it pays. Called with w->lock held. */
+static int compress_locked(struct mfs_segw *w, struct mfs_rec *rec)
+{
+	size_t need;
+
+	if (!w->zstd_level || rec->type != MFS_REC_WRITE || rec->data_len < 64)
+		return 0;
+	need = ZSTD_compressBound(rec->data_len);
+	if (need > w->zcap) {
+		uint8_t *n = realloc(w->zbuf, need);
+		if (!n)
+			return 0; /* stored as it is */
+		w->zbuf = n;
+		w->zcap = need;
+	}
+	return mfs_rec_compress(rec, w->cctx, w->zstd_level, w->zbuf, w->zcap);
+}
+
 /*
  * Tag the record encoded in head[0..head_len) (+ @data) after w->chain,
  * and fold the tag into the header's CRC. Called with w->lock held.
@@ -384,8 +433,9 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 			    _Atomic uint64_t *publish)
 {
 	uint8_t head[HEAD_MAX], tag[MFS_TAG_SIZE];
+	const void *data = rec->data;
 	struct iovec iov[3];
-	size_t head_len, total;
+	size_t head_len, total, blob;
 	uint32_t crc;
 	int cnt = 1, r;
 
@@ -401,17 +451,21 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		atomic_store(publish, rec->lsn);
 	if (!rec->time_ns)
 		rec->time_ns = mfs_now_ns();
-	r = mfs_rec_encode_ext(rec, w->auth ? MFS_TAG_SIZE : 0, head, sizeof(head), &head_len);
+	r = compress_locked(w, rec);
+	if (r >= 0)
+		r = mfs_rec_encode_ext(rec, w->auth ? MFS_TAG_SIZE : 0, head, sizeof(head),
+				       &head_len);
+	blob = rec->zstd_len ? rec->zstd_len : rec->data_len;
 	if (r < 0)
 		goto out_unlock;
 	iov[0] = (struct iovec){ head, head_len };
 	total = head_len;
-	if (rec_has_blob(rec->type) && rec->data_len) {
-		iov[cnt++] = (struct iovec){ (void *)rec->data, rec->data_len };
-		total += rec->data_len;
+	if (rec_has_blob(rec->type) && blob) {
+		iov[cnt++] = (struct iovec){ (void *)rec->data, blob };
+		total += blob;
 	}
 	if (w->auth) {
-		tag_record(w, head, head_len, cnt > 1 ? rec->data : NULL, rec->data_len, tag);
+		tag_record(w, head, head_len, cnt > 1 ? rec->data : NULL, blob, tag);
 		iov[cnt++] = (struct iovec){ tag, MFS_TAG_SIZE };
 		total += MFS_TAG_SIZE;
 	}
@@ -445,6 +499,8 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 	atomic_store(&w->written_lsn, rec->lsn);
 	*ret_lsn = rec->lsn;
 out_unlock:
+	rec->data = data; /* the caller's record as it was */
+	rec->zstd_len = 0;
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }
@@ -696,6 +752,8 @@ struct mfs_segr {
 	const struct mfs_auth_key *key; /* the segment's key, when checked */
 	uint32_t tag_len;               /* MFS_TAG_SIZE in a tagged segment */
 	uint8_t chain[MFS_TAG_SIZE];    /* last valid record's tag, or the seed */
+	uint8_t *zbuf;                  /* the last compressed write, expanded */
+	size_t zcap;
 	struct mfs_seg_info info;
 };
 
@@ -808,6 +866,19 @@ static void header_auth(struct mfs_segr *r, const uint8_t *h)
 	}
 	mfs_auth_seed(r->key, h, r->chain);
 	r->info.authenticated = true; /* as long as every record checks out */
+}
+
+/* Expand a compressed write into r->zbuf (valid until the next record). */
+static int segr_expand(struct mfs_segr *r, struct mfs_rec *rec)
+{
+	if (rec->data_len > r->zcap) {
+		uint8_t *n = realloc(r->zbuf, rec->data_len);
+		if (!n)
+			return -ENOMEM;
+		r->zbuf = n;
+		r->zcap = rec->data_len;
+	}
+	return mfs_rec_expand(rec, r->zbuf, r->zcap);
 }
 
 /* Check the tag of the record p[0..len) (decoded: @lsn). */
@@ -947,6 +1018,7 @@ struct mfs_segr *mfs_segr_free(struct mfs_segr *r)
 	if (!r)
 		return NULL;
 	free(r->win);
+	free(r->zbuf);
 	free(r);
 	return NULL;
 }
@@ -1006,7 +1078,8 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (e < 0)
 		return e;
 	crc = r->crc;
-	if (mfs_rec_decode_ext(p, (size_t)len, r->tag_len, rec, &crc) < 0) {
+	if ((r->info.version == MFS_FORMAT_VERSION_2 ? mfs_rec_decode_v2 : mfs_rec_decode_ext)(
+		    p, (size_t)len, r->tag_len, rec, &crc) < 0) {
 		/* the last record of the file may be half-written: torn, not corrupt */
 		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT,
 		       r->off);
@@ -1019,6 +1092,10 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (rec->type == MFS_REC_SEG_CLOSED)
 		return segr_check_trailer(r, rec, len);
 	if (rec->lsn != r->next_lsn) {
+		finish(r, MFS_SEG_CORRUPT, r->off);
+		return 0;
+	}
+	if (rec->zstd_len && segr_expand(r, rec) < 0) {
 		finish(r, MFS_SEG_CORRUPT, r->off);
 		return 0;
 	}

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential libfuse3-dev fuse3 liburing-dev libcunit1-dev inotify-tools meson
 ninja-build pkg-config rsync sqlite3 clang attr fio xfsprogs postgresql postgresql-contrib
-iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev"
+iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev libzstd-dev"
 
 missing=""
 for p in $PACKAGES; do

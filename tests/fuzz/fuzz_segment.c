@@ -87,11 +87,17 @@ static void check_record(const uint8_t *data, size_t size, uint64_t start, uint6
 	CHECK(mfs_rec_type_is_valid(rec.type) && rec.type != MFS_REC_SEG_CLOSED);
 	CHECK(strlen(rec.path) <= MFS_PATH_MAX && strlen(rec.path2) <= MFS_PATH_MAX);
 	CHECK(mfs_rec_type_is_marker(rec.type) == (rec.path[0] == 0));
+	CHECK(rec.zstd_len == 0); /* the reader expands compressed writes */
+	mfs_rec_format(&rec, line, sizeof(line));
+	mfs_rec_format_json(&rec, line, sizeof(line));
+	if (rec.was_zstd_len) { /* expanded: its frame lies in the record */
+		CHECK(rec.type == MFS_REC_WRITE && rec.data_len <= MFS_WRITE_MAX &&
+		      rec.was_zstd_len < end - start);
+		return;
+	}
 	if (rec.data_len)
 		CHECK((const uint8_t *)rec.data >= data + start &&
 		      (const uint8_t *)rec.data + rec.data_len <= data + end);
-	mfs_rec_format(&rec, line, sizeof(line));
-	mfs_rec_format_json(&rec, line, sizeof(line));
 	check_reencode(data + start, (size_t)(end - start));
 }
 

@@ -86,11 +86,12 @@ static void fill(struct mfs_rec *rec, enum mfs_rec_type t)
 /* The key of the format-2 seeds, also fuzz_segment.c's: bytes 0x00..0x1f. */
 static struct mfs_auth_key seed_key;
 static bool seed_auth;
+static int seed_zstd;
 
 static int write_segment(int dirfd, const char *name, const uint8_t uuid[16], int nrec,
 			 const void *big, size_t big_len, bool close_it)
 {
-	struct mfs_segw_opts o = { .key = &seed_key };
+	struct mfs_segw_opts o = { .key = &seed_key, .zstd_level = seed_zstd };
 	struct mfs_rec *rec = calloc(1, sizeof(*rec));
 	struct mfs_segw *w = NULL;
 	uint64_t lsn;
@@ -184,6 +185,9 @@ int main(int argc, char **argv)
 		r = write_segment(dirfd, "v2-open.seg", seed_uuid, n, NULL, 0, false);
 	if (r == 0)
 		r = write_segment(dirfd, "v2-big-write.mfsj", seed_uuid, 1, big, 4096, true);
+	seed_zstd = 3; /* compressed writes, tagged */
+	if (r == 0)
+		r = write_segment(dirfd, "v2-zstd.mfsj", seed_uuid, n, big, 8192, true);
 	close(dirfd);
 	if (r < 0) {
 		fprintf(stderr, "gen_corpus: %s\n", strerror(-r));

@@ -32,11 +32,11 @@ out=${out:-$PWD}
 case $target in
 segment)
 	lib=(auth.c crc32c.c codec.c segment.c io.c log.c)
-	libs=(-lsodium)
+	libs=(-lsodium -lzstd)
 	;;
 replay) # tests/fuzz/fuzz_replay.c: the replay engine on hostile records
 	lib=(auth.c crc32c.c codec.c segment.c io.c log.c path.c replay.c replay_preflight.c sigbus.c)
-	libs=(-luring -lsodium)
+	libs=(-luring -lsodium -lzstd)
 	;;
 *)
 	echo "run-fuzz.sh: unknown target '$target'" >&2

@@ -75,6 +75,7 @@
 #define MFS_SEG_F_AUTH (1u << 0) /* version 2: every record is tagged */
 #define MFS_SEG_F_KNOWN MFS_SEG_F_AUTH
 #define MFS_REC_F_TAG (1u << 0)  /* version 2: the record ends in a tag */
+#define MFS_REC_F_ZSTD (1u << 1) /* version 2, writes: u32 size, blob32 zstd frame */
 #define MFS_TAG_SIZE 32u
 #define MFS_SEG_HEADER_SIZE 128u
 #define MFS_REC_HEADER_SIZE 32u

@@ -30,7 +30,12 @@ struct mfs_rec {
 	int64_t atime_sec, mtime_sec; /* utimens */
 	uint32_t atime_nsec, mtime_nsec;
 	const void *data; /* write data, xattr value (not copied) */
-	uint32_t data_len;
+	uint32_t data_len; /* of the data itself (uncompressed) */
+	/* format 2, MFS_REC_F_ZSTD (writes only): non-zero while @data holds
+	 * a zstd frame of zstd_len bytes that expands to data_len bytes (as
+	 * encoded, and as decoded until the reader expands it) */
+	uint32_t zstd_len;
+	uint32_t was_zstd_len; /* set by the reader once expanded: the frame's size */
 	struct mfs_seg_trailer trailer; /* MFS_REC_SEG_CLOSED */
 };
 
@@ -91,6 +96,32 @@ int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_
  */
 int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
 		       uint32_t *seg_crc);
+
+/*
+ * mfs_rec_decode_ext() for a format-2 segment: a write may also carry
+ * MFS_REC_F_ZSTD (its data then stays a frame: rec->zstd_len, see above;
+ * mfs_rec_expand() makes it the data).
+ */
+int mfs_rec_decode_v2(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
+		      uint32_t *seg_crc);
+
+/*
+ * Expand the zstd frame of a decoded write into @buf (@cap >= data_len
+ * bytes): rec->data then points there and rec->zstd_len is 0
+ * (rec->was_zstd_len keeps the frame's size). The frame must expand to
+ * exactly data_len bytes. Returns 0, -EBADMSG if it does not.
+ */
+int mfs_rec_expand(struct mfs_rec *rec, void *buf, size_t cap);
+
+/*
+ * Compress the data of write @rec at zstd level @level into @buf (@cap
+ * bytes) when that makes it smaller: rec->data and rec->zstd_len then say
+ * so (the caller restores them). Returns 1 compressed, 0 left as it is,
+ * -errno.
+ */
+struct ZSTD_CCtx_s;
+int mfs_rec_compress(struct mfs_rec *rec, struct ZSTD_CCtx_s *cctx, int level, void *buf,
+		     size_t cap);
 
 /* Format one record as a human-readable line (no newline) into @out. */
 void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap);

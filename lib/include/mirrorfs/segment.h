@@ -60,7 +60,15 @@ int mfs_segw_establish(struct mfs_segw *w);
 struct mfs_segw_opts {
 	const struct mfs_auth_key *key;
 	uint8_t prev_tag[MFS_TAG_SIZE];
+	int zstd_level; /* non-zero: format 2, writes compressed at this zstd level */
 };
+
+/*
+ * Compress the data of the writes appended from now on at zstd @level
+ * (0: stop). Returns 0, -EPROTO for a format-1 segment (reopened), which
+ * cannot hold compressed records, -ENOMEM.
+ */
+int mfs_segw_set_compress(struct mfs_segw *w, int level);
 int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], uint64_t seg_no,
 			 uint64_t first_lsn, unsigned flags, const struct mfs_segw_opts *opts,
 			 struct mfs_segw **ret);
