@@ -200,8 +200,8 @@ void mfs_auth_seed(const struct mfs_auth_key *k, const uint8_t hdr[124],
 }
 
 void mfs_auth_tag(const struct mfs_auth_key *k, const uint8_t chain[MFS_AUTH_TAG_SIZE],
-		  const uint8_t rec_head28[28], const struct mfs_auth_piece *pieces,
-		  size_t npieces, uint8_t ret[MFS_AUTH_TAG_SIZE])
+		  const uint8_t rec_head28[28], const struct mfs_auth_piece *pieces, size_t npieces,
+		  uint8_t ret[MFS_AUTH_TAG_SIZE])
 {
 	crypto_generichash_state st;
 	const uint8_t dom = DOM_RECORD;

@@ -24,8 +24,8 @@
 
 static char *tmpdir;
 static int dirfd_ = -1;
-static const uint8_t uuid_v[16] = { 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
-				    0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f };
+static const uint8_t uuid_v[16] = {0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+				   0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f};
 
 /* The vector of docs/journal-format.md: key 00 01 .. 1f. */
 static const char vec_key_id[] = "e162e1a22375cc1a";
@@ -98,10 +98,9 @@ struct scan {
 	unsigned n;
 };
 
-static void scan_buf(const uint8_t *buf, size_t len, const struct mfs_keyring *kr,
-		     struct scan *ret)
+static void scan_buf(const uint8_t *buf, size_t len, const struct mfs_keyring *kr, struct scan *ret)
 {
-	struct mfs_segr_opts o = { .expect_uuid = NULL, .keys = kr };
+	struct mfs_segr_opts o = {.expect_uuid = NULL, .keys = kr};
 	struct mfs_rec *rec = malloc(sizeof(*rec));
 	struct mfs_segr *r = NULL;
 
@@ -156,13 +155,13 @@ static uint8_t *slurp(const char *name, size_t *ret_len)
 static void make_seg(const char *name, const struct mfs_auth_key *k, const uint8_t prev[32],
 		     uint64_t seg_no, uint64_t first, int n, uint8_t ret_chain[32])
 {
-	struct mfs_segw_opts o = { .key = k };
+	struct mfs_segw_opts o = {.key = k};
 	struct mfs_segw *w = NULL;
 
 	if (prev)
 		memcpy(o.prev_tag, prev, 32);
-	CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, name, uuid_v, seg_no, first, 0,
-						   k ? &o : NULL, &w), 0);
+	CU_ASSERT_EQUAL_FATAL(
+		mfs_segw_create_opts(dirfd_, name, uuid_v, seg_no, first, 0, k ? &o : NULL, &w), 0);
 	append_n(w, n);
 	if (ret_chain)
 		mfs_segw_chain(w, ret_chain);
@@ -202,7 +201,7 @@ static void test_vectors(void)
 	rl = unhex(vec_rec, buf + hl);
 	CU_ASSERT_EQUAL_FATAL(rl, 88);
 	{
-		struct mfs_auth_piece pc = { buf + hl + 32, rl - 64 };
+		struct mfs_auth_piece pc = {buf + hl + 32, rl - 64};
 		mfs_auth_tag(&k, want, buf + hl, &pc, 1, got);
 		unhex(vec_tag, want);
 		CU_ASSERT(memcmp(got, want, 32) == 0);
@@ -237,7 +236,7 @@ static void test_keyfile(void)
 {
 	char path[512], path2[512];
 	struct mfs_auth_key a, b;
-	struct mfs_keyring kr = { 0 };
+	struct mfs_keyring kr = {0};
 	struct stat st;
 	int fd;
 
@@ -401,7 +400,7 @@ static void test_splice_and_prev(void)
 /* The writer's reopen continues the chain; unappend steps it back. */
 static void test_reopen_unappend(void)
 {
-	struct mfs_segw_opts o = { 0 };
+	struct mfs_segw_opts o = {0};
 	struct mfs_auth_key k, k2;
 	struct mfs_keyring kr, kr2;
 	struct mfs_segw *w = NULL;
@@ -455,7 +454,7 @@ static void test_reopen_unappend(void)
  * reads back byte for byte; a frame that does not expand is corrupt. */
 static void test_compressed(void)
 {
-	struct mfs_segw_opts o = { .zstd_level = 3 };
+	struct mfs_segw_opts o = {.zstd_level = 3};
 	struct mfs_auth_key k;
 	struct mfs_keyring kr;
 	struct mfs_segw *w = NULL;
@@ -482,7 +481,8 @@ static void test_compressed(void)
 	for (int pass = 0; pass < 2; pass++) {
 		const char *name = pass ? "zk" : "z";
 		o.key = pass ? &k : NULL;
-		CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, name, uuid_v, 1, 1, 0, &o, &w), 0);
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, name, uuid_v, 1, 1, 0, &o, &w),
+				      0);
 		for (int i = 0; i < 6; i++) {
 			memset(rec, 0, sizeof(*rec));
 			rec->type = MFS_REC_WRITE;
@@ -499,8 +499,10 @@ static void test_compressed(void)
 		b = slurp(name, &len);
 		CU_ASSERT(len < 3 * sizeof(page) + 3 * sizeof(noise)); /* the pages shrank */
 		CU_ASSERT_EQUAL(mfs_get_le32(b + 8), 2);
-		CU_ASSERT_EQUAL_FATAL(mfs_segr_open_buf_opts(b, len,
-			&(struct mfs_segr_opts){ .keys = pass ? &kr : NULL }, &r), 0);
+		CU_ASSERT_EQUAL_FATAL(
+			mfs_segr_open_buf_opts(
+				b, len, &(struct mfs_segr_opts){.keys = pass ? &kr : NULL}, &r),
+			0);
 		n = 0;
 		while (mfs_segr_next(r, rec) > 0) {
 			CU_ASSERT_EQUAL(rec->zstd_len, 0);
@@ -540,7 +542,8 @@ static void test_compressed(void)
 			mfs_put_le32(b + 124, mfs_crc32c(0, b, 124));
 			scan_buf(b, len, NULL, &s);
 			CU_ASSERT_EQUAL(s.n, 0);
-			CU_ASSERT(s.info.verdict == MFS_SEG_CORRUPT || s.info.verdict == MFS_SEG_TORN);
+			CU_ASSERT(s.info.verdict == MFS_SEG_CORRUPT ||
+				  s.info.verdict == MFS_SEG_TORN);
 		}
 		free(b);
 	}
@@ -549,16 +552,16 @@ static void test_compressed(void)
 }
 
 static CU_TestInfo tests[] = {
-	{ "fixed test vectors (key id, seed, tag, record)", test_vectors },
-	{ "key files: keygen, mode, refusals", test_keyfile },
-	{ "round trip, other keys, key ring, format 1", test_roundtrip_and_keys },
-	{ "spliced, reordered, trailer, previous tag", test_splice_and_prev },
-	{ "reopen continues the chain, unappend", test_reopen_unappend },
-	{ "compressed writes, with and without a key", test_compressed },
+	{"fixed test vectors (key id, seed, tag, record)", test_vectors},
+	{"key files: keygen, mode, refusals", test_keyfile},
+	{"round trip, other keys, key ring, format 1", test_roundtrip_and_keys},
+	{"spliced, reordered, trailer, previous tag", test_splice_and_prev},
+	{"reopen continues the chain, unappend", test_reopen_unappend},
+	{"compressed writes, with and without a key", test_compressed},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_auth[] = {
-	{ "auth", suite_init, suite_cleanup, NULL, NULL, tests },
+	{"auth", suite_init, suite_cleanup, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };

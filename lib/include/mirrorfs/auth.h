@@ -75,8 +75,8 @@ struct mfs_auth_piece {
 	size_t n;
 };
 void mfs_auth_tag(const struct mfs_auth_key *k, const uint8_t chain[MFS_AUTH_TAG_SIZE],
-		  const uint8_t rec_head28[28], const struct mfs_auth_piece *pieces,
-		  size_t npieces, uint8_t ret[MFS_AUTH_TAG_SIZE]);
+		  const uint8_t rec_head28[28], const struct mfs_auth_piece *pieces, size_t npieces,
+		  uint8_t ret[MFS_AUTH_TAG_SIZE]);
 
 /* Constant-time comparison of two tags. */
 bool mfs_auth_tag_equal(const uint8_t a[MFS_AUTH_TAG_SIZE], const uint8_t b[MFS_AUTH_TAG_SIZE]);
