@@ -20,13 +20,17 @@
  * Then CRC32C (hardware and table) over a buffer in cache, one thread,
  * best of 5 trials.
  *
- * Usage: bench-journal [--dir DIR] [--mib N] [--rounds N] [--check]
+ * Usage: bench-journal [--dir DIR] [--mib N] [--rounds N] [--check] [--auth] [--zstd N]
  *   --dir     where the files go (default $TMPDIR or /var/tmp); use the
  *             disk you care about
  *   --mib     payload MiB per run (default 64)
  *   --rounds  rounds per payload size (default 5, at least 3)
  *   --check   exit 1 when a target is missed (journal >= 0.9x raw,
  *             CRC32C hw >= 5 GB/s)
+ *   --auth    the journal runs write format 2, every record tagged (a
+ *             fixed key): the cost of authentication
+ *   --zstd N  ... and compress writes at zstd level N (the payload is a
+ *             hash pattern, barely compressible: the cost of trying)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +45,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "mirrorfs/auth.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/record.h"
@@ -54,6 +59,10 @@ static const char *arg_dir;
 static unsigned arg_mib = 64;
 static unsigned arg_rounds = 5;
 static bool arg_check;
+static bool arg_auth;
+static int arg_zstd;
+static struct mfs_auth_key arg_key;
+static struct mfs_segw_opts arg_opts;
 
 static int dirfd_ = -1;
 static uint8_t *payload;
@@ -97,7 +106,8 @@ static double run_journal(size_t psize, uint64_t total, unsigned run)
 		die("calloc", -ENOMEM);
 	snprintf(name, sizeof(name), "bench-journal-%u.seg", run);
 	(void)unlinkat(dirfd_, name, 0);
-	r = mfs_segw_create(dirfd_, name, uuid, 1, 1, &w);
+	r = mfs_segw_create_opts(dirfd_, name, uuid, 1, 1, 0,
+				 arg_auth || arg_zstd ? &arg_opts : NULL, &w);
 	if (r < 0)
 		die("mfs_segw_create", r);
 	rec->type = MFS_REC_WRITE;
@@ -288,7 +298,8 @@ static double bench_crc(uint32_t (*fn)(uint32_t, const void *, size_t), size_t l
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench-journal [--dir DIR] [--mib N] [--rounds N] [--check]\n");
+	fprintf(stderr, "usage: bench-journal [--dir DIR] [--mib N] [--rounds N] [--check] "
+			"[--auth] [--zstd N]\n");
 	exit(2);
 }
 
@@ -297,7 +308,8 @@ static void parse_args(int argc, char **argv)
 	static const struct option opts[] = {
 		{"dir", required_argument, NULL, 'd'},	  {"mib", required_argument, NULL, 'm'},
 		{"rounds", required_argument, NULL, 'r'}, {"check", no_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"help", no_argument, NULL, 'h'},	  {"auth", no_argument, NULL, 'a'},
+		{"zstd", required_argument, NULL, 'z'},	  {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -315,12 +327,25 @@ static void parse_args(int argc, char **argv)
 		case 'c':
 			arg_check = true;
 			break;
+		case 'a':
+			arg_auth = true;
+			break;
+		case 'z':
+			arg_zstd = (int)strtol(optarg, NULL, 10);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc || arg_mib < 2 || arg_rounds < 3 || arg_rounds > MAX_ROUNDS)
 		usage();
+	if (arg_auth) {
+		uint8_t raw[32] = { 1, 2, 3 };
+		if (mfs_auth_key_from_raw(raw, &arg_key) < 0)
+			die("mfs_auth_key_from_raw", -ENOSYS);
+		arg_opts.key = &arg_key;
+	}
+	arg_opts.zstd_level = arg_zstd;
 	if (!arg_dir) {
 		arg_dir = getenv("TMPDIR");
 		if (!arg_dir || !*arg_dir)
