@@ -2090,6 +2090,7 @@ static void seg_get(const struct mfs_replay_seg *s, size_t i, struct mfs_rec *re
 	rec->mtime_nsec = l->mtime_nsec;
 	rec->data = l->data;
 	rec->data_len = l->data_len;
+	rec->zstd_len = rec->was_zstd_len = 0; /* expanded when loaded */
 }
 
 /* Decode and check every record of s->buf once; the verdict goes to s->info. */

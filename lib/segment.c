@@ -451,6 +451,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		atomic_store(publish, rec->lsn);
 	if (!rec->time_ns)
 		rec->time_ns = mfs_now_ns();
+	rec->zstd_len = 0; /* a caller's record holds data, never a frame */
 	r = compress_locked(w, rec);
 	if (r >= 0)
 		r = mfs_rec_encode_ext(rec, w->auth ? MFS_TAG_SIZE : 0, head, sizeof(head),
