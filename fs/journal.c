@@ -1613,27 +1613,28 @@ int fs_journal_open_current(struct fs *fs)
 	return fd;
 }
 
-uint64_t fs_journal_current_size(struct fs *fs)
+/* The open segment's writer statistics (zeros between segments). */
+static struct mfs_segw_stats open_stats(struct fs_journal *j)
 {
-	struct fs_journal *j = fs->j;
 	struct mfs_segw_stats s = { 0 };
 
 	pthread_rwlock_rdlock(&j->seg_lock);
 	if (j->w)
 		mfs_segw_get_stats(j->w, &s);
 	pthread_rwlock_unlock(&j->seg_lock);
-	return s.size;
+	return s;
+}
+
+uint64_t fs_journal_current_size(struct fs *fs)
+{
+	return open_stats(fs->j).size;
 }
 
 void fs_journal_gauges(struct fs *fs, struct fs_journal_gauges *ret)
 {
 	struct fs_journal *j = fs->j;
-	struct mfs_segw_stats s = { 0 };
+	struct mfs_segw_stats s = open_stats(j);
 
-	pthread_rwlock_rdlock(&j->seg_lock);
-	if (j->w)
-		mfs_segw_get_stats(j->w, &s);
-	pthread_rwlock_unlock(&j->seg_lock);
 	*ret = (struct fs_journal_gauges){
 		.last_lsn = s.next_lsn ? s.next_lsn - 1 : 0,
 		.checkpoint_lsn = atomic_load(&j->checkpoint_lsn),
