@@ -248,8 +248,9 @@ int fs_pending_apply(struct fs *fs, uint64_t durable);
 /* @i's backing file or folder changed: the next checkpoint fsyncs it. */
 void fs_dirty_add(struct fs *fs, struct fs_inode *i);
 /* fsync everything changed since the last call. Returns 0 or -errno (then
- * the set is kept for the next call). */
-int fs_dirty_sync(struct fs *fs);
+ * the set is kept for the next call, and @ret_path, if not NULL and empty,
+ * names the backing file that failed, truncated to @size). */
+int fs_dirty_sync(struct fs *fs, char *ret_path, size_t size);
 
 /* ---------------------------------------------------------------- places.c */
 

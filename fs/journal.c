@@ -125,9 +125,10 @@ void fs_fail(struct fs *fs, int r, const char *what)
 	int expected = 0;
 
 	if (atomic_compare_exchange_strong(&fs->failed, &expected, r ? r : -EIO))
-		log_error_errno(r, "FATAL: %s: %m; the journal and the backing files may disagree, "
-				   "every further change fails with EIO; unmount and mount again to "
-				   "recover", what);
+		log_error_errno(r, "FATAL: %s: %m; the journal '%s' and the backing files in '%s' "
+				   "may disagree, every further change fails with EIO; unmount and "
+				   "mount again to recover",
+				what, fs->j ? fs->j->path : "?", fs->opt.data_dir);
 }
 
 /* ================================================================ state */
@@ -269,7 +270,8 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 	r = j->w ? mfs_segw_append_publish(j->w, rec, &lsn, NULL) : -EIO;
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r == -ENOSPC || r == -EDQUOT) {
-		log_warning("journal full: a change was refused with ENOSPC");
+		log_warning("journal '%s' is full: a change was refused with %s", j->path,
+			    r == -ENOSPC ? "ENOSPC" : "EDQUOT");
 		return r;
 	}
 	if (r < 0) {
@@ -382,6 +384,7 @@ static int mark_checkpoint(struct fs *fs, uint64_t l, uint64_t *ret_m)
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_rec *rec;
+	char bad[PATH_MAX] = "";
 	uint64_t m, cur;
 	int r = 0;
 
@@ -391,9 +394,11 @@ static int mark_checkpoint(struct fs *fs, uint64_t l, uint64_t *ret_m)
 	rec->length = l;
 	pthread_mutex_lock(&j->dsync_lock);
 	if (!fs->opt.skip_backing_sync)
-		r = fs_dirty_sync(fs);
-	if (r < 0)
-		log_error_errno(r, "cannot sync the backing files: %m");
+		r = fs_dirty_sync(fs, bad, sizeof(bad));
+	if (r < 0 && *bad)
+		log_error_errno(r, "cannot sync backing file '%s': %m", bad);
+	else if (r < 0)
+		log_error_errno(r, "cannot sync the backing files in '%s': %m", fs->opt.data_dir);
 	else
 		r = fs_journal_append(fs, rec, &m);
 	if (r == 0) {
@@ -464,7 +469,7 @@ static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 		return r;
 	r = state_write(j, m, m == l + 1 ? m : l);
 	if (r < 0)
-		return log_error_errno(r, "cannot write the journal state: %m");
+		return log_error_errno(r, "cannot write '%s/" STATE_FILE "': %m", j->path);
 	atomic_store(&fs->metrics.ckpt_ns, mfs_mono_ns() - t0);
 	log_debug("checkpoint at LSN %" PRIu64, l);
 	if (ret_lsn)
@@ -550,7 +555,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 	r = mfs_segw_close(j->w, j->closed_dirfd, ret_name);
 	j->w = NULL;
 	if (r < 0) {
-		log_error_errno(r, "cannot close segment '%s': %m", old);
+		log_error_errno(r, "cannot close segment '%s/" OPEN_DIR "/%s': %m", j->path, old);
 		if (mfs_segw_reopen_keys(j->open_dirfd, old, j->uuid, j->keys, &j->w, NULL) ==
 		    -EALREADY)
 			(void)move_sealed(j, old);
@@ -974,18 +979,21 @@ static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool c
 		       struct replay_ctx *c)
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	const char *sub = closed ? CLOSED_DIR : OPEN_DIR;
 	struct mfs_seg_info info;
 	char verdict[256];
 	int r;
 
 	if (fd < 0)
-		return log_error_errno(-errno, "cannot open segment '%s': %m", name);
+		return log_error_errno(-errno, "cannot open segment '%s/%s/%s': %m", j->path, sub,
+				       name);
 	r = mfs_seg_scan_fd(fd, j->uuid, replay_one, c, &info);
 	if (r < 0)
-		return log_error_errno(r, "cannot read segment '%s': %m", name);
+		return log_error_errno(r, "cannot read segment '%s/%s/%s': %m", j->path, sub, name);
 	if (info.verdict != MFS_SEG_OK && (closed || info.verdict != MFS_SEG_TORN)) {
 		mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
-		return log_error_errno(-EBADMSG, "segment '%s' is damaged: %s", name, verdict);
+		return log_error_errno(-EBADMSG, "segment '%s/%s/%s' is damaged: %s", j->path, sub,
+				       name, verdict);
 	}
 	return 0;
 }
@@ -1081,7 +1089,8 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 		atomic_store(&j->checkpoint_lsn, c.after);
 		r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
 		if (r < 0)
-			log_error_errno(r, "cannot start the replay engine: %m");
+			log_error_errno(r, "cannot start the replay engine on '%s': %m",
+					fs->opt.data_dir);
 	}
 	if (r == 0)
 		r = replay_pass(j, names, n, &c);
@@ -1241,7 +1250,8 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			r = mfs_segw_close(j->w, j->closed_dirfd, closed);
 			j->w = NULL;
 			if (r < 0)
-				return log_error_errno(r, "cannot seal segment '%s': %m", name);
+				return log_error_errno(r, "cannot seal segment '%s/" OPEN_DIR "/%s': %m",
+						       j->path, name);
 			log_notice("sealed segment '%s' left open by a crash as '%s'", name, closed);
 			continue;
 		}
@@ -1353,8 +1363,8 @@ static int closed_tail(struct fs_journal *j, uint64_t *seg_no, uint64_t *last)
 	if (r == 0) {
 		*seg_no = MFS_MAX(*seg_no, no);
 	} else { /* sequence numbers need only grow: stay clear of any in journal/ */
-		log_warning_errno(r, "cannot read the header of segment '%s', ignoring: %m",
-				  names[n - 1]);
+		log_warning_errno(r, "cannot read the header of segment '%s/" CLOSED_DIR "/%s', "
+				  "ignoring: %m", j->path, names[n - 1]);
 		*seg_no += n;
 	}
 	free_names(names, n);
@@ -1428,7 +1438,8 @@ static int switch_auth(struct fs_journal *j)
 		j->w = NULL;
 	}
 	if (r < 0)
-		return log_error_errno(r, "cannot close segment '%s' to change its key: %m", old);
+		return log_error_errno(r, "cannot close segment '%s/" OPEN_DIR "/%s' to change its "
+				       "key: %m", j->path, old);
 	log_notice("segment '%s' closed: new segments are %s%s", old,
 		   j->keys->n ? "authenticated with the given key" : "not authenticated",
 		   j->zstd_level ? ", compressed" : "");
@@ -1574,7 +1585,7 @@ void fs_journal_close(struct fs *fs)
 	if (j->w && !atomic_load(&fs->failed)) {
 		int r = fs_journal_checkpoint(fs, NULL);
 		if (r < 0)
-			log_error_errno(r, "final checkpoint failed: %m");
+			log_error_errno(r, "final checkpoint of journal '%s' failed: %m", j->path);
 	}
 	fs_snap_close(fs);
 	mfs_segw_free(j->w);

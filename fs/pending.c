@@ -347,7 +347,18 @@ static int dsync_one(void *arg)
 	return r;
 }
 
-int fs_dirty_sync(struct fs *fs)
+/* The path of @i's backing file, as the kernel names its fd, for an error. */
+static void name_backing(struct fs_inode *i, char *buf, size_t size)
+{
+	char proc[64];
+	ssize_t len;
+
+	fs_proc_path(i->fd, proc);
+	len = readlink(proc, buf, size - 1);
+	buf[len > 0 ? (size_t)len : 0] = '\0';
+}
+
+int fs_dirty_sync(struct fs *fs, char *ret_path, size_t size)
 {
 	struct fs_inode **v = NULL, *i;
 	struct mfs_job *jobs = NULL;
@@ -382,6 +393,8 @@ int fs_dirty_sync(struct fs *fs)
 	if (n)
 		r = mfs_run_jobs(jobs, n);
 	for (k = 0; k < n; k++) {
+		if (r < 0 && jobs[k].r < 0 && ret_path && !*ret_path)
+			name_backing(v[k], ret_path, size);
 		if (r < 0)
 			fs_dirty_add(fs, v[k]); /* the next checkpoint tries again */
 		fs_inode_unref(fs, v[k]);

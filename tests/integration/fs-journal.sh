@@ -118,6 +118,7 @@ if [ "$(id -u)" = 0 ] && command -v mount >/dev/null && mount -t tmpfs -o size=1
 	dd if=/dev/zero of="$T/jdir/fill" bs=64k status=none 2>/dev/null || true
 	if dd if=/dev/zero of="$T/mnt/x" bs=64k count=64 status=none 2>"$T/err"; then fail "write beyond the journal's room succeeded"; fi
 	grep -q "No space" "$T/err" || fail "expected ENOSPC: $(cat "$T/err")"
+	grep -q "journal '$T/jdir/j3' is full" "$T/fs.log" || fail "the log does not name the full journal"
 	rm -f "$T/jdir/fill"
 	echo fine >"$T/mnt/after" || fail "writes do not work again after space was freed"
 	mfs_umount "$T/mnt"
