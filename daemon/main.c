@@ -253,7 +253,8 @@ static int run_loop(struct mirror *m)
 		if (r > 0) {
 			r = mirror_watch_read(wfd);
 			if (r < 0)
-				return log_error_errno(r, "Failed to read inotify events: %m");
+				return log_error_errno(r, "Failed to read inotify events of '%s': %m",
+						       arg_cfg.incoming);
 			if (r == 0 && pending == 0)
 				continue;
 		}

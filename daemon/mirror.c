@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "mirror.h"
+#include "mirrorfs/applied.h"
 #include "mirrorfs/auth.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
@@ -786,7 +787,8 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 	}
 	r = cascade_end(m, a.cw);
 	if (r < 0)
-		return log_error_errno(r, "Failed to close the cascade segment: %m");
+		return log_error_errno(r, "Failed to close the cascade segment in '%s': %m",
+				       m->cfg.cascade);
 	memcpy(m->st.uuid, info->uuid, 16);
 	m->st.have_uuid = true;
 	m->batch_lsn = a.last;
@@ -883,7 +885,8 @@ static int batch_commit(struct mirror *m)
 	r = batch_flush(m);
 	if (r < 0) {
 		errno = -r;
-		set_error(m, "flushing the data directory failed (will retry): %m");
+		set_error(m, "flushing the data directory '%s' failed (will retry): %m",
+			  m->cfg.data);
 	} else {
 		m->st.applied_lsn = m->batch_lsn;
 		if (m->batch_ns)
@@ -894,8 +897,8 @@ static int batch_commit(struct mirror *m)
 		memcpy(m->st.chain_tag, m->batch_chain, MFS_TAG_SIZE);
 		r = mirror_state_save(m->state_fd, &m->st);
 		if (r < 0)
-			log_error_errno(r, "Failed to record applied LSN %" PRIu64 ": %m",
-					m->batch_lsn);
+			log_error_errno(r, "Failed to record applied LSN %" PRIu64 " in '%s/"
+					MFS_APPLIED_FILE "': %m", m->batch_lsn, m->cfg.state);
 	}
 	if (r == 0) {
 		dt = mfs_mono_ns() - m->batch_t0;
@@ -1248,7 +1251,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 	}
 	r = mfs_replay_new(m->data_fd, cfg->naive ? MFS_REPLAY_F_NO_URING : 0, &m->engine);
 	if (r < 0) {
-		log_error_errno(r, "Failed to start the replay engine: %m");
+		log_error_errno(r, "Failed to start the replay engine on '%s': %m", cfg->data);
 		mirror_free(m);
 		return r;
 	}

@@ -264,7 +264,8 @@ int fs_check_places(const char *data_arg, const char *mnt_arg);
  * checkpoint into DATADIR). Errors are logged. Returns 0 or -errno. */
 int fs_journal_open(struct fs *fs);
 
-/* Write this process's PID into the locks (after fuse_daemonize forked). Returns 0 or -errno. */
+/* Write this process's PID into the locks (after fuse_daemonize forked).
+ * Returns 0 or -errno (logged, naming the lock file). */
 int fs_journal_lock_refresh(struct fs *fs);
 /* Start the timer thread (rotation, periodic checkpoints). */
 int fs_journal_start(struct fs *fs);

@@ -1097,7 +1097,8 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 	if (c.engine && r == 0) {
 		int r2 = mfs_replay_finish(c.engine);
 		if (r2 < 0)
-			log_warning_errno(r2, "recovery: replay finished with an error, ignoring: %m");
+			log_warning_errno(r2, "recovery: replay into '%s' finished with an error, "
+					  "ignoring: %m", fs->opt.data_dir);
 	}
 	mfs_replay_free(c.engine);
 	free_names(names, n);
@@ -1300,9 +1301,15 @@ int fs_journal_lock_refresh(struct fs *fs)
 {
 	int r = mfs_pidlock_update(fs->j->lock_fd, "mirrorfs");
 
-	if (r == 0 && fs->j->data_lock_fd >= 0)
+	if (r < 0)
+		return log_warning_errno(r, "cannot write the PID into '%s/" LOCK_FILE "', "
+				         "ignoring: %m", fs->j->path);
+	if (fs->j->data_lock_fd >= 0)
 		r = mfs_pidlock_update(fs->j->data_lock_fd, "mirrorfs");
-	return r;
+	if (r < 0)
+		return log_warning_errno(r, "cannot write the PID into '%s/" MFS_PIDLOCK_DATA "', "
+				         "ignoring: %m", fs->opt.data_dir);
+	return 0;
 }
 
 static int open_dirs(struct fs *fs, struct fs_journal *j)

@@ -132,7 +132,8 @@ static int check_journal_dir(struct fs *fs, const char *data)
 					       fs->opt.journal_dir);
 		if (snprintf(resolved, sizeof(resolved), "%s/%s", parent,
 			     slash ? slash + 1 : fs->opt.journal_dir) >= (int)sizeof(resolved))
-			return log_error_errno(-ENAMETOOLONG, "journal folder name is too long");
+			return log_error_errno(-ENAMETOOLONG, "journal folder name '%s/%s' is too long",
+					       parent, slash ? slash + 1 : fs->opt.journal_dir);
 	}
 	snprintf(hidden, sizeof(hidden), "%s/" MFS_CTL_DIR, data);
 	if (path_within(resolved, data) && !path_within(resolved, hidden))
@@ -315,9 +316,7 @@ static int run(struct fs *fs, struct fuse_session *se, struct fuse_cmdline_opts 
 	fuse_daemonize(o->foreground);
 	if (!o->foreground)
 		mfs_log_use_syslog("mirrorfs");
-	r = fs_journal_lock_refresh(fs); /* the PID others are told about */
-	if (r < 0)
-		log_warning_errno(r, "cannot write the PID into the lock files, ignoring: %m");
+	(void)fs_journal_lock_refresh(fs); /* the PID others are told about; logged */
 	r = 1;
 	if (fs_journal_start(fs) < 0)
 		goto out_unmount;

@@ -179,7 +179,7 @@ static int integrate_current(const char *path, int datafd, struct mfs_applied *a
 	r = mfs_replay_new(datafd, 0, &engine);
 	if (r < 0) {
 		errno = -r;
-		return cli_fail("cannot start the replay engine: %m");
+		return cli_fail("cannot start the replay engine to integrate '%s': %m", path);
 	}
 	mfs_replay_set_keys(engine, &arg_keys);
 	r = load_current(engine, path, a, &s);
@@ -386,11 +386,15 @@ int cli_promote(int argc, char **argv)
 	if (!a.have_data_set)
 		return cli_fail("no data set known: nothing was ever applied to '%s'", data);
 	r = mfs_applied_write(statefd, &a);
-	if (r == 0)
-		r = mark_primary(datafd, &a, MFS_MAX(seg_no, a.segments_applied));
 	if (r < 0) {
 		errno = -r;
-		return cli_fail("cannot record the promotion: %m");
+		return cli_fail("cannot record the promotion in '%s/%s': %m", state,
+				MFS_APPLIED_FILE);
+	}
+	r = mark_primary(datafd, &a, MFS_MAX(seg_no, a.segments_applied));
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot record the promotion in '%s/" MFS_CTL_DIR "': %m", data);
 	}
 	mfs_uuid_format(a.data_set, uuid);
 	printf("promoted '%s': data set %s, final LSN %" PRIu64 " (%.3f s); mount it with "

@@ -61,7 +61,7 @@ int cli_replay(int argc, char **argv)
 	r = mfs_replay_new(root, 0, &engine);
 	if (r < 0) {
 		errno = -r;
-		return cli_fail("cannot start the replay engine: %m");
+		return cli_fail("cannot start the replay engine on '%s': %m", to);
 	}
 	mfs_replay_set_keys(engine, &keys);
 	cli_segrun_init(&run, engine, after);

@@ -981,7 +981,7 @@ static int replay_segments(const struct restore *o, const struct cli_segfile *se
 	r = mfs_replay_new(rootfd, 0, &engine);
 	if (r < 0) {
 		errno = -r;
-		return cli_fail("cannot start the replay engine: %m");
+		return cli_fail("cannot start the replay engine on '%s': %m", o->to);
 	}
 	mfs_replay_set_keys(engine, &o->keys);
 	cli_segrun_init(run, engine, o->lsn);
