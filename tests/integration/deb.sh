@@ -14,12 +14,8 @@
 # Skipped (77) without dpkg-buildpackage, debhelper or the build dependencies.
 # About 1-2 minutes (3 with lintian) on 2 cores.
 set -eu
-
-: "${MFS_SRC:?MFS_SRC not set}"
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "== $*"; }
+MFS_NO_FUSE=1 # the quickstart part is left out without FUSE
+. "$(dirname "$0")/lib.sh"
 
 command -v dpkg-buildpackage >/dev/null || skip "no dpkg-buildpackage (dpkg-dev)"
 command -v dh >/dev/null || skip "no debhelper"
@@ -27,13 +23,8 @@ command -v git >/dev/null || skip "no git"
 git -C "$MFS_SRC" rev-parse --git-dir >/dev/null 2>&1 || skip "'$MFS_SRC' is not a git checkout"
 (cd "$MFS_SRC" && dpkg-checkbuilddeps) >/dev/null 2>&1 || skip "build dependencies missing: $(cd "$MFS_SRC" && dpkg-checkbuilddeps 2>&1 | head -n 1)"
 
-T=$(mktemp -d /tmp/mfs-deb.XXXXXX)
-cleanup() {
-	set +e
-	mountpoint -q "$T/q/mnt" 2>/dev/null && fusermount3 -u -z "$T/q/mnt"
-	rm -rf "$T"
-}
-trap cleanup EXIT
+# the quickstart's mirrorfs goes to the background on its own
+EXTRA_CLEANUP='mountpoint -q "$T/q/mnt" 2>/dev/null && fusermount3 -u -z "$T/q/mnt"'
 S=$T/mirrorfs
 
 step "scratch copy of the tree"

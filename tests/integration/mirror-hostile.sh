@@ -15,19 +15,9 @@
 #  - a FIFO named like a segment in incoming/ (skipped, mirrord does not hang);
 #  - a folder tree deeper than 256 levels removed.
 set -eu
-
-B=${MFS_BUILD:?MFS_BUILD not set}
-MIRRORD=$B/daemon/mirrord
-MKSEG=$B/daemon/mkseg
-CTL=$B/tools/mirrorctl
+MFS_NO_FUSE=1
+. "$(dirname "$0")/lib.sh"
 U=0badc0de-1111-2222-3333-444455556666
-
-T=$(mktemp -d /tmp/mfs-hostile.XXXXXX)
-cleanup() { rm -rf "$T"; }
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "== $*"; }
 
 newmirror() { # newmirror NAME: fresh incoming/data/state, segments from the script on stdin
 	local n=$1
@@ -86,7 +76,7 @@ printf '%s\n' "mknod f 0100644" "write f 0 hello" "truncate f 999999999999999" "
 	"write f 17592186044416 x" "truncate f 5" "write f 5 more" | newmirror efbig
 run_once efbig || fail "efbig: a compensated EFBIG stopped the mirror: $(cat "$T/efbig/state/quarantine/"*.reason 2>/dev/null)"
 [ "$(cat "$T/efbig/data/f")" = hellomore ] || fail "efbig: f is '$(cat "$T/efbig/data/f")'"
-grep -q '"applied_lsn":7,' "$T/efbig/state/status.json" || fail "efbig: applied LSN not 7"
+[ "$(applied_lsn "$T/efbig/state")" = 7 ] || fail "efbig: applied LSN $(applied_lsn "$T/efbig/state"), not 7"
 replay efbig >/dev/null || fail "efbig: mirrorctl replay failed"
 [ "$(cat "$T/efbig/rep/f")" = hellomore ] || fail "efbig: replay made f '$(cat "$T/efbig/rep/f")'"
 printf '%s\n' "mknod g 0100644" "write g 4611686018427387904 x" | newmirror w62

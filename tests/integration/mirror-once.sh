@@ -5,34 +5,12 @@
 # segments quarantined with nothing outside the data root touched; hold
 # mode and catch-up; cascade; kill -9 during apply.
 set -eu
-
-B=${MFS_BUILD:?MFS_BUILD not set}
-MIRRORD=$B/daemon/mirrord
-MKSEG=$B/daemon/mkseg
-CTL=$B/tools/mirrorctl
+MFS_NO_FUSE=1
+. "$(dirname "$0")/lib.sh"
 U=0badc0de-1111-2222-3333-444455556666
 U2=feedface-1111-2222-3333-444455556666
-
-T=$(mktemp -d /tmp/mfs-mirror.XXXXXX)
 DPID=
-cleanup() {
-	[ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null || true
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "== $*"; }
-
-# wait_for CMD...: poll up to 30 s
-wait_for() {
-	local i
-	for i in $(seq 300); do
-		if "$@"; then return 0; fi
-		sleep 0.1
-	done
-	return 1
-}
+EXTRA_CLEANUP='stop_pid $DPID'
 
 # A workload script of N segments, mixed operations.
 workload() {
@@ -91,7 +69,7 @@ step "--once applies in LSN order and retires the segments"
 newmirror a
 cp "$T/segs/"*.mfsj "$T/a/in/"
 run_once a || fail "--once failed"
-"$CTL" verify "$T/ref" "$T/a/data" >/dev/null || fail "tree differs after --once"
+verify_equal "$T/ref" "$T/a/data" || fail "tree differs after --once"
 [ -z "$(ls "$T/a/in"/*.mfsj 2>/dev/null)" ] || fail "applied segments not removed"
 grep -q '"applied_lsn":' "$T/a/state/status.json" || fail "no status.json"
 # one key name on both sides (mirrorfs says dataset), the old one kept
@@ -118,7 +96,7 @@ mv "$T/b/in/.${SEGS[1]}.Xy12Z" "$T/b/in/bogus.txt"
 cp "$T/segs/${SEGS[1]}" "$T/b/in/"
 cp "$T/segs/${SEGS[0]}" "$T/b/in/"                       # re-delivered
 run_once b || fail "catch-up failed"
-"$CTL" verify "$T/ref" "$T/b/data" >/dev/null || fail "tree differs after gap fill"
+verify_equal "$T/ref" "$T/b/data" || fail "tree differs after gap fill"
 [ -e "$T/b/in/bogus.txt" ] || fail "non-segment file touched"
 
 step "hold mode, then catch-up"
@@ -129,7 +107,7 @@ run_once h --no-apply || fail "hold mode failed"
 [ -z "$(ls -A "$T/h/data" | grep -vx .mirrorfs)" ] || fail "hold mode applied something"
 [ "$(ls "$T/h/in"/*.mfsj | wc -l)" -eq 4 ] || fail "hold mode did not keep segments"
 run_once h || fail "catch-up after hold failed"
-"$CTL" verify "$T/ref" "$T/h/data" >/dev/null || fail "tree differs after hold catch-up"
+verify_equal "$T/ref" "$T/h/data" || fail "tree differs after hold catch-up"
 
 step "cascade: a mirror of a mirror, with --keep and --metrics"
 newmirror c1
@@ -140,7 +118,7 @@ run_once c1 --cascade "$T/c2/in" --keep "$T/c1/keep" --metrics "$T/c1/metrics.pr
 [ "$(ls "$T/c1/keep"/*.mfsj | wc -l)" -eq 4 ] || fail "--keep did not keep 4 segments"
 grep -q '^mirrord_applied_lsn{dataset="[0-9a-f-]*",instance="[^"]*"} ' "$T/c1/metrics.prom" || fail "no metrics"
 run_once c2 || fail "second mirror failed"
-"$CTL" verify "$T/ref" "$T/c2/data" >/dev/null || fail "cascaded tree differs"
+verify_equal "$T/ref" "$T/c2/data" || fail "cascaded tree differs"
 
 step "continuous mode: inotify, rsync-style arrival"
 newmirror w
@@ -150,12 +128,12 @@ for s in "${SEGS[@]}"; do
 	cp "$T/segs/$s" "$T/w/in/.$s.tmp"
 	mv "$T/w/in/.$s.tmp" "$T/w/in/$s"
 done
-last=$(sed -n 's/.*-0*\([0-9]*\)\.mfsj/\1/p' "$T/names" | tail -1)
-wait_for grep -q "\"applied_lsn\":$last," "$T/w/state/status.json" || fail "continuous mode stalled"
+last=$(seg_last "${SEGS[-1]}")
+wait_for applied_ge "$T/w/state" "$last" || fail "continuous mode stalled"
 kill -TERM $DPID
 wait $DPID || fail "mirrord did not stop cleanly on SIGTERM"
 DPID=
-"$CTL" verify "$T/ref" "$T/w/data" >/dev/null || fail "tree differs in continuous mode"
+verify_equal "$T/ref" "$T/w/data" || fail "tree differs in continuous mode"
 
 step "kill -9 during apply, restart: same tree"
 mkdir -p "$T/big"
@@ -184,7 +162,7 @@ done
 run_once k 2>/dev/null || true
 cp -n "$T/big/"*.mfsj "$T/k/in/" 2>/dev/null || true
 run_once k || fail "final run after kill -9 failed"
-"$CTL" verify "$T/bigref" "$T/k/data" >/dev/null || fail "tree differs after kill -9 restarts"
+verify_equal "$T/bigref" "$T/k/data" || fail "tree differs after kill -9 restarts"
 
 step "hostile segments are quarantined, nothing outside the root changes"
 hostile() { # hostile NAME: script on stdin; expects quarantine

@@ -18,69 +18,18 @@
 # rotated every second, trimmed through the mount); otherwise a folder of
 # segments written by mkseg (the library's writer).
 set -eu
-
-B=${MFS_BUILD:?MFS_BUILD not set}
-S=${MFS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-MIRRORD=$B/daemon/mirrord
-MKSEG=$B/daemon/mkseg
-CTL=$B/tools/mirrorctl
-FS=$B/fs/mirrorfs
-SHIP=$S/tools/mirrorfs-ship
+MFS_NO_FUSE=1 # the primary is a mirrorfs mount only when it can be
+. "$(dirname "$0")/lib.sh"
 U=5a1b0c0d-1111-2222-3333-444455556666
 DOWN=${SHIP_TEST_DOWN:-30}
 
 for c in rsync inotifywait; do
-	command -v $c >/dev/null || { echo "SKIP: $c missing"; exit 77; }
+	command -v $c >/dev/null || skip "$c missing"
 done
-if [ ! -x "$MIRRORD" ] || [ ! -x "$CTL" ]; then
-	echo "SKIP: mirrord/mirrorctl not built"
-	exit 77
-fi
+[ -x "$MIRRORD" ] && [ -x "$CTL" ] || skip "mirrord/mirrorctl not built"
 
-T=$(mktemp -d /tmp/mfs-ship.XXXXXX)
-PIDS=()
-RSYNCD='' SHIPPER='' FSPID='' MNT=
-# SIGTERM, then SIGKILL after 10 s: a cleanup never hangs on one process
-stop_pids() {
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null; done
-	for p in "$@"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$p" 2>/dev/null && { echo "cleanup: pid $p ignored SIGTERM" >&2; kill -9 "$p"; }
-		wait "$p" 2>/dev/null
-	done
-}
-cleanup() {
-	[ -n "$MNT" ] && mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
-	# shellcheck disable=SC2086 # empty when not running
-	stop_pids $SHIPPER $RSYNCD "${PIDS[@]}"
-	rm -rf "$T"
-}
-trap 'cleanup || true' EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	# SHIP_TEST_KEEP=1: leave everything running and in place for a look
-	[ -n "${SHIP_TEST_KEEP:-}" ] && { echo "kept: $T" >&2; trap - EXIT; }
-	for f in "$T"/*.log; do
-		[ -s "$f" ] && { echo "--- ${f##*/}" >&2; tail -n 15 "$f" >&2; }
-	done
-	exit 1
-}
-step() { echo "== $*"; }
-wait_for() { # wait_for SECONDS CMD...
-	local end=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		[ "$(date +%s)" -lt "$end" ] || return 1
-		sleep 0.1
-	done
-}
-applied() { # applied STATEDIR
-	sed -n 's/.*"applied_lsn"[^0-9]*\([0-9]*\).*/\1/p' "$1/status.json" 2>/dev/null | head -n 1
-}
-past() { local a; a=$(applied "$1"); [ "${a:-0}" -ge "$2" ]; } # past STATEDIR LSN
-lastlsn() { local n=${1%.mfsj}; echo $((10#${n#*-})); }
+RSYNCD='' SHIPPER='' MNT=
+EXTRA_CLEANUP='stop_pid $SHIPPER $RSYNCD'
 
 # ------------------------------------------------------------ mirrors
 port=$((20000 + $$ % 20000))
@@ -101,14 +50,14 @@ start_rsyncd() {
 	rsync --daemon --no-detach --config="$T/rsyncd.conf" --address=127.0.0.1 --port=$port \
 		>>"$T/rsyncd.log" 2>&1 &
 	RSYNCD=$!
-	wait_for 10 rsync --contimeout=2 "rsync://127.0.0.1:$port/" >/dev/null 2>&1 ||
+	wait_for -t 10 rsync --contimeout=2 "rsync://127.0.0.1:$port/" >/dev/null 2>&1 ||
 		fail "rsync daemon did not start on port $port"
 }
 start_rsyncd
 "$MIRRORD" --incoming "$T/m1/in" --data "$T/m1/data" --state "$T/m1/state" >"$T/mirrord1.log" 2>&1 &
-PIDS+=($!)
+track_pid $!
 "$MIRRORD" --incoming "$T/m2/in" --data "$T/m2/data" >"$T/mirrord2.log" 2>&1 &
-PIDS+=($!)
+track_pid $!
 
 # ------------------------------------------------------------ primary
 if [ "${SHIP_TEST_MODE:-}" != mkseg ] && [ -x "$FS" ] && [ -e /dev/fuse ] &&
@@ -116,10 +65,7 @@ if [ "${SHIP_TEST_MODE:-}" != mkseg ] && [ -x "$FS" ] && [ -e /dev/fuse ] &&
 	mode=mirrorfs
 	mkdir -p "$T/pdata" "$T/mnt"
 	MNT=$T/mnt
-	"$FS" -f -o rotate_interval=1 "$T/pdata" "$MNT" >"$T/mirrorfs.log" 2>&1 &
-	FSPID=$!
-	PIDS+=("$FSPID")
-	wait_for 30 mountpoint -q "$MNT" || fail "mirrorfs did not mount"
+	mfs_mount "$T/pdata" "$MNT" -o rotate_interval=1
 	SRC=$MNT
 	JDIR=$MNT/.mirrorfs/journal
 else
@@ -147,7 +93,7 @@ produce() {
 		"$MKSEG" "$T/segs" $U "$next_lsn" "$segno") || fail "mkseg failed"
 	for n in $names; do
 		cp "$T/segs/$n" "$T/all/$n"
-		next_lsn=$(($(lastlsn "$n") + 1))
+		next_lsn=$(($(seg_last "$n") + 1))
 		segno=$((segno + 1))
 	done
 }
@@ -155,7 +101,7 @@ if [ $mode = mkseg ]; then
 	# LSN 1 creates "log"
 	names=$(printf 'mknod log 0100644\n' | "$MKSEG" "$T/segs" $U 1 1) || fail "mkseg failed"
 	cp "$T/segs/$names" "$T/all/"
-	next_lsn=$(($(lastlsn "$names") + 1)) segno=2
+	next_lsn=$(($(seg_last "$names") + 1)) segno=2
 fi
 
 # segments the primary holds now, "name" per line
@@ -171,23 +117,23 @@ SHIPPER=$!
 step "both destinations up"
 end=$(($(date +%s) + 5))
 while [ "$(date +%s)" -lt "$end" ]; do produce; sleep 0.3; done
-wait_for 30 past "$T/m1/state" 1 || fail "mirror 1 applied nothing"
-wait_for 30 past "$T/m2/in/.mirrord" 1 || fail "mirror 2 applied nothing"
+wait_for -t 30 applied_ge "$T/m1/state" 1 || fail "mirror 1 applied nothing"
+wait_for -t 30 applied_ge "$T/m2/in/.mirrord" 1 || fail "mirror 2 applied nothing"
 
 step "destination 1 down for ${DOWN} s"
 kill "$RSYNCD"; wait "$RSYNCD" 2>/dev/null || true
 RSYNCD=''
 sleep 1 # a transfer in flight may still land
-a1=$(applied "$T/m1/state")
+a1=$(applied_lsn "$T/m1/state")
 held_at_down=$(held)
 end=$(($(date +%s) + DOWN))
 early=""
 while [ "$(date +%s)" -lt "$end" ]; do
 	produce
-	[ "$(applied "$T/m1/state")" = "$a1" ] || fail "mirror 1 applied while down ($a1 -> $(applied "$T/m1/state"))"
+	[ "$(applied_lsn "$T/m1/state")" = "$a1" ] || fail "mirror 1 applied while down ($a1 -> $(applied_lsn "$T/m1/state"))"
 	# every segment past a1 that the primary ever held must still be there
 	for n in $held_at_down $(held); do
-		[ "$(lastlsn "$n")" -gt "$a1" ] || continue
+		[ "$(seg_last "$n")" -gt "$a1" ] || continue
 		[ -e "$JDIR/$n" ] || early="$early $n"
 	done
 	[ -z "$early" ] || fail "trimmed before mirror 1 acknowledged (applied $a1):$early"
@@ -199,8 +145,8 @@ grep -q "cannot ship to 'rsync://127.0.0.1:$port/in/'" "$T/ship.log" ||
 grep -q 'backlog of [0-9]* segments exceeds' "$T/ship.log" || fail "no backlog warning"
 grep -q '"backlog_exceeded":true' "$T/ship.json" || fail "status does not show the backlog"
 [ -n "$(held)" ] || fail "the primary holds no segment while a destination is down"
-m2=$(applied "$T/m2/in/.mirrord")
-[ "${m2:-0}" -gt "$a1" ] || fail "destination 2 did not keep going while 1 was down"
+m2=$(applied_lsn "$T/m2/in/.mirrord")
+[ "$m2" -gt "$a1" ] || fail "destination 2 did not keep going while 1 was down"
 
 step "destination 1 back"
 start_rsyncd
@@ -211,36 +157,32 @@ if [ $mode = mirrorfs ]; then
 fi
 # the last LSN the primary produced
 if [ $mode = mirrorfs ]; then
-	final=$(sed -n 's/.*"last_lsn"[^0-9]*\([0-9]*\).*/\1/p' "$MNT/.mirrorfs/status" | head -n 1)
+	final=$(status_field "$MNT" last_lsn)
 else
 	final=$((next_lsn - 1))
 fi
-wait_for 60 past "$T/m1/state" "$final" ||
-	fail "mirror 1 at $(applied "$T/m1/state"), primary at $final"
-wait_for 30 past "$T/m2/in/.mirrord" "$final" ||
-	fail "mirror 2 at $(applied "$T/m2/in/.mirrord"), primary at $final"
-wait_for 30 nothing_held || fail "segments not trimmed after both acknowledged: $(held)"
-wait_for 10 grep -q '"backlog":0,' "$T/ship.json" || fail "backlog not back to 0"
+wait_for -t 60 applied_ge "$T/m1/state" "$final" ||
+	fail "mirror 1 at $(applied_lsn "$T/m1/state"), primary at $final"
+wait_for -t 30 applied_ge "$T/m2/in/.mirrord" "$final" ||
+	fail "mirror 2 at $(applied_lsn "$T/m2/in/.mirrord"), primary at $final"
+wait_for -t 30 nothing_held || fail "segments not trimmed after both acknowledged: $(held)"
+wait_for -t 10 grep -q '"backlog":0,' "$T/ship.json" || fail "backlog not back to 0"
 grep -q 'is back after' "$T/ship.log" || fail "no recovery message"
 
 step "both mirrors equal the primary"
 if [ $mode = mirrorfs ]; then
 	# verify ignores .mirrorfs on both sides
-	"$CTL" verify "$T/pdata" "$T/m1/data" >"$T/verify.log" 2>&1 ||
-		fail "mirror 1 differs from the primary: $(head -n 3 "$T/verify.log")"
-	"$CTL" verify "$T/pdata" "$T/m2/data" >"$T/verify.log" 2>&1 ||
-		fail "mirror 2 differs from the primary: $(head -n 3 "$T/verify.log")"
+	verify_equal "$T/pdata" "$T/m1/data" || fail "mirror 1 differs from the primary"
+	verify_equal "$T/pdata" "$T/m2/data" || fail "mirror 2 differs from the primary"
 else
 	(cd "$T/all" && "$CTL" replay --to "$T/ref" ./*.mfsj >/dev/null) || fail "reference replay failed"
-	"$CTL" verify "$T/ref" "$T/m1/data" >"$T/verify.log" 2>&1 ||
-		fail "mirror 1 differs from the reference: $(head -n 3 "$T/verify.log")"
-	"$CTL" verify "$T/ref" "$T/m2/data" >"$T/verify.log" 2>&1 ||
-		fail "mirror 2 differs from the reference: $(head -n 3 "$T/verify.log")"
+	verify_equal "$T/ref" "$T/m1/data" || fail "mirror 1 differs from the reference"
+	verify_equal "$T/ref" "$T/m2/data" || fail "mirror 2 differs from the reference"
 fi
 
 step "SIGTERM stops the shipper"
 kill "$SHIPPER"
-wait_for 10 sh -c "! kill -0 $SHIPPER 2>/dev/null" || fail "the shipper ignores SIGTERM"
+wait_for -t 10 sh -c "! kill -0 $SHIPPER 2>/dev/null" || fail "the shipper ignores SIGTERM"
 wait "$SHIPPER" 2>/dev/null || true
 SHIPPER=
 grep -q '"state":"stopped"' "$T/ship.json" || fail "status does not say stopped"

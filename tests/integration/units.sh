@@ -16,24 +16,14 @@
 # Skipped (77) without systemd-analyze; the replay part is left out (with a
 # note) without setpriv or getfattr, or when not root.
 set -eu
-
-: "${MFS_SRC:?MFS_SRC not set}"
-: "${MFS_BUILD:?MFS_BUILD not set}"
+MFS_NO_FUSE=1 # the shipper part is left out without FUSE
+. "$(dirname "$0")/lib.sh"
 MAX_EXPOSURE=4.0
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "== $*"; }
 
 command -v systemd-analyze >/dev/null || skip "no systemd-analyze"
 
-T=$(mktemp -d /tmp/mfs-units.XXXXXX)
-cleanup() {
-	set +e
-	mountpoint -q "$T/ship/mnt" 2>/dev/null && fusermount3 -u -z "$T/ship/mnt"
-	rm -rf "$T"
-}
-trap cleanup EXIT
+# the shipper part's mirrorfs goes to the background on its own
+EXTRA_CLEANUP='mountpoint -q "$T/ship/mnt" 2>/dev/null && fusermount3 -u -z "$T/ship/mnt"'
 
 mkdir "$T/sbin" "$T/units"
 ln -s "$MFS_BUILD/daemon/mirrord" "$T/sbin/mirrord"
@@ -93,8 +83,6 @@ for c in setpriv getfattr; do
 	command -v $c >/dev/null || { echo "NOTE: no $c: capabilities not checked"; exit 0; }
 done
 [ "$(id -u)" = 0 ] || { echo "NOTE: not root: capabilities not checked"; exit 0; }
-MKSEG=$MFS_BUILD/daemon/mkseg
-CTL=$MFS_BUILD/tools/mirrorctl
 
 # "CAP_CHOWN CAP_FOWNER" -> "-all,+chown,+fowner" (setpriv's syntax)
 caps=$(sed -n 's/^CapabilityBoundingSet=//p' mirrord.service | tail -n 1)
@@ -167,7 +155,6 @@ echo "refused, as expected: $(tail -n 1 "$T/ctl.log")"
 # mount's closed segments, ships them and, once mirrord (with its unit's set)
 # has applied them, trims them through the mount.
 step "mirrorfs-ship with the unit's capabilities (none), mirrord with its own"
-FS=$MFS_BUILD/fs/mirrorfs
 if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null && [ -x "$FS" ]; then
 	grep -qx 'CapabilityBoundingSet=' mirrorfs-ship@mnt-db.service ||
 		fail "mirrorfs-ship@.service: CapabilityBoundingSet= is no longer empty: adapt this test"
@@ -187,7 +174,7 @@ if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null && [ -x "$FS" ]; then
 		{ cat "$S/mirrord.log" >&2; fail "mirrord --once"; }
 	ship || { cat "$S/ship.log" >&2; fail "mirrorfs-ship --once --trim without capabilities"; }
 	[ -z "$(ls "$S/mnt/.mirrorfs/journal/")" ] || fail "segments not trimmed without capabilities"
-	"$CTL" verify "$S/db" "$S/data" >/dev/null || fail "the mirror differs from the primary"
+	verify_equal "$S/db" "$S/data" || fail "the mirror differs from the primary"
 	fusermount3 -u "$S/mnt"
 	echo "shipped and trimmed without capabilities; the mirror is identical"
 else
