@@ -67,16 +67,13 @@
 
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/pidlock.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
-#define STATE_FILE "state"
-#define LOCK_FILE "lock"
-#define OPEN_DIR "open"
-#define CLOSED_DIR "journal"
 #define NS_PER_S 1000000000ull
 /* Every this many bytes appended, the timer thread starts writing the open
  * segment out (mfs_segw_writeback): a snapshot's or a checkpoint's sync
@@ -133,54 +130,18 @@ void fs_fail(struct fs *fs, int r, const char *what)
 
 /* ================================================================ state */
 
-struct jstate {
-	uint64_t checkpoint, last, segment;
-	bool have_uuid;
-	uint8_t uuid[16];
-};
-
-static int state_read(struct fs_journal *j, struct jstate *st)
-{
-	_cleanup_free_ char *text = NULL;
-	char *save = NULL;
-	int r;
-
-	memset(st, 0, sizeof(*st));
-	r = mfs_read_file(j->dirfd, STATE_FILE, 4096, &text, NULL);
-	if (r < 0)
-		return r;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '=');
-		if (!eq)
-			continue;
-		*eq++ = 0;
-		if (!strcmp(line, "dataset")) {
-			if (mfs_uuid_parse(eq, st->uuid) < 0)
-				return -EBADMSG;
-			st->have_uuid = true;
-		} else if (!strcmp(line, "checkpoint")) {
-			st->checkpoint = strtoull(eq, NULL, 10);
-		} else if (!strcmp(line, "last")) {
-			st->last = strtoull(eq, NULL, 10);
-		} else if (!strcmp(line, "segment")) {
-			st->segment = strtoull(eq, NULL, 10);
-		}
-	}
-	return st->have_uuid ? 0 : -EBADMSG;
-}
-
 /* Write the state file: backing files durable up to LSN @ckpt. */
 static int state_write(struct fs_journal *j, uint64_t last, uint64_t ckpt)
 {
-	char buf[256];
-	int len, r;
+	struct mfs_jstate st = { .last = last };
+	int r;
 
+	memcpy(st.data_set, j->uuid, sizeof(st.data_set));
 	pthread_mutex_lock(&j->state_lock);
 	ckpt = MFS_MAX(ckpt, j->state_ckpt);
-	len = snprintf(buf, sizeof(buf),
-		       "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64 "\nsegment=%" PRIu64 "\n",
-		       j->uuid_text, ckpt, last, j->seg_no);
-	r = mfs_replace_file(j->dirfd, STATE_FILE, buf, (size_t)len, 0600);
+	st.checkpoint = ckpt;
+	st.segment = j->seg_no;
+	r = mfs_jstate_write(j->dirfd, &st);
 	if (r == 0)
 		j->state_ckpt = ckpt;
 	pthread_mutex_unlock(&j->state_lock);
@@ -188,11 +149,6 @@ static int state_write(struct fs_journal *j, uint64_t last, uint64_t ckpt)
 }
 
 /* ================================================================ writer */
-
-static void open_name(uint64_t seg_no, char out[64])
-{
-	snprintf(out, 64, "open-%020" PRIu64 MFS_SEG_SUFFIX, seg_no);
-}
 
 /*
  * Options of the next segment: authenticated with the first key, if any,
@@ -218,7 +174,7 @@ static int new_segment(struct fs_journal *j, uint64_t seg_no, uint64_t first_lsn
 	char name[64];
 	int r;
 
-	open_name(seg_no, name);
+	mfs_jdir_open_name(seg_no, name);
 	r = mfs_segw_create_opts(j->open_dirfd, name, j->uuid, seg_no, first_lsn, 0,
 				 seg_opts(j, prev, &o), &j->w);
 	if (r < 0)
@@ -469,7 +425,7 @@ static int checkpoint_locked(struct fs *fs, uint64_t *ret_lsn)
 		return r;
 	r = state_write(j, m, m == l + 1 ? m : l);
 	if (r < 0)
-		return log_error_errno(r, "cannot write '%s/" STATE_FILE "': %m", j->path);
+		return log_error_errno(r, "cannot write '%s/" MFS_JDIR_STATE "': %m", j->path);
 	atomic_store(&fs->metrics.ckpt_ns, mfs_mono_ns() - t0);
 	log_debug("checkpoint at LSN %" PRIu64, l);
 	if (ret_lsn)
@@ -515,7 +471,7 @@ static int move_sealed(struct fs_journal *j, const char *name)
 			r = unlinkat(j->open_dirfd, name, 0) < 0 ? -errno : 0;
 	}
 	if (r < 0)
-		return log_error_errno(r, "cannot move sealed segment '%s' to '%s/" CLOSED_DIR "/%s': %m",
+		return log_error_errno(r, "cannot move sealed segment '%s' to '%s/" MFS_JDIR_CLOSED "/%s': %m",
 				       name, j->path, closed);
 	log_info("sealed segment '%s' moved to '%s'", name, closed);
 	(void)mfs_fsync_dir(j->closed_dirfd, NULL);
@@ -555,7 +511,7 @@ static int rotate_locked(struct fs *fs, char ret_name[MFS_SEG_NAME_LEN + 1], boo
 	r = mfs_segw_close(j->w, j->closed_dirfd, ret_name);
 	j->w = NULL;
 	if (r < 0) {
-		log_error_errno(r, "cannot close segment '%s/" OPEN_DIR "/%s': %m", j->path, old);
+		log_error_errno(r, "cannot close segment '%s/" MFS_JDIR_OPEN "/%s': %m", j->path, old);
 		if (mfs_segw_reopen_keys(j->open_dirfd, old, j->uuid, j->keys, &j->w, NULL) ==
 		    -EALREADY)
 			(void)move_sealed(j, old);
@@ -612,7 +568,7 @@ int fs_journal_snapshot_begin(struct fs *fs, const char *name, uint64_t *ret_lsn
 	old = j->w;
 	mfs_segw_get_stats(old, &s);
 	mfs_segw_chain(old, chain);
-	open_name(s.seg_no + 1, nname);
+	mfs_jdir_open_name(s.seg_no + 1, nname);
 	r = mfs_segw_create_opts(j->open_dirfd, nname, j->uuid, s.seg_no + 1, s.next_lsn,
 				 MFS_SEGW_LAZY, seg_opts(j, chain, &o), &j->w);
 	if (r < 0) {
@@ -979,7 +935,7 @@ static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool c
 		       struct replay_ctx *c)
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	const char *sub = closed ? CLOSED_DIR : OPEN_DIR;
+	const char *sub = closed ? MFS_JDIR_CLOSED : MFS_JDIR_OPEN;
 	struct mfs_seg_info info;
 	char verdict[256];
 	int r;
@@ -1003,62 +959,15 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Closed segment names, sorted (apply order). */
-static int list_closed(struct fs_journal *j, char ***ret, size_t *ret_n)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-
-	d = mfs_opendir_at(j->closed_dirfd, ".");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		uint64_t a, b;
-		if (!mfs_seg_name_parse(de->d_name, &a, &b))
-			continue;
-		if (n == cap) {
-			char **nn = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*names));
-			if (!nn)
-				goto out_nomem;
-			names = nn;
-		}
-		names[n] = strdup(de->d_name);
-		if (!names[n])
-			goto out_nomem;
-		n++;
-	}
-	if (n)
-		qsort(names, n, sizeof(*names), name_cmp);
-	*ret = names;
-	*ret_n = n;
-	return 0;
-out_nomem:
-	while (n)
-		free(names[--n]);
-	free(names);
-	return -ENOMEM;
-}
-
-static void free_names(char **names, size_t n)
-{
-	while (n)
-		free(names[--n]);
-	free(names);
-}
-
 /* One pass over the closed segments after @c->after and the open one. */
-static int replay_pass(struct fs_journal *j, char **names, size_t n, struct replay_ctx *c)
+static int replay_pass(struct fs_journal *j, const struct mfs_segent *segs, size_t n,
+		       struct replay_ctx *c)
 {
 	int r = 0;
 
-	for (size_t k = 0; k < n && r == 0; k++) {
-		uint64_t first, last;
-		(void)mfs_seg_name_parse(names[k], &first, &last);
-		if (last > c->after)
-			r = replay_file(j, j->closed_dirfd, names[k], true, c);
-	}
+	for (size_t k = 0; k < n && r == 0; k++)
+		if (segs[k].last > c->after)
+			r = replay_file(j, j->closed_dirfd, segs[k].name, true, c);
 	if (r == 0 && j->w)
 		r = replay_file(j, j->open_dirfd, j->open_name, false, c);
 	return r;
@@ -1075,14 +984,14 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 {
 	struct fs_journal *j = fs->j;
 	struct replay_ctx c = { .after = after, .scan = true };
-	char **names = NULL;
+	_cleanup_free_ struct mfs_segent *segs = NULL;
 	size_t n = 0;
 	int r;
 
-	r = list_closed(j, &names, &n);
+	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
 	if (r < 0)
-		return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
-	r = replay_pass(j, names, n, &c);
+		return log_error_errno(r, "cannot list '%s/" MFS_JDIR_CLOSED "': %m", j->path);
+	r = replay_pass(j, segs, n, &c);
 	if (r == 0) {
 		c.after = MFS_MAX(after, c.mark);
 		c.scan = false;
@@ -1093,7 +1002,7 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 					fs->opt.data_dir);
 	}
 	if (r == 0)
-		r = replay_pass(j, names, n, &c);
+		r = replay_pass(j, segs, n, &c);
 	if (c.engine && r == 0) {
 		int r2 = mfs_replay_finish(c.engine);
 		if (r2 < 0)
@@ -1101,7 +1010,6 @@ static int replay_tail(struct fs *fs, uint64_t after, uint64_t *ret_last)
 					  "ignoring: %m", fs->opt.data_dir);
 	}
 	mfs_replay_free(c.engine);
-	free_names(names, n);
 	if (r == 0 && !fs->opt.skip_backing_sync)
 		r = sync_touched(fs, &c);
 	touched_free(&c);
@@ -1164,24 +1072,19 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 	struct dirent *de;
 	size_t n = 0;
 	uint64_t prev_last = 0;
-	int fd, r = 0;
+	int r = 0;
 
-	fd = openat(j->open_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	d = mfs_opendir_at(j->open_dirfd, ".");
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		uint64_t seg_no;
 		uint8_t uuid[16];
 
-		if (strncmp(de->d_name, "open-", 5) || !strstr(de->d_name, MFS_SEG_SUFFIX))
+		if (!mfs_jdir_is_open_name(de->d_name))
 			continue;
 		if (peek_header(j->open_dirfd, de->d_name, uuid, &seg_no) < 0) {
-			log_notice("removing '%s/" OPEN_DIR "/%s': its header was never completed",
+			log_notice("removing '%s/" MFS_JDIR_OPEN "/%s': its header was never completed",
 				   j->path, de->d_name);
 			(void)unlinkat(j->open_dirfd, de->d_name, 0);
 			continue;
@@ -1191,14 +1094,14 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			have_uuid = true;
 		}
 		if (n == ARRAY_SIZE(segs) || strlen(de->d_name) >= sizeof(segs[0].name))
-			return log_error_errno(-EEXIST, "too many open segments in '%s/" OPEN_DIR "'",
+			return log_error_errno(-EEXIST, "too many open segments in '%s/" MFS_JDIR_OPEN "'",
 					       j->path);
 		segs[n].seg_no = seg_no;
 		snprintf(segs[n].name, sizeof(segs[n].name), "%s", de->d_name);
 		n++;
 	}
 	if (n > 2)
-		return log_error_errno(-EEXIST, "%zu open segments in '%s/" OPEN_DIR "'", n, j->path);
+		return log_error_errno(-EEXIST, "%zu open segments in '%s/" MFS_JDIR_OPEN "'", n, j->path);
 	qsort(segs, n, sizeof(segs[0]), open_seg_cmp);
 	for (size_t k = 0; k < n && r == 0; k++) {
 		struct mfs_segw_stats st;
@@ -1211,16 +1114,16 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			continue;
 		}
 		if (r == -ENOKEY)
-			return log_error_errno(r, "open segment '%s/" OPEN_DIR "/%s' is authenticated "
+			return log_error_errno(r, "open segment '%s/" MFS_JDIR_OPEN "/%s' is authenticated "
 					       "with a key not given: mount with -o auth_key=FILE "
 					       "(and auth_key_old=FILE while the key changes)",
 					       j->path, name);
 		if (r == -EBADMSG && j->keys->n)
-			return log_error_errno(r, "open segment '%s/" OPEN_DIR "/%s' does not "
+			return log_error_errno(r, "open segment '%s/" MFS_JDIR_OPEN "/%s' does not "
 					       "authenticate (altered?): refusing to continue it",
 					       j->path, name);
 		if (r < 0)
-			return log_error_errno(r, "cannot reopen segment '%s/" OPEN_DIR "/%s': %m",
+			return log_error_errno(r, "cannot reopen segment '%s/" MFS_JDIR_OPEN "/%s': %m",
 					       j->path, name);
 		if (cut)
 			log_notice("segment '%s': cut a torn tail of %" PRIu64 " bytes", name, cut);
@@ -1231,7 +1134,7 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			j->w = NULL;
 			snprintf(lost, sizeof(lost), "lost-%s", name);
 			log_error("segment '%s' starts at LSN %" PRIu64 " but the one before ends at %" PRIu64
-				  " (torn by a crash): set aside as '%s/" OPEN_DIR "/%s'; none of its "
+				  " (torn by a crash): set aside as '%s/" MFS_JDIR_OPEN "/%s'; none of its "
 				  "records was reported durable",
 				  name, st.first_lsn, prev_last, j->path, lost);
 			if (renameat(j->open_dirfd, name, j->open_dirfd, lost) < 0)
@@ -1251,7 +1154,7 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 			r = mfs_segw_close(j->w, j->closed_dirfd, closed);
 			j->w = NULL;
 			if (r < 0)
-				return log_error_errno(r, "cannot seal segment '%s/" OPEN_DIR "/%s': %m",
+				return log_error_errno(r, "cannot seal segment '%s/" MFS_JDIR_OPEN "/%s': %m",
 						       j->path, name);
 			log_notice("sealed segment '%s' left open by a crash as '%s'", name, closed);
 			continue;
@@ -1274,14 +1177,14 @@ static int take_locks(struct fs *fs, struct fs_journal *j)
 	char who[64];
 	int r;
 
-	r = j->lock_fd = mfs_pidlock_take(j->dirfd, LOCK_FILE, "mirrorfs", &h);
+	r = j->lock_fd = mfs_pidlock_take(j->dirfd, MFS_JDIR_LOCK, "mirrorfs", &h);
 	if (r == -EBUSY)
 		return log_error_errno(r, "'%s' is %sin use by %s (journal '%s' is locked)",
 				       fs->opt.data_dir,
 				       strcmp(h.role, "mirrorfs") ? "" : "already mounted: ",
 				       mfs_pidlock_describe(&h, who, sizeof(who)), j->path);
 	if (r < 0)
-		return log_error_errno(r, "cannot lock '%s/" LOCK_FILE "': %m", j->path);
+		return log_error_errno(r, "cannot lock '%s/" MFS_JDIR_LOCK "': %m", j->path);
 	snprintf(who, sizeof(who), "/" MFS_CTL_DIR);
 	if (!fs->opt.journal_dir || (!strncmp(j->path, fs->opt.data_dir, strlen(fs->opt.data_dir)) &&
 				     !strcmp(j->path + strlen(fs->opt.data_dir), who)))
@@ -1302,7 +1205,7 @@ int fs_journal_lock_refresh(struct fs *fs)
 	int r = mfs_pidlock_update(fs->j->lock_fd, "mirrorfs");
 
 	if (r < 0)
-		return log_warning_errno(r, "cannot write the PID into '%s/" LOCK_FILE "', "
+		return log_warning_errno(r, "cannot write the PID into '%s/" MFS_JDIR_LOCK "', "
 				         "ignoring: %m", fs->j->path);
 	if (fs->j->data_lock_fd >= 0)
 		r = mfs_pidlock_update(fs->j->data_lock_fd, "mirrorfs");
@@ -1314,37 +1217,24 @@ int fs_journal_lock_refresh(struct fs *fs)
 
 static int open_dirs(struct fs *fs, struct fs_journal *j)
 {
-	const char *sub[] = { OPEN_DIR, CLOSED_DIR };
+	const char *sub[] = { MFS_JDIR_OPEN, MFS_JDIR_CLOSED };
 	int *fds[] = { &j->open_dirfd, &j->closed_dirfd };
-	bool made = false;
+	bool made = false, any = false;
 	int r;
 
-	if (mkdir(j->path, 0700) == 0)
-		made = true;
-	else if (errno != EEXIST)
-		return log_error_errno(-errno, "cannot create journal folder '%s': %m", j->path);
-	j->dirfd = open(j->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (j->dirfd < 0)
-		return log_error_errno(-errno, "cannot open journal folder '%s': %m", j->path);
-	if (made) { /* a power cut must not lose the journal folder itself */
-		r = mfs_fsync_dir(j->dirfd, "..");
-		if (r < 0)
-			return log_error_errno(r, "cannot sync the folder of '%s': %m", j->path);
-	}
+	r = j->dirfd = mfs_jdir_open(j->path, true, &made);
+	if (r < 0)
+		return log_error_errno(r, "cannot open journal folder '%s': %m", j->path);
 	r = take_locks(fs, j);
 	if (r < 0)
 		return r;
-	made = false;
 	for (size_t k = 0; k < ARRAY_SIZE(sub); k++) {
-		if (mkdirat(j->dirfd, sub[k], 0700) == 0)
-			made = true;
-		else if (errno != EEXIST)
-			return log_error_errno(-errno, "cannot create '%s/%s': %m", j->path, sub[k]);
-		*fds[k] = openat(j->dirfd, sub[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (*fds[k] < 0)
-			return log_error_errno(-errno, "cannot open '%s/%s': %m", j->path, sub[k]);
+		r = *fds[k] = mfs_jdir_open_sub(j->dirfd, sub[k], true, &made);
+		if (r < 0)
+			return log_error_errno(r, "cannot open '%s/%s': %m", j->path, sub[k]);
+		any = any || made;
 	}
-	r = made ? mfs_fsync_dir(j->dirfd, NULL) : 0;
+	r = any ? mfs_fsync_dir(j->dirfd, NULL) : 0;
 	if (r < 0)
 		return log_error_errno(r, "cannot sync journal folder '%s': %m", j->path);
 	return 0;
@@ -1353,28 +1243,24 @@ static int open_dirs(struct fs *fs, struct fs_journal *j)
 /* Sequence number and last LSN after the closed segments. */
 static int closed_tail(struct fs_journal *j, uint64_t *seg_no, uint64_t *last)
 {
-	char **names = NULL;
+	_cleanup_free_ struct mfs_segent *segs = NULL;
 	size_t n = 0;
-	uint64_t first, l, no;
+	uint64_t no;
 	uint8_t uuid[16];
 	int r;
 
-	r = list_closed(j, &names, &n);
-	if (r < 0 || n == 0) {
-		free_names(names, n);
+	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
+	if (r < 0 || n == 0)
 		return r;
-	}
-	(void)mfs_seg_name_parse(names[n - 1], &first, &l);
-	*last = MFS_MAX(*last, l);
-	r = peek_header(j->closed_dirfd, names[n - 1], uuid, &no);
+	*last = MFS_MAX(*last, segs[n - 1].last);
+	r = peek_header(j->closed_dirfd, segs[n - 1].name, uuid, &no);
 	if (r == 0) {
 		*seg_no = MFS_MAX(*seg_no, no);
 	} else { /* sequence numbers need only grow: stay clear of any in journal/ */
-		log_warning_errno(r, "cannot read the header of segment '%s/" CLOSED_DIR "/%s', "
-				  "ignoring: %m", j->path, names[n - 1]);
+		log_warning_errno(r, "cannot read the header of segment '%s/" MFS_JDIR_CLOSED "/%s', "
+				  "ignoring: %m", j->path, segs[n - 1].name);
 		*seg_no += n;
 	}
-	free_names(names, n);
 	return 0;
 }
 
@@ -1395,24 +1281,22 @@ static bool tag_zero(const uint8_t *t)
 static void closed_chain(struct fs_journal *j, uint64_t last, uint8_t ret[MFS_TAG_SIZE])
 {
 	struct mfs_segr_opts o = { .expect_uuid = j->uuid, .keys = j->keys };
-	char **names = NULL;
+	_cleanup_free_ struct mfs_segent *segs = NULL;
 	size_t n = 0;
-	uint64_t f, l;
 	struct mfs_seg_info info;
 	int fd;
 
 	memset(ret, 0, MFS_TAG_SIZE);
-	if (!j->keys->n || list_closed(j, &names, &n) < 0 || n == 0 ||
-	    !mfs_seg_name_parse(names[n - 1], &f, &l) || l != last)
+	if (!j->keys->n || mfs_segdir_list(j->closed_dirfd, &segs, &n) < 0 || n == 0 ||
+	    segs[n - 1].last != last)
 		goto out;
-	fd = openat(j->closed_dirfd, names[n - 1], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(j->closed_dirfd, segs[n - 1].name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0 && mfs_seg_scan_fd_opts(fd, &o, NULL, NULL, &info) == 0 &&
 	    info.verdict == MFS_SEG_OK && info.authenticated)
 		memcpy(ret, info.last_tag, MFS_TAG_SIZE);
 	if (fd >= 0)
 		close(fd);
 out:
-	free_names(names, n);
 	if (j->keys->n && tag_zero(ret))
 		log_notice("the authenticated chain starts again at LSN %" PRIu64, last + 1);
 }
@@ -1445,38 +1329,39 @@ static int switch_auth(struct fs_journal *j)
 		j->w = NULL;
 	}
 	if (r < 0)
-		return log_error_errno(r, "cannot close segment '%s/" OPEN_DIR "/%s' to change its "
+		return log_error_errno(r, "cannot close segment '%s/" MFS_JDIR_OPEN "/%s' to change its "
 				       "key: %m", j->path, old);
 	log_notice("segment '%s' closed: new segments are %s%s", old,
 		   j->keys->n ? "authenticated with the given key" : "not authenticated",
 		   j->zstd_level ? ", compressed" : "");
 	r = new_segment(j, s.seg_no + 1, s.next_lsn, chain);
 	if (r < 0)
-		return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
+		return log_error_errno(r, "cannot create a segment in '%s/" MFS_JDIR_OPEN "': %m",
 				       j->path);
 	return 0;
 }
 
 static int journal_recover(struct fs *fs, struct fs_journal *j)
 {
-	struct jstate st;
+	struct mfs_jstate st = { 0 };
 	uint64_t seg_no, last, replayed;
-	bool fresh = false;
+	bool fresh = false, have_state;
 	int r;
 
-	r = state_read(j, &st);
+	r = mfs_jstate_read(j->dirfd, &st);
 	if (r < 0 && r != -ENOENT)
-		return log_error_errno(r, "cannot read '%s/" STATE_FILE "': %m", j->path);
-	if (st.have_uuid)
-		memcpy(j->uuid, st.uuid, 16);
-	r = recover_open(j, st.have_uuid);
+		return log_error_errno(r, "cannot read '%s/" MFS_JDIR_STATE "': %m", j->path);
+	have_state = r == 0;
+	if (have_state)
+		memcpy(j->uuid, st.data_set, 16);
+	r = recover_open(j, have_state);
 	if (r < 0)
 		return r;
-	if (!st.have_uuid && !j->w) {
+	if (!have_state && !j->w) {
 		uint64_t dummy = 0, l = 0;
 		r = closed_tail(j, &dummy, &l);
 		if (r < 0)
-			return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
+			return log_error_errno(r, "cannot list '%s/" MFS_JDIR_CLOSED "': %m", j->path);
 		fresh = (l == 0);
 		if (fresh) {
 			r = mfs_uuid_generate(j->uuid);
@@ -1500,7 +1385,7 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 			snprintf(stale, sizeof(stale), "stale-%s", j->open_name);
 			log_warning("open segment '%s' ends at LSN %" PRIu64 ", before the checkpoint "
 				    "at LSN %" PRIu64 " (left by an earlier life of this data "
-				    "directory): set aside as '%s/" OPEN_DIR "/%s'",
+				    "directory): set aside as '%s/" MFS_JDIR_OPEN "/%s'",
 				    j->open_name, s.next_lsn - 1, st.checkpoint, j->path, stale);
 			j->w = mfs_segw_free(j->w);
 			if (renameat(j->open_dirfd, j->open_name, j->open_dirfd, stale) < 0)
@@ -1520,11 +1405,11 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 
 		r = closed_tail(j, &seg_no, &last);
 		if (r < 0)
-			return log_error_errno(r, "cannot list '%s/" CLOSED_DIR "': %m", j->path);
+			return log_error_errno(r, "cannot list '%s/" MFS_JDIR_CLOSED "': %m", j->path);
 		closed_chain(j, last, chain);
 		r = new_segment(j, seg_no + 1, last + 1, chain);
 		if (r < 0)
-			return log_error_errno(r, "cannot create a segment in '%s/" OPEN_DIR "': %m",
+			return log_error_errno(r, "cannot create a segment in '%s/" MFS_JDIR_OPEN "': %m",
 					       j->path);
 	}
 	r = switch_auth(j);
@@ -1536,7 +1421,7 @@ static int journal_recover(struct fs *fs, struct fs_journal *j)
 	if (fresh) {
 		r = state_write(j, 0, 0);
 		if (r < 0)
-			return log_error_errno(r, "cannot write '%s/" STATE_FILE "': %m", j->path);
+			return log_error_errno(r, "cannot write '%s/" MFS_JDIR_STATE "': %m", j->path);
 		log_info("new data set %s in '%s'", j->uuid_text, j->path);
 	}
 	return checkpoint_locked(fs, NULL);
@@ -1664,9 +1549,10 @@ int fs_journal_status(struct fs *fs, char **ret)
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_segw_stats s = { 0 };
-	char **names = NULL, name[256] = "";
+	_cleanup_free_ struct mfs_segent *segs = NULL;
+	char name[256] = "";
 	size_t n = 0;
-	uint64_t bytes = 0, first = 0, a, b;
+	uint64_t bytes = 0, first = 0;
 	char *out, lockjson[192], jpath[2 * PATH_MAX], key_id[17] = "";
 	size_t jp = 0;
 	_cleanup_free_ char *snaps = NULL;
@@ -1677,18 +1563,15 @@ int fs_journal_status(struct fs *fs, char **ret)
 		mfs_segw_get_stats(j->w, &s);
 	snprintf(name, sizeof(name), "%s", j->open_name);
 	pthread_rwlock_unlock(&j->seg_lock);
-	r = list_closed(j, &names, &n);
+	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
 	if (r < 0)
 		return r;
 	for (size_t k = 0; k < n; k++) {
 		struct stat st;
-		if (fstatat(j->closed_dirfd, names[k], &st, 0) == 0)
+		if (fstatat(j->closed_dirfd, segs[k].name, &st, 0) == 0)
 			bytes += (uint64_t)st.st_size;
 	}
-	first = s.first_lsn;
-	if (n && mfs_seg_name_parse(names[0], &a, &b))
-		first = a;
-	free_names(names, n);
+	first = n ? segs[0].first : s.first_lsn;
 	fs_lock_status(fs, lockjson, sizeof(lockjson));
 	if (fs_snap_json(fs, &snaps) < 0)
 		return -ENOMEM;
@@ -1711,7 +1594,7 @@ int fs_journal_status(struct fs *fs, char **ret)
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
 		     ",\"pending_bytes\":%" PRIu64
-		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" CLOSED_DIR "\",\"snapshots\":%s"
+		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" MFS_JDIR_CLOSED "\",\"snapshots\":%s"
 		     ",\"format\":%u,\"auth_key_id\":\"%s\"}\n",
 		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
 		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,

@@ -34,6 +34,7 @@
 #include "mirrorfs/applied.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/pidlock.h"
 #include "mirrorfs/replay.h"
@@ -226,27 +227,26 @@ static int integrate_current(const char *path, int datafd, struct mfs_applied *a
 	return 0;
 }
 
-/* DIR/.mirrorfs/state (the filesystem's format) and DIR/.mirrorfs/promoted. */
+/* DIR/.mirrorfs/state and DIR/.mirrorfs/promoted (lib/jdir.c). */
 static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no)
 {
 	_cleanup_close_ int jfd = -EBADF;
-	char uuid[37], buf[256];
-	int n, r;
+	struct mfs_jstate st = { .checkpoint = a->applied_lsn, .last = a->applied_lsn,
+				 .segment = seg_no };
+	struct mfs_jpromoted p = { .promoted_lsn = a->applied_lsn, .time_ns = mfs_now_ns() };
+	int r;
 
 	if (mkdirat(datafd, MFS_CTL_DIR, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	jfd = openat(datafd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (jfd < 0)
 		return -errno;
-	mfs_uuid_format(a->data_set, uuid);
-	n = snprintf(buf, sizeof(buf), "dataset=%s\ncheckpoint=%" PRIu64 "\nlast=%" PRIu64
-		     "\nsegment=%" PRIu64 "\n", uuid, a->applied_lsn, a->applied_lsn, seg_no);
-	r = mfs_replace_file(jfd, "state", buf, (size_t)n, 0600);
+	memcpy(st.data_set, a->data_set, sizeof(st.data_set));
+	memcpy(p.data_set, a->data_set, sizeof(p.data_set));
+	r = mfs_jstate_write(jfd, &st);
 	if (r < 0)
 		return r;
-	n = snprintf(buf, sizeof(buf), "dataset=%s\npromoted_lsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\n",
-		     uuid, a->applied_lsn, mfs_now_ns());
-	return mfs_replace_file(jfd, "promoted", buf, (size_t)n, 0600);
+	return mfs_jpromoted_write(jfd, &p);
 }
 
 #define PROMOTE_USAGE                                                                              \
@@ -295,8 +295,8 @@ static int promote_plan(const char *data, const char *state, const char *incomin
 		printf("would apply what waits in '%s' (mirrord --once)\n", incoming);
 	if (current)
 		printf("would integrate the valid records of '%s' after the applied LSN\n", current);
-	printf("would record the promotion in '%s/%s', '%s/.mirrorfs/state' and "
-	       "'%s/.mirrorfs/promoted'; mounted, '%s' would continue at LSN %" PRIu64 "%s\n",
+	printf("would record the promotion in '%s/%s', '%s/" MFS_CTL_DIR "/" MFS_JDIR_STATE "' and "
+	       "'%s/" MFS_CTL_DIR "/" MFS_JDIR_PROMOTED "'; mounted, '%s' would continue at LSN %" PRIu64 "%s\n",
 	       state, MFS_APPLIED_FILE, data, data, data, a.applied_lsn + 1,
 	       incoming || current ? " or later" : "");
 	if (!a.have_data_set && !incoming && !current)

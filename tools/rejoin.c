@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/pidlock.h"
 #include "mirrorfs/segment.h"
@@ -74,72 +76,91 @@ static int window_cb(const struct mfs_rec *rec, void *arg)
 	return 0;
 }
 
-/* Feed every segment file of folder @dirfd (closed or open) to the window. */
-static int window_fill(int dirfd, const uint8_t uuid[16], struct window *w)
+/*
+ * Feed every segment of folder @dir (closed, or open: open-SEQ.mfsj) to the
+ * window. A segment that cannot be opened or read is an error, never a
+ * difference: a local read error must not pass for divergence ("rebuild
+ * it"). Its verdict (torn, corrupt, foreign) is not an error: the window
+ * keeps the valid records. Returns 0, or 1 after a message.
+ */
+static int window_fill(int dirfd, const char *dir, const uint8_t uuid[16], struct window *w)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = dup(dirfd);
 
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
+	d = mfs_opendir_at(dirfd, ".");
+	if (!d)
+		return cli_fail("cannot list '%s': %m", dir);
+	while ((de = mfs_readdir(d))) {
 		struct mfs_seg_info info;
+		uint64_t first, last;
 		_cleanup_close_ int sfd = -EBADF;
+		int r;
 
-		if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 5, MFS_SEG_SUFFIX))
+		if (!mfs_seg_name_parse(de->d_name, &first, &last) &&
+		    !mfs_jdir_is_open_name(de->d_name))
 			continue;
 		sfd = openat(dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (sfd >= 0)
-			(void)mfs_seg_scan_fd(sfd, uuid, window_cb, w, &info);
+		if (sfd < 0)
+			return cli_fail("cannot open segment '%s/%s': %m", dir, de->d_name);
+		r = mfs_seg_scan_fd(sfd, uuid, window_cb, w, &info);
+		if (r < 0) {
+			errno = -r;
+			return cli_fail("cannot read segment '%s/%s': %m", dir, de->d_name);
+		}
 	}
 	return 0;
 }
 
-/* Read DIR/.mirrorfs/state: data set and last LSN. */
+/* Fill @w from subfolder @sub of the journal folder DATA/.mirrorfs, if there is one. */
+static int window_fill_jdir(int datafd, const char *data, const char *sub, const uint8_t uuid[16],
+			    struct window *w)
+{
+	_cleanup_close_ int jfd = openat(datafd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int fd = -EBADF;
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/%s/%s", data, MFS_CTL_DIR, sub);
+	if (jfd < 0)
+		return cli_fail("cannot open '%s/%s': %m", data, MFS_CTL_DIR);
+	fd = mfs_jdir_open_sub(jfd, sub, false, NULL);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0) {
+		errno = -fd;
+		return cli_fail("cannot open '%s': %m", dir);
+	}
+	return window_fill(fd, dir, uuid, w);
+}
+
+/* Read DIR/.mirrorfs/state (lib/jdir.c): data set and last LSN. */
 static int old_state(int datafd, uint8_t uuid[16], uint64_t *last)
 {
-	_cleanup_free_ char *text = NULL;
-	char path[64];
-	const char *p;
+	_cleanup_close_ int jfd = openat(datafd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct mfs_jstate st;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/state", MFS_CTL_DIR);
-	r = mfs_read_file(datafd, path, 4096, &text, NULL);
+	if (jfd < 0)
+		return -errno;
+	r = mfs_jstate_read(jfd, &st);
 	if (r < 0)
 		return r;
-	p = strstr(text, "dataset=");
-	if (!p || mfs_uuid_parse(p + 8, uuid) < 0)
-		return -EBADMSG;
-	/* "dataset=UUID\n": mfs_uuid_parse stops at the newline */
-	p = strstr(text, "\nlast=");
-	*last = p ? strtoull(p + 6, NULL, 10) : 0;
+	memcpy(uuid, st.data_set, 16);
+	*last = st.last;
 	return 0;
 }
 
-/* The lowest first LSN among the segments of @dirfd. */
-static uint64_t lowest_first(int dirfd)
+/* The lowest first LSN among the closed segments of @dirfd (0: none), or -errno. */
+static int lowest_first(int dirfd, uint64_t *ret)
 {
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	uint64_t best = 0, first, last;
-	int fd = dup(dirfd);
+	_cleanup_free_ struct mfs_segent *segs = NULL;
+	size_t n;
+	int r = mfs_segdir_list(dirfd, &segs, &n);
 
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
-	while ((de = readdir(d)))
-		if (mfs_seg_name_parse(de->d_name, &first, &last) && (!best || first < best))
-			best = first;
-	return best;
+	if (r < 0)
+		return r;
+	*ret = n ? segs[0].first : 0;
+	return 0;
 }
 
 static int refuse(uint64_t old_last, uint64_t diverge)
@@ -149,6 +170,65 @@ static int refuse(uint64_t old_last, uint64_t diverge)
 			" on: the old primary kept running after the failover. Rebuild it "
 			"from the new primary (snapshot + rsync, see docs/runbook.md)",
 			old_last, diverge);
+}
+
+static void window_done(struct window *w)
+{
+	free(w->crc);
+	free(w->have);
+	free(w->marker);
+}
+
+static int window_init(struct window *w, uint64_t lo, uint64_t hi)
+{
+	size_t cnt = (size_t)(hi - lo + 1);
+
+	*w = (struct window){ .lo = lo, .hi = hi };
+	w->crc = calloc(cnt, sizeof(uint32_t));
+	w->have = calloc(cnt, sizeof(bool));
+	w->marker = calloc(cnt, sizeof(bool));
+	if (w->crc && w->have && w->marker)
+		return 0;
+	window_done(w);
+	return cli_fail("out of memory");
+}
+
+/*
+ * Compare the old primary's records @first..*@old_last with the new
+ * primary's in @incoming. Returns 0 (with *@old_last lowered past trailing
+ * data-free records that differ), or 1 after a message (divergence, or
+ * a segment that could not be read).
+ */
+static int compare_overlap(int datafd, const char *data, int infd, const char *incoming,
+			   const uint8_t uuid[16], uint64_t first, uint64_t *old_last)
+{
+	struct window wo, wn;
+	size_t cnt = (size_t)(*old_last - first + 1);
+	int r;
+
+	if (window_init(&wo, first, *old_last))
+		return 1;
+	if (window_init(&wn, first, *old_last)) {
+		window_done(&wo);
+		return 1;
+	}
+	r = window_fill_jdir(datafd, data, MFS_JDIR_CLOSED, uuid, &wo) ||
+	    window_fill_jdir(datafd, data, MFS_JDIR_OPEN, uuid, &wo) ||
+	    window_fill(infd, incoming, uuid, &wn);
+	for (size_t k = 0; r == 0 && k < cnt; k++) {
+		if (wo.have[k] && wn.have[k] && wo.crc[k] == wn.crc[k])
+			continue;
+		/* histories part at first + k: only data-free records may follow */
+		for (size_t m = k; r == 0 && m < cnt; m++)
+			if (!wo.have[m] || !wo.marker[m])
+				r = refuse(*old_last, first + k);
+		if (r == 0)
+			*old_last = first + k - 1;
+		break;
+	}
+	window_done(&wo);
+	window_done(&wn);
+	return r;
 }
 
 /* --dry-run: whether someone holds the state folder's lock (1: said so). */
@@ -180,11 +260,11 @@ static int rejoin_plan(const char *data, int datafd, const char *state, bool hav
 int cli_rejoin(int argc, char **argv)
 {
 	const char *data = NULL, *state = NULL, *incoming = NULL;
-	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF, infd = -EBADF, jfd = -EBADF;
+	_cleanup_close_ int datafd = -EBADF, statefd = -EBADF, infd = -EBADF;
 	_cleanup_close_ int data_lock = -EBADF, state_lock = -EBADF;
 	struct mfs_applied applied;
 	uint8_t uuid[16];
-	uint64_t old_last, first;
+	uint64_t old_last = 0, first;
 	bool dry_run = false;
 	int r;
 
@@ -234,9 +314,14 @@ int cli_rejoin(int argc, char **argv)
 	r = old_state(datafd, uuid, &old_last);
 	if (r < 0) {
 		errno = -r;
-		return cli_fail("'%s' holds no mirrorfs state (%s/state): %m", data, MFS_CTL_DIR);
+		return cli_fail("'%s' holds no mirrorfs state (%s/%s): %m", data, MFS_CTL_DIR,
+				MFS_JDIR_STATE);
 	}
-	first = lowest_first(infd);
+	r = lowest_first(infd, &first);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot list '%s': %m", incoming);
+	}
 	if (!first)
 		return cli_fail("no segment of the new primary in '%s' yet", incoming);
 	if (first > old_last + 1)
@@ -244,45 +329,9 @@ int cli_rejoin(int argc, char **argv)
 				"segment in '%s' starts at LSN %" PRIu64 "; ship LSN %" PRIu64
 				"..%" PRIu64 " first", old_last, incoming, first, old_last + 1,
 				first - 1);
-	if (old_last >= first) {
-		/* the overlap must be the same history on both sides */
-		struct window wo = { .lo = first, .hi = old_last }, wn = wo;
-		size_t cnt = (size_t)(old_last - first + 1);
-		char jpath[64];
-
-		wo.crc = calloc(cnt, sizeof(uint32_t));
-		wn.crc = calloc(cnt, sizeof(uint32_t));
-		wo.have = calloc(cnt, sizeof(bool));
-		wn.have = calloc(cnt, sizeof(bool));
-		wo.marker = calloc(cnt, sizeof(bool));
-		wn.marker = calloc(cnt, sizeof(bool));
-		if (!wo.crc || !wn.crc || !wo.have || !wn.have || !wo.marker || !wn.marker)
-			return cli_fail("out of memory");
-		snprintf(jpath, sizeof(jpath), "%s/journal", MFS_CTL_DIR);
-		if ((jfd = openat(datafd, jpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
-			window_fill(jfd, uuid, &wo);
-		snprintf(jpath, sizeof(jpath), "%s/open", MFS_CTL_DIR);
-		closep(&jfd);
-		if ((jfd = openat(datafd, jpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
-			window_fill(jfd, uuid, &wo);
-		window_fill(infd, uuid, &wn);
-		for (size_t k = 0; k < cnt; k++) {
-			if (wo.have[k] && wn.have[k] && wo.crc[k] == wn.crc[k])
-				continue;
-			/* histories part at first + k: only data-free records may follow */
-			for (size_t m = k; m < cnt; m++)
-				if (!wo.have[m] || !wo.marker[m])
-					return refuse(old_last, first + k);
-			old_last = first + k - 1;
-			break;
-		}
-		free(wo.crc);
-		free(wn.crc);
-		free(wo.have);
-		free(wn.have);
-		free(wo.marker);
-		free(wn.marker);
-	}
+	/* the overlap must be the same history on both sides */
+	if (old_last >= first && compare_overlap(datafd, data, infd, incoming, uuid, first, &old_last))
+		return 1;
 	if (dry_run)
 		return rejoin_plan(data, datafd, state, statefd >= 0, incoming, old_last);
 	/* replay writes in place into the inodes the snapshots hard-link */

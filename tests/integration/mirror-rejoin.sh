@@ -62,6 +62,26 @@ grep -q "refusing to rejoin.*LSNs up to [0-9]*.*from LSN [0-9]*" "$T/rejoin-div.
 	{ cat "$T/rejoin-div.log"; fail "refusal does not name both LSNs"; }
 [ ! -e "$T/div-state/applied" ] || fail "refused rejoin still wrote a mirror state"
 
+step "an old primary's segment that cannot be read is an error, not a divergence"
+cp -a "$A/data" "$T/a-unread"
+mfs_mount "$T/a-unread" "$T/a-unread-mnt"
+mfs_umount "$T/a-unread-mnt"
+n=0
+for f in "$T/a-unread/.mirrorfs/open/"*.mfsj "$T/a-unread/.mirrorfs/journal/"*.mfsj; do
+	[ -e "$f" ] || continue
+	mv "$f" "$f.real" && ln -s "${f##*/}.real" "$f" && n=$((n + 1)) # O_NOFOLLOW: ELOOP
+done
+[ "$n" -gt 0 ] || fail "test premise: the old primary has no segment"
+mkdir -p "$T/unread-state"
+if "$CTL" rejoin --data "$T/a-unread" --state "$T/unread-state" --incoming "$T/div-in" \
+	2>"$T/rejoin-unread.log"; then
+	fail "rejoin accepted an old primary whose segments it could not read"
+fi
+grep -q "cannot open segment '.*': Too many levels of symbolic links" "$T/rejoin-unread.log" ||
+	{ cat "$T/rejoin-unread.log"; fail "an unreadable segment was not reported as such"; }
+! grep -q "refusing to rejoin" "$T/rejoin-unread.log" ||
+	fail "an unreadable local segment was reported as a divergence: $(cat "$T/rejoin-unread.log")"
+
 step "the repaired old primary (crash-recovered, nothing unseen) rejoins as B's mirror"
 # crash recovery of A on its next mount appends checkpoint records that B
 # does not have: they change no data and must not count as divergence

@@ -21,6 +21,7 @@ static const struct {
 	{ "applied", suite_applied }, { "sigbus", suite_sigbus }, { "pidlock", suite_pidlock },
 	{ "log", suite_log },
 	{ "auth", suite_auth },
+	{ "jdir", suite_jdir },
 };
 
 int main(int argc, char **argv)

@@ -18,6 +18,7 @@ extern CU_SuiteInfo suite_sigbus[];
 extern CU_SuiteInfo suite_pidlock[];
 extern CU_SuiteInfo suite_log[];
 extern CU_SuiteInfo suite_auth[];
+extern CU_SuiteInfo suite_jdir[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
