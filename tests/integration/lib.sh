@@ -28,7 +28,7 @@ MFS_SRC=${MFS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 FS=${MFS_FS:-$MFS_BUILD/fs/mirrorfs}
 CTL=${MFS_CLI:-$MFS_BUILD/tools/mirrorctl}
 MIRRORD=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/daemon/mkseg
+MKSEG=$MFS_BUILD/tests/integration/mkseg
 SHIP=$MFS_SRC/tools/mirrorfs-ship
 
 skip() { echo "SKIP: $*"; exit 77; }

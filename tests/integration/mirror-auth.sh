@@ -17,8 +17,8 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 MIRRORD=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/daemon/mkseg
-SEGTOOL=$MFS_BUILD/daemon/segtool
+MKSEG=$MFS_BUILD/tests/integration/mkseg
+SEGTOOL=$MFS_BUILD/tests/integration/segtool
 
 run() { # run NAME [mirrord args]: mirrord --once on mirror NAME
 	local n=$1

@@ -12,7 +12,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 MIRRORD=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/daemon/mkseg
+MKSEG=$MFS_BUILD/tests/integration/mkseg
 EIOFS=$MFS_BUILD/tests/integration/eiofs
 U=0badc0de-1111-2222-3333-444455556666
 [ -x "$EIOFS" ] || skip "eiofs not built"

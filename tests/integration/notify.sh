@@ -12,7 +12,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 D=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/daemon/mkseg
+MKSEG=$MFS_BUILD/tests/integration/mkseg
 LISTEN=$(dirname "$0")/notify-listen.py
 grep -q '^#define HAVE_LIBSYSTEMD' "$MFS_BUILD/config.h" || skip "built without libsystemd"
 command -v python3 >/dev/null || skip "no python3"
