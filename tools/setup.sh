@@ -6,11 +6,49 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential libfuse3-dev fuse3 liburing-dev libcunit1-dev inotify-tools meson
 ninja-build pkg-config rsync sqlite3 clang attr fio xfsprogs postgresql postgresql-contrib
-iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev libzstd-dev"
+iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev libzstd-dev
+libcurl4-openssl-dev libxml2-dev"
+# a single-node Ceph cluster with its RADOS Gateway: the real S3 server of the
+# object-storage tests (tests/integration/rgw.sh); installed, never started
+CEPH_PACKAGES="ceph-mon ceph-mgr ceph-osd radosgw"
+# the system units those packages enable on a first install
+CEPH_UNITS="ceph.target ceph-mon.target ceph-mgr.target ceph-osd.target
+ceph-radosgw.target ceph-crash.service rbdmap.service"
+
+# install_ceph PACKAGE... - install Ceph's packages without starting or
+# enabling any system Ceph service: a temporary policy-rc.d refuses to start
+# any service while they are installed (smartmontools comes with ceph-osd;
+# one already on the machine is left as it is and decides), and the
+# units a first install enabled (whose packages were never installed before)
+# are disabled again. Units an administrator already had are never touched.
+install_ceph() {
+	local fresh="" u rc=0 rcd=""
+	for u in $CEPH_UNITS; do
+		[ -e "/var/lib/systemd/deb-systemd-helper-enabled/$u.dsh-also" ] || fresh="$fresh $u"
+	done
+	ls /etc/rc?.d/S*radosgw >/dev/null 2>&1 || rcd=1
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=1
+		rm -f /usr/sbin/policy-rc.d
+	else
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=1
+	fi
+	for u in $fresh; do
+		[ -e "/lib/systemd/system/$u" ] && systemctl disable --quiet "$u" 2>/dev/null || true
+	done
+	[ -z "$rcd" ] || [ ! -e /etc/init.d/radosgw ] || { update-rc.d radosgw disable >/dev/null 2>&1 || true; }
+	return $rc
+}
 
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+ceph=""
+for p in $CEPH_PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || ceph="$ceph $p"
 done
 if [ -n "$missing" ]; then
 	echo "setup: installing:$missing"
@@ -56,6 +94,12 @@ if [ -n "$missing" ]; then
 		;;
 	*) apt-get install -y -qq --no-install-recommends $missing >/dev/null ;;
 	esac
+fi
+if [ -n "$ceph" ]; then
+	echo "setup: installing:$ceph"
+	export DEBIAN_FRONTEND=noninteractive
+	[ -n "$missing" ] || apt-get update -qq
+	install_ceph $ceph
 fi
 modprobe fuse 2>/dev/null || true
 
