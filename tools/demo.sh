@@ -344,12 +344,40 @@ print("%.2f %.2f %.2f %d" % (q(0.50), q(0.99), lags[-1], len(lags)))
 PY
 }
 
+# mirror_progress: where the mirror is, for the progress lines
+mirror_progress() {
+	local p a
+	p=$(json_field "$work/primary/mnt/.mirrorfs/status" last_lsn)
+	a=$(json_field "$work/mirror/state/status.json" applied_lsn)
+	printf 'primary LSN %s, mirror applied %s' "${p:-?}" "${a:-?}"
+}
+
+# pgbench_progress RE: pgbench's own last progress line matching RE (in its log)
+pgbench_progress() {
+	local l
+	l=$(grep -E "$1" "$logs/pgbench.log" 2>/dev/null | tail -n 1)
+	printf '%s' "${l:-starting}"
+}
+
 # pgbench under load; the primary is killed while it runs (kill_primary).
+# A line every 5 s: a long step is never silent.
 start_pgbench() {
 	step="pgbench"
-	say "primary: pgbench -i -s $scale"
-	on_pri runuser -u postgres -- "$pgbin/pgbench" -i -s "$scale" -q -h "$work/sock-pri" \
-		-p "$PRI_PORT" postgres >>"$logs/pgbench.log" 2>&1 || die "pgbench -i failed"
+	say "primary: pgbench -i -s $scale (a line every 5 s)"
+	"${PRI[@]}" runuser -u postgres -- "$pgbin/pgbench" -i -s "$scale" -q -h "$work/sock-pri" \
+		-p "$PRI_PORT" postgres >>"$logs/pgbench.log" 2>&1 &
+	local init_pid=$! t0 t
+	pids+=("$init_pid")
+	t0=$(date +%s)
+	while alive "$init_pid"; do
+		sleep 1
+		t=$(($(date +%s) - t0))
+		[ $((t % 5)) != 0 ] || ! alive "$init_pid" ||
+			printf '   %3d s  pgbench -i: %s; %s\n' "$t" \
+				"$(pgbench_progress 'tuples \(|^(vacuuming|creating|generating|done in)')" \
+				"$(mirror_progress)"
+	done
+	wait "$init_pid" || die "pgbench -i failed"
 	say "primary: pgbench -c $clients -j 2 for $seconds s, then the primary is killed under load (mirror lag sampled every 0.2 s)"
 	start_sampler
 	"${PRI[@]}" runuser -u postgres -- "$pgbin/pgbench" -c "$clients" -j 2 -T $((seconds + 120)) \
@@ -357,10 +385,16 @@ start_pgbench() {
 		2>>"$logs/pgbench.log" &
 	pgbench_pid=$!
 	pids+=("$pgbench_pid")
-	# the workload's duration (not a readiness wait)
-	local end=$(($(date +%s) + seconds))
+	# the workload's duration (not a readiness wait), a line every 5 s
+	t0=$(date +%s)
+	local end=$((t0 + seconds)) next=$((t0 + 5))
 	while [ "$(date +%s)" -lt "$end" ]; do
 		alive "$pgbench_pid" || die "pgbench stopped early: $(tail -n 3 "$logs/pgbench.log")"
+		if [ "$(date +%s)" -ge "$next" ]; then
+			printf '   %3d/%d s  %s; %s\n' $((next - t0)) "$seconds" \
+				"$(pgbench_progress '^progress: ')" "$(mirror_progress)"
+			next=$((next + 5))
+		fi
 		sleep 0.5
 	done
 }

@@ -4,6 +4,30 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# progress LABEL CMD...: run CMD, its output in a log; while it runs, a line
+# every 5 s with the time so far and the log's last line (a package being
+# unpacked, a file being compiled), so that a long step is never silent. On
+# failure, the log's last lines. Returns CMD's status.
+progress() {
+	local label=$1 log pid t0=$SECONDS next=5 rc=0 last
+	shift
+	log=$(mktemp /tmp/mirrorfs-setup.XXXXXX)
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		if [ $((SECONDS - t0)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+			last=$(tail -n 1 "$log" | tr -d '\r' | cut -c 1-100)
+			echo "setup: $label: $((SECONDS - t0)) s${last:+, $last}"
+			next=$((SECONDS - t0 + 5))
+		fi
+	done
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ] || { echo "setup: $label failed (exit $rc):"; tail -n 20 "$log"; } >&2
+	rm -f "$log"
+	return "$rc"
+}
+
 PACKAGES="build-essential libfuse3-dev fuse3 liburing-dev libcunit1-dev inotify-tools meson
 ninja-build pkg-config rsync sqlite3 clang attr fio xfsprogs postgresql postgresql-contrib
 iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev libzstd-dev
@@ -30,10 +54,10 @@ install_ceph() {
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
-		apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=1
+		progress "installing Ceph" apt-get install -y -q --no-install-recommends "$@" || rc=1
 		rm -f /usr/sbin/policy-rc.d
 	else
-		apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=1
+		progress "installing Ceph" apt-get install -y -q --no-install-recommends "$@" || rc=1
 	fi
 	for u in $fresh; do
 		[ -e "/lib/systemd/system/$u" ] && systemctl disable --quiet "$u" 2>/dev/null || true
@@ -42,6 +66,7 @@ install_ceph() {
 	return $rc
 }
 
+echo "setup: checking the Debian packages"
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -64,11 +89,13 @@ if [ -n "$missing" ]; then
 		if [ ! -e /usr/sbin/policy-rc.d ]; then
 			printf '#!/bin/sh\n[ "$1" = prometheus ] && exit 101\nexit 0\n' >/usr/sbin/policy-rc.d
 			chmod 755 /usr/sbin/policy-rc.d
-			apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+			progress "installing prometheus" \
+				apt-get install -y -q --no-install-recommends prometheus ||
 				{ rm -f /usr/sbin/policy-rc.d; exit 1; }
 			rm -f /usr/sbin/policy-rc.d
 		else
-			apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+			progress "installing prometheus" \
+				apt-get install -y -q --no-install-recommends prometheus
 		fi
 		;;
 	esac
@@ -82,17 +109,18 @@ if [ -n "$missing" ]; then
 		# installed first, and its createcluster.conf says "no main
 		# cluster" while the server is installed, then is put back as it
 		# was. A cluster already on the machine is never stopped or touched.
-		apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+		progress "installing postgresql-common" \
+			apt-get install -y -q --no-install-recommends postgresql-common
 		conf=/etc/postgresql-common/createcluster.conf
 		cp -p "$conf" "$conf.mirrorfs-setup"
 		echo "create_main_cluster = false" >>"$conf"
-		apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
+		progress "installing packages" apt-get install -y -q --no-install-recommends $missing || {
 			mv "$conf.mirrorfs-setup" "$conf"
 			exit 1
 		}
 		mv "$conf.mirrorfs-setup" "$conf"
 		;;
-	*) apt-get install -y -qq --no-install-recommends $missing >/dev/null ;;
+	*) progress "installing packages" apt-get install -y -q --no-install-recommends $missing ;;
 	esac
 fi
 if [ -n "$ceph" ]; then
@@ -106,9 +134,9 @@ modprobe fuse 2>/dev/null || true
 builddir="${1:-build}"
 [ $# -gt 0 ] && shift
 if [ -f "$builddir/build.ninja" ]; then
-	meson configure "$builddir" "$@" >/dev/null
+	progress "configuring" meson configure "$builddir" "$@"
 else
-	meson setup "$builddir" --wrap-mode=nofallback "$@" >/dev/null
+	progress "configuring" meson setup "$builddir" --wrap-mode=nofallback "$@"
 fi
-ninja -C "$builddir" >/dev/null
+progress "building" ninja -C "$builddir"
 echo "setup: built in '$builddir'"
