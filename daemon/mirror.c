@@ -124,6 +124,7 @@ struct mirror {
 	struct mirror_status status;
 	char last_error[512];
 	struct mfs_log_repeat error_log; /* the same failure pass after pass: logged with backoff */
+	int status_err, metrics_err; /* the last write's error: a new one is logged, not a repeat */
 	char instance[PATH_MAX]; /* status.instance */
 	struct held *held; /* hold mode: segments already validated */
 	size_t n_held;
@@ -1097,12 +1098,19 @@ static void publish(struct mirror *m)
 	m->status.hold = m->cfg.hold;
 	m->status.auth = keyed(m);
 	r = mirror_status_write(m->state_fd, &m->status);
-	if (r < 0)
+	if (r < 0 && r != m->status_err)
 		log_warning_errno(r, "Failed to write '%s/status.json', ignoring: %m", m->cfg.state);
+	else if (r == 0 && m->status_err)
+		log_notice("'%s/status.json' is written again", m->cfg.state);
+	m->status_err = r;
 	if (m->cfg.metrics) {
 		r = mirror_metrics_write(m->cfg.metrics, &m->status);
-		if (r < 0)
-			log_warning_errno(r, "Failed to write '%s', ignoring: %m", m->cfg.metrics);
+		if (r < 0 && r != m->metrics_err)
+			log_warning_errno(r, "Failed to write '%s', ignoring until it works: %m",
+					  m->cfg.metrics);
+		else if (r == 0 && m->metrics_err)
+			log_notice("'%s' is written again", m->cfg.metrics);
+		m->metrics_err = r;
 	}
 }
 

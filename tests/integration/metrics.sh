@@ -124,4 +124,25 @@ up_is() { value "$T/ship.prom" "mirrorfs_ship_up{source=\"$T/mnt\"}" && [ "$REPL
 wait_for up_is 0 || { cat "$T/ship.prom" >&2; fail "shipper up ${REPLY:-none} after unmount"; }
 promcheck "$T/ship.prom"
 value "$T/fs.prom" mirrorfs_last_lsn && [ "$REPLY" -ge "$want" ] || fail "fs metrics after unmount"
+
+step "mirrord: a metrics folder that is missing is logged once, not at every pass"
+stop_ours; MPID='' SPID=''
+mkdir -p "$T/in2" "$T/mdata2"
+"$MIRRORD" --incoming "$T/in2" --data "$T/mdata2" --metrics "$T/nodir/m.prom" >"$T/m2.log" 2>&1 &
+MPID=$!
+wait_for grep -q "nodir/m.prom" "$T/m2.log" || fail "no message about '$T/nodir/m.prom'"
+# two more passes (mirrord rescans every 10 s when idle): status.json rewritten twice
+st=$T/in2/.mirrord/status.json
+for pass in 1 2; do
+	m0=$(stat -c %Y "$st")
+	newer() { [ "$(stat -c %Y "$st")" -gt "$m0" ]; }
+	wait_for newer || fail "mirrord did not pass again within 30 s"
+done
+n=$(grep -c "nodir/m.prom" "$T/m2.log")
+[ "$n" = 1 ] || fail "the metrics failure was logged $n times: $(cat "$T/m2.log")"
+mkdir "$T/nodir"
+echo x >"$T/in2/not-a-segment-6"
+wait_for test -s "$T/nodir/m.prom" || fail "no metrics once the folder exists"
+wait_for grep -q "m.prom' is written again" "$T/m2.log" || fail "no notice that metrics work again"
+echo "logged once, then 'written again'"
 echo "OK"
