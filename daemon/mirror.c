@@ -120,7 +120,7 @@ struct mirror {
 	int data_lock_fd, state_lock_fd; /* mfs_pidlock: one mirrord per data and per state folder */
 	int cascade_lock_fd;             /* and per cascade folder */
 	struct mfs_replay *engine;
-	struct mirror_state st;
+	struct mfs_applied st; /* STATE/applied */
 	struct mirror_status status;
 	char last_error[512];
 	struct mfs_log_repeat error_log; /* the same failure pass after pass: logged with backoff */
@@ -420,7 +420,7 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
 	}
 	if (info->verdict == MFS_SEG_FOREIGN) {
 		mfs_uuid_format(info->uuid, u1);
-		mfs_uuid_format(m->st.uuid, u2);
+		mfs_uuid_format(m->st.data_set, u2);
 		quarantine(m, e->name, "foreign data set %s (this mirror follows %s)", u1, u2);
 		return 1;
 	}
@@ -516,9 +516,9 @@ static void prefetch_start(struct mirror *m, const struct seg_ent *e)
 	if (!p)
 		return;
 	*p = (struct prefetch){ .engine = m->engine, .in_fd = m->in_fd, .fd = -EBADF,
-				.max_size = m->cfg.max_segment, .have_uuid = m->st.have_uuid };
+				.max_size = m->cfg.max_segment, .have_uuid = m->st.have_data_set };
 	memcpy(p->name, e->name, sizeof(p->name));
-	memcpy(p->uuid, m->st.uuid, sizeof(p->uuid));
+	memcpy(p->uuid, m->st.data_set, sizeof(p->uuid));
 	p->active = pthread_create(&p->thread, NULL, prefetch_run, p) == 0;
 }
 
@@ -567,11 +567,11 @@ static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd
 	if (!p)
 		return false;
 	prefetch_join(p, true);
-	same = p->have_uuid == m->st.have_uuid &&
-	       (!p->have_uuid || memcmp(p->uuid, m->st.uuid, 16) == 0);
+	same = p->have_uuid == m->st.have_data_set &&
+	       (!p->have_uuid || memcmp(p->uuid, m->st.data_set, 16) == 0);
 	if (!same && p->s && !p->have_uuid) {
 		info = mfs_replay_seg_info(p->s);
-		same = info->header_valid && memcmp(info->uuid, m->st.uuid, 16) == 0;
+		same = info->header_valid && memcmp(info->uuid, m->st.data_set, 16) == 0;
 	}
 	if (p->fd < 0 || !same) {
 		prefetch_drop(p);
@@ -602,7 +602,7 @@ static int read_failed(struct mirror *m, const struct seg_ent *e, int r)
 static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
 			   struct mfs_seg_info *info)
 {
-	struct mfs_segr_opts o = { .expect_uuid = m->st.have_uuid ? m->st.uuid : NULL,
+	struct mfs_segr_opts o = { .expect_uuid = m->st.have_data_set ? m->st.data_set : NULL,
 				   .keys = m->cfg.keys };
 	struct check_ctx c = { 0 };
 	int r;
@@ -790,8 +790,8 @@ static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
 	if (r < 0)
 		return log_error_errno(r, "Failed to close the cascade segment in '%s': %m",
 				       m->cfg.cascade);
-	memcpy(m->st.uuid, info->uuid, 16);
-	m->st.have_uuid = true;
+	memcpy(m->st.data_set, info->uuid, 16);
+	m->st.have_data_set = true;
 	m->batch_lsn = a.last;
 	if (info->authenticated) {
 		m->batch_have_chain = true;
@@ -896,7 +896,7 @@ static int batch_commit(struct mirror *m)
 		m->st.have_chain = m->batch_have_chain;
 		m->st.chain_lsn = m->batch_chain_lsn;
 		memcpy(m->st.chain_tag, m->batch_chain, MFS_TAG_SIZE);
-		r = mirror_state_save(m->state_fd, &m->st);
+		r = mfs_applied_write(m->state_fd, &m->st);
 		if (r < 0)
 			log_error_errno(r, "Failed to record applied LSN %" PRIu64 " in '%s/"
 					MFS_APPLIED_FILE "': %m", m->batch_lsn, m->cfg.state);
@@ -937,7 +937,7 @@ static int batch_add(struct mirror *m, const struct seg_ent *e, uint64_t size)
 /* Load and validate the segment open as @fd, expecting the data set known now. */
 static int load_segment(struct mirror *m, int fd, struct mfs_replay_seg **ret)
 {
-	return mfs_replay_seg_load(m->engine, fd, m->st.have_uuid ? m->st.uuid : NULL,
+	return mfs_replay_seg_load(m->engine, fd, m->st.have_data_set ? m->st.data_set : NULL,
 				   m->cfg.max_segment, ret);
 }
 
@@ -1242,7 +1242,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 	}
 	/* a data directory that was a primary may hold records the new primary
 	 * does not have: only `mirrorctl rejoin` may turn it into a mirror */
-	if (!m->st.have_uuid && faccessat(m->data_fd, ".mirrorfs/state", F_OK, 0) == 0) {
+	if (!m->st.have_data_set && faccessat(m->data_fd, ".mirrorfs/state", F_OK, 0) == 0) {
 		log_error("'%s' was a primary (it has .mirrorfs/state) and this mirror has no applied "
 			  "state: run 'mirrorctl rejoin --data %s --state %s --incoming %s' first",
 			  cfg->data, cfg->data, cfg->state, cfg->incoming);

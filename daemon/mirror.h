@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mirrorfs/applied.h"
 #include "mirrorfs/auth.h"
 
 struct mirror_config {
@@ -31,29 +32,15 @@ struct mirror_config {
 
 /* ---------------------------------------------------------------- state.c */
 
-/* The fields of STATE/applied (struct mfs_applied, lib/applied.c). */
-struct mirror_state {
-	uint8_t uuid[16];
-	bool have_uuid;
-	uint64_t applied_lsn;
-	uint64_t last_record_ns; /* time of the last applied record */
-	uint64_t segments_applied;
-	bool have_chain; /* authenticated: the chain value (tag) at chain_lsn */
-	uint64_t chain_lsn;
-	uint8_t chain_tag[32];
-};
-
 /*
- * Load the applied state from @dirfd (mfs_applied_read); a missing file is
- * the empty state. Returns 0, -EBADMSG for a malformed file, or -errno.
+ * Load the applied state (STATE/applied, lib/applied.c) from @dirfd; a
+ * missing file is the empty state. Returns 0, -EBADMSG for a malformed
+ * file, or -errno.
  */
-int mirror_state_load(int dirfd, struct mirror_state *ret);
-
-/* Record @s durably (mfs_applied_write). Returns 0 or -errno. */
-int mirror_state_save(int dirfd, const struct mirror_state *s);
+int mirror_state_load(int dirfd, struct mfs_applied *ret);
 
 struct mirror_status {
-	const struct mirror_state *state;
+	const struct mfs_applied *state;
 	const char *instance;      /* the metrics' instance label */
 	bool hold;
 	bool auth;                 /* keys given: only authenticated segments are applied */

@@ -24,45 +24,15 @@
 
 #define STATUS_FILE "status.json"
 
-int mirror_state_load(int dirfd, struct mirror_state *ret)
+int mirror_state_load(int dirfd, struct mfs_applied *ret)
 {
-	struct mfs_applied a;
-	int r;
+	int r = mfs_applied_read(dirfd, ret);
 
-	r = mfs_applied_read(dirfd, &a);
 	if (r == -ENOENT) {
-		*ret = (struct mirror_state){ 0 };
+		*ret = (struct mfs_applied){ 0 };
 		return 0;
 	}
-	if (r < 0)
-		return r;
-	*ret = (struct mirror_state){
-		.have_uuid = a.have_data_set,
-		.applied_lsn = a.applied_lsn,
-		.last_record_ns = a.last_record_ns,
-		.segments_applied = a.segments_applied,
-		.have_chain = a.have_chain,
-		.chain_lsn = a.chain_lsn,
-	};
-	memcpy(ret->chain_tag, a.chain_tag, sizeof(ret->chain_tag));
-	memcpy(ret->uuid, a.data_set, sizeof(ret->uuid));
-	return 0;
-}
-
-int mirror_state_save(int dirfd, const struct mirror_state *s)
-{
-	struct mfs_applied a = {
-		.have_data_set = s->have_uuid,
-		.applied_lsn = s->applied_lsn,
-		.last_record_ns = s->last_record_ns,
-		.segments_applied = s->segments_applied,
-		.have_chain = s->have_chain,
-		.chain_lsn = s->chain_lsn,
-	};
-
-	memcpy(a.chain_tag, s->chain_tag, sizeof(a.chain_tag));
-	memcpy(a.data_set, s->uuid, sizeof(a.data_set));
-	return mfs_applied_write(dirfd, &a);
+	return r;
 }
 
 /* Append @s to @b as a JSON string (names are plain, but escape anyway). */
@@ -96,14 +66,14 @@ static double lag_seconds(const struct mirror_status *st)
 
 static int status_json(const struct mirror_status *st, char **ret, size_t *ret_len)
 {
-	const struct mirror_state *s = st->state;
+	const struct mfs_applied *s = st->state;
 	char uuid[37] = "";
 	FILE *f = open_memstream(ret, ret_len);
 
 	if (!f)
 		return -ENOMEM;
-	if (s->have_uuid)
-		mfs_uuid_format(s->uuid, uuid);
+	if (s->have_data_set)
+		mfs_uuid_format(s->data_set, uuid);
 	/* dataset as in mirrorfs's status; data_set kept for one release */
 	fprintf(f, "{\"dataset\":\"%s\",\"data_set\":\"%s\",\"applied_lsn\":%" PRIu64
 		   ",\"last_record_ns\":%" PRIu64 ",\"lag_seconds\":%.3f,\"segments_applied\":%" PRIu64
@@ -178,14 +148,14 @@ static void sample(FILE *f, const char *labels, const char *name, const char *ty
 
 static int metrics_text(const struct mirror_status *st, char **ret, size_t *ret_len)
 {
-	const struct mirror_state *s = st->state;
+	const struct mfs_applied *s = st->state;
 	_cleanup_free_ char *labels = NULL;
 	char uuid[37] = "";
 	size_t llen = 0;
 	FILE *f;
 
-	if (s->have_uuid)
-		mfs_uuid_format(s->uuid, uuid);
+	if (s->have_data_set)
+		mfs_uuid_format(s->data_set, uuid);
 	f = open_memstream(&labels, &llen);
 	if (!f)
 		return -ENOMEM;

@@ -2053,13 +2053,7 @@ static int seg_keep(struct mfs_replay_seg *s, const struct mfs_rec *rec)
 			return e;
 	}
 	l = &s->recs[s->n_recs];
-	*l = (struct lrec){
-		.type = rec->type, .mode = rec->mode, .uid = rec->uid, .gid = rec->gid,
-		.flags = rec->flags, .atime_nsec = rec->atime_nsec, .mtime_nsec = rec->mtime_nsec,
-		.data_len = rec->data_len, .lsn = rec->lsn, .time_ns = rec->time_ns,
-		.offset = rec->offset, .length = rec->length, .rdev = rec->rdev,
-		.atime_sec = rec->atime_sec, .mtime_sec = rec->mtime_sec, .data = data,
-	};
+	*l = (struct lrec){ .fields = rec->fields, .data = data };
 	e = seg_str(s, rec->path, &l->path);
 	if (e == 0)
 		e = seg_str(s, rec->path2, &l->path2);
@@ -2072,24 +2066,10 @@ static void seg_get(const struct mfs_replay_seg *s, size_t i, struct mfs_rec *re
 {
 	const struct lrec *l = &s->recs[i];
 
-	rec->type = l->type;
-	rec->lsn = l->lsn;
-	rec->time_ns = l->time_ns;
+	rec->fields = l->fields;
 	strcpy(rec->path, s->strs + l->path);
 	strcpy(rec->path2, s->strs + l->path2);
-	rec->offset = l->offset;
-	rec->length = l->length;
-	rec->rdev = l->rdev;
-	rec->mode = l->mode;
-	rec->uid = l->uid;
-	rec->gid = l->gid;
-	rec->flags = l->flags;
-	rec->atime_sec = l->atime_sec;
-	rec->mtime_sec = l->mtime_sec;
-	rec->atime_nsec = l->atime_nsec;
-	rec->mtime_nsec = l->mtime_nsec;
 	rec->data = l->data;
-	rec->data_len = l->data_len;
 	rec->zstd_len = rec->was_zstd_len = 0; /* expanded when loaded */
 }
 

@@ -15,13 +15,14 @@
 
 struct mfs_replay;
 
-/* A record of a loaded segment; strings live in the segment's string table. */
+/*
+ * A record of a loaded segment: struct mfs_rec's fields (the same group,
+ * copied whole), its strings in the segment's string table instead of two
+ * 4 KiB arrays.
+ */
 struct lrec {
-	enum mfs_rec_type type;
+	MFS_REC_FIELDS_GROUP;
 	uint32_t path, path2; /* offsets into strs */
-	uint32_t mode, uid, gid, flags, atime_nsec, mtime_nsec, data_len;
-	uint64_t lsn, time_ns, offset, length, rdev;
-	int64_t atime_sec, mtime_sec;
 	const void *data; /* into buf */
 	bool skip; /* the primary's own failure, compensated (lrec_is_compensated): not applied */
 };

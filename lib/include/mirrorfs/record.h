@@ -15,22 +15,44 @@
 
 #include "mirrorfs/format.h"
 
+/*
+ * The fixed-size fields of a record. A new field of a record goes here
+ * (unless it is a string or a pointer): every copy of a record's fields,
+ * such as the replay engine's compact loaded records (lib/replay_i.h),
+ * copies the group whole (rec->fields), so none can be forgotten.
+ */
+#define MFS_REC_FIELDS                                                                           \
+	enum mfs_rec_type type;                                                                  \
+	uint64_t lsn;                                                                            \
+	uint64_t time_ns;                                                                        \
+	uint64_t offset;              /* write, fallocate */                                     \
+	uint64_t length;              /* fallocate length, truncate size, checkpoint LSN */      \
+	uint64_t rdev;                /* mknod */                                                \
+	uint32_t mode;                /* mknod, mkdir, chmod, fallocate mode */                  \
+	uint32_t uid, gid;            /* mknod, mkdir, symlink, chown */                         \
+	uint32_t flags;               /* rename, setxattr */                                     \
+	int64_t atime_sec, mtime_sec; /* utimens */                                              \
+	uint32_t atime_nsec, mtime_nsec;                                                         \
+	uint32_t data_len; /* of the data itself (uncompressed) */
+
+/* The fields by name (rec->lsn) and as one struct (rec->fields), as the kernel's struct_group(). */
+#define MFS_REC_FIELDS_GROUP                                                                     \
+	union {                                                                                  \
+		struct {                                                                         \
+			MFS_REC_FIELDS                                                           \
+		};                                                                               \
+		struct mfs_rec_fields fields;                                                    \
+	}
+
+struct mfs_rec_fields {
+	MFS_REC_FIELDS
+};
+
 struct mfs_rec {
-	enum mfs_rec_type type;
-	uint64_t lsn;
-	uint64_t time_ns;
+	MFS_REC_FIELDS_GROUP;
 	char path[MFS_PATH_MAX + 1];  /* every mutation; empty for markers */
 	char path2[MFS_PATH_MAX + 1]; /* rename/link new name, symlink target, xattr or snapshot name */
-	uint64_t offset;              /* write, fallocate */
-	uint64_t length;              /* fallocate length, truncate size, checkpoint LSN */
-	uint64_t rdev;                /* mknod */
-	uint32_t mode;                /* mknod, mkdir, chmod, fallocate mode */
-	uint32_t uid, gid;            /* mknod, mkdir, symlink, chown */
-	uint32_t flags;               /* rename, setxattr */
-	int64_t atime_sec, mtime_sec; /* utimens */
-	uint32_t atime_nsec, mtime_nsec;
 	const void *data; /* write data, xattr value (not copied) */
-	uint32_t data_len; /* of the data itself (uncompressed) */
 	/* format 2, MFS_REC_F_ZSTD (writes only): non-zero while @data holds
 	 * a zstd frame of zstd_len bytes that expands to data_len bytes (as
 	 * encoded, and as decoded until the reader expands it) */
