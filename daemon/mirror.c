@@ -66,6 +66,7 @@
 #include "mirrorfs/auth.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/pidlock.h"
@@ -77,11 +78,6 @@
 #define BATCH_BYTES (1ull << 30) /* segment bytes applied before a flush and state save */
 #define RETRY_MIN_MS 1000u       /* first retry after a local failure ... */
 #define RETRY_MAX_MS 60000u      /* ... doubling up to this */
-
-struct seg_ent {
-	char name[MFS_SEG_NAME_LEN + 1];
-	uint64_t first, last;
-};
 
 /*
  * The next PREFETCH segments, each opened and loaded (mapped and
@@ -245,57 +241,6 @@ static void set_error(struct mirror *m, const char *fmt, ...)
 		log_warning("%s", m->last_error);
 }
 
-static int ent_cmp(const void *a, const void *b)
-{
-	const struct seg_ent *x = a, *y = b;
-
-	if (x->first != y->first)
-		return x->first < y->first ? -1 : 1;
-	return x->last < y->last ? -1 : x->last > y->last;
-}
-
-/* Closed-segment names in @dirfd, sorted by LSN. Returns the count or -errno. */
-static int list_segments(int dirfd, struct seg_ent **ret)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct seg_ent *v = NULL, *nv;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	int fd = dup(dirfd);
-
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		(void)close(fd);
-		return -errno;
-	}
-	rewinddir(d); /* the offset is shared with @dirfd: start from the top */
-	while ((de = readdir(d))) {
-		struct seg_ent e;
-
-		if (!mfs_seg_name_parse(de->d_name, &e.first, &e.last))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		if (strlen(de->d_name) > MFS_SEG_NAME_LEN)
-			continue;
-		memcpy(e.name, de->d_name, strlen(de->d_name) + 1);
-		v[n++] = e;
-	}
-	if (n)
-		qsort(v, n, sizeof(*v), ent_cmp);
-	*ret = v;
-	return (int)n;
-}
-
 /* ================================================================ quarantine, retire */
 
 static void quarantine(struct mirror *m, const char *name, const char *fmt, ...)
@@ -408,7 +353,7 @@ static const char *chain_check(struct mirror *m, const struct mfs_seg_info *info
  * first refused record (@c->error). Returns 0 if it may be applied, 1 if
  * it was quarantined, 2 if it may still be arriving.
  */
-static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct check_ctx *c,
+static int judge(struct mirror *m, const struct mfs_segent *e, int fd, const struct check_ctx *c,
 		 const struct mfs_seg_info *info)
 {
 	char verdict[256], u1[37], u2[37];
@@ -451,7 +396,7 @@ static int judge(struct mirror *m, const struct seg_ent *e, int fd, const struct
  * -errno: the machine's condition (left in place, retried). @s is freed
  * unless 0 is returned.
  */
-static int preflight(struct mirror *m, const struct seg_ent *e, struct mfs_replay_seg *s)
+static int preflight(struct mirror *m, const struct mfs_segent *e, struct mfs_replay_seg *s)
 {
 	const char *why;
 	bool local;
@@ -501,7 +446,7 @@ static void *prefetch_run(void *arg)
 }
 
 /* Start loading segment @e ahead, unless it is already or no slot is free. */
-static void prefetch_start(struct mirror *m, const struct seg_ent *e)
+static void prefetch_start(struct mirror *m, const struct mfs_segent *e)
 {
 	struct prefetch *p = NULL;
 
@@ -554,7 +499,7 @@ static void prefetch_join_all(struct mirror *m)
  * over), its stat, the load result and the segment; false if there is none
  * (the caller opens and loads itself).
  */
-static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd,
+static bool prefetch_take(struct mirror *m, const struct mfs_segent *e, int *ret_fd,
 			  struct stat *ret_st, int *ret_r, struct mfs_replay_seg **ret_s)
 {
 	struct prefetch *p = NULL;
@@ -591,7 +536,7 @@ static bool prefetch_take(struct mirror *m, const struct seg_ent *e, int *ret_fd
  * incoming folder, say): it stays in incoming, is tried again, and the
  * status says why meanwhile.
  */
-static int read_failed(struct mirror *m, const struct seg_ent *e, int r)
+static int read_failed(struct mirror *m, const struct mfs_segent *e, int r)
 {
 	errno = -r;
 	set_error(m, "reading '%s' failed (will retry): %m", e->name);
@@ -599,7 +544,7 @@ static int read_failed(struct mirror *m, const struct seg_ent *e, int r)
 }
 
 /* Naive mode: validate by a streaming scan of the file (it is read again to apply). */
-static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
+static int validate_stream(struct mirror *m, const struct mfs_segent *e, int fd,
 			   struct mfs_seg_info *info)
 {
 	struct mfs_segr_opts o = { .expect_uuid = m->st.have_data_set ? m->st.data_set : NULL,
@@ -619,7 +564,7 @@ static int validate_stream(struct mirror *m, const struct seg_ent *e, int fd,
  * and @s in *ret if it may be applied, 1 if it was quarantined, 2 if it
  * may still be arriving, -errno. @s is freed unless returned.
  */
-static int validate(struct mirror *m, const struct seg_ent *e, int fd, int r,
+static int validate(struct mirror *m, const struct mfs_segent *e, int fd, int r,
 		    struct mfs_replay_seg *s, struct mfs_replay_seg **ret)
 {
 	struct check_ctx c = { 0 };
@@ -643,7 +588,7 @@ static int validate(struct mirror *m, const struct seg_ent *e, int fd, int r,
 	return 0;
 }
 
-static bool held_has(struct mirror *m, const struct seg_ent *e, const struct stat *st)
+static bool held_has(struct mirror *m, const struct mfs_segent *e, const struct stat *st)
 {
 	for (size_t i = 0; i < m->n_held; i++)
 		if (!strcmp(m->held[i].name, e->name) && m->held[i].size == (uint64_t)st->st_size &&
@@ -652,7 +597,7 @@ static bool held_has(struct mirror *m, const struct seg_ent *e, const struct sta
 	return false;
 }
 
-static void held_add(struct mirror *m, const struct seg_ent *e, const struct stat *st)
+static void held_add(struct mirror *m, const struct mfs_segent *e, const struct stat *st)
 {
 	struct held *n = realloc(m->held, (m->n_held + 1) * sizeof(*n));
 
@@ -740,7 +685,7 @@ static int cascade_end(struct mirror *m, struct mfs_segw *cw)
  * scan of @fd. Nothing is flushed or recorded here (batch_commit).
  * Returns 0 applied, 1 quarantined, -errno (left in incoming for a retry).
  */
-static int apply_segment(struct mirror *m, const struct seg_ent *e, int fd,
+static int apply_segment(struct mirror *m, const struct mfs_segent *e, int fd,
 			 const struct mfs_seg_info *info, struct mfs_replay_seg *s)
 {
 	struct apply_ctx a = { .m = m, .after = m->batch_lsn, .last = m->batch_lsn };
@@ -918,7 +863,7 @@ static int batch_commit(struct mirror *m)
 	return r;
 }
 
-static int batch_add(struct mirror *m, const struct seg_ent *e, uint64_t size)
+static int batch_add(struct mirror *m, const struct mfs_segent *e, uint64_t size)
 {
 	char **n = realloc(m->batch_names, (m->n_batch + 1) * sizeof(*n));
 
@@ -947,7 +892,7 @@ static int load_segment(struct mirror *m, int fd, struct mfs_replay_seg **ret)
  * ahead meanwhile. Returns 0 with the fd in *ret_fd, or what handle()
  * returns.
  */
-static int open_segment(struct mirror *m, const struct seg_ent *e, const struct seg_ent *next,
+static int open_segment(struct mirror *m, const struct mfs_segent *e, const struct mfs_segent *next,
 			size_t n_next, int *ret_fd, struct stat *st, int *ret_load,
 			struct mfs_replay_seg **ret_s)
 {
@@ -979,7 +924,7 @@ static int open_segment(struct mirror *m, const struct seg_ent *e, const struct 
  * naive mode refuses exactly what the default mode refuses. Returns 0 with
  * the loaded segment in *ret_s, or what handle() returns.
  */
-static int naive_preflight(struct mirror *m, const struct seg_ent *e, int fd,
+static int naive_preflight(struct mirror *m, const struct mfs_segent *e, int fd,
 			   struct mfs_replay_seg **ret_s)
 {
 	int r = load_segment(m, fd, ret_s);
@@ -994,7 +939,7 @@ static int naive_preflight(struct mirror *m, const struct seg_ent *e, int fd,
  * loaded ahead meanwhile). Returns 0 applied, 1 quarantined, 2 may still
  * be arriving, 3 validated and held (hold mode), -errno.
  */
-static int handle(struct mirror *m, const struct seg_ent *e, const struct seg_ent *next,
+static int handle(struct mirror *m, const struct mfs_segent *e, const struct mfs_segent *next,
 		  size_t n_next)
 {
 	_cleanup_close_ int fd = -EBADF;
@@ -1116,18 +1061,19 @@ static void publish(struct mirror *m)
 
 int mirror_pass(struct mirror *m, volatile const int *stop)
 {
-	_cleanup_free_ struct seg_ent *v = NULL;
+	_cleanup_free_ struct mfs_segent *v = NULL;
 	uint64_t upto = m->st.applied_lsn; /* applied (maybe not yet flushed), or held */
-	int n, r = 0, ret = 0, i;
+	size_t n = 0, i;
+	int r = 0, ret = 0;
 
-	n = list_segments(m->in_fd, &v);
-	if (n < 0)
-		return log_error_errno(n, "Failed to list '%s': %m", m->cfg.incoming);
+	r = mfs_segdir_list(m->in_fd, &v, &n);
+	if (r < 0)
+		return log_error_errno(r, "Failed to list '%s': %m", m->cfg.incoming);
 	m->status.gap_from = m->status.gap_to = 0;
 	m->batch_lsn = m->st.applied_lsn;
 	chain_reset(m);
 	for (i = 0; i < n && !*stop; i++) {
-		const struct seg_ent *e = &v[i];
+		const struct mfs_segent *e = &v[i];
 
 		if (e->last <= m->st.applied_lsn) {
 			retire(m, e->name); /* already applied (re-delivered) */
@@ -1143,7 +1089,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 			ret = 1;
 			break;
 		}
-		r = handle(m, e, &v[i + 1], (size_t)(n - i - 1));
+		r = handle(m, e, &v[i + 1], n - i - 1);
 		if (r < 0) {
 			ret = r;
 			break;
@@ -1165,7 +1111,7 @@ int mirror_pass(struct mirror *m, volatile const int *stop)
 	if (r < 0 && ret >= 0)
 		ret = r;
 	m->status.waiting = 0;
-	for (int j = 0; j < n; j++)
+	for (size_t j = 0; j < n; j++)
 		m->status.waiting += v[j].last > m->st.applied_lsn;
 	if (ret == 0 && !m->status.gap_from) {
 		m->status.last_error = NULL;

@@ -20,6 +20,7 @@
 #include "mirror.h"
 #include "mirrorfs/applied.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/json.h"
 #include "mirrorfs/macro.h"
 
 #define STATUS_FILE "status.json"
@@ -33,21 +34,6 @@ int mirror_state_load(int dirfd, struct mfs_applied *ret)
 		return 0;
 	}
 	return r;
-}
-
-/* Append @s to @b as a JSON string (names are plain, but escape anyway). */
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
 }
 
 /*
@@ -97,7 +83,7 @@ static int status_json(const struct mirror_status *st, char **ret, size_t *ret_l
 	for (unsigned i = 0; i < st->n_quarantined; i++) {
 		if (i)
 			fputc(',', f);
-		json_str(f, st->quarantined[i]);
+		mfs_json_fputs(f, st->quarantined[i]);
 	}
 	fprintf(f, "],\"last_segment_bytes_per_sec\":%.0f,", st->last_bytes_per_sec);
 	if (st->retries)
@@ -106,7 +92,7 @@ static int status_json(const struct mirror_status *st, char **ret, size_t *ret_l
 		fputs("\"retry\":null,", f);
 	fputs("\"last_error\":", f);
 	if (st->last_error)
-		json_str(f, st->last_error);
+		mfs_json_fputs(f, st->last_error);
 	else
 		fputs("null", f);
 	fputs("}\n", f);

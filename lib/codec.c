@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "mirrorfs/crc32c.h"
+#include "mirrorfs/json.h"
 #include "mirrorfs/macro.h"
 
 /* ------------------------------------------------------------ type table */
@@ -656,28 +657,6 @@ void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap)
 		strncat(out, args, cap - strlen(out) - 1);
 }
 
-/* Append s as a JSON string (with quotes). */
-static size_t json_str(const char *s, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	if (cap < 3)
-		return 0;
-	out[o++] = '"';
-	for (; *s && o + 8 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-		else
-			out[o++] = (char)ch;
-	}
-	out[o++] = '"';
-	out[o] = 0;
-	return o;
-}
-
 void mfs_rec_format_json(const struct mfs_rec *rec, char *out, size_t cap)
 {
 	char p1[6 * MFS_PATH_MAX + 8], p2[6 * MFS_PATH_MAX + 8], args[160], *a, *save = NULL;
@@ -685,8 +664,8 @@ void mfs_rec_format_json(const struct mfs_rec *rec, char *out, size_t cap)
 	const char *name = mfs_rec_type_name(rec->type);
 	size_t o;
 
-	json_str(rec->path, p1, sizeof(p1));
-	json_str(rec->path2, p2, sizeof(p2));
+	mfs_json_str(rec->path, true, p1, sizeof(p1));
+	mfs_json_str(rec->path2, true, p2, sizeof(p2));
 	fmt_args(rec, args, sizeof(args));
 	o = (size_t)snprintf(out, cap, "{\"lsn\":%" PRIu64 ",\"time_ns\":%" PRIu64 ",\"type\":\"%s\"",
 			     rec->lsn, rec->time_ns, name ? name : "?");

@@ -3,7 +3,9 @@
  * promote.c - `mirrorctl promote --data DIR --state STATEDIR [--incoming DIR]
  * [--current FILE]`: turn a mirror into the new primary.
  *
- * 1. With --incoming, apply what is left there (runs `mirrord --once`).
+ * 1. With --incoming, apply what is left there: its closed segments after
+ *    the mirror's applied LSN, in LSN order, each validated in full before
+ *    any of its records is applied (lib/segrun.c, as mirrord does).
  * 2. Integrate the failed primary's open segment (its .mirrorfs/current, or
  *    the raw open-*.mfsj from its disk) up to its last valid record: every
  *    record after the mirror's applied LSN, after a full validation, with the
@@ -25,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -40,54 +41,71 @@
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
-/* Run mirrord --once over @incoming; mirrord is beside us or in PATH. */
 static struct mfs_keyring arg_keys;
-static const char *arg_key_files[MFS_KEYRING_MAX];
 
-static int run_mirrord_once(const char *incoming, const char *data, const char *state)
+/*
+ * Apply the segments waiting in @incoming (closed segments, in LSN order,
+ * each validated in full first: lib/segrun.c) into @datafd after LSN
+ * a->applied_lsn, then flush, and advance @a. A gap, a refused segment or
+ * a failure stops it. Returns 0, or 1 after a message.
+ */
+static int apply_incoming(const char *incoming, int datafd, const char *data,
+			  struct mfs_applied *a)
 {
-	const char *av[12 + 2 * MFS_KEYRING_MAX];
-	size_t n_av = 0;
-	char self[PATH_MAX], prog[PATH_MAX + 32];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	int status;
-	pid_t pid;
+	struct cli_segfile *v = NULL;
+	struct mfs_replay *engine = NULL;
+	struct mfs_segrun run;
+	size_t n = 0;
+	int r, ret = 0;
 
-	snprintf(prog, sizeof(prog), "mirrord");
-	if (n > 0) {
-		self[n] = 0;
-		*strrchr(self, '/') = 0;
-		snprintf(prog, sizeof(prog), "%s/../daemon/mirrord", self);
-		if (access(prog, X_OK) < 0)
-			snprintf(prog, sizeof(prog), "%s/mirrord", self);
-		if (access(prog, X_OK) < 0)
-			snprintf(prog, sizeof(prog), "mirrord");
+	r = cli_segdir_list(incoming, &v, &n);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot list '%s': %m", incoming);
 	}
-	pid = fork();
-	if (pid < 0)
-		return cli_fail("cannot fork: %m");
-	if (pid == 0) {
-		const char *fixed[] = { "mirrord", "--once", "--incoming", incoming, "--data", data,
-					"--state", state };
-
-		for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
-			av[n_av++] = fixed[i];
-		for (size_t i = 0; i < arg_keys.n; i++) {
-			av[n_av++] = "--auth-key";
-			av[n_av++] = arg_key_files[i];
-		}
-		av[n_av] = NULL;
-		execvp(prog, (char *const *)av);
-		fprintf(stderr, "mirrorctl: cannot run '%s': %m\n", prog);
-		_exit(127);
+	r = mfs_replay_new(datafd, 0, &engine);
+	if (r < 0) {
+		cli_segfiles_free(v, n);
+		errno = -r;
+		return cli_fail("cannot start the replay engine on '%s': %m", data);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return cli_fail("waitpid: %m");
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		return cli_fail("mirrord --once did not apply everything in '%s' (exit %d); "
-				"fix that first (a gap? a quarantined segment?)",
-				incoming, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	mfs_replay_set_keys(engine, &arg_keys);
+	cli_segrun_init(&run, engine, a->applied_lsn);
+	run.check_start = true; /* as mirrord: nothing may be missing after the applied LSN */
+	run.have_uuid = a->have_data_set;
+	memcpy(run.uuid, a->data_set, sizeof(run.uuid));
+	run.auth = arg_keys.n > 0;
+	run.have_chain = a->have_chain;
+	run.chain_lsn = a->chain_lsn;
+	memcpy(run.chain_tag, a->chain_tag, sizeof(run.chain_tag));
+	for (size_t i = 0; i < n && !ret; i++) /* closed segments only: none may be torn */
+		ret = cli_segrun_file(&run, v[i].path, false);
+	cli_segfiles_free(v, n);
+	r = mfs_replay_finish(engine);
+	mfs_replay_free(engine);
+	if (!ret && r < 0) {
+		errno = -r;
+		ret = cli_fail("flushing '%s' failed: %m", data);
+	}
+	if (ret)
+		return cli_fail("'%s' was not applied in full (applied up to LSN %" PRIu64 "); "
+				"fix that first", incoming, run.last);
+	if (run.last > a->applied_lsn) {
+		a->applied_lsn = run.last;
+		a->last_record_ns = run.last_ns;
+		a->segments_applied += run.files;
+	}
+	if (run.have_uuid && !a->have_data_set) {
+		memcpy(a->data_set, run.uuid, sizeof(a->data_set));
+		a->have_data_set = true;
+	}
+	if (run.auth && run.have_chain) {
+		a->have_chain = true;
+		a->chain_lsn = run.chain_lsn;
+		memcpy(a->chain_tag, run.chain_tag, sizeof(a->chain_tag));
+	}
+	printf("applied '%s' up to LSN %" PRIu64 " (%" PRIu64 " segments)\n", incoming,
+	       a->applied_lsn, run.files);
 	return 0;
 }
 
@@ -131,11 +149,11 @@ static int load_current(struct mfs_replay *engine, const char *path, const struc
 	info = mfs_replay_seg_info(s);
 	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
 	if ((info->verdict != MFS_SEG_OK && info->verdict != MFS_SEG_TORN &&
-	     !cli_auth_prefix_ok(info)) || !info->header_valid) {
+	     !mfs_seg_auth_prefix_ok(info)) || !info->header_valid) {
 		mfs_replay_seg_free(s);
 		return cli_fail("refusing '%s', nothing of it applied: %s", path, verdict);
 	}
-	if (arg_keys.n && cli_chain_check(info, a->have_chain, a->chain_lsn, a->chain_tag, verdict,
+	if (arg_keys.n && mfs_seg_chain_check(info, a->have_chain, a->chain_lsn, a->chain_tag, verdict,
 					  sizeof(verdict))) {
 		mfs_replay_seg_free(s);
 		return cli_fail("refusing '%s', nothing of it applied: %s", path, verdict);
@@ -292,7 +310,8 @@ static int promote_plan(const char *data, const char *state, const char *incomin
 	if (faccessat(datafd, MFS_SNAPSHOT_STORE, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		printf("would drop the snapshot store '%s/%s'\n", data, MFS_SNAPSHOT_STORE);
 	if (incoming)
-		printf("would apply what waits in '%s' (mirrord --once)\n", incoming);
+		printf("would apply what waits in '%s' (closed segments after the applied LSN, "
+		       "each validated in full first)\n", incoming);
 	if (current)
 		printf("would integrate the valid records of '%s' after the applied LSN\n", current);
 	printf("would record the promotion in '%s/%s', '%s/" MFS_CTL_DIR "/" MFS_JDIR_STATE "' and "
@@ -321,9 +340,8 @@ int cli_promote(int argc, char **argv)
 			continue;
 		}
 		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
-			if (cli_auth_key_add(&arg_keys, argv[i + 1]))
+			if (cli_auth_key_add(&arg_keys, argv[++i]))
 				return 1;
-			arg_key_files[arg_keys.n - 1] = argv[++i];
 			continue;
 		}
 		const char **slot = !strcmp(argv[i], "--data")	    ? &data
@@ -356,13 +374,6 @@ int cli_promote(int argc, char **argv)
 	if (cli_drop_snapshots(data, datafd, "it was kept in a mirror's data folder, where replay "
 				"writes into the files it shares: it no longer holds its LSN"))
 		return 1;
-	if (incoming) { /* mirrord --once takes the same lock itself */
-		closep(&data_lock);
-		if (run_mirrord_once(incoming, data, state))
-			return 1;
-		if ((data_lock = cli_lock_data(data, datafd, "mirrorctl promote")) < 0)
-			return 1;
-	}
 	statefd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (statefd < 0)
 		return cli_fail("cannot open '%s': %m", state);
@@ -381,6 +392,15 @@ int cli_promote(int argc, char **argv)
 		return cli_fail("cannot read the mirror state in '%s': %m", state);
 	}
 	printf("mirror applied up to LSN %" PRIu64 "\n", a.applied_lsn);
+	if (incoming) {
+		if (apply_incoming(incoming, datafd, data, &a))
+			return 1;
+		r = mfs_applied_write(statefd, &a); /* as mirrord would have */
+		if (r < 0) {
+			errno = -r;
+			return cli_fail("cannot write '%s/%s': %m", state, MFS_APPLIED_FILE);
+		}
+	}
 	if (current && integrate_current(current, datafd, &a, &seg_no))
 		return 1;
 	if (!a.have_data_set)

@@ -23,7 +23,7 @@
 
 int cli_replay(int argc, char **argv)
 {
-	struct cli_segrun run;
+	struct mfs_segrun run;
 	struct mfs_replay *engine = NULL;
 	_cleanup_close_ int root = -EBADF;
 	const char *to = NULL;

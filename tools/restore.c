@@ -48,6 +48,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/replay.h"
+#include "mirrorfs/xattr.h"
 #include "segset.h"
 
 #define SNAP_XATTR_PREFIX "user.mirrorfs."
@@ -620,33 +621,6 @@ static int copy_data(struct copy *c, int in, int out)
 	return 0;
 }
 
-/* Extended attributes of @in onto @out (at the @top, not the snapshot's own). */
-static int copy_xattrs(struct copy *c, int in, int out, bool top)
-{
-	_cleanup_free_ char *names = NULL;
-	ssize_t len, n;
-
-	len = flistxattr(in, NULL, 0);
-	if (len <= 0)
-		return len < 0 && errno != ENOTSUP ? -errno : 0;
-	names = malloc((size_t)len);
-	if (!names)
-		return -ENOMEM;
-	len = flistxattr(in, names, (size_t)len);
-	if (len < 0)
-		return -errno;
-	for (char *p = names; p < names + len; p += strlen(p) + 1) {
-		if (top && !strncmp(p, SNAP_XATTR_PREFIX, strlen(SNAP_XATTR_PREFIX)))
-			continue;
-		n = fgetxattr(in, p, c->buf, COPY_CHUNK);
-		if (n < 0 && errno == ENODATA)
-			continue;
-		if (n < 0 || fsetxattr(out, p, c->buf, (size_t)n, 0) < 0)
-			return -errno;
-	}
-	return 0;
-}
-
 /*
  * Owner, extended attributes, permissions and times of @out (a file or
  * directory) from @in and its @st, in that order: chown clears set-id bits
@@ -659,7 +633,7 @@ static int set_attrs_fd(struct copy *c, int in, int out, const struct stat *st, 
 
 	if (c->owners && fchown(out, st->st_uid, st->st_gid) < 0)
 		return -errno;
-	r = copy_xattrs(c, in, out, top);
+	r = mfs_xattr_copy(in, out, top ? SNAP_XATTR_PREFIX : NULL); /* not the snapshot's own */
 	if (r < 0)
 		return r;
 	if (fchmod(out, st->st_mode & 07777) < 0 || futimens(out, ts) < 0)
@@ -950,7 +924,7 @@ static void iso_time(uint64_t ns, char *out, size_t cap)
  * lacks (not shipped, not kept), as PostgreSQL's recovery target. Returns
  * 1 after a message naming the target and the last point reached.
  */
-static int time_not_reached(const struct restore *o, const struct cli_segrun *run)
+static int time_not_reached(const struct restore *o, const struct mfs_segrun *run)
 {
 	char want[64], got[64];
 
@@ -969,7 +943,7 @@ static int time_not_reached(const struct restore *o, const struct cli_segrun *ru
 
 /* Apply @segs after the snapshot's LSN into @rootfd and flush. Returns 0, or 1 after a message. */
 static int replay_segments(const struct restore *o, const struct cli_segfile *segs, size_t n,
-			   int rootfd, struct progress *prog, struct cli_segrun *run)
+			   int rootfd, struct progress *prog, struct mfs_segrun *run)
 {
 	struct mfs_replay *engine;
 	uint64_t total = 0;
@@ -1090,7 +1064,7 @@ int cli_restore(int argc, char **argv)
 	struct progress prog = {.on = isatty(STDERR_FILENO)};
 	_cleanup_close_ int snapfd = -EBADF, rootfd = -EBADF;
 	struct cli_segfile *segs = NULL;
-	struct cli_segrun run = {0};
+	struct mfs_segrun run = {0};
 	struct stat snap_st;
 	uint64_t copied = 0, t0 = mfs_mono_ns();
 	size_t nsegs = 0;

@@ -1,20 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * segset.c - a run of segment files applied in LSN order with the replay
- * engine, shared by `mirrorctl replay` and `mirrorctl restore`.
- *
- * Each file is loaded once (mfs_replay_seg_load) and validated in full:
- * the reader's verdict, every record's checks, then the engine's preflight
- * against the target (symlinks, sizes past the file system's limits,
- * fallocate totals, device nodes), all before its first record is applied,
- * so that nothing of a refused segment is applied; records past an
- * --until limit are neither checked nor applied. The run keeps the
- * invariant that the target holds every LSN up to run->last and nothing
- * after it; a file that does not start at or before run->last + 1 is a gap.
+ * segset.c - the CLI's side of a run of segments (lib/segrun.c) and the
+ * listing of a folder's closed segments with their paths and sizes, for
+ * `mirrorctl replay`, `restore` and `promote`.
  */
 #include "segset.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,212 +15,29 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "mirrorfs/auth.h"
-#include "mirrorfs/format.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/macro.h"
-#include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 
 /* ================================================================ applying */
 
-struct apply_ctx {
-	struct cli_segrun *run;
-};
-
-/* After each record applied: progress and the run's position. */
-static int apply_cb(const struct mfs_rec *rec, void *arg)
+static void warn_cb(void *arg, const char *line)
 {
-	struct apply_ctx *c = arg;
-	struct cli_segrun *run = c->run;
-
-	run->bytes += mfs_rec_head_size(rec) + rec->data_len;
-	if (run->progress)
-		run->progress(run->progress_arg, run->bytes);
-	run->last = rec->lsn;
-	run->last_ns = rec->time_ns;
-	run->records++;
-	return 0;
+	cli_warn("%s", line);
 }
 
-/* Does the closed-segment name of @path (if it is one) agree with its content? */
-static bool name_agrees(const char *path, const struct mfs_seg_info *info)
+void cli_segrun_init(struct mfs_segrun *run, struct mfs_replay *engine, uint64_t after)
 {
-	const char *base = strrchr(path, '/');
-	uint64_t first, last;
-
-	if (!mfs_seg_name_parse(base ? base + 1 : path, &first, &last))
-		return true;
-	if (info->verdict == MFS_SEG_OK)
-		return info->first_lsn == first && info->last_lsn == last;
-	return info->first_lsn == first && info->last_lsn <= last; /* torn: a prefix */
+	mfs_segrun_init(run, engine, after);
+	run->warn = warn_cb;
 }
 
-static bool is_closed_name(const char *path)
+int cli_segrun_file(struct mfs_segrun *run, const char *path, bool last_file)
 {
-	const char *base = strrchr(path, '/');
-	uint64_t first, last;
-
-	return mfs_seg_name_parse(base ? base + 1 : path, &first, &last);
-}
-
-/*
- * Full validation of loaded segment @s, every record included (the
- * engine's checks): 0, or 1 after a message. Sets run->uuid.
- */
-static int validate(struct cli_segrun *run, struct mfs_replay_seg *s, const char *path,
-		    bool last_file)
-{
-	const struct mfs_seg_info *info = mfs_replay_seg_info(s);
-	char verdict[256];
-	uint64_t bad;
-
-	mfs_seg_verdict_format(info, verdict, sizeof(verdict));
-	if (info->verdict != MFS_SEG_OK &&
-	    !(info->verdict == MFS_SEG_TORN && last_file && info->header_valid) &&
-	    !(cli_auth_prefix_ok(info) && last_file && !is_closed_name(path)))
-		return cli_fail("refusing '%s': %s", path, verdict);
-	if (run->auth && cli_chain_check(info, run->have_chain, run->chain_lsn, run->chain_tag,
-					 verdict, sizeof(verdict)))
-		return cli_fail("refusing '%s': %s", path, verdict);
-	if (info->verdict == MFS_SEG_UNAUTH)
-		cli_warn("'%s': %s; applying its authenticated part, up to LSN %" PRIu64, path,
-			 verdict, info->last_lsn);
-	if (!name_agrees(path, info))
-		return cli_fail("refusing '%s': its name does not match the LSNs it holds (%" PRIu64
-				"..%" PRIu64 ")",
-				path, info->first_lsn, info->last_lsn);
-	if (mfs_replay_seg_refused(s, &bad, NULL) && bad > run->last && bad <= run->until_lsn)
-		return cli_fail("refusing '%s': %s", path, mfs_replay_seg_why(s, NULL) ?: "?");
-	if (info->verdict == MFS_SEG_TORN)
-		cli_warn("'%s': %s; applying up to LSN %" PRIu64, path, verdict, info->last_lsn);
-	if (!run->have_uuid) {
-		memcpy(run->uuid, info->uuid, 16);
-		run->have_uuid = true;
-	}
-	return 0;
-}
-
-bool cli_auth_prefix_ok(const struct mfs_seg_info *info)
-{
-	return info->verdict == MFS_SEG_UNAUTH && info->auth_fail == MFS_AUTH_BAD_TAG &&
-	       info->header_valid;
-}
-
-const char *cli_chain_check(const struct mfs_seg_info *info, bool have_chain, uint64_t chain_lsn,
-			    const uint8_t chain_tag[32], char *buf, size_t cap)
-{
-	static const uint8_t zero[32];
-
-	if (!have_chain || info->first_lsn != chain_lsn + 1 || !memcmp(info->prev_tag, zero, 32) ||
-	    mfs_auth_tag_equal(info->prev_tag, chain_tag))
-		return NULL;
-	snprintf(buf, cap, "not authenticated: chain broken at LSN %" PRIu64 ": its previous tag "
-		 "is not the tag of LSN %" PRIu64 " (a segment dropped, reordered, replayed, or "
-		 "from another history)", info->first_lsn, chain_lsn);
-	return buf;
-}
-
-void cli_segrun_init(struct cli_segrun *run, struct mfs_replay *engine, uint64_t after)
-{
-	*run = (struct cli_segrun){
-		.until_lsn = UINT64_MAX,
-		.until_ns = UINT64_MAX,
-		.last = after,
-		.engine = engine,
-	};
-}
-
-/* Open @path for reading without blocking on a FIFO; it must be a regular file. */
-static int open_regular(const char *path)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		(void)close(fd);
-		return -EINVAL;
-	}
-	return fd;
-}
-
-int cli_segrun_file(struct cli_segrun *run, const char *path, bool last_file)
-{
-	_cleanup_close_ int fd = -EBADF;
-	struct apply_ctx c = { .run = run };
-	struct mfs_replay_seg *s = NULL;
-	struct mfs_seg_info info;
-	int r;
-
-	fd = open_regular(path);
-	if (fd == -EINVAL)
-		return cli_fail("refusing '%s': not a regular file", path);
-	if (fd < 0) {
-		errno = -fd;
-		return cli_fail("cannot open '%s': %m", path);
-	}
-	r = mfs_replay_seg_load(run->engine, fd, run->have_uuid ? run->uuid : NULL, UINT64_MAX, &s);
-	if (r < 0) {
-		errno = -r;
-		return cli_fail("cannot read '%s': %m", path);
-	}
-	if (validate(run, s, path, last_file)) {
-		mfs_replay_seg_free(s);
-		return 1;
-	}
-	info = *mfs_replay_seg_info(s);
-	if ((run->started || run->check_start) && info.first_lsn > run->last + 1) {
-		mfs_replay_seg_free(s);
-		return cli_fail("gap before '%s': LSN %" PRIu64 "..%" PRIu64 " missing", path,
-				run->last + 1, info.first_lsn - 1);
-	}
-	run->started = true;
-	if (run->auth) { /* the chain at the end of what this file holds */
-		run->have_chain = true;
-		run->chain_lsn = info.last_lsn;
-		memcpy(run->chain_tag, info.last_tag, 32);
-	}
-	if (info.last_lsn <= run->last) {
-		mfs_replay_seg_free(s);
-		return 0; /* nothing new in it */
-	}
-	mfs_replay_seg_limit(s, run->until_lsn, run->until_ns);
-	r = mfs_replay_seg_preflight(run->engine, s, run->last);
-	if (r < 0) {
-		bool local;
-		const char *why = mfs_replay_seg_why(s, &local);
-
-		errno = -r;
-		r = cli_fail("%s '%s', nothing of it applied: %s", local ? "cannot apply" : "refusing",
-			     path, why ?: strerror(-r));
-		mfs_replay_seg_free(s);
-		return r;
-	}
-	run->bytes += MFS_SEG_HEADER_SIZE;
-	r = mfs_replay_seg_apply(run->engine, s, run->last, apply_cb, &c); /* takes @s */
-	if (r < 0) {
-		const char *why = mfs_replay_why(run->engine);
-
-		errno = -r;
-		return cli_fail("applying '%s' failed after LSN %" PRIu64 ": %s", path, run->last,
-				why ?: strerror(-r));
-	}
-	/* records left unapplied are past an --until limit: no later file is needed */
-	run->done = run->last == run->until_lsn || run->last < info.last_lsn;
-	return 0;
+	return mfs_segrun_file(run, path, last_file) < 0 ? cli_fail("%s", run->why) : 0;
 }
 
 /* ================================================================ listing */
-
-static int segfile_cmp(const void *a, const void *b)
-{
-	const struct cli_segfile *x = a, *y = b;
-
-	if (x->first != y->first)
-		return x->first < y->first ? -1 : 1;
-	return x->last < y->last ? -1 : x->last > y->last;
-}
 
 struct cli_segfile *cli_segfiles_free(struct cli_segfile *v, size_t n)
 {
@@ -239,60 +47,40 @@ struct cli_segfile *cli_segfiles_free(struct cli_segfile *v, size_t n)
 	return NULL;
 }
 
-/* Append @name of @d to *v. Returns 0 or -errno. */
-static int segfile_add(DIR *d, const char *dir, const char *name, struct cli_segfile **v, size_t *n,
-		       size_t *cap)
-{
-	struct cli_segfile e = {0};
-	struct stat st;
-
-	if (!mfs_seg_name_parse(name, &e.first, &e.last))
-		return 0;
-	if (fstatat(dirfd(d), name, &st, 0) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	if (*n == *cap) {
-		size_t ncap = *cap ? 2 * *cap : 32;
-		struct cli_segfile *nv = realloc(*v, ncap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		*v = nv;
-		*cap = ncap;
-	}
-	e.size = (uint64_t)st.st_size;
-	if (asprintf(&e.path, "%s/%s", dir, name) < 0)
-		return -ENOMEM;
-	(*v)[(*n)++] = e;
-	return 0;
-}
-
 int cli_segdir_list(const char *dir, struct cli_segfile **ret, size_t *ret_n)
 {
-	_cleanup_closedir_ DIR *d = opendir(dir);
-	struct cli_segfile *v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	int r = 0;
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ struct mfs_segent *segs = NULL;
+	struct cli_segfile *v;
+	size_t n_segs, n = 0;
+	int r;
 
-	if (!d)
+	if (dfd < 0)
 		return -errno;
-	while (r == 0) {
-		errno = 0;
-		de = readdir(d);
-		if (!de) {
-			r = -errno;
-			break;
-		}
-		r = segfile_add(d, dir, de->d_name, &v, &n, &cap);
-	}
-	if (r < 0) {
-		cli_segfiles_free(v, n);
+	r = mfs_segdir_list(dfd, &segs, &n_segs);
+	if (r < 0)
 		return r;
+	v = calloc(n_segs ? n_segs : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_segs; i++) {
+		struct stat st;
+
+		if (fstatat(dfd, segs[i].name, &st, 0) < 0) {
+			r = -errno;
+			cli_segfiles_free(v, n);
+			return r;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		v[n] = (struct cli_segfile){ .first = segs[i].first, .last = segs[i].last,
+					     .size = (uint64_t)st.st_size };
+		if (asprintf(&v[n].path, "%s/%s", dir, segs[i].name) < 0) {
+			cli_segfiles_free(v, n);
+			return -ENOMEM;
+		}
+		n++;
 	}
-	if (n)
-		qsort(v, n, sizeof(*v), segfile_cmp);
 	*ret = v;
 	*ret_n = n;
 	return 0;

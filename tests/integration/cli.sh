@@ -71,8 +71,12 @@ fingerprint "$T/pin" "$T/pdata" >"$T/after"
 diff "$T/before" "$T/after" >&2 || fail "promote --dry-run changed something"
 grep -q "applied up to LSN 2" "$T/plan" && grep -q "would apply what waits in '$T/pin'" "$T/plan" ||
 	fail "promote --dry-run's plan: $(cat "$T/plan")"
-"$CTL" promote --data "$T/pdata" --state "$T/pin/.mirrord" --incoming "$T/pin" >"$T/plan" 2>&1 ||
-	fail "promote after the dry run: $(cat "$T/plan")"
+# promote applies INCOMING itself: a mirrorctl with no mirrord beside it or in PATH
+mkdir -p "$T/ctl-alone"
+cp "$CTL" "$T/ctl-alone/mirrorctl"
+PATH=/usr/bin:/bin "$T/ctl-alone/mirrorctl" promote --data "$T/pdata" --state "$T/pin/.mirrord" \
+	--incoming "$T/pin" >"$T/plan" 2>&1 || fail "promote after the dry run: $(cat "$T/plan")"
+grep -q "applied '$T/pin' up to LSN 3" "$T/plan" || fail "promote's report: $(cat "$T/plan")"
 [ -f "$T/pdata/.mirrorfs/promoted" ] && [ -f "$T/pdata/second" ] || fail "promote did not promote"
 rm -rf "$T/pin" "$T/pdata" "$T/perr" "$T/plan" "$T/before" "$T/after"
 

@@ -22,6 +22,8 @@ static const struct {
 	{ "log", suite_log },
 	{ "auth", suite_auth },
 	{ "jdir", suite_jdir },
+	{ "json", suite_json },
+	{ "xattr", suite_xattr },
 };
 
 int main(int argc, char **argv)
