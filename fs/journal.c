@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
@@ -1074,9 +1075,9 @@ static int recover_open(struct fs_journal *j, bool have_uuid)
 	uint64_t prev_last = 0;
 	int r = 0;
 
-	d = mfs_opendir_at(j->open_dirfd, ".");
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(j->open_dirfd, ".", &d);
+	if (r < 0)
+		return r;
 	while ((de = readdir(d))) {
 		uint64_t seg_no;
 		uint8_t uuid[16];

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mirrorfs/dir.h"
 #include "mirrorfs/macro.h"
 
 static ssize_t def_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -138,17 +139,11 @@ int mfs_write_all(int fd, const void *buf, size_t len)
 
 DIR *mfs_opendir_at(int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d;
+	DIR *d = NULL;
+	int r = mfs_dir_open(dirfd, name, &d);
 
-	if (fd < 0)
-		return NULL;
-	d = fdopendir(fd);
-	if (!d) {
-		int err = errno;
-		close(fd);
-		errno = err;
-	}
+	if (r < 0)
+		errno = -r;
 	return d;
 }
 
@@ -174,9 +169,9 @@ static int rm_tree(int pfd, const char *name, unsigned depth)
 		return -errno;
 	if (depth > 2048)
 		return -ELOOP;
-	d = mfs_opendir_at(pfd, name);
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(pfd, name, &d);
+	if (r < 0)
+		return r;
 	while ((de = mfs_readdir(d))) {
 		int r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
 		r = r < 0 ? r : r2;

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -279,9 +280,9 @@ int mfs_segdir_list(int dirfd, struct mfs_segent **ret, size_t *ret_n)
 	struct dirent *de;
 	int r = 0;
 
-	d = mfs_opendir_at(dirfd, "."); /* its own offset: @dirfd's is left alone */
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(dirfd, ".", &d); /* its own offset: @dirfd's is left alone */
+	if (r < 0)
+		return r;
 	for (;;) {
 		struct mfs_segent e;
 

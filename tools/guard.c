@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/mountinfo.h"
@@ -134,9 +135,11 @@ int cli_drop_snapshots(const char *data, int datafd, const char *why)
 		return errno == ENOENT
 			       ? 0
 			       : cli_fail("cannot open '%s/" MFS_SNAPSHOT_STORE "': %m", data);
-	d = mfs_opendir_at(storefd, ".");
-	if (!d)
+	r = mfs_dir_open(storefd, ".", &d);
+	if (r < 0) {
+		errno = -r;
 		return cli_fail("cannot list '%s/" MFS_SNAPSHOT_STORE "': %m", data);
+	}
 	while ((de = mfs_readdir(d)) && r == 0) {
 		if (de->d_name[0] != '.')
 			cli_warn("removing snapshot '%s' (LSN %" PRIu64 ") of '%s': %s", de->d_name,

@@ -42,6 +42,7 @@
 #include "cli.h"
 #include "mirrorfs/applied.h"
 #include "mirrorfs/crc32c.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/jdir.h"
@@ -87,15 +88,16 @@ static int window_fill(int dirfd, const char *dir, const uint8_t uuid[16], struc
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
+	int r = mfs_dir_open(dirfd, ".", &d);
 
-	d = mfs_opendir_at(dirfd, ".");
-	if (!d)
+	if (r < 0) {
+		errno = -r;
 		return cli_fail("cannot list '%s': %m", dir);
+	}
 	while ((de = mfs_readdir(d))) {
 		struct mfs_seg_info info;
 		uint64_t first, last;
 		_cleanup_close_ int sfd = -EBADF;
-		int r;
 
 		if (!mfs_seg_name_parse(de->d_name, &first, &last) &&
 		    !mfs_jdir_is_open_name(de->d_name))

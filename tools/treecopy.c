@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/xattr.h"
@@ -41,59 +42,18 @@ int cli_open_src(int dirfd, const char *name, int flags)
 
 void cli_free_names(char **names, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	mfs_dir_names_free(names, n);
 }
 
-/*
- * Entry names of directory @fd without "." and ".." (at the @top of a
- * snapshot also without mirrorfs's own .mirrorfs folder, which a copy of a
- * data folder may hold). Returns 0 or -errno.
- */
+/* At the top of a snapshot, mirrorfs's own folder is not copied. */
+static bool not_ctl_dir(const char *name, void *arg)
+{
+	return strcmp(name, MFS_CTL_DIR) != 0;
+}
+
 int cli_list_names(int fd, bool top, char ***ret, size_t *ret_n)
 {
-	_cleanup_closedir_ DIR *d = NULL;
-	char **names = NULL, **nv;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	int dfd = dup(fd);
-
-	if (dfd < 0)
-		return -errno;
-	d = fdopendir(dfd);
-	if (!d) {
-		(void)close(dfd);
-		return -errno;
-	}
-	rewinddir(d); /* the offset is shared with @fd */
-	while ((errno = 0, de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    (top && !strcmp(de->d_name, MFS_CTL_DIR)))
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 32;
-			nv = realloc(names, cap * sizeof(*names));
-			if (!nv)
-				goto out_nomem;
-			names = nv;
-		}
-		names[n] = strdup(de->d_name);
-		if (!names[n++])
-			goto out_nomem;
-	}
-	if (errno) {
-		int r = -errno;
-
-		cli_free_names(names, n);
-		return r;
-	}
-	*ret = names;
-	*ret_n = n;
-	return 0;
-out_nomem:
-	cli_free_names(names, n);
-	return -ENOMEM;
+	return mfs_dir_list(fd, ".", top ? not_ctl_dir : NULL, NULL, ret, ret_n);
 }
 
 /* ================================================================ copy */

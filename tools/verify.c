@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/macro.h"
 
 #define MAX_REPORTS 50
@@ -42,53 +43,21 @@ static void diff(struct verify *v, const char *path, const char *what)
 		printf("differ: '%s': %s\n", path[0] ? path : ".", what);
 }
 
-static int name_cmp(const void *a, const void *b)
+/* At the top of a tree, mirrorfs's own folder is not compared. */
+static bool not_ctl_dir(const char *name, void *arg)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(name, MFS_CTL_DIR) != 0;
 }
 
-/* Sorted entry names of a directory fd (without . and ..), malloc'd. */
+/* Sorted entry names of a directory fd (without . and ..), malloc'd. Returns 0 or -errno. */
 static int list_dir(int dfd, bool top, char ***ret, size_t *ret_n)
 {
-	DIR *d;
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	int fd = dup(dfd);
-
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (top && !strcmp(de->d_name, MFS_CTL_DIR))
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 32;
-			names = realloc(names, cap * sizeof(*names));
-			if (!names)
-				abort();
-		}
-		names[n++] = strdup(de->d_name);
-	}
-	closedir(d);
-	if (n)
-		qsort(names, n, sizeof(*names), name_cmp);
-	*ret = names;
-	*ret_n = n;
-	return 0;
+	return mfs_dir_list(dfd, ".", top ? not_ctl_dir : NULL, NULL, ret, ret_n);
 }
 
 static void free_names(char **names, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	mfs_dir_names_free(names, n);
 }
 
 static bool same_content(int fa, int fb)

@@ -24,6 +24,7 @@ static const struct {
 	{ "jdir", suite_jdir },
 	{ "json", suite_json },
 	{ "xattr", suite_xattr },
+	{ "dir", suite_dir },
 };
 
 int main(int argc, char **argv)

@@ -21,6 +21,7 @@ extern CU_SuiteInfo suite_auth[];
 extern CU_SuiteInfo suite_jdir[];
 extern CU_SuiteInfo suite_json[];
 extern CU_SuiteInfo suite_xattr[];
+extern CU_SuiteInfo suite_dir[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
