@@ -9,7 +9,6 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 D=$MFS_BUILD/daemon/mirrord
-SHIP=$MFS_SRC/tools/mirrorfs-ship
 COMP=$MFS_SRC/tools/mirrorfs.bash-completion
 
 # fingerprint DIR...: every entry's path, type, size, mode, mtime, and file contents
@@ -61,9 +60,9 @@ rm -rf "$T/d1" "$T/derr"
 step "promote --dry-run: the plan on stdout, nothing written"
 U=0badc0de-1111-2222-3333-444455556666
 mkdir -p "$T/pin" "$T/pdata"
-printf 'mknod first 0100644\nwrite first 0 @4096:1\nclose\n' | "$MFS_BUILD/tests/integration/mkseg" "$T/pin" $U 1 >/dev/null
+printf 'mknod first 0100644\nwrite first 0 @4096:1\nclose\n' | "$MKSEG" "$T/pin" $U 1 >/dev/null
 "$D" --once --incoming "$T/pin" --data "$T/pdata" 2>"$T/perr" || fail "mirrord --once: $(cat "$T/perr")"
-printf 'mknod second 0100644\nclose\n' | "$MFS_BUILD/tests/integration/mkseg" "$T/pin" $U 3 2 >/dev/null
+printf 'mknod second 0100644\nclose\n' | "$MKSEG" "$T/pin" $U 3 2 >/dev/null
 fingerprint "$T/pin" "$T/pdata" >"$T/before"
 "$CTL" promote --dry-run --data "$T/pdata" --state "$T/pin/.mirrord" --incoming "$T/pin" \
 	>"$T/plan" 2>"$T/perr" || fail "promote --dry-run exited $?: $(cat "$T/perr")"
@@ -106,7 +105,7 @@ mkdir -p "$T/rin"
 ds=$(sed -n 's/^dataset=//p' "$T/data/.mirrorfs/state")
 last=$(sed -n 's/^last=//p' "$T/data/.mirrorfs/state")
 [ -n "$ds" ] && [ -n "$last" ] || fail "no dataset= or last= in '$T/data/.mirrorfs/state'"
-printf 'mknod after 0100644\nclose\n' | "$MFS_BUILD/tests/integration/mkseg" "$T/rin" "$ds" $((last + 1)) 9 >/dev/null
+printf 'mknod after 0100644\nclose\n' | "$MKSEG" "$T/rin" "$ds" $((last + 1)) 9 >/dev/null
 fingerprint "$T/data" "$T/rin" >"$T/before"
 "$CTL" rejoin --dry-run --data "$T/data" --state "$T/rstate" --incoming "$T/rin" >"$T/plan" \
 	2>"$T/err" || fail "rejoin --dry-run exited $?: $(cat "$T/err")"

@@ -15,7 +15,6 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "no python3"
-MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 
 cat >"$T/fail.py" <<'PY'

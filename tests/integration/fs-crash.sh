@@ -20,13 +20,8 @@ RANDOM=${MFS_SEED:-$$}
 echo "seed $RANDOM"
 
 WPID=
-EXTRA_CLEANUP='kill_workload'
-kill_workload() { [ -n "$WPID" ] && { kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null; }; WPID=; return 0; }
+EXTRA_CLEANUP='stop_pid $WPID'
 
-status_field() { # status_field MNT KEY
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-		"$1/.mirrorfs/status" "$2"
-}
 lsn_past() { [ "$(status_field "$1" last_lsn)" -ge "$2" ]; }
 
 check_equivalence() {

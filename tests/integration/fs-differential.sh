@@ -21,7 +21,6 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "no python3"
 [ "$(id -u)" -eq 0 ] || skip "needs root (mknod of devices, chown)"
-MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 GEN=$(cd "$(dirname "$0")" && pwd)/diffgen.py
 

@@ -13,7 +13,6 @@ command -v rsync >/dev/null || skip "no rsync"
 J=.mirrorfs/journal
 nseg() { ls "$T/mnt/$J" | wc -l; }
 nseg_ge() { [ "$(nseg)" -ge "$1" ]; }
-status() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['$2'])" "$1/.mirrorfs/status"; }
 
 step "rotation by mirrorctl"
 mkdir -p "$T/data" "$T/ship"

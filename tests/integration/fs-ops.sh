@@ -255,11 +255,10 @@ rm -r "$T/mnt/statrace"
 mfs_umount "$T/mnt"
 
 step "remount keeps LSNs going"
-lsn() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['last_lsn'])" "$T/mnt/.mirrorfs/status"; }
 mfs_mount "$T/data" "$T/mnt"
-last=$(lsn)
+last=$(status_field "$T/mnt" last_lsn)
 echo again >"$T/mnt/again"
-now=$(lsn)
+now=$(status_field "$T/mnt" last_lsn)
 [ "$now" -gt "$last" ] && [ "$last" -gt 50 ] || fail "LSN did not advance across remount ($last -> $now)"
 mfs_umount "$T/mnt"
 echo "PASS"

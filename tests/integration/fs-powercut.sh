@@ -270,40 +270,33 @@ PY
 
 # ---- PostgreSQL (optional) ----------------------------------------------------
 
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 PGPORT=5489
-pg() { su postgres -s /bin/sh -c "$*"; }
 pg_kill() { # the postmaster, by the PID pg_start read (its folder may be gone)
 	[ -n "$PGD" ] || return 0
 	if [ -n "$PG_PID" ]; then
 		kill -9 "$PG_PID" 2>/dev/null || true
 		while kill -0 "$PG_PID" 2>/dev/null; do sleep 0.1; done
 	fi
+	unset "PG_RUNNING[$PGD]"
 	PGD= PG_PID=
 	return 0
 }
 pg_ready() {
 	[ "$PGEVERY" -gt 0 ] || return 0
-	[ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ] && id postgres >/dev/null 2>&1 && [ "$(id -u)" = 0 ] ||
-		{ echo "PostgreSQL cut points skipped: no PostgreSQL, no postgres user, or not root"; PGEVERY=0; return 0; }
-	mkdir -p "$T/pgsock"
-	chown postgres "$T/pgsock"
+	pg_available || { echo "PostgreSQL cut points skipped: $PG_WHY"; PGEVERY=0; return 0; }
 	step "PostgreSQL template: initdb, pgbench -i -s 1 (on the real disk)"
-	mkdir -p "$T/pgtpl" && chown postgres "$T/pgtpl" && chmod 700 "$T/pgtpl"
-	pg "$PGBIN/initdb -D $T/pgtpl -A trust -U postgres" >"$T/initdb.log" 2>&1 || fail "initdb"
-	pg_start "$T/pgtpl" || fail "PostgreSQL did not start on the template"
+	pg_initdb "$T/pgtpl" || fail "initdb"
+	pc_pg_start "$T/pgtpl" || fail "PostgreSQL did not start on the template"
 	pg "$PGBIN/pgbench -h $T/pgsock -p $PGPORT -i -s 1 postgres" >/dev/null 2>&1 || fail "pgbench -i"
 	pg "$PGBIN/psql -X -q -h $T/pgsock -p $PGPORT -c 'CREATE TABLE acked(id int primary key)' postgres" >/dev/null
 	pg "$PGBIN/psql -X -q -h $T/pgsock -p $PGPORT -c 'CREATE EXTENSION IF NOT EXISTS amcheck' postgres" >/dev/null 2>&1 || true
-	pg "$PGBIN/pg_ctl -D $T/pgtpl -w -m fast stop" >/dev/null
+	pg_stop "$T/pgtpl"
 	PGD= PG_PID=
 }
-pg_start() {
-	local rc=0
+# pc_pg_start DATADIR: PostgreSQL on $T/pgsock, port $PGPORT; 1 if it does not start
+pc_pg_start() {
 	PGD=$1
-	pg "$PGBIN/pg_ctl -D $1 -w -t 120 -l $T/pgsock/pg.log -o \"-p $PGPORT -k $T/pgsock -c listen_addresses=''\" start" >/dev/null 2>&1 || rc=1
-	PG_PID=$(head -n 1 "$1/postmaster.pid" 2>/dev/null || true)
-	return $rc
+	pg_start "$1" "$PGPORT" "$T/pgsock" 2>/dev/null
 }
 cat >"$T/pgcommit.py" <<'PY'
 # pgcommit PSQL SOCK PORT LOG: autocommitted inserts, each id logged once psql echoes it.
@@ -388,7 +381,7 @@ check_pg() {
 	[ -e "$M/pg/PG_VERSION" ] ||
 		{ note acked_losses "PostgreSQL's data folder is gone, $(wc -l <"$T/pg.ids") commits were acknowledged"; return 0; }
 	: >"$T/pgsock/pg.log"
-	pg_start "$M/pg" || { note corrupt_databases "PostgreSQL did not start after the cut: $(tail -n 3 "$T/pgsock/pg.log" | tr '\n' ' ')"; pg_kill; return 0; }
+	pc_pg_start "$M/pg" || { note corrupt_databases "PostgreSQL did not start after the cut: $(tail -n 3 "$T/pgsock/pg.log" | tr '\n' ' ')"; pg_kill; return 0; }
 	pg "$PGBIN/psql -X -A -t -h $T/pgsock -p $PGPORT -c 'SELECT id FROM acked' postgres" >"$T/have.ids" 2>/dev/null ||
 		note corrupt_databases "PostgreSQL: SELECT from acked failed"
 	python3 "$T/check_ids.py" "$T/pg.ids" "$T/have.ids" postgres >"$T/ids.out" || note acked_losses "$(cat "$T/ids.out")"
@@ -396,7 +389,7 @@ check_pg() {
 		pg "$PGBIN/pg_amcheck -h $T/pgsock -p $PGPORT --heapallindexed -d postgres" >"$T/amcheck.log" 2>&1 ||
 			note corrupt_databases "pg_amcheck: $(head -n 3 "$T/amcheck.log" | tr '\n' ' ')"
 	fi
-	pg "$PGBIN/pg_ctl -D $M/pg -w -m fast stop" >/dev/null 2>&1 || pg_kill
+	pg_stop "$M/pg" 2>/dev/null || pg_kill
 	PGD= PG_PID=
 }
 
@@ -409,7 +402,7 @@ check_snapshots() {
 		[ "$state" = ok ] || { echo "  snapshot $name (lsn $lsn) listed as '$state'"; continue; }
 		rm -rf "$T/sref" && mkdir -p "$T/sref"
 		# shellcheck disable=SC2046
-		if ! "$CTL" replay --to "$T/sref" --until "$lsn" $(ls "$D"/.mirrorfs/journal/*.mfsj 2>/dev/null | sort) \
+		if ! "$CTL" replay --to "$T/sref" --until "$lsn" $(segs_upto "$D/.mirrorfs/journal") \
 			>"$T/sreplay.log" 2>&1; then
 			note wrong_snapshots "snapshot $name (lsn $lsn): replay --until failed: $(tail -n 1 "$T/sreplay.log")"
 			continue
@@ -460,7 +453,7 @@ one_cut() {
 		# no ACLs: cutfs keeps system.posix_acl_* as plain xattrs, the replay's folder does not
 		mkdir "$M/pg"
 		tar -C "$T/pgtpl" --no-acls --no-xattrs -cf - . | tar -C "$M/pg" --no-acls --no-xattrs -xpf -
-		pg_start "$M/pg" || note harness_errors "PostgreSQL did not start on the mount"
+		pc_pg_start "$M/pg" || note harness_errors "PostgreSQL did not start on the mount"
 	fi
 	start_workload "$s" "$sync" "$with_pg"
 	sleep "$((delay / 1000)).$(printf %03d $((delay % 1000)))"

@@ -27,7 +27,7 @@
 MFS_SRC=${MFS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 FS=${MFS_FS:-$MFS_BUILD/fs/mirrorfs}
 CTL=${MFS_CLI:-$MFS_BUILD/tools/mirrorctl}
-MIRRORD=$MFS_BUILD/daemon/mirrord
+MIRRORD=${MFS_MIRRORD:-$MFS_BUILD/daemon/mirrord}
 MKSEG=$MFS_BUILD/tests/integration/mkseg
 SHIP=$MFS_SRC/tools/mirrorfs-ship
 
@@ -106,7 +106,7 @@ track_pid() {
 # ever on one process.
 stop_pid() {
 	local p i
-	for p in "$@"; do kill "$p" 2>/dev/null; done
+	for p in "$@"; do kill "$p" 2>/dev/null || true; done
 	for p in "$@"; do
 		for i in $(seq $((${MFS_STOP_SECONDS:-10} * 10))); do
 			kill -0 "$p" 2>/dev/null || break
@@ -114,9 +114,9 @@ stop_pid() {
 		done
 		if kill -0 "$p" 2>/dev/null; then
 			echo "stop_pid: pid $p ignored SIGTERM, killed" >&2
-			kill -9 "$p" 2>/dev/null
+			kill -9 "$p" 2>/dev/null || true
 		fi
-		wait "$p" 2>/dev/null
+		wait "$p" 2>/dev/null || true
 		unset "MFS_BG[$p]"
 	done
 	return 0

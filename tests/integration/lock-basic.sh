@@ -22,11 +22,9 @@ D=$T/data
 mkdir -p "$D"
 mfs_mount "$D" "$M" -o max_threads=4
 
-# status KEY: one member of .mirrorfs/status
-status() { python3 -c "import json,sys; print(str(json.load(open(sys.argv[1]))[sys.argv[2]]).lower())" "$M/.mirrorfs/status" "$1"; }
-is_locked() { [ "$(status locked)" = true ]; }
-is_unlocked() { [ "$(status locked)" = false ]; }
-parked_ge() { [ "$(status parked)" -ge "$1" ]; }
+is_locked() { [ "$(status_field "$M" locked)" = true ]; }
+is_unlocked() { [ "$(status_field "$M" locked)" = false ]; }
+parked_ge() { [ "$(status_field "$M" parked)" -ge "$1" ]; }
 now_ns() { date +%s%N; }
 
 # A writer: appends "I\n" to FILE (which must exist: a create would be
@@ -49,7 +47,7 @@ PY
 WPIDS=()
 lock_cleanup() {
 	"$CTL" unlock "$M" >/dev/null 2>&1 # lets parked writers and holders finish
-	for p in "${WPIDS[@]}"; do kill "$p" 2>/dev/null; done
+	stop_pid "${WPIDS[@]}"
 }
 EXTRA_CLEANUP=lock_cleanup
 
@@ -119,8 +117,8 @@ for k in $(seq 24); do : >"$M/w$k"; done
 "$CTL" lock "$M" >"$T/lock.out"
 grep -q "holder pid" "$T/lock.out" || fail "no holder: $(cat "$T/lock.out")"
 is_locked || fail "status does not say locked"
-[ "$(status lock_timeout_ms)" = 60000 ] || fail "default timeout is not 60 s"
-[ "$(status lock_since_ns)" -gt 0 ] || fail "lock_since_ns missing"
+[ "$(status_field "$M" lock_timeout_ms)" = 60000 ] || fail "default timeout is not 60 s"
+[ "$(status_field "$M" lock_since_ns)" -gt 0 ] || fail "lock_since_ns missing"
 start_writer "$M/seq2" 1
 wait_for parked_ge 1 || fail "the writer was not parked"
 [ "$(timeout 10 cat "$M/r")" = "read me" ] || fail "read during the lock"
@@ -164,14 +162,14 @@ check_seq "$M/seq4"
 step "24 parked writers, -o max_threads=4: reads and the unlock get through"
 "$CTL" lock "$M" >/dev/null
 for k in $(seq 24); do start_writer "$M/w$k" 1; done
-wait_for parked_ge 24 || fail "only $(status parked) of 24 writers parked"
+wait_for parked_ge 24 || fail "only $(status_field "$M" parked) of 24 writers parked"
 [ "$(timeout 10 cat "$M/r")" = "read me" ] || fail "read with 24 parked writers"
 timeout 10 ls "$M" >/dev/null || fail "ls with 24 parked writers"
 timeout 10 cat "$M/.mirrorfs/status" >/dev/null || fail "status with 24 parked writers"
 timeout 10 "$CTL" unlock "$M" >/dev/null || fail "unlock with 24 parked writers"
 stop_writers
 for k in $(seq 24); do check_seq "$M/w$k"; done
-[ "$(status parked)" = 0 ] || fail "parked requests left"
+[ "$(status_field "$M" parked)" = 0 ] || fail "parked requests left"
 
 step "lock/unlock storm under continuous writers (relocking while resuming)"
 : >"$M/s1"

@@ -20,9 +20,9 @@ grep " $T/m[12] fuse.mirrorfs " /proc/self/mounts >"$T/mounts"
 [ "$(wc -l <"$T/mounts")" = 2 ] || fail "expected two mirrorfs mounts"
 export MIRRORFS_MOUNTS=$T/mounts MIRRORCTL=$CTL MIRRORFS_FREEZE_TIMEOUT=60
 
-locked() { grep -q '"locked":true' "$1/.mirrorfs/status"; }
-unlocked() { grep -q '"locked":false' "$1/.mirrorfs/status"; }
-parked() { grep -q '"parked":1' "$1/.mirrorfs/status"; }
+locked() { [ "$(status_field "$1" locked)" = true ]; }
+unlocked() { [ "$(status_field "$1" locked)" = false ]; }
+parked() { [ "$(status_field "$1" parked)" = 1 ]; }
 thaw_all() { "$HOOK" thaw >/dev/null 2>&1; }
 EXTRA_CLEANUP=thaw_all
 

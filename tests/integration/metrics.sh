@@ -8,21 +8,13 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-S=${MFS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-MIRRORD=$MFS_BUILD/daemon/mirrord
-SHIP=$S/tools/mirrorfs-ship
 PROMTOOL=${MFS_PROMTOOL:-$(command -v promtool || true)}
 [ -n "$PROMTOOL" ] || skip "no promtool (Debian package prometheus)"
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 command -v rsync >/dev/null || skip "no rsync"
 
 MPID='' SPID=''
-stop_ours() {
-	[ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
-	[ -n "$MPID" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
-	return 0
-}
-EXTRA_CLEANUP=stop_ours
+EXTRA_CLEANUP='stop_pid $SPID $MPID'
 export MFS_SHIP_LOCK_DIR=$T/locks
 mkdir -p "$T/locks"
 
@@ -33,18 +25,13 @@ value() {
 		print $NF; exit }' "$1")
 	[ -n "$REPLY" ]
 }
-# json_num FILE KEY: a number from a one-line JSON file, in REPLY
-json_num() {
-	REPLY=$(sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1")
-	[ -n "$REPLY" ]
-}
 promcheck() {
 	"$PROMTOOL" check metrics <"$1" >"$T/promtool.out" 2>&1 ||
 		{ cat "$1" "$T/promtool.out" >&2; fail "promtool check metrics: '$1'"; }
 }
 
 step "docs/alerts.yml passes promtool check rules"
-"$PROMTOOL" check rules "$S/docs/alerts.yml" >"$T/rules.out" 2>&1 ||
+"$PROMTOOL" check rules "$MFS_SRC/docs/alerts.yml" >"$T/rules.out" 2>&1 ||
 	{ cat "$T/rules.out" >&2; fail "promtool check rules docs/alerts.yml"; }
 
 step "a metrics file in a missing folder is refused before anything is created"
@@ -64,7 +51,7 @@ for i in 1 2 3 4 5; do
 done
 "$CTL" rotate "$T/mnt" >/dev/null || fail "rotate"
 cp "$T/mnt/.mirrorfs/status" "$T/status.json"
-json_num "$T/status.json" last_lsn; want=$REPLY
+want=$(json_field "$T/status.json" last_lsn) || fail "no last_lsn in the status"
 [ "$want" -gt 5 ] || fail "status last_lsn $want"
 fs_lsn_is() { value "$T/fs.prom" mirrorfs_last_lsn && [ "$REPLY" = "$1" ]; }
 wait_for fs_lsn_is "$want" || fail "mirrorfs_last_lsn ${REPLY:-none}, status says $want"
@@ -88,7 +75,7 @@ MPID=$!
 "$SHIP" --interval 0.2 --status "$T/ship.json" --metrics "$T/ship.prom" "$T/mnt" "$T/in/" \
 	>"$T/ship.log" 2>&1 &
 SPID=$!
-dataset=$(sed -n 's/.*"dataset":"\([^"]*\)".*/\1/p' "$T/status.json")
+dataset=$(json_field "$T/status.json" dataset)
 lbl="{dataset=\"$dataset\",instance=\"test-mirror\"}"
 applied_is() { value "$T/mirrord.prom" "mirrord_applied_lsn$lbl" && [ "$REPLY" = "$1" ]; }
 wait_for applied_is "$want" ||
@@ -126,7 +113,7 @@ promcheck "$T/ship.prom"
 value "$T/fs.prom" mirrorfs_last_lsn && [ "$REPLY" -ge "$want" ] || fail "fs metrics after unmount"
 
 step "mirrord: a metrics folder that is missing is logged once, not at every pass"
-stop_ours; MPID='' SPID=''
+stop_pid $SPID $MPID; MPID='' SPID=''
 mkdir -p "$T/in2" "$T/mdata2"
 "$MIRRORD" --incoming "$T/in2" --data "$T/mdata2" --metrics "$T/nodir/m.prom" >"$T/m2.log" 2>&1 &
 MPID=$!

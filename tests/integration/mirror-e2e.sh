@@ -12,29 +12,20 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || skip "no sqlite3"
 command -v rsync >/dev/null || skip "no rsync"
-MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 N=${MFS_E2E_TXNS:-3000}
 
 DPID= SPID=
-stop_pids() {
-	[ -n "$SPID" ] && { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
-	[ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
-	SPID= DPID=
-}
-EXTRA_CLEANUP=stop_pids
+EXTRA_CLEANUP='stop_pid $SPID $DPID'
 
 J=$T/mnt/.mirrorfs/journal
 ship() { # ship DEST: the closed segments, the way an operator ships them
 	rsync -a "$J/" "$1/"
 }
-applied() { # applied STATEDIR: the mirror's durably recorded applied LSN (0 if none yet)
-	local n
-	n=$(sed -n 's/^applied_lsn \([0-9]*\)$/\1/p' "$1/applied" 2>/dev/null)
-	echo "${n:-0}"
-}
 journal_last() { # the last LSN of the closed segments
-	ls "$J" | sed -n 's/^[0-9]*-0*\([0-9][0-9]*\)\.mfsj$/\1/p' | sort -n | tail -1
+	local s
+	s=$(segs_upto "$J" | tail -n 1)
+	[ -z "$s" ] || seg_last "$s"
 }
 mirror_dirs() { mkdir -p "$T/$1/in" "$T/$1/data" "$T/$1/state"; }
 
@@ -92,13 +83,12 @@ last=$(journal_last)
 echo "   journal: $(ls "$J" | wc -l) segments, last LSN $last"
 
 step "continuous mirror catches up (inotify)"
-caught_up() { [ "$(applied "$T/live/state")" -ge "$last" ]; } # re-read on every try
-wait_for caught_up ||
-	fail "continuous mirror stuck at LSN $(applied "$T/live/state") < $last: $(tail -3 "$T/live.log")"
+wait_for applied_ge "$T/live/state" "$last" ||
+	fail "continuous mirror stuck at LSN $(applied_lsn "$T/live/state") < $last: $(tail -3 "$T/live.log")"
 kill -TERM "$DPID"
 wait "$DPID" || fail "mirrord did not stop cleanly on SIGTERM"
 DPID=
-[ "$(applied "$T/live/state")" -eq "$last" ] || fail "applied LSN beyond the journal"
+[ "$(applied_lsn "$T/live/state")" -eq "$last" ] || fail "applied LSN beyond the journal"
 
 step "mirrord --once on a fresh mirror"
 mirror_dirs once
@@ -108,7 +98,7 @@ t0=$(date +%s.%N)
 	2>"$T/once.log" || fail "--once failed: $(tail -3 "$T/once.log")"
 t1=$(date +%s.%N)
 APPLY_S=$(echo "$t1 - $t0" | bc -l)
-[ "$(applied "$T/once/state")" -eq "$last" ] || fail "--once stopped before LSN $last"
+[ "$(applied_lsn "$T/once/state")" -eq "$last" ] || fail "--once stopped before LSN $last"
 [ -z "$(ls "$T/once/in/"*.mfsj 2>/dev/null)" ] || fail "--once left applied segments"
 
 step "the mirrors equal the primary"
@@ -135,7 +125,7 @@ for round in $(seq 1 20); do
 		[ -e "$T/k/in/$s" ] || [ -e "$T/k/done.$s" ] || { cp "$T/segs/$s" "$T/k/in/.$s.tmp" &&
 			mv "$T/k/in/.$s.tmp" "$T/k/in/$s" && : >"$T/k/done.$s"; }
 	done
-	before=$(applied "$T/k/state")
+	before=$(applied_lsn "$T/k/state")
 	"$MIRRORD" --incoming "$T/k/in" --data "$T/k/data" --state "$T/k/state" 2>/dev/null &
 	DPID=$!
 	ms=$((RANDOM % max_ms + 1))
@@ -144,12 +134,12 @@ for round in $(seq 1 20); do
 	wait "$DPID" 2>/dev/null || true
 	DPID=
 	echo "   kill $round after ${ms} ms ($upto/${#SEGS[@]} segments delivered):" \
-		"applied LSN $before -> $(applied "$T/k/state")"
+		"applied LSN $before -> $(applied_lsn "$T/k/state")"
 done
 rsync -a --ignore-existing "$T/segs/" "$T/k/in/"
 "$MIRRORD" --incoming "$T/k/in" --data "$T/k/data" --state "$T/k/state" --once 2>"$T/k.log" ||
 	fail "final run after kill -9 failed: $(tail -3 "$T/k.log")"
-[ "$(applied "$T/k/state")" -eq "$last" ] || fail "final run stopped before LSN $last"
+[ "$(applied_lsn "$T/k/state")" -eq "$last" ] || fail "final run stopped before LSN $last"
 verify_equal "$T/data" "$T/k/data" || fail "tree differs after kill -9 restarts"
 sqlite_ok "$T/k/data/db/wal.db" || fail "integrity (wal) after kill -9 restarts"
 echo PASS

@@ -11,14 +11,11 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-MIRRORD=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/tests/integration/mkseg
 EIOFS=$MFS_BUILD/tests/integration/eiofs
 U=0badc0de-1111-2222-3333-444455556666
 [ -x "$EIOFS" ] || skip "eiofs not built"
 DPID=
-stop_daemon() { [ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null; DPID=; }
-EXTRA_CLEANUP=stop_daemon
+EXTRA_CLEANUP='stop_pid $DPID'
 
 # eio_mount FAIL_AT: serve $T/segs on $T/in, reads past FAIL_AT failing.
 eio_mount() {
@@ -66,7 +63,7 @@ for mode in engine naive; do
 	# (mirrord's lock, .mirrorfs/lock, is the only thing it creates there)
 	[ -z "$(ls -A "$T/data" | grep -vx .mirrorfs)" ] ||
 		fail "$mode: something was applied: $(ls -A "$T/data")"
-	grep -q '"applied_lsn":0,' "$T/state/status.json" || fail "$mode: applied LSN moved"
+	[ "$(applied_lsn "$T/state")" = 0 ] || fail "$mode: applied LSN moved to $(applied_lsn "$T/state")"
 done
 
 step "the daemon reports the error in its status, keeps running, stops cleanly"

@@ -5,7 +5,6 @@
 # failover (records past the promotion point) is refused, naming both LSNs.
 set -eu
 . "$(dirname "$0")/lib.sh"
-MIRRORD=${MFS_MIRRORD:-$MFS_BUILD/daemon/mirrord}
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 
 A=$T/a B=$T/b
@@ -40,8 +39,7 @@ sqlite_ok "$B/data/db/s.db" || fail "sqlite integrity on the promoted mirror"
 
 step "B is the new primary, continuing the LSN sequence"
 mfs_mount "$B/data" "$B/mnt"
-first_new=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["first_lsn"])' \
-	"$B/mnt/.mirrorfs/status")
+first_new=$(status_field "$B/mnt" first_lsn)
 [ "$first_new" -gt "$P" ] || fail "new primary restarted its LSNs at $first_new (promoted at $P)"
 echo "after failover" >"$B/mnt/db/t3"
 sqlite_workload "$B/mnt/db/s.db" wal 50

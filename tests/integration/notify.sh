@@ -11,27 +11,19 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-D=$MFS_BUILD/daemon/mirrord
-MKSEG=$MFS_BUILD/tests/integration/mkseg
 LISTEN=$(dirname "$0")/notify-listen.py
 grep -q '^#define HAVE_LIBSYSTEMD' "$MFS_BUILD/config.h" || skip "built without libsystemd"
 command -v python3 >/dev/null || skip "no python3"
 
-LPIDS=()
 DPID=
-stop_all() {
-	[ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-	for p in "${LPIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	return 0
-}
-EXTRA_CLEANUP=stop_all
+EXTRA_CLEANUP='stop_pid $DPID'
 
 # listen NAME [PATH...]: a listener on $T/NAME.sock logging to $T/NAME.log
 listen() {
 	local name=$1
 	shift
 	python3 "$LISTEN" "$T/$name.sock" "$T/$name.log" "$@" &
-	LPIDS+=($!)
+	track_pid $!
 	wait_for grep -q listening "$T/$name.log" 2>/dev/null || fail "listener $name did not start"
 }
 
@@ -66,7 +58,7 @@ U=0badc0de-1111-2222-3333-444455556666
 mkdir -p "$T/in" "$T/data"
 printf 'mknod first 0100644\nwrite first 0 @4096:1\nclose\n' | "$MKSEG" "$T/in" $U 1 >/dev/null
 listen md1 "$T/data/first"
-NOTIFY_SOCKET=$T/md1.sock "$D" --incoming "$T/in" --data "$T/data" 2>"$T/md1.err" & DPID=$!
+NOTIFY_SOCKET=$T/md1.sock "$MIRRORD" --incoming "$T/in" --data "$T/data" 2>"$T/md1.err" & DPID=$!
 wait_for grep -q "READY=1" "$T/md1.log" || fail "no READY=1 from mirrord: $(cat "$T/md1.err")"
 grep -q "READY=1 ok:$T/data/first" "$T/md1.log" || fail "READY=1 before the first pass: $(cat "$T/md1.log")"
 grep -q "^pid=$DPID STATUS=applied LSN [1-9]" "$T/md1.log" || fail "no STATUS=: $(cat "$T/md1.log")"
@@ -76,7 +68,7 @@ kill "$DPID"; wait "$DPID" || true; DPID=
 
 step "mirrord with WATCHDOG_USEC=1000000: WATCHDOG=1 at least every half second"
 listen md2
-NOTIFY_SOCKET=$T/md2.sock WATCHDOG_USEC=1000000 "$D" --incoming "$T/in" --data "$T/data" \
+NOTIFY_SOCKET=$T/md2.sock WATCHDOG_USEC=1000000 "$MIRRORD" --incoming "$T/in" --data "$T/data" \
 	2>"$T/md2.err" & DPID=$!
 wait_for grep -q "READY=1" "$T/md2.log" || fail "no READY=1 from mirrord: $(cat "$T/md2.err")"
 n0=$(grep -c "WATCHDOG=1" "$T/md2.log" || true)

@@ -28,9 +28,6 @@
 # exactly B's segments after the snapshot and skipped the others.
 set -eu
 . "$(dirname "$0")/lib.sh"
-MIRRORD=${MFS_MIRRORD:-$MFS_BUILD/daemon/mirrord}
-SRC=${MFS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHIP=$SRC/tools/mirrorfs-ship
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 [ "$(id -u)" = 0 ] || skip "needs root"
 for c in rsync sqlite3 python3 getfattr; do
@@ -42,39 +39,13 @@ mkdir -p "$A/data" "$A/incoming" "$B/data" "$B/incoming" "$B/state"
 STOP=$T/stop
 declare -A BG=() # name -> pid of a background helper (workload, shipper, mirrord)
 
-# Stop the background helpers by PID (before lib.sh unmounts everything).
-stop_bg() {
-	local k
-	for k in "${!BG[@]}"; do
-		kill "${BG[$k]}" 2>/dev/null
-		wait "${BG[$k]}" 2>/dev/null
-	done
-	BG=()
-}
-EXTRA_CLEANUP=stop_bg
+# The background helpers stopped by PID (before lib.sh unmounts everything).
+EXTRA_CLEANUP='stop_pid ${BG[*]}'
 
-# bg_stop NAME: stop one helper (SIGTERM), wait for it.
+# bg_stop NAME: stop one helper, wait for it.
 bg_stop() {
-	local pid=${BG[$1]:-}
-	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	[ -z "${BG[$1]:-}" ] || stop_pid "${BG[$1]}"
 	unset "BG[$1]"
-}
-
-# json_get FILE KEY: one top-level member of a JSON file.
-json_get() {
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
-
-# applied_lsn STATEDIR: the mirror's applied LSN (0 when unknown yet).
-applied_lsn() {
-	sed -n 's/^applied_lsn \([0-9]*\)$/\1/p' "$1/applied" 2>/dev/null || echo 0
-}
-
-# applied_gt STATEDIR N: the mirror applied something after LSN N.
-applied_gt() {
-	[ "$(applied_lsn "$1")" -gt "$2" ]
 }
 
 # has_segments DIR: DIR holds at least one closed segment.
@@ -157,7 +128,7 @@ start_ship shipA "$A/mnt" "$B/incoming"
 start_mirrord mdB "$B/data" "$B/state" "$B/incoming"
 wait_for test -s "$A/mnt/db/log.txt" || fail "the workload on A did not start"
 sleep 4 # let A rotate and ship a few segments under load
-wait_for applied_gt "$B/state" 0 ||
+wait_for applied_ge "$B/state" 1 ||
 	fail "mirror B applied nothing from A"
 
 # ============================================ 2. A dies, B is promoted
@@ -187,7 +158,7 @@ echo "promoted at LSN $P"
 
 step "B is the new primary; the workload goes on there, shipped to A's incoming"
 mfs_mount "$B/data" "$B/mnt" -o rotate_interval=1
-DS=$(json_get "$B/mnt/.mirrorfs/status" dataset)
+DS=$(status_field "$B/mnt" dataset)
 start_workload wlB "$B/mnt" B
 start_ship shipB "$B/mnt" "$A/incoming"
 
@@ -246,7 +217,7 @@ printf 'data_set %s\napplied_lsn %s\n' "$VDS" "$N" >"$A/state/applied"
 [ ! -e "$V" ] || fail "the view is still there after snapshot delete"
 start_mirrord mdA "$A/data" "$A/state" "$A/incoming"
 
-wait_for applied_gt "$A/state" "$N" ||
+wait_for applied_ge "$A/state" $((N + 1)) ||
 	{ cat "$T/mdA.log"; fail "mirrord on the rebuilt A applied nothing after LSN $N"; }
 sleep 3 # B keeps writing, rotating, shipping; A keeps applying
 
@@ -262,14 +233,13 @@ bg_stop mdA
 "$MIRRORD" --once --incoming "$A/incoming" --data "$A/data" --state "$A/state" \
 	2>>"$T/mdA.log" || { tail -n 20 "$T/mdA.log"; fail "mirrord --once on A"; }
 
-last=$(ls "$B/mnt/.mirrorfs/journal/" | sed -n 's/^[0-9]*-0*\([0-9][0-9]*\)\.mfsj$/\1/p' |
-	sort -n | tail -n 1)
+last=$(seg_last "$(segs_upto "$B/mnt/.mirrorfs/journal" | tail -n 1)")
 [ "$(applied_lsn "$A/state")" = "$last" ] ||
 	fail "A applied up to LSN $(applied_lsn "$A/state"), B's last closed segment ends at $last"
 # every segment after the snapshot applied, every one up to it skipped
 after=0 before=0
-for s in $(ls "$B/mnt/.mirrorfs/journal/"); do
-	first=$(echo "$s" | sed -n 's/^0*\([0-9][0-9]*\)-[0-9]*\.mfsj$/\1/p')
+for s in $(segs_upto "$B/mnt/.mirrorfs/journal"); do
+	first=$(seg_first "$s")
 	if [ "$first" -gt "$N" ]; then after=$((after + 1)); else before=$((before + 1)); fi
 done
 napplied=$(sed -n 's/^segments_applied \([0-9]*\)$/\1/p' "$A/state/applied")

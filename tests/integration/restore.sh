@@ -22,9 +22,6 @@ D=$T/data
 J=$M/.mirrorfs/journal
 SNAP=$T/snap
 
-lsn_first() { local n=${1%.mfsj}; echo $((10#${n%-*})); }
-lsn_last() { local n=${1%.mfsj}; echo $((10#${n#*-})); }
-status_field() { "$CTL" status "$M" | sed -n "s/^$1: //p"; }
 rotate() {
 	local name
 	name=$("$CTL" rotate "$M") || fail "rotate failed"
@@ -58,7 +55,7 @@ replay_ref() {
 	shift
 	rm -rf "$dest"
 	mkdir -p "$dest"
-	"$CTL" replay --to "$dest" "$@" $(ls "$J"/*.mfsj | sort) >"$T/replay.log" 2>&1 ||
+	"$CTL" replay --to "$dest" "$@" $(segs_upto "$J") >"$T/replay.log" 2>&1 ||
 		{ cat "$T/replay.log" >&2; fail "replay $*"; }
 }
 summary_is() { # summary_is LSN SNAPSHOT_LSN
@@ -86,8 +83,8 @@ install -m 4750 /dev/null "$M/db/setuid"
 echo tmp >"$M/db/old/tmp"
 touch -d '2001-02-03 04:05:06.123456789' "$M/db/small"
 A=$(rotate)
-N=$(lsn_last "$A")
-DS=$(status_field dataset)
+N=$(seg_last "$A")
+DS=$(status_field "$M" dataset)
 [ "$N" -gt 10 ] || fail "batch 1 too small ($N)"
 mkdir "$SNAP"
 cp -a "$D/." "$SNAP/"
@@ -114,8 +111,8 @@ for i in 1 2 3 4 5 6; do printf 'step%d\n' $i >>"$M/db/log"; done
 mkdir "$M/db/new"
 echo n >"$M/db/new/file"
 C=$(rotate)
-L2=$(lsn_last "$C")
-[ "$(status_field last_lsn)" = "$L2" ] || fail "status last_lsn $(status_field last_lsn) != $L2"
+L2=$(seg_last "$C")
+[ "$(status_field "$M" last_lsn)" = "$L2" ] || fail "status last_lsn $(status_field "$M" last_lsn) != $L2"
 sleep 0.55
 T2_EPOCH=@$(date +%s.%N)
 T2_OFFSET=$(TZ=Asia/Kolkata date +%Y-%m-%dT%H:%M:%S.%N%:z)
@@ -124,8 +121,8 @@ rm "$M/db/sub/small.hard"
 dd if=/dev/urandom of="$M/db/big" bs=1k count=3 conv=notrunc status=none
 echo late >"$M/late"
 Dseg=$(rotate)
-L3=$(lsn_last "$Dseg")
-[ "$(lsn_first "$B")" = $((N + 1)) ] || fail "segments do not follow each other"
+L3=$(seg_last "$Dseg")
+[ "$(seg_first "$B")" = $((N + 1)) ] || fail "segments do not follow each other"
 
 step "--dry-run: the plan on stdout, nothing written (the target not created)"
 find "$SNAP" "$J" -printf '%p %y %s %m %T@\n' | sort >"$T/dry-before"
@@ -154,7 +151,7 @@ step "(b) --until an LSN in the middle of a segment = replay --until, != one LSN
 mapfile -t W < <("$CTL" dump "$J/$C" | awk '$3 == "write" && $4 == "'"'db/log'"'" { print $1 }')
 [ ${#W[@]} = 6 ] || fail "expected 6 writes to db/log in '$C', got ${#W[@]}"
 X=$((W[2] - 1))
-[ "$X" -ge "$(lsn_first "$C")" ] && [ "$X" -lt "$L2" ] || fail "LSN $X not inside '$C'"
+[ "$X" -ge "$(seg_first "$C")" ] && [ "$X" -lt "$L2" ] || fail "LSN $X not inside '$C'"
 restore_ok "$T/out-x" --snapshot "$SNAP" --segments "$J" --until "$X"
 summary_is "$X" "$N"
 replay_ref "$T/ref-x" --until "$X"
@@ -200,7 +197,7 @@ done
 [ "$(readlink "$T/out-n/db/abs-link")" = /etc/passwd ] || fail "absolute symlink"
 cmp "$SNAP/db/sparse" "$T/out-n/db/sparse" || fail "sparse file content"
 # after the atime checks: reading changes access times
-"$CTL" verify --times "$SNAP" "$T/out-n" >"$T/verify.log" || { cat "$T/verify.log"; fail "copy differs"; }
+verify_equal "$SNAP" "$T/out-n" --times || fail "copy differs"
 
 step "deep paths (longer than PATH_MAX), --lsn, an empty segment folder"
 mkdir -p "$T/deep/snap" "$T/deep/segs"
@@ -216,13 +213,13 @@ echo tail >"$M/open-tail"
 mkdir "$M/db/opendir"
 mkdir -p "$T/with-open"
 cp "$J"/*.mfsj "$T/with-open/"
-first=$(status_field open_segment_first_lsn)
-last=$(status_field last_lsn)
+first=$(status_field "$M" open_segment_first_lsn)
+last=$(status_field "$M" last_lsn)
 cp "$M/.mirrorfs/current" "$T/with-open/$(printf '%020d-09999999999999999999.mfsj' "$first")"
 echo not-a-segment >"$T/with-open/notes.txt"
 "$CTL" restore --snapshot "$SNAP" --segments "$T/with-open" --to "$T/out-open" >"$T/restore.out" \
 	2>"$T/restore.err" || { cat "$T/restore.err"; fail "restore with the open segment"; }
-[ "$(status_field last_lsn)" = "$last" ] || fail "the mount changed by itself"
+[ "$(status_field "$M" last_lsn)" = "$last" ] || fail "the mount changed by itself"
 summary_is "$last" "$N"
 grep -q "torn\|no trailer\|open" "$T/restore.err" || fail "open segment not reported: $(cat "$T/restore.err")"
 echo "   $(cat "$T/restore.err")"
@@ -250,13 +247,13 @@ restore_refused "$T/a-file" "not a directory" --snapshot "$SNAP" --segments "$J"
 
 mkdir -p "$T/gap-mid" "$T/gap-start"
 cp "$J/$A" "$J/$B" "$J/$Dseg" "$T/gap-mid/"
-restore_refused "$T/out-gap" "LSN $(lsn_first "$C")\.\.$L2 missing" --snapshot "$SNAP" --segments "$T/gap-mid"
+restore_refused "$T/out-gap" "LSN $(seg_first "$C")\.\.$L2 missing" --snapshot "$SNAP" --segments "$T/gap-mid"
 [ ! -e "$T/out-gap" ] || fail "target created despite a gap"
 cp "$J/$A" "$J/$C" "$J/$Dseg" "$T/gap-start/"
-restore_refused "$T/out-gap" "LSN $((N + 1))\.\.$(lsn_last "$B") missing" --snapshot "$SNAP" \
+restore_refused "$T/out-gap" "LSN $((N + 1))\.\.$(seg_last "$B") missing" --snapshot "$SNAP" \
 	--segments "$T/gap-start"
 # a gap the names hide: a segment renamed to cover the missing one
-cp "$J/$Dseg" "$T/gap-mid/$(printf '%020d-%020d.mfsj' "$(lsn_first "$C")" "$L3")"
+cp "$J/$Dseg" "$T/gap-mid/$(printf '%020d-%020d.mfsj' "$(seg_first "$C")" "$L3")"
 rm "$T/gap-mid/$Dseg"
 restore_refused "$T/out-gap" "name does not match" --snapshot "$SNAP" --segments "$T/gap-mid"
 rm -rf "$T/out-gap"

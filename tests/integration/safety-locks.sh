@@ -12,20 +12,10 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v rsync >/dev/null || skip "no rsync"
-MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 
 DPID=
-stop_mirrord() {
-	[ -n "$DPID" ] && { kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
-	DPID=
-}
-EXTRA_CLEANUP=stop_mirrord
-applied() { # applied STATEDIR: the mirror's durably recorded applied LSN (0 if none yet)
-	local n
-	n=$(sed -n 's/^applied_lsn \([0-9]*\)$/\1/p' "$1/applied" 2>/dev/null)
-	echo "${n:-0}"
-}
+EXTRA_CLEANUP='stop_pid $DPID'
 # expect_refused LOG PATTERN CMD...: CMD must fail and say PATTERN
 expect_refused() {
 	local log=$1 pat=$2
@@ -102,12 +92,12 @@ expect_refused "$T/mount-md.log" "in use by mirrord (pid $DPID)" \
 step "the first mirrord keeps applying"
 for i in $(seq 1 20); do echo "more $i" >>"$B/mnt/t3"; done
 "$CTL" rotate "$B/mnt" >/dev/null
-target=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["last_lsn"])' \
-	"$B/mnt/.mirrorfs/status")
+target=$(status_field "$B/mnt" last_lsn)
 rsync -a "$B/mnt/.mirrorfs/journal/" "$A/incoming/"
-wait_for test "$(applied "$A/state")" -ge "$target" ||
-	{ cat "$T/md1.log" >&2; fail "the first mirrord stopped applying (at $(applied "$A/state"), want $target)"; }
+wait_for applied_ge "$A/state" "$target" ||
+	{ cat "$T/md1.log" >&2; fail "the first mirrord stopped applying (at $(applied_lsn "$A/state"), want $target)"; }
 grep -q "^more 20$" "$A/data/t3" || fail "the first mirrord did not apply the new rows"
-stop_mirrord
+stop_pid "$DPID"
+DPID=
 mfs_umount "$B/mnt"
 echo "PASS safety-locks"

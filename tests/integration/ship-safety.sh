@@ -15,15 +15,10 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 command -v rsync >/dev/null || skip "no rsync"
 command -v findmnt >/dev/null || skip "no findmnt"
-SHIP=$MFS_SRC/tools/mirrorfs-ship
 export MFS_SHIP_LOCK_DIR=$T/locks
 
 SPID=
-stop_ship() {
-	[ -n "$SPID" ] && { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
-	SPID=
-}
-EXTRA_CLEANUP=stop_ship
+EXTRA_CLEANUP='stop_pid $SPID'
 # refused LOG PATTERN ARGS...: the shipper (--once) must exit non-zero saying PATTERN
 refused() {
 	local log=$1 pat=$2
@@ -34,7 +29,6 @@ refused() {
 	fi
 	grep -q -- "$pat" "$log" || { cat "$log" >&2; fail "refusal of '$*' does not say '$pat'"; }
 }
-json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@" 2>/dev/null; }
 mkdir -p "$T/data" "$T/in" "$T/state"
 
 step "a primary with closed segments, and a mirror's incoming folder holding some"
@@ -94,6 +88,7 @@ wait_for test -e "$T/in/$seg" || { cat "$T/ship.log" >&2; fail "segment '$seg' n
 wait_for grep -q '"state":"running"' "$T/ship.json" || fail "status not running after the remount"
 grep -q '"source_up":true' "$T/ship.json" || fail "status does not say source_up true"
 grep -q "is back" "$T/ship.log" || fail "the shipper did not log the source back"
-stop_ship
+stop_pid "$SPID"
+SPID=
 mfs_umount "$T/mnt"
 echo "PASS ship-safety"

@@ -52,7 +52,7 @@ bad() { echo "FAIL: $*" >&2; ERRORS=$((ERRORS + 1)); }
 
 WPID= LOOP= XFS_MNT=
 snap_cleanup() {
-	[ -n "$WPID" ] && { kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null; }
+	stop_pid $WPID
 	WPID=
 	for m in "${!MFS_PID[@]}"; do
 		fusermount3 -u -z "$m" 2>/dev/null
@@ -69,10 +69,6 @@ EXTRA_CLEANUP=snap_cleanup
 
 # ---- helpers ---------------------------------------------------------------
 
-status_field() { # status_field MNT KEY
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-		"$1/.mirrorfs/status" "$2"
-}
 lsn_ge() { [ "$(status_field "$1" last_lsn)" -ge "$2" ]; }
 
 start_writers() { # start_writers MNT SEED
@@ -102,23 +98,13 @@ snap_create() {
 	SNAP_WIN=${BASH_REMATCH[2]}
 }
 
-# Closed segments (sorted) whose first LSN is <= $2 (all with no $2).
-segs_upto() {
-	local f b
-	for f in $(ls "$1/.mirrorfs/journal/"*.mfsj 2>/dev/null | sort); do
-		b=$(basename "$f")
-		[ -z "${2:-}" ] || [ $((10#${b%%-*})) -le "$2" ] && echo "$f"
-	done
-	return 0
-}
-
 # make_ref DATADIR UNTIL DEST: replay the closed segments from empty --until UNTIL.
 make_ref() {
 	local d=$1 until=$2 dest=$3
 	rm -rf "$dest"
 	mkdir -p "$dest"
 	# shellcheck disable=SC2046
-	"$CTL" replay --to "$dest" --until "$until" $(segs_upto "$d" "$until") >"$T/replay.log" 2>&1 ||
+	"$CTL" replay --to "$dest" --until "$until" $(segs_upto "$d/.mirrorfs/journal" "$until") >"$T/replay.log" 2>&1 ||
 		{ cat "$T/replay.log" >&2; return 1; }
 }
 

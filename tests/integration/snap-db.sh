@@ -26,10 +26,7 @@ set -eu
 command -v python3 >/dev/null || skip "no python3"
 command -v sqlite3 >/dev/null || skip "no sqlite3"
 python3 -c 'import sqlite3' 2>/dev/null || skip "python3 has no sqlite3 module"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ] || skip "PostgreSQL is not installed"
-id postgres >/dev/null 2>&1 || skip "no postgres user"
-[ "$(id -u)" = 0 ] || skip "needs root (runs PostgreSQL as the postgres user)"
+pg_need
 SECS=${MFS_PG_SECONDS:-20}
 PORT1=5491 PORT2=5492 PORT3=5493
 D=$T/data M=$T/mnt V=$T/mnt/.mirrorfs/snapshots
@@ -37,26 +34,8 @@ D=$T/data M=$T/mnt V=$T/mnt/.mirrorfs/snapshots
 ERRORS=0
 bad() { echo "FAIL: $*" >&2; ERRORS=$((ERRORS + 1)); }
 
-declare -A PG_RUNNING=()
 SQPID= PGBPID=
-db_cleanup() {
-	[ -n "$PGBPID" ] && kill "$PGBPID" 2>/dev/null
-	[ -n "$SQPID" ] && kill "$SQPID" 2>/dev/null
-	for d in "${!PG_RUNNING[@]}"; do pg "$PGBIN/pg_ctl -D $d -m immediate stop" >/dev/null 2>&1; done
-	return 0
-}
-EXTRA_CLEANUP=db_cleanup
-
-pg() { su postgres -s /bin/sh -c "$*"; }
-pg_start() { # DATADIR PORT SOCKDIR
-	pg "$PGBIN/pg_ctl -D $1 -w -t 120 -l $3/pg.log -o \"-p $2 -k $3 -c listen_addresses=''\" start" >/dev/null ||
-		{ tail -20 "$3/pg.log" >&2; fail "PostgreSQL did not start on '$1'"; }
-	PG_RUNNING[$1]=1
-}
-pg_stop() { # DATADIR
-	pg "$PGBIN/pg_ctl -D $1 -w -m fast stop" >/dev/null || bad "pg_ctl stop '$1'"
-	unset "PG_RUNNING[$1]"
-}
+EXTRA_CLEANUP='stop_pid $PGBPID $SQPID' # then lib.sh stops the servers
 psql1() { # SOCKDIR PORT SQL: one value
 	pg "$PGBIN/psql -X -At -h $1 -p $2 -d postgres -c \"$3\""
 }
@@ -108,14 +87,13 @@ while not os.path.exists(stop):
     L.write("%d %d\n" % (i, time.time_ns()))
 PY
 
-mkdir -p "$D" "$T/sock1" "$T/sock2" "$T/sock3"
-chown postgres "$T/sock1" "$T/sock2" "$T/sock3"
+mkdir -p "$D"
 mfs_mount "$D" "$M" -o rotate_size=16M
-mkdir "$M/pg" "$M/sq" && chown postgres "$M/pg" && chmod 700 "$M/pg"
+mkdir "$M/sq"
 
 step "initdb on the mount, pgbench -i -s 5"
-pg "$PGBIN/initdb -D $M/pg -A trust -U postgres" >"$T/initdb.log" 2>&1 || { cat "$T/initdb.log"; fail initdb; }
-pg_start "$M/pg" $PORT1 "$T/sock1"
+pg_initdb "$M/pg" || fail initdb
+pg_start "$M/pg" $PORT1 "$T/sock1" || fail "PostgreSQL did not start on '$M/pg'"
 pg "$PGBIN/pgbench -h $T/sock1 -p $PORT1 -i -s 5 postgres" >"$T/pgbench-i.log" 2>&1 ||
 	{ tail "$T/pgbench-i.log"; fail "pgbench -i"; }
 
@@ -143,14 +121,6 @@ echo "SQLite writer: $(wc -l <"$T/sq.log") transactions"
 "$CTL" rotate "$M" >/dev/null || fail rotate
 
 step "the view equals replay --until $N"
-segs_upto() { # DIR UNTIL: closed segments whose first LSN <= UNTIL
-	local f b
-	for f in $(ls "$1"/*.mfsj | sort); do
-		b=$(basename "$f")
-		[ $((10#${b%%-*})) -le "$2" ] && echo "$f"
-	done
-	return 0
-}
 make_ref() { # UNTIL DEST
 	rm -rf "$2"
 	mkdir -p "$2"
@@ -165,13 +135,13 @@ make_ref "$N" "$T/refN"
 step "PostgreSQL on a cp -a of the view, next to the live one"
 cp -a "$V/db1/pg" "$T/pgcopy" || bad "cp -a of the view's pg folder"
 rm -f "$T/pgcopy/postmaster.pid"
-pg_start "$T/pgcopy" $PORT2 "$T/sock2"
+pg_start "$T/pgcopy" $PORT2 "$T/sock2" || fail "PostgreSQL did not start on '$T/pgcopy'"
 check_pg "$T/sock2" $PORT2 "snapshot copy"
-pg_stop "$T/pgcopy"
+pg_stop "$T/pgcopy" || bad "pg_ctl stop '$T/pgcopy'"
 grep -q "redo done\|database system was not properly shut down" "$T/sock2/pg.log" &&
 	echo "snapshot copy: crash recovery ran, as expected"
 check_pg "$T/sock1" $PORT1 "live cluster"
-pg_stop "$M/pg"
+pg_stop "$M/pg" || bad "pg_ctl stop '$M/pg'"
 
 step "SQLite: PRAGMA integrity_check on a cp -a of the view"
 cp -a "$V/db1/sq" "$T/sqcopy" || bad "cp -a of the view's sq folder"
@@ -216,10 +186,10 @@ else
 		{ bad "restore --until $L differs from replay --until $L:"; head -n 12 "$T/verify.log" >&2; }
 	if [ -f "$T/restored/pg/PG_VERSION" ]; then
 		rm -f "$T/restored/pg/postmaster.pid"
-		pg_start "$T/restored/pg" $PORT3 "$T/sock3"
+		pg_start "$T/restored/pg" $PORT3 "$T/sock3" || fail "PostgreSQL did not start on '$T/restored/pg'"
 		n=$(psql1 "$T/sock3" $PORT3 "select count(*) from pgbench_accounts") || n=error
 		[ "$n" = 500000 ] || bad "restored cluster: count(*) of pgbench_accounts is '$n'"
-		pg_stop "$T/restored/pg"
+		pg_stop "$T/restored/pg" || bad "pg_ctl stop '$T/restored/pg'"
 		echo "restored cluster started, pgbench_accounts: $n rows"
 	fi
 	rm -rf "$T/restored" "$T/refL"

@@ -14,12 +14,10 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v rsync >/dev/null || skip "no rsync"
-MIRRORD=$MFS_BUILD/daemon/mirrord
 [ -x "$MIRRORD" ] || skip "mirrord not built"
 
 A=$T/a B=$T/b
 mkdir -p "$A/data" "$A/incoming" "$A/state" "$B/data" "$B/incoming" "$B/state"
-json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 
 step "primary A: rows 1-20, snapshot 'before' at row 20, rows 21-30, shipped to B"
 mfs_mount "$A/data" "$A/mnt"
@@ -44,7 +42,7 @@ cp -a "$A/data" "$T/a-old" # A as an older rejoin would have left it: the store 
 
 step "mirrord refuses a data folder that holds snapshots"
 mkdir -p "$T/old-state"
-printf 'data_set %s\napplied_lsn %s\n' "$(json "$B/mnt/.mirrorfs/status" dataset)" \
+printf 'data_set %s\napplied_lsn %s\n' "$(status_field "$B/mnt" dataset)" \
 	"$(sed -n 's/^last=//p' "$T/a-old/.mirrorfs/state")" >"$T/old-state/applied"
 if "$MIRRORD" --once --incoming "$A/incoming" --data "$T/a-old" --state "$T/old-state" \
 	2>"$T/md-snap.log"; then
@@ -82,7 +80,7 @@ mfs_umount "$A/mnt"
 
 step "a store that came through an older rejoin is listed broken at mount"
 # what an older rejoin + mirrord + promote left: B's rows replayed in place
-"$CTL" replay --to "$T/a-old" --after "$(sed -n 's/^applied_lsn //p' "$T/old-state/applied")" \
+"$CTL" replay --to "$T/a-old" --after "$(applied_lsn "$T/old-state")" \
 	"$T/bsegs/"*.mfsj >"$T/replay-old.log" 2>&1 || { cat "$T/replay-old.log"; fail "replay into the old copy"; }
 grep -q "later row" "$T/a-old/.mirrorfs/snapshots/before/tree/db/t" ||
 	fail "test premise: the old store's snapshot was not written through"

@@ -7,16 +7,10 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-S=${MFS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHIP=$S/tools/mirrorfs-ship
 command -v rsync >/dev/null || skip "no rsync"
 
 SPID=''
-stop_ours() {
-	[ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
-	return 0
-}
-EXTRA_CLEANUP=stop_ours
+EXTRA_CLEANUP='stop_pid $SPID'
 export MFS_SHIP_LOCK_DIR=$T/locks
 mkdir -p "$T/locks" "$T/data" "$T/in"
 
