@@ -30,7 +30,7 @@ progress() {
 
 PACKAGES="build-essential libfuse3-dev fuse3 liburing-dev libcunit1-dev inotify-tools meson
 ninja-build pkg-config rsync sqlite3 clang attr fio xfsprogs postgresql postgresql-contrib
-iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev libsodium-dev libzstd-dev
+iproute2 util-linux psmisc procps e2fsprogs debhelper lintian prometheus libsystemd-dev systemd-container libsodium-dev libzstd-dev
 libcurl4-openssl-dev libxml2-dev"
 # a single-node Ceph cluster with its RADOS Gateway: the real S3 server of the
 # object-storage tests (tests/integration/rgw.sh); installed, never started
