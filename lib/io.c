@@ -157,33 +157,9 @@ struct dirent *mfs_readdir(DIR *d)
 	return de;
 }
 
-static int rm_tree(int pfd, const char *name, unsigned depth)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int r = 0;
-
-	if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	if (depth > 2048)
-		return -ELOOP;
-	r = mfs_dir_open(pfd, name, &d);
-	if (r < 0)
-		return r;
-	while ((de = mfs_readdir(d))) {
-		int r2 = rm_tree(dirfd(d), de->d_name, depth + 1);
-		r = r < 0 ? r : r2;
-	}
-	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-		r = -errno;
-	return r;
-}
-
 int mfs_rm_tree(int dirfd, const char *name)
 {
-	return rm_tree(dirfd, name, 0);
+	return mfs_dir_remove_tree(dirfd, name);
 }
 
 int mfs_rename_noreplace(int odir, const char *old, int ndir, const char *new)

@@ -227,7 +227,6 @@ int replay_apply_rec(struct mfs_replay *r, const struct mfs_rec *rec);
 void replay_rec_fields(const struct mfs_rec *rec, char *buf, size_t size);
 int replay_chmod_nofollow(int dirfd, const char *name, mode_t mode);
 int replay_chown_nofollow(int dirfd, const char *name, uint32_t uid, uint32_t gid);
-int replay_remove_any(int dfd, const char *name);
 int replay_set_attrs(int dirfd, const char *name, uint32_t uid, uint32_t gid, uint32_t mode);
 int replay_falloc(int fd, const struct mfs_rec *rec);
 

@@ -24,6 +24,7 @@
 
 #include <liburing.h>
 
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -37,186 +38,6 @@
 #endif
 
 /* ================================================================ namespace helpers */
-
-/*
- * One folder on the way down of replay_remove_any(): its identity (to check ".."
- * on the way up), its name in its parent, and up to RM_NAMES of its
- * subfolders still to remove (read again when they run out).
- */
-#define RM_NAMES 1024u
-struct rm_frame {
-	dev_t dev;
-	ino_t ino;
-	char *name;
-	char **subs;
-	size_t n_subs, i_sub;
-	bool more; /* subfolders beyond RM_NAMES: read the folder again */
-};
-
-static void rm_frame_done(struct rm_frame *f)
-{
-	for (size_t i = f->i_sub; i < f->n_subs; i++)
-		free(f->subs[i]);
-	free(f->subs);
-	free(f->name);
-	*f = (struct rm_frame){ 0 };
-}
-
-/*
- * Unlink everything in folder @fd that is not a folder, and list up to
- * RM_NAMES of its subfolders in @f. Returns 0 or -errno.
- */
-static int rm_scan(int fd, struct rm_frame *f)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (dup_fd < 0)
-		return -errno;
-	d = fdopendir(dup_fd);
-	if (!d) {
-		(void)close(dup_fd);
-		return -errno;
-	}
-	f->more = false;
-	while ((de = readdir(d))) {
-		struct stat st;
-		bool dir = de->d_type == DT_DIR;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (de->d_type == DT_UNKNOWN) {
-			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				if (errno == ENOENT)
-					continue;
-				return -errno;
-			}
-			dir = S_ISDIR(st.st_mode);
-		}
-		if (!dir) {
-			if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
-				return -errno;
-			continue;
-		}
-		if (f->n_subs >= RM_NAMES) {
-			f->more = true;
-			continue;
-		}
-		if (!f->subs && !(f->subs = calloc(RM_NAMES, sizeof(*f->subs))))
-			return -ENOMEM;
-		if (!(f->subs[f->n_subs] = strdup(de->d_name)))
-			return -ENOMEM;
-		f->n_subs++;
-	}
-	return 0;
-}
-
-/* Open folder @name of @dfd as the next frame. Returns the fd or -errno. */
-static int rm_enter(int dfd, const char *name, struct rm_frame *f)
-{
-	struct stat st;
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !(f->name = strdup(name))) {
-		(void)close(fd);
-		return -ENOMEM;
-	}
-	f->dev = st.st_dev;
-	f->ino = st.st_ino;
-	return fd;
-}
-
-/*
- * Remove whatever @name in @dfd is; a folder with everything below it, at
- * any depth: iterative, with two folders open at a time and a stack of
- * names (not of fds), so that a tree deeper than the fd limit (or than
- * PATH_MAX, which renames can build) goes too. Going up is ".." of the
- * folder just emptied, checked against the folder that was entered.
- */
-int replay_remove_any(int dfd, const char *name)
-{
-	_cleanup_free_ struct rm_frame *stk = NULL;
-	size_t n = 0, cap = 0;
-	struct stat st;
-	int cur = -EBADF, e = 0;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	for (const char *next = name; e == 0;) {
-		struct rm_frame *f;
-
-		if (next) { /* go down into @next */
-			if (n == cap) {
-				struct rm_frame *ns = realloc(stk, (cap ? cap * 2 : 16) * sizeof(*ns));
-
-				if (!ns) {
-					e = -ENOMEM;
-					break;
-				}
-				stk = ns;
-				cap = cap ? cap * 2 : 16;
-			}
-			stk[n] = (struct rm_frame){ 0 };
-			e = rm_enter(n ? cur : dfd, next, &stk[n]);
-			if (e < 0)
-				break;
-			if (cur >= 0)
-				(void)close(cur);
-			cur = e;
-			e = rm_scan(cur, &stk[n++]);
-			next = NULL;
-			continue;
-		}
-		f = &stk[n - 1];
-		if (f->i_sub < f->n_subs) {
-			next = f->subs[f->i_sub]; /* freed once it is removed */
-			continue;
-		}
-		if (f->more) {
-			for (size_t i = 0; i < f->n_subs; i++)
-				free(f->subs[i]);
-			f->n_subs = f->i_sub = 0;
-			e = rm_scan(cur, f);
-			continue;
-		}
-		/* @f is empty: go up and remove it */
-		if (n == 1) {
-			e = unlinkat(dfd, f->name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
-			rm_frame_done(f);
-			n = 0;
-			break;
-		}
-		{
-			int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			struct rm_frame *p = &stk[n - 2];
-
-			if (up < 0 || fstat(up, &st) < 0 || st.st_dev != p->dev || st.st_ino != p->ino) {
-				e = up < 0 ? -errno : -ESTALE; /* moved under us */
-				if (up >= 0)
-					(void)close(up);
-				break;
-			}
-			(void)close(cur);
-			cur = up;
-			if (unlinkat(cur, f->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-				e = -errno;
-			rm_frame_done(f);
-			n--;
-			free(p->subs[p->i_sub]);
-			p->subs[p->i_sub++] = NULL;
-		}
-	}
-	while (n)
-		rm_frame_done(&stk[--n]);
-	if (cur >= 0)
-		(void)close(cur);
-	return e;
-}
 
 /* chmod without following a symlink (a symlink's mode means nothing: done). */
 int replay_chmod_nofollow(int dirfd, const char *name, mode_t mode)
@@ -511,7 +332,7 @@ static int op_create(struct mfs_replay *r, const struct mfs_rec *rec)
 	e = make_object(r, dfd, base, rec);
 	if (e == -EEXIST) { /* re-applied: the name holds a later object */
 		r->st.skipped++;
-		e = replay_remove_any(dfd, base);
+		e = mfs_dir_remove_tree(dfd, base);
 		if (e == 0)
 			e = make_object(r, dfd, base, rec);
 	}
@@ -540,7 +361,7 @@ static int op_remove(struct mfs_replay *r, const struct mfs_rec *rec)
 		return replay_skipped(r, rec, e);
 	if (e == -EISDIR || e == -ENOTEMPTY || e == -EEXIST || e == -ENOTDIR) {
 		r->st.skipped++;
-		e = replay_remove_any(dfd, base);
+		e = mfs_dir_remove_tree(dfd, base);
 	}
 	if (e == 0)
 		replay_dir_touch(r, rec->path);
@@ -584,7 +405,7 @@ static int op_two(struct mfs_replay *r, const struct mfs_rec *rec)
 		if (linkat(d1, b1, d2, tmp, 0) < 0)
 			return -errno;
 		if (S_ISDIR(s2.st_mode))
-			(void)replay_remove_any(d2, b2);
+			(void)mfs_dir_remove_tree(d2, b2);
 		if (renameat(d2, tmp, d2, b2) < 0) {
 			e = -errno;
 			(void)unlinkat(d2, tmp, 0);
@@ -599,7 +420,7 @@ static int op_two(struct mfs_replay *r, const struct mfs_rec *rec)
 		return replay_skipped(r, rec, e); /* the source is gone: done */
 	if (e == -EEXIST || e == -ENOTEMPTY || e == -EISDIR || e == -ENOTDIR) {
 		r->st.skipped++;
-		e = replay_remove_any(d2, b2);
+		e = mfs_dir_remove_tree(d2, b2);
 		if (e == 0 && renameat2(d1, b1, d2, b2, rec->flags & ~RENAME_NOREPLACE) < 0)
 			e = -errno;
 	}

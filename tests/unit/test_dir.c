@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_dir.c - unit tests of lib/dir: opening a folder with -errno
- * returns, and the sorted listing with its filter.
+ * returns, the sorted listing with its filter, the recursive remove.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,8 +76,44 @@ static void test_list(void)
 	CU_ASSERT_EQUAL(mfs_dir_open(-1, ".", &d), -EBADF);
 }
 
+/* A tree deeper than PATH_MAX can name, files at each level, a symlink out: all gone, the outside kept. */
+static void test_remove_tree(void)
+{
+	int fd, cur;
+	struct stat st;
+
+	CU_ASSERT_EQUAL_FATAL(mkdirat(dfd, "outside", 0700), 0);
+	fd = openat(dfd, "outside/keep", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	close(fd);
+	CU_ASSERT_EQUAL_FATAL(mkdirat(dfd, "deep", 0700), 0);
+	cur = openat(dfd, "deep", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_FATAL(cur >= 0);
+	CU_ASSERT_EQUAL(symlinkat("../outside", cur, "out"), 0);
+	for (int i = 0; i < 3000; i++) { /* 3000 levels of "dd/": past PATH_MAX */
+		int next;
+
+		fd = openat(cur, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		CU_ASSERT_FATAL(fd >= 0);
+		close(fd);
+		CU_ASSERT_EQUAL_FATAL(mkdirat(cur, "dd", 0700), 0);
+		next = openat(cur, "dd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		CU_ASSERT_FATAL(next >= 0);
+		close(cur);
+		cur = next;
+	}
+	close(cur);
+	CU_ASSERT_EQUAL(mfs_dir_remove_tree(dfd, "deep"), 0);
+	CU_ASSERT(fstatat(dfd, "deep", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT);
+	CU_ASSERT_EQUAL(fstatat(dfd, "outside/keep", &st, 0), 0);
+	CU_ASSERT_EQUAL(mfs_dir_remove_tree(dfd, "deep"), 0); /* missing: done */
+	CU_ASSERT_EQUAL(mfs_dir_remove_tree(dfd, "outside/keep"), 0); /* a file */
+	CU_ASSERT(fstatat(dfd, "outside/keep", &st, 0) < 0 && errno == ENOENT);
+}
+
 static CU_TestInfo tests[] = {
 	{ "list", test_list },
+	{ "remove_tree", test_remove_tree },
 	CU_TEST_INFO_NULL,
 };
 

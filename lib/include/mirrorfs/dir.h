@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dir.h - opening and listing a folder: the one folder lister.
+ * dir.h - opening, listing and removing a folder: the one folder lister
+ * and the one recursive remove.
  */
 #pragma once
 
@@ -27,3 +28,12 @@ int mfs_dir_list(int dirfd, const char *name, bool (*keep)(const char *name, voi
 
 /* Free what mfs_dir_list() returned; returns NULL. */
 char **mfs_dir_names_free(char **names, size_t n);
+
+/*
+ * Remove whatever @name in @dfd is (never following a symlink); a folder
+ * with everything below it, at any depth: iterative, with two folders open
+ * at a time, so a tree deeper than the fd limit or PATH_MAX goes too; a
+ * folder moved away meanwhile stops it (-ESTALE). A missing @name is not
+ * an error. Returns 0 or the first -errno (it stops there).
+ */
+int mfs_dir_remove_tree(int dfd, const char *name);

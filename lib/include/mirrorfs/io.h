@@ -87,9 +87,9 @@ DIR *mfs_opendir_at(int dirfd, const char *name);
 struct dirent *mfs_readdir(DIR *d);
 /*
  * Remove @name in @dirfd and everything below it, never following a
- * symlink; a missing @name is not an error. Folders nested deeper than
- * 2048 levels (more than a 4095-byte path holds) give -ELOOP.
- * Returns 0 or the first -errno (the rest is still removed).
+ * symlink; a missing @name is not an error: mfs_dir_remove_tree()
+ * (mirrorfs/dir.h), under the name fs/ knows. Returns 0 or the first
+ * -errno.
  */
 int mfs_rm_tree(int dirfd, const char *name);
 
