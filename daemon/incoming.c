@@ -28,20 +28,11 @@ int mirror_open_dir(const char *what, const char *path, bool create)
 bool mirror_has_snapshots(int fd)
 {
 	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int sfd = openat(fd, MFS_SNAPSHOT_STORE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r = mfs_dir_open(fd, MFS_SNAPSHOT_STORE, &d);
 
-	if (sfd < 0)
+	if (r < 0)
 		return false;
-	d = fdopendir(sfd);
-	if (!d) {
-		close(sfd);
-		return true; /* there, and unreadable: do not guess */
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			return true;
-	return false;
+	return mfs_readdir(d) != NULL;
 }
 
 /* In a cascade folder: its lock, and the mark mirrorfs-ship looks for. */

@@ -65,18 +65,11 @@ static void list_quarantined(struct mirror *m)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = dup(m->q_fd);
 	char **v;
 
 	free_names(&m->status);
-	if (fd < 0)
+	if (mfs_dir_open(m->q_fd, ".", &d) < 0)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		(void)close(fd);
-		return;
-	}
-	rewinddir(d);
 	v = calloc(MAX_LISTED, sizeof(*v));
 	if (!v)
 		return;

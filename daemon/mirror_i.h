@@ -26,6 +26,7 @@
 #include "mirrorfs/applied.h"
 #include "mirrorfs/auth.h"
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
