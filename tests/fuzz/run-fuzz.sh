@@ -31,11 +31,12 @@ out=${out:-$PWD}
 # ---- test() line in tests/fuzz/meson.build.
 case $target in
 segment)
-	lib=(auth.c crc32c.c codec.c segment.c io.c log.c)
+	lib=(auth.c crc32c.c codec.c dir.c json.c segment.c io.c log.c)
 	libs=(-lsodium -lzstd)
 	;;
 replay) # tests/fuzz/fuzz_replay.c: the replay engine on hostile records
-	lib=(auth.c crc32c.c codec.c segment.c io.c log.c path.c replay.c replay_preflight.c sigbus.c)
+	lib=(auth.c crc32c.c codec.c dir.c json.c segment.c io.c log.c path.c replay.c replay_cache.c
+	     replay_check.c replay_ops.c replay_preflight.c replay_seg.c replay_wlog.c sigbus.c)
 	libs=(-luring -lsodium -lzstd)
 	;;
 *)
