@@ -18,6 +18,7 @@ int cli_checkpoint(int argc, char **argv);
 int cli_promote(int argc, char **argv);
 int cli_rejoin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
+int cli_s3(int argc, char **argv);
 
 /* `status`: the status was read and something needs attention (quarantine,
  * gap, failed state, shipper down). */

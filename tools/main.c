@@ -31,6 +31,7 @@ static const struct {
 	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
+	{ "s3", cli_s3, "s3 [--s3-endpoint URL] mb|put|get|head|ls|rm ...  object storage (see s3 --help)" },
 	{ "keygen", cli_keygen, "keygen FILE                   a new 256-bit key for authenticated segments" },
 };
 

@@ -66,7 +66,7 @@ rgw_stop() {
 RGW_NEXT_CLEANUP=$EXTRA_CLEANUP
 rgw_cleanup() {
 	rgw_stop
-	$RGW_NEXT_CLEANUP
+	eval "$RGW_NEXT_CLEANUP"
 }
 EXTRA_CLEANUP=rgw_cleanup
 # a test stopped by a signal (meson's timeout, ^C) still stops the cluster

@@ -7,6 +7,7 @@
 # same port with the object still there; rgw_stop leaves no daemon behind.
 # Prints the start time to the first PUT, the daemons' memory and the stop time.
 set -eu
+MFS_NO_FUSE=1 # no mount here
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
 

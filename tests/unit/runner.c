@@ -25,6 +25,7 @@ static const struct {
 	{ "json", suite_json },
 	{ "xattr", suite_xattr },
 	{ "dir", suite_dir },
+	{ "s3", suite_s3 },
 };
 
 int main(int argc, char **argv)
