@@ -8,7 +8,8 @@
 # docs; its units run the programs from /usr/sbin; the programs run from an
 # extracted copy (their libraries resolve), and the quickstart's one-machine
 # steps work with them (mount, rotate, ship, apply, trim, verify, in a
-# scratch folder; the shipper's status and locks too); lintian (if installed) reports no
+# scratch folder; the shipper's status and locks too), and so do the blocks
+# of docs/quickstart.md as written (quickstart.sh); lintian (if installed) reports no
 # error and no warning; and the build left nothing in the tree that
 # .gitignore does not cover. Nothing is installed on this machine.
 # Skipped (77) without dpkg-buildpackage, debhelper or the build dependencies.
@@ -124,6 +125,15 @@ QS
 		>"$T/quickstart.log" 2>&1 || { cat "$T/quickstart.log" >&2; fail "the quickstart with the packaged programs"; }
 	fusermount3 -u "$Q/mnt"
 	echo "mounted, wrote, rotated, shipped, applied, trimmed, verified: $(tail -n 1 "$T/quickstart.log")"
+	step "docs/quickstart.md as written, with the packaged programs (tests/integration/quickstart.sh)"
+	rc=0
+	MFS_QUICKSTART_BIN=$T/root/usr/sbin bash "$MFS_SRC/tests/integration/quickstart.sh" \
+		>"$T/quickstart-doc.log" 2>&1 || rc=$?
+	case $rc in
+	0) grep -E '^(programs|ran|the mirror equals)' "$T/quickstart-doc.log" ;;
+	77) echo "NOTE: $(grep SKIP "$T/quickstart-doc.log")" ;;
+	*) tail -n 30 "$T/quickstart-doc.log" >&2; fail "docs/quickstart.md with the packaged programs" ;;
+	esac
 else
 	echo "NOTE: no /dev/fuse, fusermount3 or root: quickstart not run"
 fi

@@ -22,6 +22,7 @@
 #
 # Substitution rule (the only changes to the text of a block):
 #   /srv/...                        -> $Q/srv/...   ($Q: a scratch folder)
+#   /backup                         -> $Q/backup
 #   /mnt/db                         -> $Q/mnt/db
 #   /run/mirrorfs-ship/mnt_db.json  -> /run/mirrorfs-ship/NAME.json, NAME
 #                                      being what mirrorfs-ship derives from
@@ -35,8 +36,11 @@
 # the shipper's source lock in $Q instead of /run/lock.
 #
 # The database the quickstart points at the mount is played by a SQLite
-# workload (lib.sh) right after the block that mounts /mnt/db, and again
-# after the last block. Checked besides each command's exit status: after
+# workload (lib.sh), followed by a rotate, right after the block that mounts
+# /mnt/db, after the one that takes a snapshot (so that a restore has
+# segments to apply) and after the last block. A block that runs
+# `mirrorctl restore ... --to DIR` must leave DIR equal to the primary's
+# data folder (mirrorctl verify). Checked besides each command's exit status: after
 # the last block (the shipper over the rsync daemon, when the quickstart has
 # one), rotated and caught up, the mirror's copy of that database passes
 # integrity_check and equals the primary's, the shipper trims what the
@@ -71,6 +75,7 @@ else
 	ln -s "$S/tools/mirrorfs-ship" "$BIN/mirrorfs-ship"
 fi
 export PATH=$BIN:$PATH
+echo "programs: $(for p in mirrorfs mirrord mirrorctl mirrorfs-ship; do readlink -f "$(command -v "$p")"; done | tr '\n' ' ')"
 export MFS_SHIP_LOCK_DIR=$Q/locks
 
 MNT=$Q/mnt/db
@@ -103,7 +108,7 @@ EXTRA_CLEANUP=qs_cleanup
 # substitute TEXT: the rule above
 substitute() {
 	sed -e "s|/run/mirrorfs-ship/mnt_db\.json|$SHIP_STATUS|g" \
-	    -e "s|/srv/|$Q/srv/|g" -e "s|/mnt/db|$MNT|g" \
+	    -e "s|/srv/|$Q/srv/|g" -e "s|/mnt/db|$MNT|g" -e "s|/backup|$Q/backup|g" \
 	    -e "s|rsync://mirror/|rsync://127.0.0.1:$PORT/|g" \
 	    -e "s|hosts allow = 192\.0\.2\.10\$|hosts allow = 127.0.0.1|"
 }
@@ -183,9 +188,11 @@ stop_shippers() {
 	ship_pids=""
 }
 
-# write_db N: the database's work (N transactions) on the mount
+# write_db N: the database's work (N transactions) on the mount, then a
+# rotate: what a "caught up" wait waits for includes it
 write_db() {
 	sqlite_workload "$MNT/app.db" wal "$1" || fail "the database on '$MNT'"
+	mirrorctl rotate "$MNT" >/dev/null 2>&1
 }
 
 bg="" ship_pids=""
@@ -235,7 +242,13 @@ for k in $(seq "$nblocks"); do
 	if [ "$db_written" = 0 ] && mountpoint -q "$MNT"; then
 		write_db 300
 		db_written=1
+	elif grep -q 'mirrorctl snapshot create' "$T/run.$k.sh"; then
+		write_db 100
 	fi
+	to=$(sed -e ':a' -e '/\\$/{N;s/\\\n//;ba' -e '}' "$T/run.$k.sh" |
+		sed -n 's/.*mirrorctl restore .*--to \([^ ]*\).*/\1/p')
+	[ -z "$to" ] || mirrorctl verify "$to" "$Q/srv/db" ||
+		fail "block $k: the restored '$to' differs from the primary's data"
 done
 echo "ran $nblocks blocks of '$DOC'"
 
@@ -243,7 +256,6 @@ step "what the quickstart promises"
 [ "$db_written" = 1 ] || fail "no block mounted '$MNT'"
 # more work, shipped by the last shipper the quickstart started
 write_db 100
-mirrorctl rotate "$MNT"
 wait_for caught_up "$Q/srv/mirror/state" "$MNT" || wait_for caught_up "$Q/srv/mirror/state" "$MNT" ||
 	fail "the mirror did not catch up within 60 s: $(cat "$SHIP_STATUS")"
 sqlite_ok "$Q/srv/mirror/data/app.db" || fail "the mirror's copy of the database is damaged"
