@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 int cli_dump(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_replay(int argc, char **argv);
@@ -19,6 +21,15 @@ int cli_promote(int argc, char **argv);
 int cli_rejoin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
 int cli_s3(int argc, char **argv);
+
+/* ---------------------------------------------------------------- s3fetch.c */
+
+/* `restore --from s3://BUCKET/PREFIX/`: is --from among the arguments? */
+bool cli_restore_wants_s3(int argc, char **argv);
+
+/* Download the bucket's segments into a scratch folder, run cli_restore()
+ * on it (from an empty base unless --snapshot), remove the folder. */
+int cli_restore_s3(int argc, char **argv);
 
 /* `status`: the status was read and something needs attention (quarantine,
  * gap, failed state, shipper down). */

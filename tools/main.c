@@ -28,7 +28,7 @@ static const struct {
 	{ "verify", cli_verify, "verify DIR_A DIR_B            are two data directories identical?" },
 	{ "replay", cli_replay, "replay --to DIR [--after LSN] [--until LSN] SEGMENT..." },
 	{ "promote", cli_promote, "promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] [--current FILE]" },
-	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR --to DIR" },
+	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME] --segments DIR|--from s3://BUCKET/PREFIX/ --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
 	{ "s3", cli_s3, "s3 [--s3-endpoint URL] mb|put|get|head|ls|rm ...  object storage (see s3 --help)" },

@@ -55,7 +55,9 @@
 
 
 static const char usage_text[] = "usage: mirrorctl restore [--dry-run] --snapshot PATH [--lsn N] "
-				 "[--until LSN|TIME|latest] [--auth-key FILE]... --segments DIR --to DIR\n";
+				 "[--until LSN|TIME|latest] [--auth-key FILE]... --segments DIR --to DIR\n"
+				 "       mirrorctl restore [--snapshot PATH [--lsn N]] [--until LSN|TIME|latest] "
+				 "--from s3://BUCKET/PREFIX/ [--jobs N] [--s3-endpoint URL] --to DIR\n";
 
 struct restore {
 	const char *snapshot, *segments, *to;
@@ -381,6 +383,8 @@ int cli_restore(int argc, char **argv)
 	size_t nsegs = 0;
 	int r;
 
+	if (cli_restore_wants_s3(argc, argv)) /* --from s3://: download, then here again */
+		return cli_restore_s3(argc, argv);
 	/* on a terminal, a message first erases the progress line */
 	cli_set_prefix(prog.on ? "\r\033[Kmirrorctl restore" : "mirrorctl restore");
 	r = parse_args(argc, argv, &o);

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * s3fetch.c - `mirrorctl restore --from s3://BUCKET/PREFIX/ ...`: the
+ * segments mirrorfs-ship put under PREFIX/segments/ are downloaded, by
+ * --jobs parallel clients, each verified (MD5 against the ETag), into a
+ * scratch folder; then the ordinary restore runs on that folder (from an
+ * empty base at LSN 0 unless --snapshot is given) and the folder is removed.
+ *
+ * Only the segments a restore can need are fetched: with --until LSN, none
+ * that starts after it. One LIST (all pages) of PREFIX/segments/ finds them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "restore.h"
+
+#include "cli.h"
+#include "mirrorfs/io.h"
+#include "mirrorfs/s3.h"
+
+struct fetch {
+	struct mfs_s3_opts opts;
+	const char *bucket, *dir;
+	struct mfs_s3_list list; /* the keys to fetch */
+	pthread_mutex_t lock;
+	size_t next, done;
+	uint64_t bytes, total;
+	int failed;
+	char err[512];
+	struct cli_progress prog;
+};
+
+/* A closed segment's key: PREFIX/segments/FIRST-LAST.mfsj (20 digits each). */
+static bool segment_key(const char *key, uint64_t *first, uint64_t *last)
+{
+	const char *n = strrchr(key, '/');
+	char tail[8];
+
+	n = n ? n + 1 : key;
+	if (strlen(n) != 46 || n[20] != '-')
+		return false;
+	for (int i = 0; i < 41; i++)
+		if (i != 20 && (n[i] < '0' || n[i] > '9'))
+			return false;
+	return sscanf(n, "%20" SCNu64 "-%20" SCNu64 "%7s", first, last, tail) == 3 &&
+	       !strcmp(tail, ".mfsj");
+}
+
+static void *worker(void *arg)
+{
+	struct fetch *f = arg;
+	char err[256];
+	struct mfs_s3 *s = mfs_s3_new(&f->opts, err, sizeof(err));
+
+	for (;;) {
+		struct mfs_s3_object *o;
+		char *path = NULL;
+		int r;
+
+		pthread_mutex_lock(&f->lock);
+		if (!s && !f->failed) {
+			f->failed = 1;
+			snprintf(f->err, sizeof(f->err), "%s", err);
+		}
+		o = !f->failed && f->next < f->list.n ? &f->list.v[f->next++] : NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (!o)
+			break;
+		if (asprintf(&path, "%s/%s", f->dir, strrchr(o->key, '/') + 1) < 0)
+			path = NULL;
+		r = path ? mfs_s3_get_file(s, f->bucket, o->key, path) : -ENOMEM;
+		free(path);
+		pthread_mutex_lock(&f->lock);
+		if (r < 0 && !f->failed) {
+			f->failed = 1;
+			snprintf(f->err, sizeof(f->err), "%s", r == -ENOMEM ? "out of memory" : mfs_s3_error(s));
+		}
+		f->done++;
+		f->bytes += o->size;
+		cli_progress_set(&f->prog, f->bytes);
+		pthread_mutex_unlock(&f->lock);
+	}
+	mfs_s3_free(s);
+	return NULL;
+}
+
+/* Keep the keys of closed segments that can hold LSNs up to @until. */
+static void select_keys(struct fetch *f, uint64_t until)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->list.n; i++) {
+		uint64_t first, last;
+
+		if (segment_key(f->list.v[i].key, &first, &last) && first <= until) {
+			f->list.v[k++] = f->list.v[i];
+			f->total += f->list.v[i].size;
+		} else {
+			free(f->list.v[i].key);
+		}
+	}
+	f->list.n = k;
+}
+
+/* List, then download with @jobs threads. Returns 0, or 1 after a message. */
+static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint64_t until, int jobs)
+{
+	char err[256], *seg_prefix = NULL;
+	pthread_t tid[64];
+	struct mfs_s3 *s = mfs_s3_new(&f->opts, err, sizeof(err));
+	int n = 0, r;
+
+	if (!s)
+		return cli_fail("%s", err);
+	if (asprintf(&seg_prefix, "%s%ssegments/", prefix, *prefix && prefix[strlen(prefix) - 1] != '/' ? "/" : "") < 0)
+		seg_prefix = NULL;
+	r = seg_prefix ? mfs_s3_list(s, f->bucket, seg_prefix, NULL, 0, &f->list) : -ENOMEM;
+	if (r < 0)
+		cli_fail("cannot list '%s': %s", url, seg_prefix ? mfs_s3_error(s) : "out of memory");
+	free(seg_prefix);
+	mfs_s3_free(s);
+	if (r < 0)
+		return 1;
+	select_keys(f, until);
+	if (!f->list.n)
+		return cli_fail("no segment under '%ssegments/'", url);
+	cli_progress_phase(&f->prog, "downloading", f->total);
+	for (; n < jobs && (size_t)n < f->list.n; n++)
+		if (pthread_create(&tid[n], NULL, worker, f))
+			break;
+	if (!n)
+		worker(f);
+	for (int i = 0; i < n; i++)
+		pthread_join(tid[i], NULL);
+	cli_progress_end(&f->prog);
+	if (f->failed)
+		return cli_fail("download from '%s' failed: %s", url, f->err);
+	return 0;
+}
+
+bool cli_restore_wants_s3(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--from"))
+			return true;
+	return false;
+}
+
+/* Take --from URL, --jobs N, --s3-endpoint URL out of @argv (into @f and
+ * the returned values); the rest, with the scratch folders, goes to @out. */
+static int take_args(int argc, char **argv, char **out, int *nout, const char **url, int *jobs,
+		     uint64_t *until, bool *snapshot, struct fetch *f)
+{
+	*nout = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		bool has_val = i + 1 < argc;
+
+		if (i && (!strcmp(a, "--from") || !strcmp(a, "--jobs") || !strcmp(a, "--s3-endpoint"))) {
+			if (!has_val)
+				return cli_fail("%s needs a value", a), 2;
+			if (!strcmp(a, "--from"))
+				*url = argv[i + 1];
+			else if (!strcmp(a, "--s3-endpoint"))
+				f->opts.endpoint = argv[i + 1];
+			else if ((*jobs = atoi(argv[i + 1])) < 1 || *jobs > 64)
+				return cli_fail("--jobs '%s': want 1..64", argv[i + 1]);
+			i++;
+			continue;
+		}
+		if (!strcmp(a, "--segments"))
+			return cli_fail("--from and --segments exclude each other");
+		if (!strcmp(a, "--snapshot"))
+			*snapshot = true;
+		if (!strcmp(a, "--until") && has_val && !cli_parse_lsn(argv[i + 1], until))
+			*until = UINT64_MAX;
+		out[(*nout)++] = argv[i];
+	}
+	return 0;
+}
+
+static int restore_from(struct fetch *f, int argc, char **argv, const char *scratch)
+{
+	char **args = calloc((size_t)argc + 8, sizeof(*args));
+	char *segs = NULL, *base = NULL, *bucket = NULL, *prefix = NULL;
+	const char *url = NULL;
+	uint64_t until = UINT64_MAX, t0 = mfs_mono_ns();
+	bool snapshot = false;
+	int n = 0, jobs = 4, r;
+
+	if (!args)
+		return cli_fail("out of memory");
+	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &snapshot, f);
+	if (!r && mfs_s3_parse_url(url, &bucket, &prefix) < 0)
+		r = cli_fail("--from '%s' is not s3://BUCKET/PREFIX/", url);
+	if (!r && (asprintf(&segs, "%s/segments", scratch) < 0 || asprintf(&base, "%s/base", scratch) < 0))
+		r = cli_fail("out of memory");
+	if (!r && (mkdir(segs, 0700) < 0 || mkdir(base, 0755) < 0)) /* base: the restored root */
+		r = cli_fail("cannot create folders in '%s': %m", scratch);
+	f->bucket = bucket;
+	f->dir = segs;
+	if (!r)
+		r = fetch_all(f, url, prefix, until, jobs);
+	if (!r) {
+		printf("fetched %zu segments (%" PRIu64 " bytes) from '%s' in %.3f s, %d in parallel\n",
+		       f->list.n, f->bytes, url, (double)(mfs_mono_ns() - t0) / 1e9, jobs);
+		fflush(stdout);
+		static char o_segs[] = "--segments", o_snap[] = "--snapshot", o_lsn[] = "--lsn", zero[] = "0";
+
+		args[n++] = o_segs;
+		args[n++] = segs;
+		if (!snapshot) { /* from empty: the bucket holds every LSN from 1 */
+			args[n++] = o_snap;
+			args[n++] = base;
+			args[n++] = o_lsn;
+			args[n++] = zero;
+		}
+		r = cli_restore(n, args);
+	}
+	mfs_s3_list_done(&f->list);
+	free(args);
+	free(segs);
+	free(base);
+	free(bucket);
+	free(prefix);
+	return r;
+}
+
+int cli_restore_s3(int argc, char **argv)
+{
+	struct fetch f = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	const char *tmp = getenv("TMPDIR");
+	char *scratch = NULL;
+	int r;
+
+	f.prog.on = isatty(STDERR_FILENO);
+	mfs_s3_opts_from_env(&f.opts);
+	if (asprintf(&scratch, "%s/mirrorctl-restore.XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0)
+		return cli_fail("out of memory");
+	if (!mkdtemp(scratch)) {
+		r = cli_fail("cannot create a scratch folder '%s': %m", scratch);
+		free(scratch);
+		return r;
+	}
+	r = restore_from(&f, argc, argv, scratch);
+	if (mfs_rm_tree(AT_FDCWD, scratch) < 0)
+		cli_warn("cannot remove the scratch folder '%s'", scratch);
+	free(scratch);
+	return r;
+}
