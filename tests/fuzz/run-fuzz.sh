@@ -65,20 +65,33 @@ fi
 cflags=(-g -O1 -std=gnu17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread
 	-fno-omit-frame-pointer -fno-sanitize-recover=all
 	-I"$src/lib/include" -I"$work")
+# the include paths of the libraries some lib sources use (lib/s3.c)
+read -ra pkgflags <<<"$(pkg-config --cflags libcurl libxml-2.0 2>/dev/null || true)"
+cflags+=("${pkgflags[@]}")
 : >"$work/config.h" # the lib sources do not need it today; targets may
 # every lib source, compiled once (two at a time) into $work/lib.a; the
 # coverage instrumentation of fuzzer-no-link is harmless in gen_corpus
 mkdir -p "$work/lib"
 echo "run-fuzz.sh: building fuzz_$target with $cc"
-jobs=0
+jobs=0 failed=0
 for f in "$src"/lib/*.c; do
 	[ "${f##*/}" = notify.c ] && continue
 	"$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$f" \
 		-o "$work/lib/$(basename "$f" .c).o" &
 	jobs=$((jobs + 1))
-	if [ $jobs -ge 2 ]; then wait -n; jobs=$((jobs - 1)); fi
+	if [ $jobs -ge 2 ]; then
+		wait -n || failed=1
+		jobs=$((jobs - 1))
+	fi
 done
-while [ $jobs -gt 0 ]; do wait -n; jobs=$((jobs - 1)); done
+while [ $jobs -gt 0 ]; do
+	wait -n || failed=1
+	jobs=$((jobs - 1))
+done
+if [ $failed -ne 0 ]; then
+	echo "run-fuzz.sh: a lib source did not compile" >&2
+	exit 1
+fi
 ar rcs "$work/lib.a" "$work"/lib/*.o
 "$cc" "${cflags[@]}" -fsanitize=fuzzer,address,undefined \
 	"$here/fuzz_$target.c" "$work/lib.a" -o "$work/fuzz_$target" "${libs[@]}"
