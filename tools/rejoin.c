@@ -165,13 +165,13 @@ static int lowest_first(int dirfd, uint64_t *ret)
 	return 0;
 }
 
-static int refuse(uint64_t old_last, uint64_t diverge)
+static int refuse(const char *data, uint64_t old_last, uint64_t diverge)
 {
-	return cli_fail("refusing to rejoin: this data directory holds LSNs up to %" PRIu64
+	return cli_fail("refusing to rejoin: '%s' holds LSNs up to %" PRIu64
 			", but the new primary's history differs from LSN %" PRIu64
 			" on: the old primary kept running after the failover. Rebuild it "
 			"from the new primary (snapshot + rsync, see docs/runbook.md)",
-			old_last, diverge);
+			data, old_last, diverge);
 }
 
 static void window_done(struct window *w)
@@ -223,7 +223,7 @@ static int compare_overlap(int datafd, const char *data, int infd, const char *i
 		/* histories part at first + k: only data-free records may follow */
 		for (size_t m = k; r == 0 && m < cnt; m++)
 			if (!wo.have[m] || !wo.marker[m])
-				r = refuse(*old_last, first + k);
+				r = refuse(data, *old_last, first + k);
 		if (r == 0)
 			*old_last = first + k - 1;
 		break;

@@ -400,9 +400,9 @@ int cli_restore(int argc, char **argv)
 	if (snapshot_identity(snapfd, &o))
 		return 1;
 	if (o.until_lsn < o.lsn)
-		return cli_fail("--until %" PRIu64 " is before the snapshot's LSN %" PRIu64
-				": restore from an older snapshot",
-				o.until_lsn, o.lsn);
+		return cli_fail("--until %" PRIu64 " is before the snapshot's LSN %" PRIu64 " ('%s'): "
+				"restore from an older snapshot",
+				o.until_lsn, o.lsn, o.snapshot);
 	if (list_segments(&o, &segs, &nsegs))
 		return 1;
 	if (cli_probe_data_tree(o.to)) /* inside a data folder some program writes */
