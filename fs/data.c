@@ -132,7 +132,7 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 	pthread_mutex_lock(&i->lock);
 	r = fs_check_failed(fs);
 	if (r == 0) {
-		fs_snap_cow(fs, i, off, len); /* before the journal: see snap.c */
+		fs_snap_cow(fs, i, off, len); /* before the journal: see cow.c */
 		r = fs_inode_jpath(fs, i, rec->path);
 	}
 	if (r > 0) {

@@ -10,7 +10,12 @@
  *   pending.c  writes journaled, not yet applied (write-ahead); the dirty set
  *   journal.c  journal dir, segment writer, checkpoints, rotation, recovery
  *   vtree.c    the virtual .mirrorfs/ tree (journal/, current, status, ctl)
- *   snap.c     snapshots: store, copy-on-write, create/list/delete
+ *   snap.c     snapshots: create/delete, their ctl commands (private
+ *              interfaces of the snapshot modules: snap_i.h)
+ *   snapstore.c the snapshot store: load at mount, the list
+ *   snapfarm.c a snapshot's hard-link farm: build, fsync, scan
+ *   cow.c      copy-on-write: preserve before a change, durability
+ *   cowread.c  a preserved file as a snapshot view reads it
  *   snapview.c the read-only views .mirrorfs/snapshots/NAME/
  *
  * Lock order: fs->ns_lock (rwlock: namespace ops exclusive, data ops
@@ -173,7 +178,7 @@ struct fs {
 	struct fs_inode *segnodes; /* FS_VK_SEGMENT nodes, chained by hnext; vlock */
 
 	struct fs_lock *lock; /* lock.c; set in init, freed in destroy */
-	struct fs_snaps *snaps; /* snap.c */
+	struct fs_snaps *snaps; /* snapstore.c */
 	struct fuse_session *se; /* for notifications; set once mounted */
 };
 
@@ -442,7 +447,7 @@ int fs_snap_check(struct fs_snap *s);
 void fs_snap_vlock(struct fs *fs, bool lock);
 struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino);
 int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
-/* @ra_end: the open file's read-ahead mark (see snap.c), or NULL */
+/* @ra_end: the open file's read-ahead mark (see cowread.c), or NULL */
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
 			  size_t size, uint64_t off, _Atomic uint64_t *ra_end);
 int fs_snap_file_reply(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, fuse_req_t req,

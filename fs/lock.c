@@ -479,7 +479,7 @@ int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *ar
 	*ret_ns = 0;
 	if (!lk)
 		return -ENOTSUP;
-	/* No flush first: @fn does not sync (see snap.c), and every disk
+	/* No flush first: @fn does not sync (see snap.c, create_durable()), and every disk
 	 * cache flush stalls the writers on a busy disk, also outside the
 	 * window. */
 	pthread_mutex_lock(&lk->mu);

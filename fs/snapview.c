@@ -3,11 +3,11 @@
  * snapview.c - the read-only views .mirrorfs/snapshots/NAME/.
  *
  * A view node (FS_VK_SNAP) holds an O_PATH fd on its entry in the
- * snapshot's store tree (snap.c) and is keyed by (snapshot, st_ino), so a
+ * snapshot's store tree (snap_i.h) and is keyed by (snapshot, st_ino), so a
  * file hard-linked within the snapshot is one node, and a view node is
  * never the live file's node although both share the backing inode.
  * Directories, symlinks and special files are read from the store as they
- * are; regular files through snap.c, which knows what was preserved.
+ * are; regular files through cowread.c, which knows what was preserved.
  * Nothing here ever writes: every change gets EROFS.
  */
 #include "fs.h"
