@@ -146,91 +146,9 @@ void fs_cow_drop(struct fs_snaps *S, struct fs_snap *s)
 	}
 }
 
-static void hdr_encode(const struct cow_state *c, ino_t ino, uint8_t h[COW_HDR])
-{
-	memset(h, 0, COW_HDR);
-	memcpy(h, COW_MAGIC, 8);
-	mfs_put_le32(h + 8, c->full ? COW_FULL : 0);
-	mfs_put_le32(h + 12, c->mode);
-	mfs_put_le32(h + 16, c->uid);
-	mfs_put_le32(h + 20, c->gid);
-	mfs_put_le64(h + 24, c->size);
-	mfs_put_le64(h + 32, (uint64_t)c->atime.tv_sec);
-	mfs_put_le32(h + 40, (uint32_t)c->atime.tv_nsec);
-	mfs_put_le32(h + 44, (uint32_t)c->mtime.tv_nsec);
-	mfs_put_le64(h + 48, (uint64_t)c->mtime.tv_sec);
-	mfs_put_le64(h + 56, (uint64_t)ino);
-}
-
 static void cow_name(ino_t ino, const char *ext, char out[64])
 {
 	snprintf(out, 64, "%" PRIu64 ".%s", (uint64_t)ino, ext);
-}
-
-/*
- * The extended attributes of @fd as a blob: per attribute u32 name length,
- * u32 value length, name, value (little endian). Returns 0 or -errno.
- */
-int fs_cow_xattr_blob(int fd, char **ret, size_t *ret_len)
-{
-	_cleanup_free_ char *names = NULL;
-	char *blob = NULL;
-	size_t len = 0;
-	ssize_t n = flistxattr(fd, NULL, 0);
-
-	*ret = NULL;
-	*ret_len = 0;
-	if (n < 0)
-		return errno == ENOTSUP ? 0 : -errno;
-	if (n == 0)
-		return 0;
-	names = malloc((size_t)n);
-	if (!names)
-		return -ENOMEM;
-	n = flistxattr(fd, names, (size_t)n);
-	if (n < 0)
-		return -errno;
-	for (char *nm = names; nm < names + n; nm += strlen(nm) + 1) {
-		ssize_t v = fgetxattr(fd, nm, NULL, 0);
-		size_t nl = strlen(nm);
-		char *nb;
-		if (v < 0)
-			continue;
-		nb = realloc(blob, len + 8 + nl + (size_t)v);
-		if (!nb) {
-			free(blob);
-			return -ENOMEM;
-		}
-		blob = nb;
-		v = fgetxattr(fd, nm, blob + len + 8 + nl, (size_t)v);
-		if (v < 0)
-			continue;
-		mfs_put_le32(blob + len, (uint32_t)nl);
-		mfs_put_le32(blob + len + 4, (uint32_t)v);
-		memcpy(blob + len + 8, nm, nl);
-		len += 8 + nl + (size_t)v;
-	}
-	*ret = blob;
-	*ret_len = len;
-	return 0;
-}
-
-/* Iterate a blob: the next attribute at *pos, 0 at the end, -EBADMSG. */
-int fs_cow_blob_next(const char *blob, size_t len, size_t *pos, const char **name, size_t *nl,
-		     const char **val, size_t *vl)
-{
-	if (*pos >= len)
-		return 0;
-	if (len - *pos < 8)
-		return -EBADMSG;
-	*nl = mfs_get_le32(blob + *pos);
-	*vl = mfs_get_le32(blob + *pos + 4);
-	if (*nl == 0 || *nl > 255 || *vl > len || len - *pos - 8 < *nl + *vl)
-		return -EBADMSG;
-	*name = blob + *pos + 8;
-	*val = *name + *nl;
-	*pos += 8 + *nl + *vl;
-	return 1;
 }
 
 /* The file changes for the first time since @c's snapshot: save its
@@ -241,7 +159,7 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	char name[64];
 	int r;
 
-	r = fs_cow_xattr_blob(src, &c->xattrs, &c->xattrs_len);
+	r = mfs_xattr_blob_read(src, &c->xattrs, &c->xattrs_len);
 	if (r < 0)
 		return r;
 	if (c->xattrs_len) {
@@ -257,8 +175,8 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	c->size = (uint64_t)st->st_size;
 	c->atime = st->st_atim;
 	c->mtime = st->st_mtim;
-	c->nblocks = (c->size + COW_BS - 1) / COW_BS;
-	c->map = calloc(1, c->nblocks / 8 + 1);
+	c->nblocks = mfs_cowmap_nblocks(c->size);
+	c->map = calloc(1, mfs_cowmap_bytes(c->size));
 	if (!c->map)
 		return -ENOMEM;
 	cow_name(ino, "data", name);
@@ -269,28 +187,19 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	c->map_fd = openat(c->snap->cow_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (c->map_fd < 0)
 		return -errno;
-	hdr_encode(c, ino, h);
+	mfs_cowmap_hdr_encode(&(struct mfs_cowmap_hdr){ .flags = c->full ? MFS_COWMAP_F_FULL : 0,
+						       .mode = c->mode, .uid = c->uid, .gid = c->gid,
+						       .size = c->size, .atime = c->atime,
+						       .mtime = c->mtime, .ino = (uint64_t)ino },
+			      h);
 	r = mfs_pwrite_all(c->map_fd, h, COW_HDR, 0);
 	if (r == 0)
-		r = mfs_pwrite_all(c->map_fd, c->map, c->nblocks / 8 + 1, COW_HDR);
+		r = mfs_pwrite_all(c->map_fd, c->map, mfs_cowmap_bytes(c->size), COW_HDR);
 	if (r < 0)
 		return r;
 	c->saved = true;
 	c->map_dirty = true;
 	return 0;
-}
-
-bool fs_cow_bit(const uint8_t *m, uint64_t b)
-{
-	return m[b / 8] & (1u << (b % 8));
-}
-
-/* The first block of [b, e) whose bit is not @set (e if none). */
-uint64_t fs_cow_run_end(const uint8_t *m, uint64_t b, uint64_t e, bool set)
-{
-	while (b < e && fs_cow_bit(m, b) == set)
-		b++;
-	return b;
 }
 
 /* pread of @len bytes at @off, zeros past the end of the file. */
@@ -307,8 +216,7 @@ ssize_t fs_cow_pread(int fd, char *buf, size_t len, uint64_t off)
  * the map file once the blocks are durable. */
 static int mark_blocks(struct cow_state *c, uint64_t b0, uint64_t b1)
 {
-	for (uint64_t b = b0; b < b1; b++)
-		c->map[b / 8] |= (uint8_t)(1u << (b % 8));
+	mfs_cowmap_set(c->map, b0, b1);
 	c->data_dirty = c->map_dirty = true;
 	return 0;
 }
@@ -417,11 +325,11 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t s
 	b1 = (end + COW_BS - 1) / COW_BS;
 	while (b < b1) {
 		uint64_t run;
-		if (fs_cow_bit(c->map, b)) {
+		if (mfs_cowmap_test(c->map, b)) {
 			b++;
 			continue;
 		}
-		run = fs_cow_run_end(c->map, b, b1, false);
+		run = mfs_cowmap_run_end(c->map, b, b1, false);
 		if (run - b >= CLONE_MIN) {
 			int64_t done = clone_blocks(S, c, src, src_size, b, run);
 			if (done < 0)
@@ -509,6 +417,56 @@ static void drop_unfinished(struct fs_snap *s, struct cow_state *c, const char *
 	(void)unlinkat(s->cow_fd, data, 0);
 }
 
+/* Load map file @map of inode @ino into @c. Returns 0 (also when the map
+ * was unfinished and dropped) or -errno. */
+static int load_map(struct fs_snap *s, struct cow_state *c, uint64_t ino, const char *map)
+{
+	struct mfs_cowmap_hdr h;
+	uint8_t raw[COW_HDR];
+	char name[64];
+	struct stat st;
+	ssize_t n;
+
+	c->map_fd = openat(s->cow_fd, map, O_RDWR | O_CLOEXEC);
+	cow_name((ino_t)ino, "data", name);
+	c->data_fd = openat(s->cow_fd, name, O_RDWR | O_CLOEXEC);
+	if (c->map_fd < 0 || c->data_fd < 0 || fstat(c->map_fd, &st) < 0)
+		return -errno;
+	n = mfs_pread_all(c->map_fd, raw, COW_HDR, 0);
+	if (n != COW_HDR || mfs_cowmap_hdr_decode(raw, &h) < 0 ||
+	    (uint64_t)st.st_size < COW_HDR + mfs_cowmap_bytes(h.size)) {
+		drop_unfinished(s, c, map, name);
+		return 0;
+	}
+	if (h.ino != ino)
+		return -EBADMSG;
+	c->full = h.flags & MFS_COWMAP_F_FULL;
+	c->mode = h.mode;
+	c->uid = h.uid;
+	c->gid = h.gid;
+	c->size = h.size;
+	c->atime = h.atime;
+	c->mtime = h.mtime;
+	c->nblocks = mfs_cowmap_nblocks(c->size);
+	if (c->size > MFS_COWMAP_SIZE_MAX ||
+	    (uint64_t)st.st_size != COW_HDR + mfs_cowmap_bytes(c->size))
+		return -EBADMSG;
+	c->map = malloc(mfs_cowmap_bytes(c->size));
+	if (!c->map)
+		return -ENOMEM;
+	if (mfs_pread_all(c->map_fd, c->map, mfs_cowmap_bytes(c->size), COW_HDR) !=
+	    (ssize_t)mfs_cowmap_bytes(c->size))
+		return -EBADMSG;
+	cow_name((ino_t)ino, "xattr", name);
+	n = (ssize_t)mfs_read_file(s->cow_fd, name, 1u << 24, &c->xattrs, &c->xattrs_len);
+	if (n < 0 && n != -ENOENT)
+		return (int)n;
+	c->saved = true;
+	if (fstat(c->data_fd, &st) == 0)
+		atomic_fetch_add(&s->preserved, (uint64_t)st.st_blocks * 512);
+	return 0;
+}
+
 /* Load NAME/cow/INO.map files into the states of @s (mount). */
 int fs_cow_load(struct fs_snaps *S, struct fs_snap *s)
 {
@@ -518,57 +476,19 @@ int fs_cow_load(struct fs_snaps *S, struct fs_snap *s)
 	if (!d)
 		return -errno;
 	while ((de = mfs_readdir(d))) {
-		uint8_t h[COW_HDR];
-		char name[64], *end;
+		char *end;
 		unsigned long long ino = strtoull(de->d_name, &end, 10);
 		struct cow_state *c;
-		struct stat st;
-		ssize_t n;
+		int r;
 
 		if (strcmp(end, ".map") || end == de->d_name)
 			continue;
 		c = fs_cow_state(fs_cow_find(S, (ino_t)ino), s);
 		if (!c || c->saved)
 			continue;
-		c->map_fd = openat(s->cow_fd, de->d_name, O_RDWR | O_CLOEXEC);
-		cow_name((ino_t)ino, "data", name);
-		c->data_fd = openat(s->cow_fd, name, O_RDWR | O_CLOEXEC);
-		if (c->map_fd < 0 || c->data_fd < 0 || fstat(c->map_fd, &st) < 0)
-			return -errno;
-		n = mfs_pread_all(c->map_fd, h, COW_HDR, 0);
-		if (n != COW_HDR || memcmp(h, COW_MAGIC, 8) ||
-		    (uint64_t)st.st_size < COW_HDR + (mfs_get_le64(h + 24) + COW_BS - 1) / COW_BS / 8 + 1) {
-			drop_unfinished(s, c, de->d_name, name);
-			continue;
-		}
-		if (mfs_get_le64(h + 56) != ino)
-			return -EBADMSG;
-		c->full = mfs_get_le32(h + 8) & COW_FULL;
-		c->mode = mfs_get_le32(h + 12);
-		c->uid = mfs_get_le32(h + 16);
-		c->gid = mfs_get_le32(h + 20);
-		c->size = mfs_get_le64(h + 24);
-		c->atime.tv_sec = (time_t)mfs_get_le64(h + 32);
-		c->atime.tv_nsec = (long)(mfs_get_le32(h + 40) % 1000000000u);
-		c->mtime.tv_nsec = (long)(mfs_get_le32(h + 44) % 1000000000u);
-		c->mtime.tv_sec = (time_t)mfs_get_le64(h + 48);
-		c->nblocks = (c->size + COW_BS - 1) / COW_BS;
-		if (c->size > (UINT64_C(1) << 50) ||
-		    (uint64_t)st.st_size != COW_HDR + c->nblocks / 8 + 1)
-			return -EBADMSG;
-		c->map = malloc(c->nblocks / 8 + 1);
-		if (!c->map)
-			return -ENOMEM;
-		if (mfs_pread_all(c->map_fd, c->map, c->nblocks / 8 + 1, COW_HDR) !=
-		    (ssize_t)(c->nblocks / 8 + 1))
-			return -EBADMSG;
-		cow_name((ino_t)ino, "xattr", name);
-		n = (ssize_t)mfs_read_file(s->cow_fd, name, 1u << 24, &c->xattrs, &c->xattrs_len);
-		if (n < 0 && n != -ENOENT)
-			return (int)n;
-		c->saved = true;
-		if (fstat(c->data_fd, &st) == 0)
-			atomic_fetch_add(&s->preserved, (uint64_t)st.st_blocks * 512);
+		r = load_map(s, c, ino, de->d_name);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -591,7 +511,7 @@ int fs_snap_sync(struct fs *fs)
  */
 static int sync_state_data(struct cow_state *c, uint8_t **ret_map)
 {
-	size_t len = (size_t)(c->nblocks / 8 + 1);
+	size_t len = mfs_cowmap_bytes(c->size);
 
 	*ret_map = NULL;
 	if (c->data_dirty && c->data_fd >= 0 && fdatasync(c->data_fd) < 0)
@@ -610,7 +530,7 @@ static int sync_state_data(struct cow_state *c, uint8_t **ret_map)
 /* Write @map (from sync_state_data()) into @c's map file, durably. */
 static int sync_state_map(struct cow_state *c, const uint8_t *map)
 {
-	int r = mfs_pwrite_all(c->map_fd, map, (size_t)(c->nblocks / 8 + 1), COW_HDR);
+	int r = mfs_pwrite_all(c->map_fd, map, mfs_cowmap_bytes(c->size), COW_HDR);
 
 	if (r == 0 && fdatasync(c->map_fd) < 0)
 		r = -errno;

@@ -94,21 +94,21 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 		pthread_rwlock_rdlock(&e->mu);
 	c = fs_cow_state(e, s);
 	if (c && c->saved) {
-		const char *n, *v;
-		size_t pos = 0, nl, vl, total = 0;
+		struct mfs_xattr x;
+		size_t pos = 0, total = 0;
 		r = name ? -ENODATA : 0;
-		while (fs_cow_blob_next(c->xattrs, c->xattrs_len, &pos, &n, &nl, &v, &vl) > 0) {
+		while (mfs_xattr_blob_next(c->xattrs, c->xattrs_len, &pos, &x) > 0) {
 			if (!name) {
-				if (size && total + nl + 1 <= size) {
-					memcpy(buf + total, n, nl);
-					buf[total + nl] = 0;
+				if (size && total + x.name_len + 1 <= size) {
+					memcpy(buf + total, x.name, x.name_len);
+					buf[total + x.name_len] = 0;
 				}
-				total += nl + 1;
+				total += x.name_len + 1;
 				r = size && (size_t)total > size ? -ERANGE : (ssize_t)total;
-			} else if (strlen(name) == nl && !memcmp(name, n, nl)) {
-				r = size && vl > size ? -ERANGE : (ssize_t)vl;
-				if (size && vl <= size)
-					memcpy(buf, v, vl);
+			} else if (strlen(name) == x.name_len && !memcmp(name, x.name, x.name_len)) {
+				r = size && x.value_len > size ? -ERANGE : (ssize_t)x.value_len;
+				if (size && x.value_len <= size)
+					memcpy(buf, x.value, x.value_len);
 				break;
 			}
 		}
@@ -185,11 +185,11 @@ static void read_ahead(struct cow_state *c, uint64_t off, size_t size, _Atomic u
 	/* run by run: announcing the holes would fill the cache with zeros */
 	for (uint64_t b = from / COW_BS, e = (to + COW_BS - 1) / COW_BS; b < e;) {
 		uint64_t r;
-		if (!fs_cow_bit(c->map, b)) {
-			b = fs_cow_run_end(c->map, b, e, false);
+		if (!mfs_cowmap_test(c->map, b)) {
+			b = mfs_cowmap_run_end(c->map, b, e, false);
 			continue;
 		}
-		r = fs_cow_run_end(c->map, b, e, true);
+		r = mfs_cowmap_run_end(c->map, b, e, true);
 		(void)posix_fadvise(c->data_fd, (off_t)(b * COW_BS), (off_t)((r - b) * COW_BS),
 				    POSIX_FADV_WILLNEED);
 		b = r;
@@ -226,11 +226,11 @@ ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, c
 		for (uint64_t b = off / COW_BS; done >= 0 && b < eb;) {
 			uint64_t run, from, to;
 			ssize_t n;
-			if (!fs_cow_bit(c->map, b)) {
-				b = fs_cow_run_end(c->map, b, eb, false);
+			if (!mfs_cowmap_test(c->map, b)) {
+				b = mfs_cowmap_run_end(c->map, b, eb, false);
 				continue;
 			}
-			run = fs_cow_run_end(c->map, b, eb, true);
+			run = mfs_cowmap_run_end(c->map, b, eb, true);
 			from = MFS_MAX(b * COW_BS, off);
 			to = MFS_MIN(run * COW_BS, end);
 			n = fs_cow_pread(c->data_fd, buf + (from - off), to - from, from);

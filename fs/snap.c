@@ -244,9 +244,10 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	}
 	if (x.old) {
 		fs_journal_uuid(fs, uuid);
-		n = snprintf(meta, sizeof(meta),
-			     "name=%s\nlsn=%" PRIu64 "\ntime_ns=%" PRIu64 "\ndataset=%s\n", name,
-			     s->lsn, s->time_ns, uuid);
+		n = mfs_snapmeta_encode(&(struct mfs_snapmeta){ .name = name, .lsn = s->lsn,
+								.time_ns = s->time_ns,
+								.dataset = uuid },
+					meta, sizeof(meta));
 		r = create_durable(fs, &x, r, tmp, meta, (size_t)n, crash != NULL);
 	}
 	if (r < 0 && listed) {

@@ -34,15 +34,15 @@
 
 #include "fs.h"
 
+#include "mirrorfs/cowmap.h"
+
 #define STORE_DIR "snapshots"
 #define META_FILE "meta"
 #define BROKEN_FILE "broken"
 #define TREE_DIR "tree"
 #define COW_DIR "cow"
-#define COW_BS 4096u
-#define COW_MAGIC "MFSCOW1\n"
-#define COW_HDR 64u
-#define COW_FULL 1u
+#define COW_BS MFS_COWMAP_BS
+#define COW_HDR MFS_COWMAP_HDR
 #define COPY_BUF (1u << 20)
 #define N_BUCKETS 16384u
 #define MAX_DEPTH 1024
@@ -152,11 +152,3 @@ void fs_cow_drop(struct fs_snaps *S, struct fs_snap *s);
 int fs_cow_load(struct fs_snaps *S, struct fs_snap *s);
 /* pread of @len bytes at @off, zeros past the end of the file. */
 ssize_t fs_cow_pread(int fd, char *buf, size_t len, uint64_t off);
-bool fs_cow_bit(const uint8_t *m, uint64_t b);
-/* The first block of [b, e) whose bit is not @set (e if none). */
-uint64_t fs_cow_run_end(const uint8_t *m, uint64_t b, uint64_t e, bool set);
-/* The extended attributes of @fd as a blob (see cow.c). Returns 0 or -errno. */
-int fs_cow_xattr_blob(int fd, char **ret, size_t *ret_len);
-/* Iterate a blob: the next attribute at *pos, 0 at the end, -EBADMSG. */
-int fs_cow_blob_next(const char *blob, size_t len, size_t *pos, const char **name, size_t *nl,
-		     const char **val, size_t *vl);

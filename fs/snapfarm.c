@@ -25,16 +25,16 @@
 void fs_farm_copy_xattrs(int src, int dst)
 {
 	_cleanup_free_ char *blob = NULL;
-	const char *name, *val;
-	size_t len, pos = 0, nl, vl;
+	struct mfs_xattr x;
+	size_t len, pos = 0;
 
-	if (fs_cow_xattr_blob(src, &blob, &len) < 0)
+	if (mfs_xattr_blob_read(src, &blob, &len) < 0)
 		return;
-	while (fs_cow_blob_next(blob, len, &pos, &name, &nl, &val, &vl) > 0) {
+	while (mfs_xattr_blob_next(blob, len, &pos, &x) > 0) {
 		char n0[256];
-		memcpy(n0, name, nl);
-		n0[nl] = 0;
-		(void)fsetxattr(dst, n0, val, vl, 0);
+		memcpy(n0, x.name, x.name_len);
+		n0[x.name_len] = 0;
+		(void)fsetxattr(dst, n0, x.value, x.value_len, 0);
 	}
 }
 

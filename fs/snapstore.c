@@ -79,17 +79,6 @@ struct fs_snap *fs_snap_new(const char *name)
 	return s;
 }
 
-static int meta_parse(const char *text, struct fs_snap *s)
-{
-	const char *p = strstr(text, "\nlsn="), *t = strstr(text, "\ntime_ns=");
-
-	if (strncmp(text, "name=", 5) || !p || !t)
-		return -EBADMSG;
-	s->lsn = strtoull(p + 5, NULL, 10);
-	s->time_ns = strtoull(t + 9, NULL, 10);
-	return 0;
-}
-
 void fs_snap_insert(struct fs_snaps *S, struct fs_snap *s)
 {
 	struct fs_snap **pp = &S->list;
@@ -111,6 +100,7 @@ void fs_snap_insert(struct fs_snaps *S, struct fs_snap *s)
 static int load_one(struct fs_snaps *S, const char *name, uint64_t promoted_ns)
 {
 	_cleanup_free_ char *meta = NULL;
+	struct mfs_snapmeta m;
 	struct fs_snap *s;
 	struct stat st;
 	size_t len;
@@ -128,7 +118,11 @@ static int load_one(struct fs_snaps *S, const char *name, uint64_t promoted_ns)
 		return mfs_rm_tree(S->store_fd, name);
 	}
 	if (r == 0)
-		r = meta_parse(meta, s);
+		r = mfs_snapmeta_decode(meta, &m);
+	if (r == 0) {
+		s->lsn = m.lsn;
+		s->time_ns = m.time_ns;
+	}
 	if (r == 0)
 		r = fs_farm_scan(S, s, s->tree_fd);
 	if (r == 0)

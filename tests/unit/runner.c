@@ -26,6 +26,7 @@ static const struct {
 	{ "xattr", suite_xattr },
 	{ "dir", suite_dir },
 	{ "s3", suite_s3 },
+	{ "cowmap", suite_cowmap },
 };
 
 int main(int argc, char **argv)

@@ -23,6 +23,7 @@ extern CU_SuiteInfo suite_json[];
 extern CU_SuiteInfo suite_xattr[];
 extern CU_SuiteInfo suite_dir[];
 extern CU_SuiteInfo suite_s3[];
+extern CU_SuiteInfo suite_cowmap[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
