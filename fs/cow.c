@@ -348,7 +348,7 @@ static int preserve(struct fs_snaps *S, struct cow_state *c, int src, uint64_t s
 
 static void sync_upto(struct fs_snaps *S, uint64_t gen);
 
-int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
+void fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 {
 	struct fs_snaps *S = fs->snaps;
 	struct copy_buf cb = { 0 };
@@ -357,12 +357,12 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 	bool have_st = false, did = false;
 
 	if (!S || atomic_load(&S->count) == 0 || i->vkind != FS_VK_NONE || i == &fs->root)
-		return 0;
+		return;
 	pthread_rwlock_rdlock(&S->rw);
 	e = fs_cow_find(S, i->ino);
 	if (!e) {
 		pthread_rwlock_unlock(&S->rw);
-		return 0;
+		return;
 	}
 	pthread_rwlock_wrlock(&e->mu);
 	for (struct cow_state *c = e->states; c; c = c->next) {
@@ -400,7 +400,6 @@ int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len)
 	 * replays any valid record without copy-on-write */
 	if (did)
 		sync_upto(S, atomic_fetch_add(&S->dirty_gen, 1) + 1);
-	return 0;
 }
 
 /* A map that is short or has no valid header was never made durable, nor

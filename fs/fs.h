@@ -434,7 +434,7 @@ bool fs_snap_name_ok(const char *name);
  * 0: attributes only) for every live snapshot that holds it. Never fails
  * the change: a snapshot that cannot be kept is marked broken. Caller
  * holds i->lock. */
-int fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len);
+void fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len);
 /* ctl "snapshot create NAME|delete NAME|list": the reply (malloc'd). */
 int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret);
 int fs_snap_json(struct fs *fs, char **ret);
