@@ -155,6 +155,9 @@ static void cow_name(ino_t ino, const char *ext, char out[64])
  * attributes (from @st) and create its cow files. */
 static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int src)
 {
+	struct mfs_cowmap_hdr hdr = { .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
+				      .size = (uint64_t)st->st_size, .atime = st->st_atim,
+				      .mtime = st->st_mtim, .ino = (uint64_t)ino };
 	uint8_t h[COW_HDR];
 	char name[64];
 	int r;
@@ -187,11 +190,7 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	c->map_fd = openat(c->snap->cow_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (c->map_fd < 0)
 		return -errno;
-	mfs_cowmap_hdr_encode(&(struct mfs_cowmap_hdr){ .flags = c->full ? MFS_COWMAP_F_FULL : 0,
-						       .mode = c->mode, .uid = c->uid, .gid = c->gid,
-						       .size = c->size, .atime = c->atime,
-						       .mtime = c->mtime, .ino = (uint64_t)ino },
-			      h);
+	mfs_cowmap_hdr_encode(&hdr, h);
 	r = mfs_pwrite_all(c->map_fd, h, COW_HDR, 0);
 	if (r == 0)
 		r = mfs_pwrite_all(c->map_fd, c->map, mfs_cowmap_bytes(c->size), COW_HDR);
@@ -578,7 +577,8 @@ static void sync_upto(struct fs_snaps *S, uint64_t gen)
 	if (atomic_exchange(&S->new_files, false))
 		for (struct fs_snap *s = S->list; s; s = s->next)
 			if (mfs_fsync_dir(s->cow_fd, NULL) < 0)
-				fs_snap_mark_broken(s, -EIO, "cannot make its copy-on-write folder durable");
+				fs_snap_mark_broken(s, -EIO,
+						    "cannot make its copy-on-write folder durable");
 	pthread_rwlock_unlock(&S->rw);
 	S->synced_gen = g;
 	pthread_mutex_unlock(&S->sync_mu);

@@ -105,7 +105,8 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 				}
 				total += x.name_len + 1;
 				r = size && (size_t)total > size ? -ERANGE : (ssize_t)total;
-			} else if (strlen(name) == x.name_len && !memcmp(name, x.name, x.name_len)) {
+			} else if (strlen(name) == x.name_len &&
+				   !memcmp(name, x.name, x.name_len)) {
 				r = size && x.value_len > size ? -ERANGE : (ssize_t)x.value_len;
 				if (size && x.value_len <= size)
 					memcpy(buf, x.value, x.value_len);

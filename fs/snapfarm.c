@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,7 +113,8 @@ int fs_farm_dir(struct fs_farm *fm, int src, int dst, bool top, int depth)
 				break;
 			}
 			target[len] = 0;
-			r = symlinkat(target, dst, n) < 0 ? -errno : fs_farm_copy_attrs(dst, n, &st, true);
+			r = symlinkat(target, dst, n) < 0 ? -errno
+							  : fs_farm_copy_attrs(dst, n, &st, true);
 		} else {
 			if (mknodat(dst, n, st.st_mode, st.st_rdev) < 0) {
 				if (errno == EPERM) {

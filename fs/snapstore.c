@@ -134,8 +134,9 @@ static int load_one(struct fs_snaps *S, const char *name, uint64_t promoted_ns)
 	if (fstatat(s->dirfd, BROKEN_FILE, &st, 0) == 0)
 		atomic_store(&s->broken, true);
 	else if (r == 0 && promoted_ns > s->time_ns)
-		fs_snap_mark_broken(s, -ESTALE, "the data folder was a mirror after it was taken (replay wrote "
-					"into the files it shares) and promoted since");
+		fs_snap_mark_broken(s, -ESTALE,
+				    "the data folder was a mirror after it was taken (replay wrote "
+				    "into the files it shares) and promoted since");
 	fs_snap_insert(S, s);
 	log_info("snapshot '%s' at LSN %" PRIu64 "%s", name, s->lsn,
 		 atomic_load(&s->broken) ? " (broken)" : "");

@@ -42,8 +42,10 @@ int mfs_cowmap_hdr_decode(const uint8_t in[MFS_COWMAP_HDR], struct mfs_cowmap_hd
 		.uid = mfs_get_le32(in + 16),
 		.gid = mfs_get_le32(in + 20),
 		.size = mfs_get_le64(in + 24),
-		.atime = { (time_t)mfs_get_le64(in + 32), (long)(mfs_get_le32(in + 40) % 1000000000u) },
-		.mtime = { (time_t)mfs_get_le64(in + 48), (long)(mfs_get_le32(in + 44) % 1000000000u) },
+		.atime = { (time_t)mfs_get_le64(in + 32),
+			   (long)(mfs_get_le32(in + 40) % 1000000000u) },
+		.mtime = { (time_t)mfs_get_le64(in + 48),
+			   (long)(mfs_get_le32(in + 44) % 1000000000u) },
 		.ino = mfs_get_le64(in + 56),
 	};
 	return 0;
