@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -192,6 +193,13 @@ void fs_metrics_fsync(struct fs *fs, uint64_t ns);
 void fs_metrics_write(struct fs *fs, bool force);
 
 /* ---------------------------------------------------------------- inode.c */
+
+static inline struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+/* Reply @e, or the error @r; forgets the lookup if the kernel refused it. */
+void fs_reply_entry_or_err(fuse_req_t req, int r, struct fuse_entry_param *e);
 
 int fs_itable_init(struct fs *fs);
 void fs_itable_done(struct fs *fs);
@@ -385,21 +393,67 @@ void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
  * ns_lock shared and i->lock. */
 int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size);
 
-/* ---------------------------------------------------------------- ops.c */
+/* ---------------------------------------------------------------- mutate.c */
 
-extern const struct fuse_lowlevel_ops fs_ops;
-/* Reply helpers shared by the modules. */
-void fs_reply_entry_or_err(fuse_req_t req, int r, struct fuse_entry_param *e);
+/* A zeroed record of @type (heap: struct mfs_rec is large). */
+static inline struct mfs_rec *fs_rec_new(enum mfs_rec_type type)
+{
+	struct mfs_rec *rec = calloc(1, sizeof(*rec));
+
+	if (rec)
+		rec->type = type;
+	return rec;
+}
+/* Journal @rec durably (unless the fs failed): sets *lsn and returns 0,
+ * or -errno with nothing to apply. */
+int fs_journal_first(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn);
 /* Journal a change already applied; fails the fs if that fails. */
 int fs_append_after(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec);
 /* Journal the compensation of a failed apply (or fail the fs). */
 void fs_compensate(struct fs *fs, struct mfs_rec *undo, const char *what);
+/* Journal @rec (durably) if @journaled, then apply it with @apply; a
+ * failed apply journals the attributes the file really has. */
+int fs_attr_change(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec, bool journaled,
+		   int (*apply)(struct fs_inode *i, int fd, const struct mfs_rec *rec), int fd);
+/* A failed xattr change after its record @rec: journal the attribute as
+ * the file (@proc) has it, or fail the fs. */
+void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec);
+/* After a removal was applied: the second fence (or fail the fs). */
+void fs_fence_after(struct fs *fs, bool durable);
 /* After creating @name in @p (record @rec, LSN @lsn): chown, lookup into
  * @e, and journal mode/owner fix-ups. */
 int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mfs_rec *rec,
 		  uint64_t lsn, struct fuse_entry_param *e);
-/* A zeroed record of @type (heap: struct mfs_rec is large). */
-struct mfs_rec *fs_rec_new(enum mfs_rec_type type);
+
+/* ---------------------------------------------------------------- attr.c names.c dir.c xattr.c */
+
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+		   struct fuse_file_info *fi);
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags);
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		    size_t size, int flags);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ---------------------------------------------------------------- ops.c */
+
+extern const struct fuse_lowlevel_ops fs_ops;
 
 /* ---------------------------------------------------------------- lock.c */
 

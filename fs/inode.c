@@ -395,3 +395,11 @@ int fs_inode_jpath(struct fs *fs, struct fs_inode *i, char *buf)
 		return 0;
 	return r < 0 ? r : 1;
 }
+
+void fs_reply_entry_or_err(fuse_req_t req, int r, struct fuse_entry_param *e)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_entry(req, e) != 0)
+		fs_inode_forget(fs_of(req), (struct fs_inode *)(uintptr_t)e->ino, 1);
+}
