@@ -83,6 +83,19 @@ static void state_free(struct cow_state *c)
 	free(c);
 }
 
+void fs_snap_mark_broken(struct fs_snap *s, int err, const char *what)
+{
+	char buf[256];
+	int n;
+
+	if (atomic_exchange(&s->broken, true))
+		return;
+	errno = -err;
+	n = snprintf(buf, sizeof(buf), "%s: %m\n", what);
+	log_error("snapshot '%s' is broken and no longer kept: %s: %m", s->name, what);
+	(void)mfs_replace_file(s->dirfd, BROKEN_FILE, buf, (size_t)n, 0600);
+}
+
 /* Add a state of @s for inode @ino (rw held exclusively). */
 int fs_cow_add(struct fs_snaps *S, struct fs_snap *s, ino_t ino, struct cow_state **ret)
 {

@@ -115,8 +115,8 @@ static size_t add_plus(fuse_req_t req, struct fs_file *f, const struct fs_dirent
 
 	if (!de->virt && f->inode->vkind == FS_VK_SNAP) {
 		/* a snapshot folder: entries with their attributes, as below */
-		struct fs_inode *c = fs_snapview_child(fs, f->inode, de->name);
-		if (!c)
+		struct fs_inode *c;
+		if (fs_snapview_child(fs, f->inode, de->name, &c) < 0)
 			return 0;
 		if (fs_snapview_stat(fs, c, &e.attr) < 0) {
 			fs_snapview_forget(fs, c, 1);

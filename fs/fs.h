@@ -180,6 +180,7 @@ struct fs {
 
 	struct fs_lock *lock; /* lock.c; set in init, freed in destroy */
 	struct fs_snaps *snaps; /* snapstore.c */
+	struct fs_views *views; /* snapview.c: the view nodes */
 	struct fuse_session *se; /* for notifications; set once mounted */
 };
 
@@ -498,8 +499,6 @@ int fs_snap_tree_fd(struct fs_snap *s);
 uint64_t fs_snap_lsn(struct fs_snap *s);
 /* 0, -ESTALE (deleted) or -EIO (broken). */
 int fs_snap_check(struct fs_snap *s);
-void fs_snap_vlock(struct fs *fs, bool lock);
-struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino);
 int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st);
 /* @ra_end: the open file's read-ahead mark (see cowread.c), or NULL */
 ssize_t fs_snap_file_read(struct fs *fs, struct fs_snap *s, ino_t ino, int fd, char *buf,
@@ -514,8 +513,10 @@ void fs_snap_fix_nlink(struct fs *fs, struct stat *st);
 /* ---------------------------------------------------------------- snapview.c */
 
 /* Node of @name in snapshot directory @parent (FS_VK_SNAPS: a snapshot's
- * root), with a kernel lookup reference. NULL and errno on failure. */
-struct fs_inode *fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name);
+ * root), with a kernel lookup reference, into *@ret. Returns 0 or -errno
+ * (-ENOENT: no such entry or snapshot; -ESTALE, -EIO: see fs_snap_check). */
+int fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name,
+		      struct fs_inode **ret);
 void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
 int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st);
 void fs_snapview_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
@@ -525,5 +526,7 @@ void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off
  * user.mirrorfs.dataset). */
 void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size);
 void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size);
-/* Free a node the kernel never forgot (unmount). */
-void fs_snapview_free(struct fs_inode *i);
+/* The view nodes' table: made by fs_vtree_init; fs_snapview_done frees
+ * it with the nodes the kernel never forgot (unmount). */
+int fs_snapview_init(struct fs *fs);
+void fs_snapview_done(struct fs *fs);

@@ -100,8 +100,6 @@ struct fs_snaps {
 	uint64_t synced_gen;        /* sync_mu: preservations up to this one are durable */
 	pthread_mutex_t sync_mu;    /* one sync_upto() at a time: later callers share it */
 	atomic_bool new_files;      /* cow files created since the last sync */
-	pthread_mutex_t vmu;     /* view nodes */
-	struct fs_inode **vhash;
 };
 
 static inline size_t fs_cow_bucket(ino_t ino)
@@ -116,8 +114,6 @@ struct fs_snap *fs_snap_new(const char *name);
 void fs_snap_free(struct fs_snap *s);
 /* Insert @s into the list by LSN (rw held exclusively). */
 void fs_snap_insert(struct fs_snaps *S, struct fs_snap *s);
-/* Mark @s broken (once): logged, and the reason written to NAME/broken. */
-void fs_snap_mark_broken(struct fs_snap *s, int err, const char *what);
 /* Open the store (@create: make it first). Returns 0, -ENOENT or -errno (logged). */
 int fs_snap_store_open(struct fs *fs, bool create);
 
@@ -141,6 +137,8 @@ void fs_farm_copy_xattrs(int src, int dst);
 
 /* ---------------------------------------------------------------- cow.c */
 
+/* Mark @s broken (once): logged, and the reason written to NAME/broken. */
+void fs_snap_mark_broken(struct fs_snap *s, int err, const char *what);
 struct cow_entry *fs_cow_find(struct fs_snaps *S, ino_t ino);
 /* @e's state in @s (@e may be NULL), or NULL. */
 struct cow_state *fs_cow_state(struct cow_entry *e, struct fs_snap *s);

@@ -45,19 +45,6 @@ void fs_snap_free(struct fs_snap *s)
 	free(s);
 }
 
-void fs_snap_mark_broken(struct fs_snap *s, int err, const char *what)
-{
-	char buf[256];
-	int n;
-
-	if (atomic_exchange(&s->broken, true))
-		return;
-	errno = -err;
-	n = snprintf(buf, sizeof(buf), "%s: %m\n", what);
-	log_error("snapshot '%s' is broken and no longer kept: %s: %m", s->name, what);
-	(void)mfs_replace_file(s->dirfd, BROKEN_FILE, buf, (size_t)n, 0600);
-}
-
 static int snap_open_dirs(struct fs_snaps *S, struct fs_snap *s)
 {
 	s->dirfd = openat(S->store_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -206,13 +193,11 @@ int fs_snap_open(struct fs *fs)
 	fs->snaps = S;
 	pthread_mutex_init(&S->mu, NULL);
 	pthread_mutex_init(&S->sync_mu, NULL);
-	pthread_mutex_init(&S->vmu, NULL);
 	pthread_rwlock_init(&S->rw, NULL);
 	atomic_store(&S->reflink, -1);
 	S->store_fd = -1;
 	S->hash = calloc(N_BUCKETS, sizeof(*S->hash));
-	S->vhash = calloc(N_BUCKETS, sizeof(*S->vhash));
-	if (!S->hash || !S->vhash)
+	if (!S->hash)
 		return -ENOMEM;
 	r = fs_snap_store_open(fs, false);
 	if (r == -ENOENT)
@@ -259,14 +244,7 @@ void fs_snap_close(struct fs *fs)
 		S->dead = s->next;
 		fs_snap_free(s);
 	}
-	for (size_t b = 0; S->vhash && b < N_BUCKETS; b++)
-		while (S->vhash[b]) {
-			struct fs_inode *i = S->vhash[b];
-			S->vhash[b] = i->hnext;
-			fs_snapview_free(i);
-		}
 	free(S->hash);
-	free(S->vhash);
 	closep(&S->store_fd);
 	free(S);
 	fs->snaps = NULL;
@@ -323,15 +301,3 @@ int fs_snap_check(struct fs_snap *s)
 	return atomic_load(&s->broken) ? -EIO : 0;
 }
 
-void fs_snap_vlock(struct fs *fs, bool lock)
-{
-	if (lock)
-		pthread_mutex_lock(&fs->snaps->vmu);
-	else
-		pthread_mutex_unlock(&fs->snaps->vmu);
-}
-
-struct fs_inode **fs_snap_vbucket(struct fs *fs, const struct fs_snap *s, ino_t ino)
-{
-	return &fs->snaps->vhash[fs_cow_bucket((ino_t)((uint64_t)ino ^ (uintptr_t)s))];
-}

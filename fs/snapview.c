@@ -25,47 +25,19 @@
 
 #define XATTR_LSN "user.mirrorfs.lsn"
 #define XATTR_DATASET "user.mirrorfs.dataset"
+#define N_BUCKETS 16384u
 
-/* Find or make the node of entry @name in store folder @pfd of @s. */
-static struct fs_inode *node_get(struct fs *fs, struct fs_snap *s, int pfd, const char *name)
+/* The view nodes, keyed by (snapshot, st_ino). */
+struct fs_views {
+	pthread_mutex_t mu;
+	struct fs_inode **hash; /* mu */
+};
+
+static struct fs_inode **bucket(struct fs *fs, const struct fs_snap *s, ino_t ino)
 {
-	struct fs_inode **head, *i;
-	struct stat st;
+	uint64_t k = (uint64_t)ino ^ (uintptr_t)s;
 
-	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return NULL;
-	fs_snap_vlock(fs, true);
-	head = fs_snap_vbucket(fs, s, st.st_ino);
-	for (i = *head; i; i = i->hnext)
-		if (i->snap == s && i->ino == st.st_ino)
-			break;
-	if (!i) {
-		i = calloc(1, sizeof(*i));
-		if (i) {
-			i->fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-			if (i->fd < 0) {
-				int err = errno;
-				free(i);
-				fs_snap_vlock(fs, false);
-				errno = err;
-				return NULL;
-			}
-			i->vkind = FS_VK_SNAP;
-			i->snap = s;
-			i->ino = st.st_ino;
-			i->dev = st.st_dev;
-			i->type = st.st_mode & S_IFMT;
-			pthread_mutex_init(&i->lock, NULL);
-			i->hnext = *head;
-			*head = i;
-		} else {
-			errno = ENOMEM;
-		}
-	}
-	if (i)
-		i->nlookup++;
-	fs_snap_vlock(fs, false);
-	return i;
+	return &fs->views->hash[((k * 0x9E3779B97F4A7C15ull) >> 40) & (N_BUCKETS - 1)];
 }
 
 static void node_free(struct fs_inode *i)
@@ -77,7 +49,85 @@ static void node_free(struct fs_inode *i)
 	free(i);
 }
 
-struct fs_inode *fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name)
+int fs_snapview_init(struct fs *fs)
+{
+	struct fs_views *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	v->hash = calloc(N_BUCKETS, sizeof(*v->hash));
+	if (!v->hash) {
+		free(v);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&v->mu, NULL);
+	fs->views = v;
+	return 0;
+}
+
+void fs_snapview_done(struct fs *fs)
+{
+	struct fs_views *v = fs->views;
+
+	if (!v)
+		return;
+	for (size_t b = 0; b < N_BUCKETS; b++)
+		while (v->hash[b]) {
+			struct fs_inode *i = v->hash[b];
+			v->hash[b] = i->hnext;
+			node_free(i);
+		}
+	pthread_mutex_destroy(&v->mu);
+	free(v->hash);
+	free(v);
+	fs->views = NULL;
+}
+
+/* Find or make the node of entry @name in store folder @pfd of @s, with a
+ * kernel lookup reference, into *@ret. Returns 0 or -errno. */
+static int node_get(struct fs *fs, struct fs_snap *s, int pfd, const char *name,
+		    struct fs_inode **ret)
+{
+	struct fs_inode **head, *i;
+	struct stat st;
+	int r = 0;
+
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	pthread_mutex_lock(&fs->views->mu);
+	head = bucket(fs, s, st.st_ino);
+	for (i = *head; i; i = i->hnext)
+		if (i->snap == s && i->ino == st.st_ino)
+			break;
+	if (!i) {
+		i = calloc(1, sizeof(*i));
+		r = i ? 0 : -ENOMEM;
+		if (i) {
+			i->fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			r = i->fd < 0 ? -errno : 0;
+		}
+		if (r < 0) {
+			free(i);
+			pthread_mutex_unlock(&fs->views->mu);
+			return r;
+		}
+		i->vkind = FS_VK_SNAP;
+		i->snap = s;
+		i->ino = st.st_ino;
+		i->dev = st.st_dev;
+		i->type = st.st_mode & S_IFMT;
+		pthread_mutex_init(&i->lock, NULL);
+		i->hnext = *head;
+		*head = i;
+	}
+	i->nlookup++;
+	pthread_mutex_unlock(&fs->views->mu);
+	*ret = i;
+	return 0;
+}
+
+int fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name,
+		      struct fs_inode **ret)
 {
 	struct fs_snap *s;
 	struct fs_inode *i;
@@ -85,47 +135,39 @@ struct fs_inode *fs_snapview_child(struct fs *fs, struct fs_inode *parent, const
 
 	if (parent->vkind == FS_VK_SNAPS) {
 		s = fs_snap_find(fs, name);
-		if (!s) {
-			errno = ENOENT;
-			return NULL;
-		}
-		i = node_get(fs, s, fs_snap_tree_fd(s), ".");
-		fs_snap_vlock(fs, true);
-		if (i && !i->vname)
+		if (!s)
+			return -ENOENT;
+		r = node_get(fs, s, fs_snap_tree_fd(s), ".", &i);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&fs->views->mu);
+		if (!i->vname)
 			i->vname = strdup(name);
-		fs_snap_vlock(fs, false);
-		return i;
+		pthread_mutex_unlock(&fs->views->mu);
+		*ret = i;
+		return 0;
 	}
 	r = fs_snap_check(parent->snap);
-	if (r < 0) {
-		errno = -r;
-		return NULL;
-	}
-	if (parent->type != S_IFDIR) {
-		errno = ENOTDIR;
-		return NULL;
-	}
-	return node_get(fs, parent->snap, parent->fd, name);
+	if (r < 0)
+		return r;
+	if (parent->type != S_IFDIR)
+		return -ENOTDIR;
+	return node_get(fs, parent->snap, parent->fd, name, ret);
 }
 
 void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 {
-	fs_snap_vlock(fs, true);
+	pthread_mutex_lock(&fs->views->mu);
 	i->nlookup = i->nlookup > n ? i->nlookup - n : 0;
 	if (i->nlookup == 0) {
-		struct fs_inode **pp = fs_snap_vbucket(fs, i->snap, i->ino);
+		struct fs_inode **pp = bucket(fs, i->snap, i->ino);
 		while (*pp && *pp != i)
 			pp = &(*pp)->hnext;
 		if (*pp)
 			*pp = i->hnext;
 		node_free(i);
 	}
-	fs_snap_vlock(fs, false);
-}
-
-void fs_snapview_free(struct fs_inode *i)
-{
-	node_free(i);
+	pthread_mutex_unlock(&fs->views->mu);
 }
 
 int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st)

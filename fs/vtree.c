@@ -54,7 +54,7 @@ int fs_vtree_init(struct fs *fs)
 		pthread_mutex_init(&i->lock, NULL);
 		fs->vnodes[k] = i;
 	}
-	return 0;
+	return fs_snapview_init(fs);
 }
 
 void fs_vtree_done(struct fs *fs)
@@ -67,6 +67,7 @@ void fs_vtree_done(struct fs *fs)
 		free(i->vname);
 		free(i);
 	}
+	fs_snapview_done(fs);
 }
 
 bool fs_is_reserved(struct fs *fs, struct fs_inode *parent, const char *name)
@@ -209,26 +210,35 @@ void fs_vtree_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 	pthread_mutex_unlock(&fs->vlock);
 }
 
-static struct fs_inode *vchild(struct fs *fs, struct fs_inode *parent, const char *name)
+/* The node of virtual entry @name in @parent, with a kernel lookup
+ * reference, into *@ret. Returns 0 or -errno (-ENOENT: no such entry). */
+static int vchild(struct fs *fs, struct fs_inode *parent, const char *name, struct fs_inode **ret)
 {
 	uint64_t first, last;
 	struct stat st;
 
-	if (parent == &fs->root)
-		return strcmp(name, MFS_CTL_DIR) ? NULL : fs->vnodes[FS_VK_DIR];
+	if (parent == &fs->root) {
+		if (strcmp(name, MFS_CTL_DIR))
+			return -ENOENT;
+		*ret = fs->vnodes[FS_VK_DIR];
+		return 0;
+	}
 	if (parent->vkind == FS_VK_SNAPS || parent->vkind == FS_VK_SNAP)
-		return fs_snapview_child(fs, parent, name);
+		return fs_snapview_child(fs, parent, name, ret);
 	if (parent->vkind == FS_VK_DIR) {
 		for (int k = FS_VK_JOURNAL; k <= FS_VK_CTL; k++)
-			if (!strcmp(name, vnames[k]))
-				return fs->vnodes[k];
-		return NULL;
+			if (!strcmp(name, vnames[k])) {
+				*ret = fs->vnodes[k];
+				return 0;
+			}
+		return -ENOENT;
 	}
 	if (parent->vkind != FS_VK_JOURNAL || !mfs_seg_name_parse(name, &first, &last))
-		return NULL;
+		return -ENOENT;
 	if (fstatat(fs_journal_closed_dirfd(fs), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return NULL;
-	return segnode_get(fs, name, first);
+		return -errno;
+	*ret = segnode_get(fs, name, first);
+	return *ret ? 0 : -ENOMEM;
 }
 
 void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
@@ -238,16 +248,14 @@ void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
 	struct fs_inode *i;
 	int r;
 
-	errno = ENOENT;
-	i = vchild(fs, parent, name);
-	if (!i) {
-		r = errno == ENOENT || !errno ? ENOENT : errno;
-		if (r == ENOENT && parent->vkind == FS_VK_SNAP) {
-			e.entry_timeout = fs->timeout; /* a snapshot never changes */
-			fuse_reply_entry(req, &e);
-			return;
-		}
-		fuse_reply_err(req, r);
+	r = vchild(fs, parent, name, &i);
+	if (r == -ENOENT && parent->vkind == FS_VK_SNAP) {
+		e.entry_timeout = fs->timeout; /* a snapshot never changes */
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	r = fs_vtree_stat(fs, i, &e.attr);
