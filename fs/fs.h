@@ -463,7 +463,7 @@ struct fs_lock;
  * and init/destroy/release hooked (static storage: one table per process). */
 const struct fuse_lowlevel_ops *fs_lock_wrap_ops(const struct fuse_lowlevel_ops *ops);
 /* ctl "lock [TIMEOUT_MS]" (owned by ctl handle @f) and "unlock": the reply
- * line into *ret (malloc'd). Returns what asprintf() returns. */
+ * line into *ret (malloc'd). Returns 0 or -ENOMEM. */
 int fs_lock_ctl(struct fs *fs, struct fs_file *f, const char *cmd, char **ret);
 /* The lock's status JSON members ("locked":...,"parked":N) into @buf. */
 int fs_lock_status(struct fs *fs, char *buf, size_t cap);
@@ -490,7 +490,8 @@ bool fs_snap_name_ok(const char *name);
  * the change: a snapshot that cannot be kept is marked broken. Caller
  * holds i->lock. */
 void fs_snap_cow(struct fs *fs, struct fs_inode *i, uint64_t off, uint64_t len);
-/* ctl "snapshot create NAME|delete NAME|list": the reply (malloc'd). */
+/* ctl "snapshot create NAME|delete NAME|list": the reply (malloc'd).
+ * Returns 0 or -ENOMEM. */
 int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret);
 int fs_snap_json(struct fs *fs, char **ret);
 struct fs_snap *fs_snap_find(struct fs *fs, const char *name);
@@ -509,6 +510,12 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 			   char *buf, size_t size);
 /* A live file's link count without the snapshots' links to it. */
 void fs_snap_fix_nlink(struct fs *fs, struct stat *st);
+
+/* ---------------------------------------------------------------- ctl.c */
+
+/* Run ctl command @cmd written through handle @f: the reply line into
+ * *@ret (malloc'd). Returns 0 or -ENOMEM. */
+int fs_ctl_exec(struct fs *fs, struct fs_file *f, const char *cmd, char **ret);
 
 /* ---------------------------------------------------------------- snapview.c */
 

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -553,25 +554,23 @@ int fs_lock_ctl(struct fs *fs, struct fs_file *f, const char *cmd, char **ret)
 	int r;
 
 	if (!fs->lock)
-		return asprintf(ret, "err %d lock is unavailable\n", ENOMEM);
+		return mfs_ctl_err(ret, ENOMEM, "lock is unavailable");
 	if (!strcmp(cmd, "unlock")) {
 		r = lock_drop(fs, NULL, "unlock");
 		if (r < 0)
-			return asprintf(ret, "err %d not locked\n", -r);
-		return asprintf(ret, "ok\n");
+			return mfs_ctl_err(ret, -r, "not locked");
+		return mfs_ctl_ok(ret, NULL);
 	}
 	if (strncmp(cmd, "lock", 4) || (cmd[4] && cmd[4] != ' '))
-		return asprintf(ret, "err %d unknown command '%s'\n", EINVAL, cmd);
+		return mfs_ctl_err(ret, EINVAL, "unknown command '%s'", cmd);
 	if (parse_timeout(cmd + 4, &timeout_ms) < 0)
-		return asprintf(ret, "err %d bad timeout '%s'\n", EINVAL, cmd + 4);
+		return mfs_ctl_err(ret, EINVAL, "bad timeout '%s'", cmd + 4);
 	r = lock_take(fs, f, timeout_ms);
 	if (r == -EBUSY)
-		return asprintf(ret, "err %d already locked\n", EBUSY);
-	if (r < 0) {
-		errno = -r;
-		return asprintf(ret, "err %d %m\n", -r);
-	}
-	return asprintf(ret, "ok\n");
+		return mfs_ctl_err(ret, EBUSY, "already locked");
+	if (r < 0)
+		return mfs_ctl_errno(ret, -r, NULL);
+	return mfs_ctl_ok(ret, NULL);
 }
 
 int fs_lock_status(struct fs *fs, char *buf, size_t cap)

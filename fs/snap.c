@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mirrorfs/ctl.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -193,19 +194,19 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 	int r, n;
 
 	if (!fs_snap_name_ok(name))
-		return asprintf(ret, "err %d bad snapshot name '%s' (1-%d of A-Z a-z 0-9 . _ -, "
-				     "not starting with '.')\n",
-				EINVAL, name, FS_SNAP_NAME_MAX);
+		return mfs_ctl_err(ret, EINVAL,
+				   "bad snapshot name '%s' (1-%d of A-Z a-z 0-9 . _ -, "
+				   "not starting with '.')",
+				   name, FS_SNAP_NAME_MAX);
 	pthread_mutex_lock(&S->mu);
 	r = fs_snap_store_open(fs, true);
 	if (r < 0) {
 		pthread_mutex_unlock(&S->mu);
-		errno = -r;
-		return asprintf(ret, "err %d cannot open the snapshot store: %m\n", -r);
+		return mfs_ctl_errno(ret, -r, "cannot open the snapshot store");
 	}
 	if (fstatat(S->store_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		pthread_mutex_unlock(&S->mu);
-		return asprintf(ret, "err %d snapshot '%s' exists\n", EEXIST, name);
+		return mfs_ctl_err(ret, EEXIST, "snapshot '%s' exists", name);
 	}
 	snprintf(tmp, sizeof(tmp), ".new-%s", name);
 	(void)mfs_rm_tree(S->store_fd, tmp);
@@ -266,13 +267,12 @@ static int snap_create(struct fs *fs, const char *name, char **ret)
 		if (s)
 			fs_snap_free(s);
 		pthread_mutex_unlock(&S->mu);
-		errno = -r;
-		return asprintf(ret, "err %d cannot create snapshot '%s': %m\n", -r, name);
+		return mfs_ctl_errno(ret, -r, "cannot create snapshot '%s'", name);
 	}
 	pthread_mutex_unlock(&S->mu);
 	log_info("snapshot '%s' at LSN %" PRIu64 ", writers held %" PRIu64 " us", name, s->lsn,
 		 x.window_ns / 1000);
-	return asprintf(ret, "ok %s %" PRIu64 " %" PRIu64 "\n", name, s->lsn, x.window_ns / 1000);
+	return mfs_ctl_ok(ret, "%s %" PRIu64 " %" PRIu64, name, s->lsn, x.window_ns / 1000);
 }
 
 static int snap_delete(struct fs *fs, const char *name, char **ret)
@@ -300,7 +300,7 @@ static int snap_delete(struct fs *fs, const char *name, char **ret)
 	pthread_rwlock_unlock(&S->rw);
 	if (!s) {
 		pthread_mutex_unlock(&S->mu);
-		return asprintf(ret, "err %d no snapshot '%s'\n", ENOENT, name);
+		return mfs_ctl_err(ret, ENOENT, "no snapshot '%s'", name);
 	}
 	snprintf(tmp, sizeof(tmp), ".del-%s", name);
 	if (renameat(S->store_fd, name, S->store_fd, tmp) < 0)
@@ -311,16 +311,14 @@ static int snap_delete(struct fs *fs, const char *name, char **ret)
 		r = mfs_fsync_dir(S->store_fd, NULL);
 	pthread_mutex_unlock(&S->mu);
 	if (r < 0) {
-		errno = -r;
-		return asprintf(ret, "err %d snapshot '%s' is gone but its store was not removed: "
-				     "%m\n",
-				-r, name);
+		return mfs_ctl_errno(ret, -r, "snapshot '%s' is gone but its store was not removed",
+				     name);
 	}
 	log_info("snapshot '%s' deleted", name);
 	if (fs->se) /* the kernel forgets .mirrorfs/snapshots/NAME now */
 		(void)fuse_lowlevel_notify_inval_entry(
 			fs->se, (fuse_ino_t)(uintptr_t)fs->vnodes[FS_VK_SNAPS], name, strlen(name));
-	return asprintf(ret, "ok\n");
+	return mfs_ctl_ok(ret, NULL);
 }
 
 /* The snapshots as a JSON array (malloc'd). */
@@ -370,7 +368,7 @@ int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret)
 	const char *arg = cmd + strlen("snapshot");
 
 	if (!fs->snaps)
-		return asprintf(ret, "err %d snapshots are unavailable\n", ENOTSUP);
+		return mfs_ctl_err(ret, ENOTSUP, "snapshots are unavailable");
 	while (*arg == ' ')
 		arg++;
 	if (!strncmp(arg, "create ", 7)) {
@@ -385,8 +383,8 @@ int fs_snap_ctl(struct fs *fs, const char *cmd, char **ret)
 	if (!strcmp(arg, "list")) {
 		_cleanup_free_ char *json = NULL;
 		if (fs_snap_json(fs, &json) < 0)
-			return asprintf(ret, "err %d out of memory\n", ENOMEM);
-		return asprintf(ret, "ok %s\n", json);
+			return mfs_ctl_err(ret, ENOMEM, "out of memory");
+		return mfs_ctl_ok(ret, "%s", json);
 	}
-	return asprintf(ret, "err %d usage: snapshot create|delete NAME, snapshot list\n", EINVAL);
+	return mfs_ctl_err(ret, EINVAL, "usage: snapshot create|delete NAME, snapshot list");
 }

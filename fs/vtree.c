@@ -419,34 +419,6 @@ void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
-static int ctl_exec(struct fs *fs, const char *cmd, char **ret)
-{
-	char name[MFS_SEG_NAME_LEN + 1];
-	uint64_t lsn;
-	int r;
-
-	if (!strcmp(cmd, "rotate")) {
-		r = fs_journal_rotate(fs, name);
-		if (r == 0)
-			return asprintf(ret, name[0] ? "ok %s\n" : "ok\n", name);
-	} else if (!strcmp(cmd, "checkpoint")) {
-		r = fs_journal_checkpoint(fs, &lsn);
-		if (r == 0)
-			return asprintf(ret, "ok %" PRIu64 "\n", lsn);
-	} else if (!strcmp(cmd, "status")) {
-		_cleanup_free_ char *json = NULL;
-		r = fs_journal_status(fs, &json);
-		if (r == 0)
-			return asprintf(ret, "ok %s", json);
-	} else if (!strncmp(cmd, "snapshot", 8) && (!cmd[8] || cmd[8] == ' ')) {
-		return fs_snap_ctl(fs, cmd, ret);
-	} else {
-		return asprintf(ret, "err %d unknown command '%s'\n", EINVAL, cmd);
-	}
-	errno = -r;
-	return asprintf(ret, "err %d %m\n", -r);
-}
-
 void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
 		    struct fs_file *f)
 {
@@ -463,8 +435,7 @@ void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t 
 	cmd[len] = 0;
 	while (len && (cmd[len - 1] == '\n' || cmd[len - 1] == ' ' || cmd[len - 1] == '\r'))
 		cmd[--len] = 0;
-	if ((!strncmp(cmd, "lock", 4) || !strcmp(cmd, "unlock") ? fs_lock_ctl(fs, f, cmd, &reply)
-								: ctl_exec(fs, cmd, &reply)) < 0) {
+	if (fs_ctl_exec(fs, f, cmd, &reply) < 0) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}

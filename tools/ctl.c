@@ -45,6 +45,7 @@ static int ctl_open(const char *mnt)
  */
 static int ctl_call(int fd, const char *cmd, char *reply, size_t cap)
 {
+	const char *text;
 	ssize_t n;
 	int r;
 
@@ -60,18 +61,13 @@ static int ctl_call(int fd, const char *cmd, char *reply, size_t cap)
 		return -1;
 	}
 	reply[n] = 0;
-	if (!strncmp(reply, "ok", 2)) {
-		memmove(reply, reply + (reply[2] == ' ' ? 3 : 2), strlen(reply) + 1);
-		return 0;
+	r = mfs_ctl_parse(reply, &text);
+	if (r < 0) {
+		cli_fail("unexpected reply to '%s': %s", cmd, reply);
+		return -1;
 	}
-	if (!strncmp(reply, "err ", 4)) {
-		char *msg;
-		r = (int)strtol(reply + 4, &msg, 10);
-		memmove(reply, msg + (*msg == ' '), strlen(msg) + 1);
-		return r > 0 ? r : EIO;
-	}
-	cli_fail("unexpected reply to '%s': %s", cmd, reply);
-	return -1;
+	memmove(reply, text, strlen(text) + 1);
+	return r;
 }
 
 /*

@@ -27,6 +27,7 @@ static const struct {
 	{ "dir", suite_dir },
 	{ "s3", suite_s3 },
 	{ "cowmap", suite_cowmap },
+	{ "ctl", suite_ctl },
 };
 
 int main(int argc, char **argv)
