@@ -31,7 +31,7 @@ static int ctl_journal(struct fs *fs, const char *cmd, char **ret)
 			return mfs_ctl_ok(ret, "%" PRIu64, lsn);
 	} else {
 		_cleanup_free_ char *json = NULL;
-		r = fs_journal_status(fs, &json);
+		r = fs_status_json(fs, &json);
 		if (r == 0) {
 			size_t n = strlen(json);
 			if (n && json[n - 1] == '\n')

@@ -148,6 +148,16 @@ struct fs_metrics {
 	bool warned;            /* timer thread only */
 };
 
+struct fs;
+/* What the journal reports to the modules above it, without calling them:
+ * main.c points these at metrics.c. NULL members are skipped. */
+struct fs_hooks {
+	/* the timer thread, about once a second (@force: now, at start) */
+	void (*tick)(struct fs *fs, bool force);
+	/* a group commit's fsync took @ns */
+	void (*fsync)(struct fs *fs, uint64_t ns);
+};
+
 struct fs {
 	int data_fd; /* DATADIR, O_PATH | O_DIRECTORY */
 	int sync_fd; /* DATADIR, O_RDONLY, for syncfs() */
@@ -173,6 +183,7 @@ struct fs {
 	} pend;
 	atomic_int failed; /* 0 or the first fatal error (negative errno) */
 	struct fs_metrics metrics;
+	struct fs_hooks hooks; /* set by main.c before the journal starts */
 
 	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
 	pthread_mutex_t vlock;
@@ -283,7 +294,9 @@ int fs_journal_open(struct fs *fs);
 int fs_journal_lock_refresh(struct fs *fs);
 /* Start the timer thread (rotation, periodic checkpoints). */
 int fs_journal_start(struct fs *fs);
-/* Stop the timer, checkpoint, release. */
+/* Stop the timer and checkpoint a last time. */
+void fs_journal_stop(struct fs *fs);
+/* Release the journal (its locks too). */
 void fs_journal_close(struct fs *fs);
 /* Append @rec; sets rec->lsn. Returns 0 or -errno (nothing written). */
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
@@ -340,8 +353,22 @@ struct fs_journal_gauges {
 };
 /* The journal's values for the metrics file (as in the status JSON). */
 void fs_journal_gauges(struct fs *fs, struct fs_journal_gauges *ret);
-/* Status JSON (malloc'd). */
-int fs_journal_status(struct fs *fs, char **ret);
+/* What the status JSON says of the journal (status.c). */
+struct fs_journal_info {
+	char dataset[37];
+	uint64_t first_lsn, last_lsn, durable_lsn, checkpoint_lsn;
+	char open_segment[256];
+	uint64_t open_segment_seq, open_segment_first_lsn, open_segment_size;
+	uint64_t open_segment_records;
+	size_t segments; /* closed ones */
+	uint64_t segments_bytes;
+	uint64_t syncs, sync_requests;
+	const char *path; /* the journal folder (borrowed) */
+	unsigned format;  /* of new segments */
+	char auth_key_id[17]; /* "" when not authenticated */
+};
+/* Fill *ret (lists the closed segments). Returns 0 or -errno. */
+int fs_journal_info(struct fs *fs, struct fs_journal_info *ret);
 /* Enter the failed state: every later mutation gets EIO. */
 void fs_fail(struct fs *fs, int r, const char *what);
 static inline int fs_check_failed(struct fs *fs)
@@ -510,6 +537,13 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 			   char *buf, size_t size);
 /* A live file's link count without the snapshots' links to it. */
 void fs_snap_fix_nlink(struct fs *fs, struct stat *st);
+
+/* ---------------------------------------------------------------- status.c */
+
+/* The status JSON, one line with its newline (malloc'd): the journal, the
+ * pending writes, the lock, the failed state, the snapshots. Returns 0 or
+ * -errno. */
+int fs_status_json(struct fs *fs, char **ret);
 
 /* ---------------------------------------------------------------- ctl.c */
 

@@ -211,7 +211,8 @@ static int sync_only(struct fs *fs, uint64_t lsn, uint64_t *ret_durable)
 			r = mfs_segw_sync(j->w, lsn);
 			mfs_segw_get_stats(j->w, &s);
 			if (s.syncs != syncs) /* this call's group commit fsynced */
-				fs_metrics_fsync(fs, mfs_mono_ns() - t0);
+				if (fs->hooks.fsync)
+					fs->hooks.fsync(fs, mfs_mono_ns() - t0);
 		}
 		mfs_segw_get_stats(j->w, &s);
 		*ret_durable = MFS_MAX(lsn, s.durable_lsn);
@@ -438,23 +439,19 @@ void fs_journal_gauges(struct fs *fs, struct fs_journal_gauges *ret)
 	};
 }
 
-int fs_journal_status(struct fs *fs, char **ret)
+int fs_journal_info(struct fs *fs, struct fs_journal_info *ret)
 {
 	struct fs_journal *j = fs->j;
 	struct mfs_segw_stats s = { 0 };
 	_cleanup_free_ struct mfs_segent *segs = NULL;
-	char name[256] = "";
+	struct fs_journal_info in = { .path = j->path };
 	size_t n = 0;
-	uint64_t bytes = 0, first = 0;
-	char *out, lockjson[192], jpath[2 * PATH_MAX], key_id[17] = "";
-	size_t jp = 0;
-	_cleanup_free_ char *snaps = NULL;
 	int r;
 
 	pthread_rwlock_rdlock(&j->seg_lock);
 	if (j->w)
 		mfs_segw_get_stats(j->w, &s);
-	snprintf(name, sizeof(name), "%s", j->open_name);
+	snprintf(in.open_segment, sizeof(in.open_segment), "%s", j->open_name);
 	pthread_rwlock_unlock(&j->seg_lock);
 	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
 	if (r < 0)
@@ -462,40 +459,23 @@ int fs_journal_status(struct fs *fs, char **ret)
 	for (size_t k = 0; k < n; k++) {
 		struct stat st;
 		if (fstatat(j->closed_dirfd, segs[k].name, &st, 0) == 0)
-			bytes += (uint64_t)st.st_size;
+			in.segments_bytes += (uint64_t)st.st_size;
 	}
-	first = n ? segs[0].first : s.first_lsn;
-	fs_lock_status(fs, lockjson, sizeof(lockjson));
-	if (fs_snap_json(fs, &snaps) < 0)
-		return -ENOMEM;
-	/* the real closed-segments folder: a shipper can watch it with inotify
-	 * (the kernel reports nothing for segments appearing on the mount) */
-	for (const char *c = j->path; *c && jp < sizeof(jpath) - 8; c++) {
-		if (*c == '"' || *c == '\\')
-			jpath[jp++] = '\\';
-		if ((unsigned char)*c >= 0x20)
-			jpath[jp++] = *c;
-	}
-	jpath[jp] = 0;
+	memcpy(in.dataset, j->uuid_text, sizeof(in.dataset));
+	in.first_lsn = n ? segs[0].first : s.first_lsn;
+	in.last_lsn = s.next_lsn ? s.next_lsn - 1 : 0;
+	in.durable_lsn = s.durable_lsn;
+	in.checkpoint_lsn = atomic_load(&j->checkpoint_lsn);
+	in.open_segment_seq = s.seg_no;
+	in.open_segment_first_lsn = s.first_lsn;
+	in.open_segment_size = s.size;
+	in.open_segment_records = s.records;
+	in.segments = n;
+	in.syncs = s.syncs;
+	in.sync_requests = s.sync_requests;
+	in.format = j->keys->n || j->zstd_level ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION;
 	if (j->keys->n)
-		mfs_auth_id_format(j->keys->keys[0].id, key_id);
-	r = asprintf(&out,
-		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
-		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
-		     ",\"open_segment\":\"%s\",\"open_segment_seq\":%" PRIu64
-		     ",\"open_segment_first_lsn\":%" PRIu64 ",\"open_segment_size\":%" PRIu64
-		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
-		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
-		     ",\"pending_bytes\":%" PRIu64
-		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" MFS_JDIR_CLOSED "\",\"snapshots\":%s"
-		     ",\"format\":%u,\"auth_key_id\":\"%s\"}\n",
-		     j->uuid_text, first, s.next_lsn ? s.next_lsn - 1 : 0, s.durable_lsn,
-		     atomic_load(&j->checkpoint_lsn), name, s.seg_no, s.first_lsn, s.size,
-		     s.records, n, bytes, s.syncs, s.sync_requests, fs_pending_bytes(fs), lockjson,
-		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps,
-		     j->keys->n || j->zstd_level ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION, key_id);
-	if (r < 0)
-		return -ENOMEM;
-	*ret = out;
+		mfs_auth_id_format(j->keys->keys[0].id, in.auth_key_id);
+	*ret = in;
 	return 0;
 }

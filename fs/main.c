@@ -289,11 +289,20 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	fs->root.dev = st.st_dev;
 	fs->root.ino = st.st_ino;
 	fs->data_fd = fs->root.fd;
-	return fs_journal_open(fs);
+	fs->hooks.tick = fs_metrics_write;
+	fs->hooks.fsync = fs_metrics_fsync;
+	r = fs_journal_open(fs);
+	if (r == 0)
+		r = fs_snap_open(fs); /* after recovery: see cow.c, "Ordering" */
+	return r;
 }
 
+/* The snapshots close between the journal's last checkpoint and the
+ * release of its locks. */
 static void fs_teardown(struct fs *fs)
 {
+	fs_journal_stop(fs);
+	fs_snap_close(fs);
 	fs_journal_close(fs);
 	fs_vtree_done(fs);
 	fs_itable_done(fs);

@@ -698,13 +698,10 @@ int fs_journal_open(struct fs *fs)
 	r = open_dirs(fs, j);
 	if (r < 0)
 		return r;
-	r = journal_recover(fs, j);
-	if (r == 0)
-		r = fs_snap_open(fs); /* after recovery: see snap.c, "Ordering" */
-	return r;
+	return journal_recover(fs, j);
 }
 
-void fs_journal_close(struct fs *fs)
+void fs_journal_stop(struct fs *fs)
 {
 	struct fs_journal *j = fs->j;
 
@@ -716,7 +713,14 @@ void fs_journal_close(struct fs *fs)
 		if (r < 0)
 			log_error_errno(r, "final checkpoint of journal '%s' failed: %m", j->path);
 	}
-	fs_snap_close(fs);
+}
+
+void fs_journal_close(struct fs *fs)
+{
+	struct fs_journal *j = fs->j;
+
+	if (!j)
+		return;
 	mfs_segw_free(j->w);
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);

@@ -344,7 +344,8 @@ static void *timer_main(void *arg)
 		}
 		if ((want || w == ETIMEDOUT) && !atomic_load(&fs->failed))
 			timer_tick(fs, want);
-		fs_metrics_write(fs, false);
+		if (fs->hooks.tick)
+			fs->hooks.tick(fs, false);
 	}
 	pthread_mutex_unlock(&j->tlock);
 	return NULL;
@@ -356,7 +357,8 @@ int fs_journal_start(struct fs *fs)
 	int r;
 
 	j->last_rotate_ns = j->last_ckpt_ns = mfs_mono_ns();
-	fs_metrics_write(fs, true); /* before the timer thread, which owns it next */
+	if (fs->hooks.tick) /* before the timer thread, which owns it next */
+		fs->hooks.tick(fs, true);
 	r = pthread_create(&j->timer, NULL, timer_main, fs);
 	if (r)
 		return log_error_errno(-r, "cannot start the timer thread: %m");

@@ -115,7 +115,7 @@ int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 	case FS_VK_STATUS: {
 		_cleanup_free_ char *json = NULL;
 		st->st_mode = S_IFREG | 0444;
-		if (fs_journal_status(fs, &json) == 0)
+		if (fs_status_json(fs, &json) == 0)
 			st->st_size = (off_t)strlen(json);
 		break;
 	}
@@ -367,7 +367,7 @@ void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi
 		f->fd = fs_journal_open_current(fs);
 	else if (i->vkind == FS_VK_SEGMENT)
 		f->fd = openat(fs_journal_closed_dirfd(fs), i->vname, O_RDONLY | O_CLOEXEC);
-	else if (i->vkind == FS_VK_STATUS && fs_journal_status(fs, &f->buf) == 0)
+	else if (i->vkind == FS_VK_STATUS && fs_status_json(fs, &f->buf) == 0)
 		f->len = strlen(f->buf);
 	if ((i->vkind == FS_VK_CURRENT || i->vkind == FS_VK_SEGMENT) && f->fd < 0) {
 		int err = f->fd == -1 ? errno : -f->fd;
