@@ -2,26 +2,53 @@
 /*
  * fs.h - internal interfaces of mirrorfs, the journaling FUSE filesystem.
  *
- * Modules:
- *   main.c     options, bring-up, session loop, teardown
- *   ops.c      the FUSE ops table: namespace operations, attributes, xattrs
- *   data.c     open files: open/create, read, write, fsync, fallocate, copy
- *   inode.c    inode table (backing O_PATH fds), names per inode, paths
- *   pending.c  writes journaled, not yet applied (write-ahead); the dirty set
- *   journal.c  journal dir, segment writer, checkpoints, rotation, recovery
- *   vtree.c    the virtual .mirrorfs/ tree (journal/, current, status, ctl)
- *   snap.c     snapshots: create/delete, their ctl commands (private
- *              interfaces of the snapshot modules: snap_i.h)
- *   snapstore.c the snapshot store: load at mount, the list
- *   snapfarm.c a snapshot's hard-link farm: build, fsync, scan
- *   cow.c      copy-on-write: preserve before a change, durability
- *   cowread.c  a preserved file as a snapshot view reads it
- *   snapview.c the read-only views .mirrorfs/snapshots/NAME/
+ * Modules, top layer first: a module calls only those listed below it,
+ * but for the upward calls tools/fs-callgraph.py --layers lists (the
+ * inode table's dispatch of a forget to the virtual nodes, and the link
+ * count and size fix-ups of a stat: inode.c -> vtree.c, cowread.c,
+ * pending.c). What the journal reports upward goes through fs->hooks.
  *
- * Lock order: fs->ns_lock (rwlock: namespace ops exclusive, data ops
- * shared) -> inode->lock (data mutations of one inode) -> journal locks ->
- * fs->pend.alock -> inode->plock -> fs->pend.lock -> fs->itable_lock
- * (inode table and name lists, held briefly).
+ *   main.c      options, bring-up, session loop, teardown
+ *   ops.c       the FUSE ops table; init, lookup, forget, readlink, statfs
+ *   attr.c      getattr, setattr
+ *   names.c     mknod, mkdir, symlink, unlink, rmdir, rename, link
+ *   dir.c       opendir, readdir(plus), releasedir, fsyncdir
+ *   xattr.c     get/list/set/removexattr
+ *   data.c      open files: open/create, read, write, fsync, fallocate, copy
+ *   vtree.c     the virtual .mirrorfs/ tree (journal/, current, status, ctl)
+ *   snapview.c  the read-only views .mirrorfs/snapshots/NAME/
+ *   cowread.c   a preserved file as a snapshot view reads it
+ *   ctl.c       the ctl commands (reply lines: lib/ctl.c)
+ *   status.c    the status JSON
+ *   metrics.c   the Prometheus textfile (-o metrics=)
+ *   snap.c      snapshots: create/delete, their ctl commands (private
+ *               interfaces of the snapshot modules: snap_i.h)
+ *   snapstore.c the snapshot store: load at mount, the list
+ *   snapfarm.c  a snapshot's hard-link farm: build, fsync, scan
+ *   park.c      mutations parked while locked (the wrapped ops table)
+ *   lock.c      flush-and-lock (lock_i.h)
+ *   mutate.c    the write-ahead protocol every mutation follows: checks,
+ *               record, apply, compensation, failure
+ *   recover.c   opening the journal, crash recovery, closing it
+ *   rotate.c    rotation, a snapshot's segment switch, trims, the timer
+ *   journal.c   the segment writer, group commit, checkpoints, fences
+ *               (journal_i.h)
+ *   cow.c       copy-on-write before a change, and its durability
+ *   pending.c   writes journaled, not yet applied (write-ahead); the dirty set
+ *   inode.c     inode table (backing O_PATH fds), names per inode, paths
+ *   places.c    refuses a DATADIR and MOUNTPOINT that cannot be meant
+ *
+ * Lock order (left before right):
+ *   snaps->mu (snapshot create/delete) -> the lock's lk->mu (lock.c; held
+ *   around a snapshot's window under an operator's lock) -> j->ckpt_lock
+ *   (checkpoints, rotations, trims, a snapshot's window) -> fs->ns_lock
+ *   (rwlock: namespace ops exclusive, data ops shared; a checkpoint's
+ *   barrier) -> inode->lock (data mutations of one inode) -> the
+ *   copy-on-write locks (snap_i.h: sync_mu -> snaps->rw -> entry->mu) ->
+ *   j->dsync_lock (a checkpoint mark) -> j->seg_lock (the open segment) ->
+ *   j->tlock (the timer's requests) -> fs->pend.alock -> inode->plock ->
+ *   fs->pend.lock -> fs->itable_lock (inode table and name lists, held
+ *   briefly). j->state_lock, fs->vlock and the view nodes' lock are leaves.
  */
 #pragma once
 
@@ -283,7 +310,7 @@ int fs_dirty_sync(struct fs *fs, char *ret_path, size_t size);
  * swapped): see places.c. Errors are logged. Returns 0 or -errno. */
 int fs_check_places(const char *data_arg, const char *mnt_arg);
 
-/* ---------------------------------------------------------------- journal.c */
+/* ---------------------------------------------------------------- journal.c rotate.c recover.c */
 
 /* Open the journal dir, lock it, recover (replay the tail after the last
  * checkpoint into DATADIR). Errors are logged. Returns 0 or -errno. */
@@ -483,7 +510,7 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 extern const struct fuse_lowlevel_ops fs_ops;
 
-/* ---------------------------------------------------------------- lock.c */
+/* ---------------------------------------------------------------- lock.c park.c */
 
 struct fs_lock;
 /* @ops with its mutating entries wrapped to park requests while locked,
@@ -500,7 +527,7 @@ int fs_lock_status(struct fs *fs, char *buf, size_t cap);
 int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *arg,
 		    uint64_t *ret_ns);
 
-/* ---------------------------------------------------------------- snap.c */
+/* ---------------------------------------------------------------- snap.c snapstore.c cow.c cowread.c */
 
 #define FS_SNAP_NAME_MAX 64
 struct fs_snap;
