@@ -85,14 +85,14 @@ static void state_free(struct cow_state *c)
 
 void fs_snap_mark_broken(struct fs_snap *s, int err, const char *what)
 {
-	char buf[256];
+	char buf[256], desc[128];
+	const char *d = strerror_r(-err, desc, sizeof(desc));
 	int n;
 
 	if (atomic_exchange(&s->broken, true))
 		return;
-	errno = -err;
-	n = snprintf(buf, sizeof(buf), "%s: %m\n", what);
-	log_error("snapshot '%s' is broken and no longer kept: %s: %m", s->name, what);
+	n = snprintf(buf, sizeof(buf), "%s: %s\n", what, d);
+	log_error("snapshot '%s' is broken and no longer kept: %s: %s", s->name, what, d);
 	(void)mfs_replace_file(s->dirfd, BROKEN_FILE, buf, (size_t)n, 0600);
 }
 
