@@ -175,7 +175,7 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	char name[64];
 	int r;
 
-	r = mfs_xattr_blob_read(src, &c->xattrs, &c->xattrs_len);
+	r = mfs_cowmap_xattr_read(src, &c->xattrs, &c->xattrs_len);
 	if (r < 0)
 		return r;
 	if (c->xattrs_len) {

@@ -26,12 +26,12 @@
 void fs_farm_copy_xattrs(int src, int dst)
 {
 	_cleanup_free_ char *blob = NULL;
-	struct mfs_xattr x;
+	struct mfs_cowmap_xattr x;
 	size_t len, pos = 0;
 
-	if (mfs_xattr_blob_read(src, &blob, &len) < 0)
+	if (mfs_cowmap_xattr_read(src, &blob, &len) < 0)
 		return;
-	while (mfs_xattr_blob_next(blob, len, &pos, &x) > 0) {
+	while (mfs_cowmap_xattr_next(blob, len, &pos, &x) > 0) {
 		char n0[256];
 		memcpy(n0, x.name, x.name_len);
 		n0[x.name_len] = 0;

@@ -64,8 +64,8 @@ uint64_t mfs_cowmap_run_end(const uint8_t *map, uint64_t b, uint64_t e, bool set
 	return b;
 }
 
-int mfs_xattr_blob_add(char **blob, size_t *len, const char *name, const void *value,
-		       size_t value_len)
+int mfs_cowmap_xattr_add(char **blob, size_t *len, const char *name, const void *value,
+			 size_t value_len)
 {
 	size_t nl = strlen(name);
 	char *nb;
@@ -85,7 +85,7 @@ int mfs_xattr_blob_add(char **blob, size_t *len, const char *name, const void *v
 	return 0;
 }
 
-int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, struct mfs_xattr *ret)
+int mfs_cowmap_xattr_next(const char *blob, size_t len, size_t *pos, struct mfs_cowmap_xattr *ret)
 {
 	size_t nl, vl;
 
@@ -120,10 +120,10 @@ static int blob_add_fd(int fd, const char *name, char **blob, size_t *len)
 	v = fgetxattr(fd, name, val, (size_t)v);
 	if (v < 0)
 		return 0;
-	return mfs_xattr_blob_add(blob, len, name, val, (size_t)v);
+	return mfs_cowmap_xattr_add(blob, len, name, val, (size_t)v);
 }
 
-int mfs_xattr_blob_read(int fd, char **ret, size_t *ret_len)
+int mfs_cowmap_xattr_read(int fd, char **ret, size_t *ret_len)
 {
 	_cleanup_free_ char *names = NULL;
 	char *blob = NULL;

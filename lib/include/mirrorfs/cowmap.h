@@ -78,22 +78,22 @@ void mfs_cowmap_set(uint8_t *map, uint64_t b0, uint64_t b1);
 uint64_t mfs_cowmap_run_end(const uint8_t *map, uint64_t b, uint64_t e, bool set);
 
 /* One extended attribute of a blob; name is not NUL-terminated. */
-struct mfs_xattr {
+struct mfs_cowmap_xattr {
 	const char *name, *value;
 	size_t name_len, value_len;
 };
 
 /* Append attribute @name (1-255 bytes) = @value to the blob *@blob of
  * *@len bytes (realloc'd). Returns 0, -EINVAL (bad name) or -ENOMEM. */
-int mfs_xattr_blob_add(char **blob, size_t *len, const char *name, const void *value,
-		       size_t value_len);
+int mfs_cowmap_xattr_add(char **blob, size_t *len, const char *name, const void *value,
+			 size_t value_len);
 /* The next attribute of @blob at *@pos into *@ret. Returns 1, 0 at the
  * end, or -EBADMSG (truncated, a name of 0 or over 255 bytes). */
-int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, struct mfs_xattr *ret);
+int mfs_cowmap_xattr_next(const char *blob, size_t len, size_t *pos, struct mfs_cowmap_xattr *ret);
 /* The extended attributes of @fd as a blob (malloc'd; NULL and 0 when it
  * has none or the file system has none). Attributes that vanish while
  * they are read are left out. Returns 0 or -errno. */
-int mfs_xattr_blob_read(int fd, char **ret, size_t *ret_len);
+int mfs_cowmap_xattr_read(int fd, char **ret, size_t *ret_len);
 
 /* A snapshot's meta file. */
 struct mfs_snapmeta {
