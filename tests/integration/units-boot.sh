@@ -25,7 +25,8 @@
 # says; systemd-networkd-wait-online is masked: no network to wait for).
 # Checked: every unit is active; mirrord's status text and watchdog
 # timestamp; a file written on the mount inside reaches the mirror's data
-# folder (compared from the host) and mirrord's metrics textfile; a
+# folder (compared from the host), the metrics textfiles of mirrord and of
+# the shipper (--metrics in its SHIP_OPTS) through their sandboxes; a
 # `systemctl stop` of each ends inactive, not failed. Then the container is
 # powered off (killed by PID if it does not stop), and what nspawn leaves in
 # /run/systemd/nspawn is removed if this test created it.
@@ -80,7 +81,7 @@ mkdir -p "$B/units/mirrorfs-ship@mnt-db.service.d"
 printf '[Service]\nReadWritePaths=/srv/mirror/incoming\n' \
 	>"$B/units/mirrorfs-ship@mnt-db.service.d/local-destination.conf"
 cat >"$B/etc-mirrorfs/ship-mnt-db.conf" <<'EOF'
-SHIP_OPTS=--trim --state-of /srv/mirror/incoming=/srv/mirror/state
+SHIP_OPTS=--trim --state-of /srv/mirror/incoming=/srv/mirror/state --metrics /var/lib/prometheus/node-exporter/ship.prom
 SHIP_DESTS=/srv/mirror/incoming
 EOF
 
@@ -124,8 +125,9 @@ arrived() { cmp -s "$B/srv/db/numbers" "$B/srv/mirror/data/numbers" &&
 wait_for arrived || wait_for arrived ||
 	{ ctr journalctl --no-pager -n 30 >&2 || true; fail "the write did not reach the mirror"; }
 "$CTL" verify "$B/srv/db" "$B/srv/mirror/data" || fail "the mirror differs from the primary"
-has_metrics() { grep -q '^mirrord_applied_lsn' "$B/prom/mirrord.prom" 2>/dev/null; }
-wait_for has_metrics || fail "no metrics in the unit's textfile folder"
+has_metrics() { grep -q '^mirrord_applied_lsn' "$B/prom/mirrord.prom" 2>/dev/null &&
+	grep -q '^mirrorfs_ship_up{.*} 1$' "$B/prom/ship.prom" 2>/dev/null; }
+wait_for has_metrics || fail "no metrics of mirrord and the shipper in the textfile folder: $(ls "$B/prom")"
 echo "shipped by mirrorfs-ship@mnt-db, applied by mirrord.service, metrics in the textfile folder"
 
 step "systemctl stop: each unit ends inactive, not failed"
