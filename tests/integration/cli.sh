@@ -119,7 +119,7 @@ grep -q "would set the applied LSN in '$T/rstate/applied'" "$T/plan" ||
 [ -f "$T/rstate/applied" ] || fail "rejoin wrote no state"
 
 step "the README lists every mirrorctl command of mirrorctl --help"
-cmds=$("$CTL" --help | sed -n '/^commands:/,$s/^  \([a-z]\+\) .*/\1/p')
+cmds=$("$CTL" --help | sed -n '/^commands:/,$s/^  \([a-z0-9]\+\) .*/\1/p')
 [ "$(wc -w <<<"$cmds")" -ge 10 ] || fail "mirrorctl --help lists too few commands: $cmds"
 for c in $cmds; do
 	grep -q "^mirrorctl $c " "$MFS_SRC/README.md" || fail "README.md does not list 'mirrorctl $c'"
