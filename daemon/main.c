@@ -8,6 +8,7 @@
  *         [--syslog] [--naive] [-v]
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -26,6 +28,7 @@
 #include "mirrorfs/macro.h"
 #include "mirrorfs/notify.h"
 #include "mirrorfs/replay.h"
+#include "s3follow.h"
 
 #define IDLE_RESCAN_MS 10000 /* safety net when nothing waits */
 #define RETRY_MS 1000        /* something waits: look again soon */
@@ -48,6 +51,12 @@ static struct mfs_keyring arg_keys;
 static bool arg_syslog;
 static volatile int stop_requested;
 static char *state_default, *quarantine_default;
+/* --incoming s3://BUCKET/PREFIX/: segments are fetched into STATE/s3-incoming */
+static const char *arg_s3_url, *arg_s3_endpoint;
+static unsigned arg_s3_poll_ms = 2000;
+static char *s3_incoming;
+static struct mirror_s3 *follow;
+static uint64_t next_poll_ns;
 
 static void on_signal(int sig)
 {
@@ -62,7 +71,11 @@ static void usage(FILE *f)
 		   "Validate and apply the segments arriving in --incoming to --data.\n"
 		   "\n"
 		   "options:\n"
-		   "  --incoming DIR      where segments arrive (the rsync destination)\n"
+		   "  --incoming DIR      where segments arrive (the rsync destination), or\n"
+		   "                      s3://BUCKET/PREFIX/: follow a bucket (needs --state)\n"
+		   "  --s3-endpoint URL   the S3 server (default: AWS_ENDPOINT_URL)\n"
+		   "  --s3-poll S         look for new segments in the bucket every S seconds\n"
+		   "                      (default 2; one LIST request when nothing is new)\n"
 		   "  --data DIR          the mirrored data directory\n"
 		   "  --state DIR         applied LSN, status.json (default INCOMING/.mirrord)\n"
 		   "  --quarantine DIR    where refused segments go (default STATE/quarantine)\n"
@@ -86,6 +99,36 @@ static void usage(FILE *f)
 		   "  --version           print the version and exit\n");
 }
 
+static int set_quarantine_default(void)
+{
+	if (!arg_cfg.quarantine) {
+		if (asprintf(&quarantine_default, "%s/quarantine", arg_cfg.state) < 0)
+			return -ENOMEM;
+		arg_cfg.quarantine = quarantine_default;
+	}
+	return 0;
+}
+
+/* --incoming s3://: the state folder (required) gets the local incoming folder. */
+static int s3_incoming_setup(void)
+{
+	arg_s3_url = arg_cfg.incoming;
+	if (!arg_cfg.state) {
+		log_error("--incoming %s needs --state DIR (where the segments are fetched to)",
+			  arg_s3_url);
+		return -EINVAL;
+	}
+	if (asprintf(&s3_incoming, "%s/s3-incoming", arg_cfg.state) < 0)
+		return -ENOMEM;
+	if ((mkdir(arg_cfg.state, 0700) < 0 && errno != EEXIST) ||
+	    (mkdir(s3_incoming, 0700) < 0 && errno != EEXIST)) {
+		log_error("cannot create '%s': %m", s3_incoming);
+		return -errno;
+	}
+	arg_cfg.incoming = s3_incoming;
+	return set_quarantine_default();
+}
+
 static int parse_argv(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -107,6 +150,8 @@ static int parse_argv(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "auth-key", required_argument, NULL, 'K' },
+		{ "s3-endpoint", required_argument, NULL, 'E' },
+		{ "s3-poll", required_argument, NULL, 'P' },
 		{}
 	};
 	char *end;
@@ -147,6 +192,17 @@ static int parse_argv(int argc, char **argv)
 			arg_cfg.keys = &arg_keys;
 			break;
 		case 'S': arg_syslog = true; break;
+		case 'E': arg_s3_endpoint = optarg; break;
+		case 'P': {
+			double s = strtod(optarg, &end);
+
+			if (*end || !(s >= 0.05 && s <= 86400)) {
+				log_error("bad --s3-poll '%s' (seconds, 0.05..86400)", optarg);
+				return -EINVAL;
+			}
+			arg_s3_poll_ms = (unsigned)(s * 1000);
+			break;
+		}
 		case 'v': mfs_log_max_level = LOG_DEBUG; break;
 		case 'h': usage(stdout); exit(EXIT_SUCCESS);
 		case 'V': printf("mirrord %s\n", PACKAGE_VERSION); exit(EXIT_SUCCESS);
@@ -161,6 +217,8 @@ static int parse_argv(int argc, char **argv)
 		usage(stderr);
 		return -EINVAL;
 	}
+	if (!strncmp(arg_cfg.incoming, "s3://", 5))
+		return s3_incoming_setup();
 	if (!arg_cfg.state) {
 		if (asprintf(&state_default, "%s/.mirrord", arg_cfg.incoming) < 0)
 			return -ENOMEM;
@@ -199,6 +257,28 @@ static int wait_ms(int pending, uint64_t retry_at)
 	return pending != 0 ? RETRY_MS : IDLE_RESCAN_MS;
 }
 
+/* --incoming s3://: poll the bucket when it is due (downloads wake the watch). */
+static void follow_poll(void)
+{
+	uint64_t now = mfs_mono_ns();
+
+	if (!follow || now < next_poll_ns)
+		return;
+	next_poll_ns = now + (uint64_t)arg_s3_poll_ms * 1000000ull;
+	(void)mirror_s3_poll(follow);
+}
+
+/* @ms, but not past the next poll of the bucket. */
+static int follow_ms(int ms)
+{
+	uint64_t now = mfs_mono_ns(), left;
+
+	if (!follow)
+		return ms;
+	left = next_poll_ns > now ? (next_poll_ns - now + 999999) / 1000000 : 0;
+	return ms < 0 || (uint64_t)ms > left ? (int)left : ms;
+}
+
 /* Tell systemd how the mirror stands (STATUS=), after @extra ("READY=1\n" or ""), if it changed. */
 static void notify_status(struct mirror *m, const char *extra)
 {
@@ -235,6 +315,7 @@ static int run_loop(struct mirror *m)
 	wfd = mirror_watch_open(arg_cfg.incoming);
 	if (wfd < 0)
 		return log_error_errno(wfd, "Failed to watch '%s': %m", arg_cfg.incoming);
+	follow_poll();
 	pending = mirror_pass(m, &stop_requested);
 	notify_status(m, "READY=1\n");
 	while (!stop_requested) {
@@ -245,11 +326,12 @@ static int run_loop(struct mirror *m)
 		notify_status(m, "");
 		if (pending < 0 && !retry_at)
 			retry_at = mfs_mono_ns() + (uint64_t)mirror_retry_ms(m) * 1000000ull;
-		r = poll(&p, 1, watchdog_ms(wait_ms(pending, retry_at), wd_usec));
+		r = poll(&p, 1, watchdog_ms(follow_ms(wait_ms(pending, retry_at)), wd_usec));
 		if (r < 0 && errno != EINTR)
 			return log_error_errno(-errno, "poll failed: %m");
 		if (stop_requested)
 			break;
+		follow_poll();
 		if (r > 0) {
 			r = mirror_watch_read(wfd);
 			if (r < 0)
@@ -265,6 +347,21 @@ static int run_loop(struct mirror *m)
 	}
 	(void)mfs_notify("STOPPING=1");
 	log_info("stopping");
+	return 0;
+}
+
+static int s3_follow_start(void)
+{
+	static int state_fd = -1;
+	int r;
+
+	state_fd = open(arg_cfg.state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (state_fd < 0)
+		return log_error_errno(-errno, "cannot open '%s': %m", arg_cfg.state);
+	r = mirror_s3_new(arg_s3_url, arg_s3_endpoint, s3_incoming, state_fd, &follow);
+	if (r < 0)
+		return r;
+	log_info("following %s every %u ms", arg_s3_url, arg_s3_poll_ms);
 	return 0;
 }
 
@@ -284,7 +381,13 @@ int main(int argc, char **argv)
 	r = mirror_new(&arg_cfg, &m);
 	if (r < 0)
 		return EXIT_FAILURE;
+	if (arg_s3_url && s3_follow_start() < 0) {
+		mirror_free(m);
+		return EXIT_FAILURE;
+	}
 	if (arg_cfg.once) {
+		while (follow && mirror_s3_poll(follow) > 0)
+			; /* everything new, a page per poll */
 		r = mirror_pass(m, &stop_requested);
 		if (r > 0)
 			log_error("not everything could be applied (see '%s/status.json')",
@@ -293,6 +396,8 @@ int main(int argc, char **argv)
 		r = run_loop(m);
 	}
 	mirror_free(m);
+	follow = mirror_s3_free(follow);
+	free(s3_incoming);
 	free(state_default);
 	free(quarantine_default);
 	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

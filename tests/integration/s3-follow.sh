@@ -1,0 +1,72 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# s3-follow.sh - two mirrors follow one bucket (mirrord --incoming s3://...)
+# on a real RADOS Gateway (rgw.sh) while a mirrorfs mount ships to it under a
+# workload: both end equal to the mount; each segment is fetched once by each
+# mirror (one LIST with start-after per poll, nothing fetched again); a
+# follower restarted on its state fetches nothing it already applied; and
+# --incoming s3:// without --state is refused.
+set -eu
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/rgw.sh"
+B=s3://mfs-follow
+DEST=$B/db1/
+
+rgw_start
+"$CTL" s3 mb "$B" || fail "mb"
+mkdir -p "$T/pdata" "$T/mnt" "$T/m1/data" "$T/m2/data"
+MNT=$T/mnt
+mfs_mount "$T/pdata" "$MNT" -o rotate_interval=1
+"$SHIP" --interval 0.5 --mirrorctl "$CTL" --status "$T/ship.json" "$MNT" "$DEST" >"$T/ship.log" 2>&1 &
+track_pid $!
+
+step "refused: --incoming s3:// without --state"
+if "$MIRRORD" --incoming "$DEST" --data "$T/m1/data" --once 2>"$T/err"; then fail "accepted"; fi
+grep -q "needs --state" "$T/err" || fail "refusal: $(cat "$T/err")"
+
+step "two mirrors follow the bucket while the primary ships under a workload"
+for m in m1 m2; do
+	"$MIRRORD" --incoming "$DEST" --data "$T/$m/data" --state "$T/$m/state" --s3-poll 0.5 \
+		-v >"$T/$m.log" 2>&1 &
+	track_pid $!
+done
+k=0
+end=$((SECONDS + 6))
+while [ $SECONDS -lt $end ]; do
+	k=$((k + 1))
+	mkdir -p "$MNT/w"
+	head -c $((4096 + k * 97)) /dev/urandom >"$MNT/w/f$((k % 7))"
+	printf 'line %d\n' "$k" >>"$MNT/w/log"
+	[ $((k % 5)) = 0 ] && mv "$MNT/w/f$((k % 7))" "$MNT/w/g$k"
+	sleep 0.2
+done
+"$CTL" rotate "$MNT" >/dev/null 2>&1 || true # nothing to close is fine
+lastseg=$(ls "$MNT/.mirrorfs/journal" | grep -E '^[0-9]{20}-[0-9]{20}\.mfsj$' | sort | tail -n 1)
+[ -n "$lastseg" ] || fail "no closed segment"
+last=$(seg_last "$lastseg")
+in_bucket() { "$CTL" s3 ls "${DEST}segments/" | grep -q -- "-0*$last\.mfsj "; }
+wait_for -t 60 in_bucket || fail "LSN $last not in the bucket after 60 s"
+for m in m1 m2; do
+	wait_for -t 60 applied_ge "$T/$m/state" "$last" ||
+		fail "$m applied $(applied_lsn "$T/$m/state"), not $last, after 60 s"
+done
+nkeys=$("$CTL" s3 ls "${DEST}segments/" | wc -l)
+for m in m1 m2; do
+	verify_equal "$MNT" "$T/$m/data" || fail "$m differs from the mount"
+	got=$(sed -n 's/.*fetched \([0-9]*\) segment(s).*/\1/p' "$T/$m.log" | awk '{s += $1} END {print s + 0}')
+	[ "$got" = "$nkeys" ] || fail "$m fetched $got segments for $nkeys keys"
+	echo "   $m: applied LSN $last, $got segments fetched once each"
+done
+# caught up, a poll lists only what follows the last key: nothing
+sleep 1.5
+for m in m1 m2; do
+	tail=$(grep "LIST s3://" "$T/$m.log" | tail -n 1)
+	[[ "$tail" == *"after 'db1/segments/"*"': 0 key(s)"* ]] || fail "$m: a quiet poll listed: $tail"
+done
+echo "   $(grep -c "LIST s3://" "$T/m1.log") LIST requests by m1 in all"
+
+step "a follower restarted on its state fetches nothing it applied"
+"$MIRRORD" --incoming "$DEST" --data "$T/m1/data" --state "$T/m1/state" --once -v >"$T/m1b.log" 2>&1 &
+wait $! 2>/dev/null || true
+grep -q "fetched" "$T/m1b.log" && fail "restarted follower fetched again: $(grep fetched "$T/m1b.log" | head -2)"
+echo OK
