@@ -7,6 +7,10 @@
 # wrong secret refused, --bwlimit slows an upload, a missing key is exit 4,
 # and an upload started while the gateway is down succeeds once it is back
 # (retries with backoff), or fails in bounded time when it stays down.
+# The test server itself (rgw.sh): private ports of 127.0.0.1, curl's own
+# SigV4 signer agrees with the gateway, rgw_stop leaves no daemon and no
+# folder behind. Prints the start time to the first PUT, the daemons'
+# memory and the stop time.
 set -eu
 MFS_NO_FUSE=1 # no mount here
 . "$(dirname "$0")/lib.sh"
@@ -14,7 +18,9 @@ MFS_NO_FUSE=1 # no mount here
 
 s3() { "$CTL" s3 "$@"; }
 
+t0=$(date +%s%N)
 rgw_start
+case $AWS_ENDPOINT_URL in http://127.0.0.1:*) ;; *) fail "endpoint $AWS_ENDPOINT_URL" ;; esac
 B=s3://mfs-client
 
 step "bucket, PUT, PUT again, PUT other bytes under the same key"
@@ -22,6 +28,15 @@ s3 mb "$B" || fail "mb"
 head -c 100000 /dev/urandom >"$T/a"
 head -c 100000 /dev/urandom >"$T/b"
 [ "$(s3 put "$T/a" "$B/dir/a")" = "dir/a uploaded" ] || fail "first put"
+echo "   cluster start to first PUT: $((($(date +%s%N) - t0) / 1000000)) ms"
+for n in "${!RGW_PID[@]}"; do
+	echo "   $n: $(awk '/VmRSS/ {print $2 " " $3}' "/proc/${RGW_PID[$n]}/status") resident"
+done
+# curl's own signer (another SigV4 implementation) reads the same object
+curl -sS -f --max-time 30 --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+	--user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+	-o "$T/a.curl" "$AWS_ENDPOINT_URL/mfs-client/dir/a" || fail "curl GET"
+cmp "$T/a" "$T/a.curl" || fail "curl GET returned other bytes"
 [ "$(s3 put "$T/a" "$B/dir/a")" = "dir/a present" ] || fail "second put of the same bytes"
 if s3 put "$T/b" "$B/dir/a" 2>"$T/err"; then fail "other bytes overwrote dir/a"; fi
 grep -q "never overwritten" "$T/err" || fail "refusal: $(cat "$T/err")"
@@ -80,4 +95,14 @@ rgw_gw_start
 wait $put || fail "no retry succeeded: $(cat "$T/err")"
 grep -q "down uploaded" "$T/put.out" || fail "retry: $(cat "$T/put.out")"
 s3 get "$B/down" "$T/down.back" && cmp "$T/b" "$T/down.back" || fail "down: other bytes"
+
+step "stop everything: no daemon, no folder left"
+pids="${RGW_PID[*]}"
+t0=$(date +%s%N)
+rgw_stop
+echo "   stop: $((($(date +%s%N) - t0) / 1000000)) ms"
+for p in $pids; do
+	if kill -0 "$p" 2>/dev/null; then fail "daemon $p still running"; fi
+done
+[ ! -e "$CEPH_DIR" ] || fail "$CEPH_DIR left behind"
 echo OK
