@@ -47,9 +47,19 @@ static int stream_cb(const struct mfs_rec *rec, void *arg)
 	return applied_cb(rec, arg) ? 1 : 0;
 }
 
+/*
+ * Start the cascade copy of segment @info from LSN @first. A mirror with
+ * keys re-tags what it forwards with the key that tagged @info (its id is
+ * in the header; a further mirror holds the same keys), in a chain of its
+ * own: the cascade segment's previous tag is the last tag of the cascade
+ * segment before it when that one ended at @first - 1, else zeros (a new
+ * chain, which the next mirror accepts and logs). An encrypted segment is
+ * forwarded encrypted with the same key.
+ */
 static int cascade_begin(struct mirror *m, const struct mfs_seg_info *info, uint64_t first,
 			 struct mfs_segw **ret)
 {
+	struct mfs_segw_opts o = { .key = NULL };
 	char tmp[64];
 
 	if (m->cascade_fd < 0) {
@@ -58,20 +68,65 @@ static int cascade_begin(struct mirror *m, const struct mfs_seg_info *info, uint
 	}
 	snprintf(tmp, sizeof(tmp), ".cascade-%020" PRIu64 ".partial", first);
 	(void)unlinkat(m->cascade_fd, tmp, 0);
-	return mfs_segw_create(m->cascade_fd, tmp, info->uuid, info->seg_no, first, ret);
+	if (mirror_keyed(m) && info->authenticated)
+		o.key = mfs_keyring_find(m->cfg.keys, info->key_id);
+	if (info->seg_flags & MFS_SEG_F_ENC) /* what was encrypted stays so */
+		o.enc_key = mfs_keyring_find_enc(m->cfg.keys, info->enc_key_id);
+	if (!o.key && !o.enc_key)
+		return mfs_segw_create(m->cascade_fd, tmp, info->uuid, info->seg_no, first, ret);
+	if (m->cascade_have_chain && m->cascade_chain_lsn + 1 == first)
+		memcpy(o.prev_tag, m->cascade_chain, MFS_TAG_SIZE);
+	return mfs_segw_create_opts(m->cascade_fd, tmp, info->uuid, info->seg_no, first, 0, &o,
+				    ret);
 }
 
 static int cascade_end(struct mirror *m, struct mfs_segw *cw)
 {
 	char name[MFS_SEG_NAME_LEN + 1];
+	struct mfs_segw_stats s;
+	uint8_t chain[MFS_TAG_SIZE];
+	bool tagged;
 	int r;
 
 	if (!cw)
 		return 0;
+	tagged = mfs_segw_is_auth(cw);
+	mfs_segw_chain(cw, chain);
+	mfs_segw_get_stats(cw, &s);
 	r = mfs_segw_close(cw, m->cascade_fd, name);
 	if (r == 0)
 		r = mfs_fsync_dir(m->cascade_fd, NULL);
+	m->cascade_have_chain = r == 0 && tagged;
+	m->cascade_chain_lsn = s.next_lsn - 1;
+	memcpy(m->cascade_chain, chain, MFS_TAG_SIZE);
 	return r;
+}
+
+/*
+ * At start: the chain of the newest closed segment in the cascade folder,
+ * when it is tagged with one of our keys and authenticates (the next
+ * cascade segment continues it). Anything else: a new chain.
+ */
+void mirror_cascade_chain_load(struct mirror *m)
+{
+	struct mfs_segr_opts o = { .keys = m->cfg.keys };
+	_cleanup_free_ struct mfs_segent *segs = NULL;
+	struct mfs_seg_info info;
+	size_t n = 0;
+	int fd;
+
+	if (m->cascade_fd < 0 || !mirror_keyed(m) ||
+	    mfs_segdir_list(m->cascade_fd, &segs, &n) < 0 || n == 0)
+		return;
+	fd = openat(m->cascade_fd, segs[n - 1].name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && mfs_seg_scan_fd_opts(fd, &o, NULL, NULL, &info) == 0 &&
+	    info.verdict == MFS_SEG_OK && info.authenticated) {
+		m->cascade_have_chain = true;
+		m->cascade_chain_lsn = info.last_lsn;
+		memcpy(m->cascade_chain, info.last_tag, MFS_TAG_SIZE);
+	}
+	if (fd >= 0)
+		close(fd);
 }
 
 /*

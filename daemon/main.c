@@ -93,6 +93,7 @@ static void usage(FILE *f)
 		   "                      (default 50)\n"
 		   "  --auth-key FILE     apply only segments authenticated with this key\n"
 		   "                      (twice: new and old key, during a key change)\n"
+		   "  --encrypt-key FILE  decrypt segments encrypted with this key (twice: likewise)\n"
 		   "  --syslog            log to syslog instead of stderr\n"
 		   "  -v, --verbose       log debug messages too\n"
 		   "  -h, --help          print this text and exit\n"
@@ -152,6 +153,7 @@ static int parse_argv(int argc, char **argv)
 		{ "auth-key", required_argument, NULL, 'K' },
 		{ "s3-endpoint", required_argument, NULL, 'E' },
 		{ "s3-poll", required_argument, NULL, 'P' },
+		{ "encrypt-key", required_argument, NULL, 'X' },
 		{}
 	};
 	char *end;
@@ -185,6 +187,14 @@ static int parse_argv(int argc, char **argv)
 			break;
 		case 'K':
 			c = mfs_keyring_add_file(&arg_keys, optarg);
+			if (c < 0) {
+				log_error("cannot use key file '%s': %s", optarg, mfs_auth_key_error(c));
+				return -EINVAL;
+			}
+			arg_cfg.keys = &arg_keys;
+			break;
+		case 'X':
+			c = mfs_keyring_add_enc_file(&arg_keys, optarg);
 			if (c < 0) {
 				log_error("cannot use key file '%s': %s", optarg, mfs_auth_key_error(c));
 				return -EINVAL;

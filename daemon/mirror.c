@@ -237,6 +237,7 @@ int mirror_new(const struct mirror_config *cfg, struct mirror **ret)
 		mirror_free(m);
 		return r;
 	}
+	mirror_cascade_chain_load(m);
 	/* a data directory that was a primary may hold records the new primary
 	 * does not have: only `mirrorctl rejoin` may turn it into a mirror */
 	if (!m->st.have_data_set && faccessat(m->data_fd, ".mirrorfs/state", F_OK, 0) == 0) {

@@ -96,6 +96,10 @@ struct mirror {
 	size_t n_batch;
 	struct prefetch pf[PREFETCH];
 	unsigned retries; /* passes in a row that failed locally */
+	/* keyed cascade: the chain of the tagged segments written to --cascade */
+	bool cascade_have_chain; /* cascade_chain is the chain value at cascade_chain_lsn */
+	uint64_t cascade_chain_lsn;
+	uint8_t cascade_chain[MFS_TAG_SIZE];
 };
 
 /* What applying one segment needs in the scan callback. */
@@ -146,5 +150,6 @@ void mirror_held_add(struct mirror *m, const struct mfs_segent *e, const struct 
 /* ---------------------------------------------------------------- apply.c */
 
 int mirror_batch_commit(struct mirror *m);
+void mirror_cascade_chain_load(struct mirror *m);
 int mirror_handle(struct mirror *m, const struct mfs_segent *e, const struct mfs_segent *next,
 		  size_t n_next);

@@ -393,6 +393,7 @@ struct fs_journal_info {
 	const char *path; /* the journal folder (borrowed) */
 	unsigned format;  /* of new segments */
 	char auth_key_id[17]; /* "" when not authenticated */
+	char encrypt_key_id[17]; /* "" when not encrypted */
 };
 /* Fill *ret (lists the closed segments). Returns 0 or -errno. */
 int fs_journal_info(struct fs *fs, struct fs_journal_info *ret);

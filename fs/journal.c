@@ -97,10 +97,11 @@ int fs_journal_state_write(struct fs_journal *j, uint64_t last, uint64_t ckpt)
 const struct mfs_segw_opts *fs_journal_seg_opts(struct fs_journal *j, const uint8_t *prev,
 					    struct mfs_segw_opts *o)
 {
-	if (!j->keys->n && !j->zstd_level)
+	if (!j->keys->n && !j->keys->n_enc && !j->zstd_level)
 		return NULL;
 	memset(o, 0, sizeof(*o));
 	o->key = j->keys->n ? &j->keys->keys[0] : NULL;
+	o->enc_key = j->keys->n_enc ? &j->keys->enc[0] : NULL;
 	o->zstd_level = j->zstd_level;
 	if (prev && o->key)
 		memcpy(o->prev_tag, prev, MFS_TAG_SIZE);
@@ -473,9 +474,12 @@ int fs_journal_info(struct fs *fs, struct fs_journal_info *ret)
 	in.segments = n;
 	in.syncs = s.syncs;
 	in.sync_requests = s.sync_requests;
-	in.format = j->keys->n || j->zstd_level ? MFS_FORMAT_VERSION_2 : MFS_FORMAT_VERSION;
+	in.format = j->keys->n || j->keys->n_enc || j->zstd_level ? MFS_FORMAT_VERSION_2
+								  : MFS_FORMAT_VERSION;
 	if (j->keys->n)
 		mfs_auth_id_format(j->keys->keys[0].id, in.auth_key_id);
+	if (j->keys->n_enc)
+		mfs_auth_id_format(j->keys->enc[0].id, in.encrypt_key_id);
 	*ret = in;
 	return 0;
 }

@@ -26,7 +26,8 @@ struct fs_journal {
 	uint8_t uuid[16];
 	char uuid_text[37];
 
-	const struct mfs_keyring *keys; /* fs->opt.keys: keys[0] tags new segments */
+	const struct mfs_keyring *keys; /* fs->opt.keys: keys[0] tags new segments, enc[0] seals */
+	struct mfs_keyring dec;         /* its encryption keys only: reads that check no tag */
 	int zstd_level;                 /* fs->opt.zstd_level */
 	pthread_rwlock_t seg_lock; /* appends/syncs shared, segment switch exclusive */
 	struct mfs_segw *w;        /* protected by seg_lock; NULL after a fatal error */

@@ -34,6 +34,7 @@ struct cli {
 	char *rotate_size;
 	char *metrics;
 	char *auth_key, *auth_key_old;
+	char *encrypt_key, *encrypt_key_old;
 	char *compress;
 	unsigned rotate_interval;
 	unsigned checkpoint_interval;
@@ -47,6 +48,8 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("rotate_size=%s", rotate_size),
 	CLI_OPT("auth_key=%s", auth_key),
 	CLI_OPT("auth_key_old=%s", auth_key_old),
+	CLI_OPT("encrypt_key=%s", encrypt_key),
+	CLI_OPT("encrypt_key_old=%s", encrypt_key_old),
 	CLI_OPT("compress=%s", compress),
 	CLI_OPT("rotate_interval=%u", rotate_interval),
 	CLI_OPT("checkpoint_interval=%u", checkpoint_interval),
@@ -67,6 +70,8 @@ static void usage(void)
 	       "    -o metrics=FILE           write Prometheus text metrics to FILE every second\n"
 	       "    -o auth_key=FILE          authenticate segments (format 2) with this key\n"
 	       "    -o auth_key_old=FILE      the key before a key change (to close its open segment)\n"
+	       "    -o encrypt_key=FILE       encrypt segments (format 2, XChaCha20-Poly1305) with this key\n"
+	       "    -o encrypt_key_old=FILE   the encryption key before a key change\n"
 	       "    -o compress=zstd[:LEVEL]  compress written data in the journal (format 2; LEVEL 1..19, default 3)\n\n");
 }
 
@@ -184,6 +189,30 @@ static int check_metrics(struct fs *fs, const char *path)
 	return 0;
 }
 
+/* -o encrypt_key=FILE (enc[0], seals new segments), encrypt_key_old=FILE (enc[1]). */
+static int load_enc_keys(struct fs *fs, struct cli *c)
+{
+	const char *files[] = { c->encrypt_key, c->encrypt_key_old };
+	char id[17];
+	int r;
+
+	if (c->encrypt_key_old && !c->encrypt_key)
+		return log_error_errno(-EINVAL, "encrypt_key_old needs encrypt_key (the new key)");
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		if (!files[i])
+			continue;
+		r = mfs_keyring_add_enc_file(&fs->opt.keys, files[i]);
+		if (r < 0)
+			return log_error_errno(-EINVAL, "cannot use key file '%s': %s", files[i],
+					       mfs_auth_key_error(r));
+	}
+	if (c->encrypt_key) {
+		mfs_auth_id_format(fs->opt.keys.enc[0].id, id);
+		log_info("segments are encrypted with key id %s", id);
+	}
+	return 0;
+}
+
 /* -o auth_key=FILE (keys[0], tags new segments), auth_key_old=FILE (keys[1]). */
 static int load_keys(struct fs *fs, struct cli *c)
 {
@@ -205,7 +234,7 @@ static int load_keys(struct fs *fs, struct cli *c)
 		mfs_auth_id_format(fs->opt.keys.keys[0].id, id);
 		log_info("segments are authenticated with key id %s", id);
 	}
-	return 0;
+	return load_enc_keys(fs, c);
 }
 
 /* -o compress=zstd[:LEVEL] */

@@ -32,7 +32,9 @@ int fs_journal_move_sealed(struct fs_journal *j, const char *name)
 
 	if (fd < 0)
 		return -errno;
-	r = mfs_seg_scan_fd(fd, j->uuid, NULL, NULL, &info);
+	r = mfs_seg_scan_fd_opts(fd, &(struct mfs_segr_opts){ .expect_uuid = j->uuid,
+							       .keys = &j->dec },
+				 NULL, NULL, &info);
 	if (r < 0)
 		return r;
 	if (info.verdict != MFS_SEG_OK)

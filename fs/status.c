@@ -55,13 +55,13 @@ int fs_status_json(struct fs *fs, char **ret)
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
 		     ",\"pending_bytes\":%" PRIu64
 		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" MFS_JDIR_CLOSED "\",\"snapshots\":%s"
-		     ",\"format\":%u,\"auth_key_id\":\"%s\"}\n",
+		     ",\"format\":%u,\"auth_key_id\":\"%s\",\"encrypt_key_id\":\"%s\"}\n",
 		     in.dataset, in.first_lsn, in.last_lsn, in.durable_lsn, in.checkpoint_lsn,
 		     in.open_segment, in.open_segment_seq, in.open_segment_first_lsn,
 		     in.open_segment_size, in.open_segment_records, in.segments, in.segments_bytes,
 		     in.syncs, in.sync_requests, fs_pending_bytes(fs), lockjson,
 		     atomic_load(&fs->failed) ? "true" : "false", jpath, snaps, in.format,
-		     in.auth_key_id);
+		     in.auth_key_id, in.encrypt_key_id);
 	if (r < 0)
 		return -ENOMEM;
 	*ret = out;

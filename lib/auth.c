@@ -26,6 +26,7 @@
 #define DOM_KEY_ID 0x00
 #define DOM_HEADER 0x01
 #define DOM_RECORD 0x02
+#define DOM_ENC_KEY 0x03
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
@@ -159,6 +160,106 @@ int mfs_keyring_add_file(struct mfs_keyring *kr, const char *path)
 	}
 	kr->keys[kr->n++] = k;
 	sodium_memzero(&k, sizeof(k));
+	return 0;
+}
+
+int mfs_enc_key_from_raw(const uint8_t raw[MFS_AUTH_KEY_SIZE], struct mfs_auth_key *ret)
+{
+	static const uint8_t msg[] = "\3mirrorfs encryption key";
+	int r = mfs_auth_key_from_raw(raw, ret); /* the key file's id */
+
+	if (r == 0)
+		crypto_generichash(ret->key, MFS_AUTH_KEY_SIZE, msg, sizeof(msg) - 1, raw,
+				   MFS_AUTH_KEY_SIZE);
+	return r;
+}
+
+int mfs_keyring_add_enc_file(struct mfs_keyring *kr, const char *path)
+{
+	struct mfs_auth_key k, e;
+	int r;
+
+	if (kr->n_enc >= MFS_KEYRING_MAX)
+		return -ENOSPC;
+	r = mfs_auth_key_load(path, &k);
+	if (r == 0)
+		r = mfs_enc_key_from_raw(k.key, &e);
+	sodium_memzero(&k, sizeof(k));
+	if (r < 0)
+		return r;
+	if (mfs_keyring_find_enc(kr, e.id)) {
+		sodium_memzero(&e, sizeof(e));
+		return -EEXIST;
+	}
+	kr->enc[kr->n_enc++] = e;
+	sodium_memzero(&e, sizeof(e));
+	return 0;
+}
+
+const struct mfs_auth_key *mfs_keyring_find_enc(const struct mfs_keyring *kr,
+						const uint8_t id[MFS_AUTH_KEY_ID_SIZE])
+{
+	for (size_t i = 0; kr && i < kr->n_enc; i++)
+		if (memcmp(kr->enc[i].id, id, MFS_AUTH_KEY_ID_SIZE) == 0)
+			return &kr->enc[i];
+	return NULL;
+}
+
+/* Associated data of a sealed payload: record header bytes 0..27, data-set id. */
+static void enc_ad(const uint8_t head28[28], const uint8_t uuid[16], uint8_t ad[44])
+{
+	memcpy(ad, head28, 28);
+	memcpy(ad + 28, uuid, 16);
+}
+
+void mfs_enc_seal(const struct mfs_auth_key *k, const uint8_t *nonce, const uint8_t head28[28],
+		  const uint8_t uuid[16], const void *m, size_t mlen, uint8_t *out)
+{
+	uint8_t ad[44];
+
+	if (nonce && nonce != out)
+		memcpy(out, nonce, MFS_ENC_NONCE_SIZE);
+	else
+		randombytes_buf(out, MFS_ENC_NONCE_SIZE);
+	enc_ad(head28, uuid, ad);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + MFS_ENC_NONCE_SIZE, NULL, m, mlen, ad,
+						   sizeof(ad), NULL, out, k->key);
+}
+
+int mfs_enc_open(const struct mfs_auth_key *k, const uint8_t head28[28], const uint8_t uuid[16],
+		 const uint8_t *c, size_t clen, uint8_t *out)
+{
+	uint8_t ad[44];
+
+	if (clen < MFS_ENC_OVERHEAD)
+		return -EBADMSG;
+	enc_ad(head28, uuid, ad);
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, c + MFS_ENC_NONCE_SIZE,
+						       clen - MFS_ENC_NONCE_SIZE, ad, sizeof(ad),
+						       c, k->key) < 0)
+		return -EBADMSG;
+	return 0;
+}
+
+void mfs_auth_tag_format(const uint8_t tag[MFS_AUTH_TAG_SIZE], char out[65])
+{
+	for (size_t i = 0; i < MFS_AUTH_TAG_SIZE; i++)
+		snprintf(out + 2 * i, 3, "%02x", tag[i]);
+}
+
+int mfs_auth_tag_parse(const char *s, uint8_t ret[MFS_AUTH_TAG_SIZE])
+{
+	uint8_t t[MFS_AUTH_TAG_SIZE];
+
+	if (strlen(s) != 2 * MFS_AUTH_TAG_SIZE)
+		return -EBADMSG;
+	for (size_t i = 0; i < MFS_AUTH_TAG_SIZE; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EBADMSG;
+		t[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memcpy(ret, t, MFS_AUTH_TAG_SIZE);
 	return 0;
 }
 

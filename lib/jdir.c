@@ -7,7 +7,7 @@
  * replaced durably and atomically (mfs_replace_file), so a reader sees the
  * old or the new file, never half of one:
  *
- *	state:    dataset=UUID checkpoint=N last=N segment=N
+ *	state:    dataset=UUID checkpoint=N last=N segment=N [chain_lsn=N chain_tag=HEX64]
  *	promoted: dataset=UUID promoted_lsn=N time_ns=N
  *
  * mirrorfs writes state at every checkpoint and rotation and reads it at
@@ -38,7 +38,7 @@
 
 #define MAX_TEXT 4096
 #define KEY_MAX 31
-#define MAX_KEYS 4
+#define MAX_KEYS 6
 
 /* ================================================================ KEY=VALUE files */
 
@@ -48,11 +48,13 @@ struct kv_spec {
 	const char *keys[MAX_KEYS];
 	unsigned n_keys;
 	unsigned required; /* bit k: keys[k] must be present */
+	unsigned tag_key;  /* non-zero: keys[tag_key] is a tag (64 hex digits), not a number */
 };
 
 struct kv_values {
 	uint8_t uuid[16];
 	uint64_t num[MAX_KEYS];
+	uint8_t tag[MFS_TAG_SIZE];
 	unsigned seen; /* bit k: keys[k] was read */
 };
 
@@ -94,8 +96,9 @@ static int kv_line(const struct kv_spec *spec, char *line, unsigned no, struct k
 			continue;
 		if (v->seen & (1u << k))
 			return refuse(spec, no, "a key given twice");
-		if (k == 0 ? mfs_uuid_parse(eq, v->uuid) < 0 || strlen(eq) != 36
-			   : parse_u64(eq, &v->num[k]) < 0)
+		if (k == 0		      ? mfs_uuid_parse(eq, v->uuid) < 0 || strlen(eq) != 36
+		    : k == spec->tag_key ? mfs_auth_tag_parse(eq, v->tag) < 0
+					  : parse_u64(eq, &v->num[k]) < 0)
 			return refuse(spec, no, "a bad value");
 		v->seen |= 1u << k;
 	}
@@ -133,17 +136,28 @@ static int kv_read(int dirfd, const struct kv_spec *spec, struct kv_values *ret)
 	return 0;
 }
 
+/* Write @uuid and the numbers @num; keys from spec->tag_key - 1 on (the
+ * chain: its LSN and @tag) only when @tag is non-NULL. */
 static int kv_write(int dirfd, const struct kv_spec *spec, const uint8_t uuid[16],
-		    const uint64_t *num)
+		    const uint64_t *num, const uint8_t *tag)
 {
-	char buf[MAX_TEXT], text[37];
+	char buf[MAX_TEXT], text[65];
 	size_t len;
 
 	mfs_uuid_format(uuid, text);
 	len = (size_t)snprintf(buf, sizeof(buf), "%s=%s\n", spec->keys[0], text);
-	for (unsigned k = 1; k < spec->n_keys; k++)
-		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s=%" PRIu64 "\n",
-					spec->keys[k], num[k]);
+	for (unsigned k = 1; k < spec->n_keys; k++) {
+		if (spec->tag_key && k + 1 >= spec->tag_key && !tag)
+			break;
+		if (k == spec->tag_key) {
+			mfs_auth_tag_format(tag, text);
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s=%s\n",
+						spec->keys[k], text);
+		} else {
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s=%" PRIu64 "\n",
+						spec->keys[k], num[k]);
+		}
+	}
 	return mfs_replace_file(dirfd, spec->file, buf, len, 0600);
 }
 
@@ -151,9 +165,10 @@ static int kv_write(int dirfd, const struct kv_spec *spec, const uint8_t uuid[16
 
 static const struct kv_spec state_spec = {
 	.file = MFS_JDIR_STATE,
-	.keys = { "dataset", "checkpoint", "last", "segment" },
-	.n_keys = 4,
+	.keys = { "dataset", "checkpoint", "last", "segment", "chain_lsn", "chain_tag" },
+	.n_keys = 6,
 	.required = 1u << 0,
+	.tag_key = 5,
 };
 
 static const struct kv_spec promoted_spec = {
@@ -172,14 +187,19 @@ int mfs_jstate_read(int jdirfd, struct mfs_jstate *ret)
 		return r;
 	*ret = (struct mfs_jstate){ .checkpoint = v.num[1], .last = v.num[2], .segment = v.num[3] };
 	memcpy(ret->data_set, v.uuid, 16);
+	if ((v.seen & (1u << 4 | 1u << 5)) == (1u << 4 | 1u << 5)) {
+		ret->have_chain = true;
+		ret->chain_lsn = v.num[4];
+		memcpy(ret->chain_tag, v.tag, MFS_TAG_SIZE);
+	}
 	return 0;
 }
 
 int mfs_jstate_write(int jdirfd, const struct mfs_jstate *st)
 {
-	uint64_t num[] = { 0, st->checkpoint, st->last, st->segment };
+	uint64_t num[] = { 0, st->checkpoint, st->last, st->segment, st->chain_lsn, 0 };
 
-	return kv_write(jdirfd, &state_spec, st->data_set, num);
+	return kv_write(jdirfd, &state_spec, st->data_set, num, st->have_chain ? st->chain_tag : NULL);
 }
 
 int mfs_jpromoted_read(int jdirfd, struct mfs_jpromoted *ret)
@@ -198,7 +218,7 @@ int mfs_jpromoted_write(int jdirfd, const struct mfs_jpromoted *p)
 {
 	uint64_t num[] = { 0, p->promoted_lsn, p->time_ns };
 
-	return kv_write(jdirfd, &promoted_spec, p->data_set, num);
+	return kv_write(jdirfd, &promoted_spec, p->data_set, num, NULL);
 }
 
 /* ================================================================ folders */

@@ -95,7 +95,7 @@ static int seg_keep(struct mfs_replay_seg *s, const struct mfs_rec *rec)
 		s->recs = n;
 		s->cap_recs = cap;
 	}
-	if (rec->was_zstd_len) { /* expanded into the reader's buffer: keep a copy */
+	if (rec->was_zstd_len || rec->decrypted) { /* in the reader's buffer: keep a copy */
 		e = seg_keep_data(s, &data, rec->data_len);
 		if (e < 0)
 			return e;

@@ -80,6 +80,10 @@ struct mfs_segw {
 	uint8_t prev_tag[MFS_TAG_SIZE];   /* the header's: chain value before the segment */
 	uint8_t chain[MFS_TAG_SIZE];      /* the last record's tag, or the header's seed */
 	uint8_t last_chain[MFS_TAG_SIZE]; /* chain before the last record (unappend) */
+	bool enc;                         /* every record but the trailer is sealed */
+	struct mfs_auth_key ekey;         /* the derived encryption key, its file's id */
+	uint8_t *ebuf;                    /* a sealed payload */
+	size_t ecap;
 };
 
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1])
@@ -152,8 +156,10 @@ struct mfs_segw *mfs_segw_free(struct mfs_segw *w)
 	pthread_mutex_destroy(&w->sync_lock);
 	pthread_cond_destroy(&w->sync_cond);
 	explicit_bzero(&w->key, sizeof(w->key));
+	explicit_bzero(&w->ekey, sizeof(w->ekey));
 	ZSTD_freeCCtx(w->cctx);
 	free(w->zbuf);
+	free(w->ebuf);
 	free(w);
 	return NULL;
 }
@@ -168,6 +174,10 @@ static void header_encode(const struct mfs_segw *w, uint64_t created_ns,
 		mfs_put_le32(out + 56, MFS_SEG_F_AUTH);
 		memcpy(out + 64, w->key.id, MFS_AUTH_KEY_ID_SIZE);
 		memcpy(out + 72, w->prev_tag, MFS_TAG_SIZE);
+	}
+	if (w->enc) {
+		mfs_put_le32(out + 56, mfs_get_le32(out + 56) | MFS_SEG_F_ENC);
+		memcpy(out + 104, w->ekey.id, MFS_AUTH_KEY_ID_SIZE);
 	}
 	mfs_put_le32(out + 12, MFS_SEG_HEADER_SIZE);
 	memcpy(out + 16, w->uuid, 16);
@@ -236,6 +246,11 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
 		w->auth = true;
 		w->key = *opts->key;
 		memcpy(w->prev_tag, opts->prev_tag, MFS_TAG_SIZE);
+		w->version = MFS_FORMAT_VERSION_2;
+	}
+	if (opts && opts->enc_key) {
+		w->enc = true;
+		w->ekey = *opts->enc_key;
 		w->version = MFS_FORMAT_VERSION_2;
 	}
 	if (opts && opts->zstd_level) {
@@ -324,13 +339,25 @@ int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
 		goto out_free;
 	}
 	if (info.verdict == MFS_SEG_UNAUTH) {
-		r = info.auth_fail == MFS_AUTH_UNKNOWN_KEY ? -ENOKEY : -EBADMSG;
+		r = info.auth_fail == MFS_AUTH_UNKNOWN_KEY || info.auth_fail == MFS_AUTH_NO_ENC_KEY
+			    ? -ENOKEY
+			    : -EBADMSG;
 		goto out_free;
 	}
 	if (info.seg_flags & MFS_SEG_F_AUTH) {
 		r = reopen_chain(w, &info, keys);
 		if (r < 0)
 			goto out_free;
+	}
+	if (info.seg_flags & MFS_SEG_F_ENC) {
+		const struct mfs_auth_key *ek = mfs_keyring_find_enc(keys, info.enc_key_id);
+
+		if (!ek) {
+			r = -ENOKEY;
+			goto out_free;
+		}
+		w->enc = true;
+		w->ekey = *ek;
 	}
 	if ((info.verdict != MFS_SEG_TORN && info.verdict != MFS_SEG_CORRUPT) ||
 	    !info.header_valid) {
@@ -410,6 +437,42 @@ static int compress_locked(struct mfs_segw *w, struct mfs_rec *rec)
 }
 
 /*
+ * Seal the payload of the record encoded in head[0..head_len) (+ @blob)
+ * into w->ebuf (nonce | ciphertext | MAC, *ret_len bytes): the header then
+ * says MFS_REC_F_ENC, its length and CRC cover the sealed bytes (a tag
+ * still to come counted in the length). Called with w->lock held.
+ */
+static int seal_locked(struct mfs_segw *w, uint8_t *head, size_t head_len, const void *blob,
+		       size_t blob_len, size_t *ret_len)
+{
+	size_t plen = head_len - MFS_REC_HEADER_SIZE + (blob ? blob_len : 0);
+	size_t need = plen + MFS_ENC_OVERHEAD;
+	uint64_t len = MFS_REC_HEADER_SIZE + need + (w->auth ? MFS_TAG_SIZE : 0);
+
+	if (len > MFS_REC_MAX)
+		return -EOVERFLOW;
+	if (need > w->ecap) {
+		uint8_t *n = realloc(w->ebuf, need);
+		if (!n)
+			return -ENOMEM;
+		w->ebuf = n;
+		w->ecap = need;
+	}
+	memcpy(w->ebuf + MFS_ENC_NONCE_SIZE, head + MFS_REC_HEADER_SIZE,
+	       head_len - MFS_REC_HEADER_SIZE);
+	if (blob)
+		memcpy(w->ebuf + MFS_ENC_NONCE_SIZE + head_len - MFS_REC_HEADER_SIZE, blob,
+		       blob_len);
+	mfs_put_le32(head, (uint32_t)len);
+	mfs_put_le16(head + 6, mfs_get_le16(head + 6) | MFS_REC_F_ENC);
+	/* in place: the plaintext lies where the ciphertext goes */
+	mfs_enc_seal(&w->ekey, NULL, head, w->uuid, w->ebuf + MFS_ENC_NONCE_SIZE, plen, w->ebuf);
+	mfs_put_le32(head + 28, mfs_crc32c(mfs_crc32c(0, head, 28), w->ebuf, need));
+	*ret_len = need;
+	return 0;
+}
+
+/*
  * Tag the record encoded in head[0..head_len) (+ @data) after w->chain,
  * and fold the tag into the header's CRC. Called with w->lock held.
  */
@@ -465,8 +528,19 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		iov[cnt++] = (struct iovec){ (void *)rec->data, blob };
 		total += blob;
 	}
+	if (w->enc) {
+		r = seal_locked(w, head, head_len, cnt > 1 ? rec->data : NULL, blob, &total);
+		if (r < 0)
+			goto out_unlock;
+		head_len = MFS_REC_HEADER_SIZE;
+		iov[0].iov_len = head_len;
+		iov[1] = (struct iovec){ w->ebuf, total };
+		cnt = 2;
+		total += head_len;
+	}
 	if (w->auth) {
-		tag_record(w, head, head_len, cnt > 1 ? rec->data : NULL, blob, tag);
+		tag_record(w, head, head_len, cnt > 1 ? iov[1].iov_base : NULL,
+			   cnt > 1 ? iov[1].iov_len : 0, tag);
 		iov[cnt++] = (struct iovec){ tag, MFS_TAG_SIZE };
 		total += MFS_TAG_SIZE;
 	}
@@ -734,6 +808,11 @@ const uint8_t *mfs_segw_key_id(struct mfs_segw *w)
 	return w->auth ? w->key.id : NULL;
 }
 
+const uint8_t *mfs_segw_enc_key_id(struct mfs_segw *w)
+{
+	return w->enc ? w->ekey.id : NULL;
+}
+
 /* ================================================================ reader */
 
 #define WINDOW (4u << 20)
@@ -755,6 +834,9 @@ struct mfs_segr {
 	uint8_t chain[MFS_TAG_SIZE];    /* last valid record's tag, or the seed */
 	uint8_t *zbuf;                  /* the last compressed write, expanded */
 	size_t zcap;
+	const struct mfs_auth_key *ekey; /* MFS_SEG_F_ENC: the segment's encryption key */
+	uint8_t *dbuf;                   /* the last sealed record, opened */
+	size_t dcap;
 	struct mfs_seg_info info;
 };
 
@@ -834,11 +916,14 @@ static int header_v2_extra(struct mfs_segr *r, const uint8_t *h)
 		return 56;
 	if (!all_zero(h + 60, 4))
 		return 60;
-	if (!all_zero(h + 104, 20))
+	if (!(flags & MFS_SEG_F_ENC) && !all_zero(h + 104, 8))
 		return 104;
+	if (!all_zero(h + 112, 12))
+		return 112;
 	if (!(flags & MFS_SEG_F_AUTH) && !all_zero(h + 64, 8 + MFS_TAG_SIZE))
 		return 64;
 	r->info.seg_flags = flags;
+	memcpy(r->info.enc_key_id, h + 104, MFS_AUTH_KEY_ID_SIZE);
 	memcpy(r->info.key_id, h + 64, MFS_AUTH_KEY_ID_SIZE);
 	memcpy(r->info.prev_tag, h + 72, MFS_TAG_SIZE);
 	memcpy(r->info.last_tag, h + 72, MFS_TAG_SIZE);
@@ -890,6 +975,60 @@ static bool segr_tag_ok(struct mfs_segr *r, const uint8_t *p, uint64_t len, uint
 
 	mfs_auth_tag(r->key, r->chain, p, &pc, 1, tag);
 	return mfs_auth_tag_equal(tag, p + len - MFS_TAG_SIZE);
+}
+
+/*
+ * A sealed record p[0..len) (MFS_SEG_F_ENC, not the trailer): its CRC,
+ * then its tag (before anything is opened), then open it into r->dbuf as
+ * the unsealed record would be and decode that. Returns 1 with @rec
+ * decoded (rec->decrypted set) and *@seg_crc moved on, 0 with the verdict
+ * set, or -errno.
+ */
+static int segr_open_sealed(struct mfs_segr *r, const uint8_t *p, uint64_t len,
+			    struct mfs_rec *rec, uint32_t *seg_crc)
+{
+	uint16_t flags = mfs_get_le16(p + 6);
+	uint64_t slen = len - MFS_REC_HEADER_SIZE - r->tag_len; /* sealed bytes */
+	uint64_t plen = slen - MFS_ENC_OVERHEAD, dlen = MFS_REC_HEADER_SIZE + plen;
+	uint8_t tag[MFS_TAG_SIZE];
+	uint8_t *d;
+
+	if (len < MFS_REC_HEADER_SIZE + r->tag_len + MFS_ENC_OVERHEAD || !(flags & MFS_REC_F_ENC) ||
+	    mfs_get_le32(p + 28) != mfs_crc32c(mfs_crc32c(0, p, 28), p + MFS_REC_HEADER_SIZE,
+					       len - MFS_REC_HEADER_SIZE)) {
+		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT, r->off);
+		return 0;
+	}
+	if (r->key && !segr_tag_ok(r, p, len, tag)) {
+		finish_unauth(r, MFS_AUTH_BAD_TAG, r->off, mfs_get_le64(p + 8));
+		return 0;
+	}
+	if (dlen > r->dcap) {
+		d = realloc(r->dbuf, dlen);
+		if (!d)
+			return -ENOMEM;
+		r->dbuf = d;
+		r->dcap = dlen;
+	}
+	d = r->dbuf;
+	if (mfs_enc_open(r->ekey, p, r->info.uuid, p + MFS_REC_HEADER_SIZE, slen,
+			 d + MFS_REC_HEADER_SIZE) < 0) {
+		finish_unauth(r, MFS_AUTH_BAD_SEAL, r->off, mfs_get_le64(p + 8));
+		return 0;
+	}
+	/* the record as it was before sealing, untagged, its CRC made anew */
+	memcpy(d, p, MFS_REC_HEADER_SIZE);
+	mfs_put_le32(d, (uint32_t)dlen);
+	mfs_put_le16(d + 6, flags & (uint16_t)~(MFS_REC_F_ENC | MFS_REC_F_TAG));
+	mfs_put_le32(d + 28, mfs_crc32c(mfs_crc32c(0, d, 28), d + MFS_REC_HEADER_SIZE, plen));
+	if (mfs_rec_decode_v2(d, dlen, 0, rec, NULL) < 0 ||
+	    (flags & ~(MFS_REC_F_ENC | MFS_REC_F_ZSTD)) != (r->tag_len ? MFS_REC_F_TAG : 0)) {
+		finish(r, MFS_SEG_CORRUPT, r->off);
+		return 0;
+	}
+	*seg_crc = mfs_crc32c(*seg_crc, p, len);
+	rec->decrypted = true;
+	return 1;
 }
 
 /* Check the header; sets the verdict and done when it is not a usable one. */
@@ -946,6 +1085,11 @@ static int segr_header(struct mfs_segr *r)
 		finish(r, MFS_SEG_FOREIGN, 16);
 	else if (r->keys && r->keys->n)
 		header_auth(r, h);
+	if (!r->done && (r->info.seg_flags & MFS_SEG_F_ENC)) {
+		r->ekey = mfs_keyring_find_enc(r->keys, r->info.enc_key_id);
+		if (!r->ekey)
+			finish_unauth(r, MFS_AUTH_NO_ENC_KEY, 104, r->info.first_lsn);
+	}
 	return 0;
 }
 
@@ -1020,6 +1164,7 @@ struct mfs_segr *mfs_segr_free(struct mfs_segr *r)
 		return NULL;
 	free(r->win);
 	free(r->zbuf);
+	free(r->dbuf);
 	free(r);
 	return NULL;
 }
@@ -1079,14 +1224,19 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (e < 0)
 		return e;
 	crc = r->crc;
-	if ((r->info.version == MFS_FORMAT_VERSION_2 ? mfs_rec_decode_v2 : mfs_rec_decode_ext)(
-		    p, (size_t)len, r->tag_len, rec, &crc) < 0) {
+	if (r->ekey && mfs_get_le16(p + 4) != MFS_REC_SEG_CLOSED) {
+		e = segr_open_sealed(r, p, len, rec, &crc);
+		if (e <= 0)
+			return e;
+	} else if ((r->info.version == MFS_FORMAT_VERSION_2 ? mfs_rec_decode_v2
+							     : mfs_rec_decode_ext)(
+			   p, (size_t)len, r->tag_len, rec, &crc) < 0) {
 		/* the last record of the file may be half-written: torn, not corrupt */
 		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT,
 		       r->off);
 		return 0;
 	}
-	if (r->key && !segr_tag_ok(r, p, len, tag)) {
+	if (r->key && !rec->decrypted && !segr_tag_ok(r, p, len, tag)) {
 		finish_unauth(r, MFS_AUTH_BAD_TAG, r->off, rec->lsn);
 		return 0;
 	}
@@ -1187,6 +1337,16 @@ static void unauth_format(const struct mfs_seg_info *i, char *out, size_t cap)
 		mfs_auth_id_format(i->key_id, id);
 		snprintf(out, cap, "not authenticated: tagged with key id %s, not one of this "
 			 "reader's keys (from LSN %" PRIu64 ")", id, i->first_lsn);
+		break;
+	case MFS_AUTH_NO_ENC_KEY:
+		mfs_auth_id_format(i->enc_key_id, id);
+		snprintf(out, cap, "encrypted with key id %s, not one of this reader's encryption "
+			 "keys (from LSN %" PRIu64 ")", id, i->first_lsn);
+		break;
+	case MFS_AUTH_BAD_SEAL:
+		snprintf(out, cap, "not authenticated: sealed record LSN %" PRIu64 " at byte %" PRIu64
+			 " does not open (forged, altered, or sealed with another key; last valid "
+			 "LSN %" PRIu64 ")", i->auth_lsn, i->bad_offset, i->last_lsn);
 		break;
 	default:
 		snprintf(out, cap, "not authenticated: the tag of record LSN %" PRIu64 " at byte %"

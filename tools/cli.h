@@ -41,6 +41,8 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* --auth-key FILE: add the key to @kr. Returns 0, or 1 after a message. */
 struct mfs_keyring;
 int cli_auth_key_add(struct mfs_keyring *kr, const char *file);
+/* --encrypt-key FILE: add it to @kr's encryption keys, or fail with a message. */
+int cli_encrypt_key_add(struct mfs_keyring *kr, const char *file);
 
 /* mirrorctl keygen FILE */
 int cli_keygen(int argc, char **argv);

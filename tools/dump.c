@@ -60,11 +60,23 @@ static void auth_describe(const struct mfs_seg_info *i, const struct dump_ctx *c
 				  : "NOT authenticated");
 }
 
+/* ", encrypted with key id X" or nothing. */
+static void enc_describe(const struct mfs_seg_info *i, char *out, size_t cap)
+{
+	char id[17];
+
+	out[0] = 0;
+	if (!(i->seg_flags & MFS_SEG_F_ENC))
+		return;
+	mfs_auth_id_format(i->enc_key_id, id);
+	snprintf(out, cap, ", encrypted with key id %s", id);
+}
+
 static int dump_one(const char *path, struct dump_ctx *c)
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct mfs_seg_info info;
-	char verdict[256], uuid[37], auth[128];
+	char verdict[256], uuid[37], auth[128], enc[64];
 	int r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -82,16 +94,18 @@ static int dump_one(const char *path, struct dump_ctx *c)
 	mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
 	mfs_uuid_format(info.uuid, uuid);
 	auth_describe(&info, c, auth, sizeof(auth));
+	enc_describe(&info, enc, sizeof(enc));
 	if (c->json)
 		printf("],\"verdict\":\"%s\",\"message\":\"%s\",\"dataset\":\"%s\",\"seg_no\":%" PRIu64
 		       ",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64 ",\"records\":%" PRIu64
-		       ",\"bad_offset\":%" PRIu64 ",\"version\":%" PRIu32 ",\"auth\":\"%s\"}\n",
+		       ",\"bad_offset\":%" PRIu64 ",\"version\":%" PRIu32 ",\"auth\":\"%s\""
+		       ",\"encrypted\":%s}\n",
 		       mfs_seg_verdict_name(info.verdict), verdict, uuid, info.seg_no,
 		       info.first_lsn, info.last_lsn, info.records, info.bad_offset, info.version,
-		       auth);
+		       auth, info.seg_flags & MFS_SEG_F_ENC ? "true" : "false");
 	else if (info.header_valid)
-		printf("# %s: data set %s, segment %" PRIu64 ", format %" PRIu32 ", %s, %s\n", path,
-		       uuid, info.seg_no, info.version, auth, verdict);
+		printf("# %s: data set %s, segment %" PRIu64 ", format %" PRIu32 ", %s%s, %s\n",
+		       path, uuid, info.seg_no, info.version, auth, enc, verdict);
 	else
 		printf("# %s: %s\n", path, verdict);
 	if (info.verdict != MFS_SEG_OK) {
@@ -110,14 +124,18 @@ int cli_dump(int argc, char **argv)
 	for (; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			c.json = true;
-		else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+		else if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (cli_encrypt_key_add(&c.keys, argv[++i]))
+				return 1;
+		} else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
 			if (cli_auth_key_add(&c.keys, argv[++i]))
 				return 1;
 		} else
 			break;
 	}
 	if (i >= argc) {
-		fprintf(stderr, "usage: mirrorctl dump [--json] [--auth-key FILE]... SEGMENT...\n");
+		fprintf(stderr, "usage: mirrorctl dump [--json] [--auth-key FILE]... "
+			"[--encrypt-key FILE]... SEGMENT...\n");
 		return 2;
 	}
 	c.line = malloc(LINE_MAX_LEN);

@@ -46,6 +46,15 @@ int cli_auth_key_add(struct mfs_keyring *kr, const char *file)
 	return 0;
 }
 
+int cli_encrypt_key_add(struct mfs_keyring *kr, const char *file)
+{
+	int r = mfs_keyring_add_enc_file(kr, file);
+
+	if (r < 0)
+		return cli_fail("cannot use key file '%s': %s", file, mfs_auth_key_error(r));
+	return 0;
+}
+
 int cli_keygen(int argc, char **argv)
 {
 	struct mfs_auth_key k;

@@ -261,6 +261,13 @@ static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no
 		return -errno;
 	memcpy(st.data_set, a->data_set, sizeof(st.data_set));
 	memcpy(p.data_set, a->data_set, sizeof(p.data_set));
+	/* authenticated up to the end: the new primary's first segment carries
+	 * the chain value there as its previous tag (docs/journal-format.md) */
+	if (a->have_chain && a->chain_lsn == a->applied_lsn) {
+		st.have_chain = true;
+		st.chain_lsn = a->chain_lsn;
+		memcpy(st.chain_tag, a->chain_tag, sizeof(st.chain_tag));
+	}
 	r = mfs_jstate_write(jfd, &st);
 	if (r < 0)
 		return r;
@@ -269,7 +276,7 @@ static int mark_primary(int datafd, const struct mfs_applied *a, uint64_t seg_no
 
 #define PROMOTE_USAGE                                                                              \
 	"usage: mirrorctl promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] "       \
-	"[--current FILE] [--auth-key FILE]...\n"
+	"[--current FILE] [--auth-key FILE]... [--encrypt-key FILE]...\n"
 
 /* --dry-run: check what promote would check, print what it would do, write nothing. */
 static int promote_plan(const char *data, const char *state, const char *incoming,
@@ -341,6 +348,11 @@ int cli_promote(int argc, char **argv)
 		}
 		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
 			if (cli_auth_key_add(&arg_keys, argv[++i]))
+				return 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (cli_encrypt_key_add(&arg_keys, argv[++i]))
 				return 1;
 			continue;
 		}

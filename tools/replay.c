@@ -43,6 +43,9 @@ int cli_replay(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
 			if (cli_auth_key_add(&keys, argv[++i]))
 				return 1;
+		} else if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (cli_encrypt_key_add(&keys, argv[++i]))
+				return 1;
 		} else {
 			break;
 		}
@@ -50,7 +53,7 @@ int cli_replay(int argc, char **argv)
 	if (!to || i >= argc) {
 		fprintf(stderr,
 			"usage: mirrorctl replay --to DIR [--after LSN] [--until LSN] "
-			"[--auth-key FILE]... SEGMENT...\n");
+			"[--auth-key FILE]... [--encrypt-key FILE]... SEGMENT...\n");
 		return 2;
 	}
 	if (cli_probe_data_tree(to)) /* a data folder some program writes */

@@ -55,7 +55,7 @@
 
 
 static const char usage_text[] = "usage: mirrorctl restore [--dry-run] --snapshot PATH [--lsn N] "
-				 "[--until LSN|TIME|latest] [--auth-key FILE]... --segments DIR --to DIR\n"
+				 "[--until LSN|TIME|latest] [--auth-key FILE]... [--encrypt-key FILE]... --segments DIR --to DIR\n"
 				 "       mirrorctl restore [--snapshot PATH [--lsn N]] [--until LSN|TIME|latest] "
 				 "--from s3://BUCKET/PREFIX/ [--jobs N] [--s3-endpoint URL] --to DIR\n";
 
@@ -80,6 +80,11 @@ static int parse_args(int argc, char **argv, struct restore *o)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--dry-run")) {
 			o->dry_run = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (cli_encrypt_key_add(&o->keys, argv[++i]))
+				return 1;
 			continue;
 		}
 		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {

@@ -23,6 +23,13 @@
  * recomputed with that key (a "forger" who holds it), so that mutated
  * tagged records get past the tag check into the decoder.
  *
+ * Encrypted segments: every input is read once more with the seeds'
+ * encryption key (and tag key). A reader without it reads no record of a
+ * sealed segment; with it, each opened record is checked like any other
+ * (but not re-encoded: it was sealed). The repaired copy is also re-sealed
+ * by a forger holding that key (the mutated ciphertext taken as the
+ * plaintext), so that mutated payloads reach the decoder behind the seal.
+ *
  * Build: tests/fuzz/run-fuzz.sh (clang -fsanitize=fuzzer,address,undefined).
  */
 #include <stdint.h>
@@ -60,6 +67,8 @@ static uint8_t head[MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64];
 static char line[6 * 2 * MFS_PATH_MAX + 1024];
 
 static struct mfs_keyring ring;
+static struct mfs_keyring ering; /* the seeds' tag key and encryption key */
+static uint8_t sealbuf[MFS_REC_MAX];
 
 /* A decoded record re-encodes to exactly the bytes it came from (format 2:
  * but the CRC, which the encoder leaves without the tag, and the tag). */
@@ -90,6 +99,10 @@ static void check_record(const uint8_t *data, size_t size, uint64_t start, uint6
 	CHECK(rec.zstd_len == 0); /* the reader expands compressed writes */
 	mfs_rec_format(&rec, line, sizeof(line));
 	mfs_rec_format_json(&rec, line, sizeof(line));
+	if (rec.decrypted) { /* opened into the reader's buffer: nothing to compare */
+		CHECK(rec.data_len == 0 || rec.data != NULL);
+		return;
+	}
 	if (rec.was_zstd_len) { /* expanded: its frame lies in the record */
 		CHECK(rec.type == MFS_REC_WRITE && rec.data_len <= MFS_WRITE_MAX &&
 		      rec.was_zstd_len < end - start);
@@ -162,6 +175,44 @@ static void read_keyed(const uint8_t *data, size_t size, const struct mfs_seg_in
 							     k.verdict == MFS_SEG_TORN)));
 	else
 		CHECK(any->verdict != MFS_SEG_NOT_SEGMENT && any->verdict != MFS_SEG_BAD_VERSION);
+}
+
+/* A sealed segment read with its key: consistent on its own. */
+static void read_sealed(const uint8_t *data, size_t size, const struct mfs_seg_info *any)
+{
+	struct mfs_seg_info e = read_buf_keys(data, size, NULL, &ering);
+
+	if (!(any->seg_flags & MFS_SEG_F_ENC) && e.verdict != MFS_SEG_UNAUTH)
+		CHECK(e.records <= any->records);
+	if (e.records)
+		CHECK(e.header_valid);
+}
+
+/* A forger holding the encryption key: seal every sealed record again,
+ * its mutated ciphertext taken as the plaintext (same length). */
+static void repair_seals(uint8_t *buf, size_t size)
+{
+	size_t off = MFS_SEG_HEADER_SIZE, t;
+
+	if (size < MFS_SEG_HEADER_SIZE || mfs_get_le32(buf + 8) != 2 ||
+	    !(mfs_get_le32(buf + 56) & MFS_SEG_F_ENC))
+		return;
+	t = mfs_get_le32(buf + 56) & MFS_SEG_F_AUTH ? MFS_TAG_SIZE : 0;
+	memcpy(buf + 104, ering.enc[0].id, MFS_AUTH_KEY_ID_SIZE);
+	while (size - off >= MFS_REC_HEADER_SIZE) {
+		uint32_t len = mfs_get_le32(buf + off);
+		size_t plen;
+
+		if (len < MFS_REC_HEADER_SIZE + MFS_ENC_OVERHEAD + t || len > size - off)
+			break;
+		plen = len - MFS_REC_HEADER_SIZE - MFS_ENC_OVERHEAD - t;
+		if (mfs_get_le16(buf + off + 6) & MFS_REC_F_ENC) {
+			uint8_t *s = buf + off + MFS_REC_HEADER_SIZE;
+			memcpy(sealbuf, s + MFS_ENC_NONCE_SIZE, plen);
+			mfs_enc_seal(&ering.enc[0], s, buf + off, buf + 16, sealbuf, plen, s);
+		}
+		off += len;
+	}
 }
 
 /* A forger holding the key: recompute the tags of a tagged segment. */
@@ -248,9 +299,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			raw[i] = (uint8_t)i;
 		CHECK(mfs_auth_key_from_raw(raw, &ring.keys[0]) == 0);
 		ring.n = 1;
+		ering = ring;
+		CHECK(mfs_enc_key_from_raw(raw, &ering.enc[0]) == 0);
+		ering.n_enc = 1;
 	}
 	any = read_buf(data, size, NULL);
 	read_keyed(data, size, &any);
+	read_sealed(data, size, &any);
 	mine = read_buf(data, size, seed_uuid);
 	/* expecting a data set changes only the foreign verdict */
 	if (mine.verdict != MFS_SEG_FOREIGN)
@@ -267,10 +322,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	any = read_buf(fixed, size, NULL);
 	read_fd(fixed, size, &any);
 	read_keyed(fixed, size, &any);
-	repair_tags(fixed, size); /* the tags first: the CRCs cover them */
+	repair_seals(fixed, size); /* seals, then tags, then CRCs: each covers the one before */
+	repair_tags(fixed, size);
 	repair_crcs(fixed, size);
 	any = read_buf(fixed, size, NULL);
 	read_keyed(fixed, size, &any);
+	read_sealed(fixed, size, &any);
 	free(fixed);
 	return 0;
 }

@@ -87,11 +87,14 @@ static void fill(struct mfs_rec *rec, enum mfs_rec_type t)
 static struct mfs_auth_key seed_key;
 static bool seed_auth;
 static int seed_zstd;
+static struct mfs_auth_key seed_ekey; /* encrypted seeds: derived from the same bytes */
+static bool seed_enc;
 
 static int write_segment(int dirfd, const char *name, const uint8_t uuid[16], int nrec,
 			 const void *big, size_t big_len, bool close_it)
 {
-	struct mfs_segw_opts o = { .key = &seed_key, .zstd_level = seed_zstd };
+	struct mfs_segw_opts o = { .key = &seed_key, .zstd_level = seed_zstd,
+				   .enc_key = seed_enc ? &seed_ekey : NULL };
 	struct mfs_rec *rec = calloc(1, sizeof(*rec));
 	struct mfs_segw *w = NULL;
 	uint64_t lsn;
@@ -188,6 +191,17 @@ int main(int argc, char **argv)
 	seed_zstd = 3; /* compressed writes, tagged */
 	if (r == 0)
 		r = write_segment(dirfd, "v2-zstd.mfsj", seed_uuid, n, big, 8192, true);
+	if (r == 0) { /* encrypted (key file bytes 0x00..0x1f), tagged, compressed */
+		uint8_t raw[32];
+		for (int i = 0; i < 32; i++)
+			raw[i] = (uint8_t)i;
+		r = mfs_enc_key_from_raw(raw, &seed_ekey);
+		seed_enc = true;
+	}
+	if (r == 0)
+		r = write_segment(dirfd, "v2-enc.mfsj", seed_uuid, n, big, 8192, true);
+	if (r == 0)
+		r = write_segment(dirfd, "v2-enc-open.seg", seed_uuid, n, NULL, 0, false);
 	close(dirfd);
 	if (r < 0) {
 		fprintf(stderr, "gen_corpus: %s\n", strerror(-r));

@@ -105,7 +105,7 @@ step "a copy of the primary's folder mounted without the key"
 mfs_umount "$T/mp"
 cp -a "$P" "$T/f"
 if mfs_try_mount "$T/f" "$T/mf"; then fail "a keyed open segment was continued without the key"; fi
-grep -q "authenticated with a key not given" "$T/fs.log" || fail "no reason for the refusal"
+grep -q "with a key not given" "$T/fs.log" || fail "no reason for the refusal"
 # the forger drops what it cannot continue and rewinds to the mirror's LSN
 rm -f "$T/f/.mirrorfs/open/"* "$T/f/.mirrorfs/journal/$s2" "$T/f/.mirrorfs/journal/$s3"
 sed -i "s/^checkpoint=.*/checkpoint=$L1/; s/^last=.*/last=$L1/" "$T/f/.mirrorfs/state"
@@ -148,6 +148,25 @@ printf '\x5a' | dd of="$T/altered/in/$s2" bs=1 seek=$((off + len - 33)) conv=not
 "$SEGTOOL" fix "$T/altered/in/$s2"
 refused altered "does not verify"
 
+step "the primary refuses to mount over a closed segment altered at rest"
+# a copy of the primary's folder (unmounted): s2 altered in its journal,
+# CRCs made right; the mount stops and names the path and the LSN
+cp -a "$P" "$T/tp"
+printf '\x5a' | dd of="$T/tp/.mirrorfs/journal/$s2" bs=1 seek=$((off + len - 33)) conv=notrunc \
+	status=none
+"$SEGTOOL" fix "$T/tp/.mirrorfs/journal/$s2"
+alsn=$(awk -v o="$off" '$1 == o { print $3 }' < <("$SEGTOOL" offsets "$J/$s2"))
+: >"$T/fs.log"
+if mfs_try_mount "$T/tp" "$T/tmp" -o auth_key="$T/k1"; then
+	fail "mirrorfs mounted over an altered closed segment"
+fi
+grep "refusing to mount" "$T/fs.log" | grep -F "$T/tp/.mirrorfs/journal/$s2" |
+	grep -q "tag of record LSN $alsn at byte $off does not verify" ||
+	fail "no path, LSN and record in the refusal: $(tail -3 "$T/fs.log")"
+cp "$J/$s2" "$T/tp/.mirrorfs/journal/$s2" # the real one back: it mounts
+mfs_mount "$T/tp" "$T/tmp" -o auth_key="$T/k1"
+mfs_umount "$T/tmp"
+
 step "a real segment truncated and extended with another one's record"
 copy_mirror m trunc
 X=$T/trunc/x
@@ -189,6 +208,39 @@ run m --auth-key "$T/k1" || fail "a re-delivered segment failed the mirror"
 diff -r -x .mirrorfs "$T/m.ok" "$T/m/data" >/dev/null || fail "a re-delivered segment changed the data"
 [ -z "$(ls -A "$T/m/state/quarantine" 2>/dev/null)" ] || fail "something was quarantined"
 
+step "a keyed cascade forwards a chain that a keyed mirror of it accepts"
+# c1 applies s1, then (a new mirrord, the chain read back from its cascade
+# folder) s2 and s3, re-emitting them in C; c2 applies C with the key
+mkdir -p "$T/c1/in" "$T/c1/data" "$T/c1/state" "$T/c2/in" "$T/c2/data" "$T/c2/state"
+cp "$J/$s1" "$T/c1/in/"
+run c1 --auth-key "$T/k1" --cascade "$T/C" || fail "c1 refused: $(tail -3 "$T/c1.log")"
+cp "$J/$s2" "$J/$s3" "$T/c1/in/"
+run c1 --auth-key "$T/k1" --cascade "$T/C" || fail "c1 refused: $(tail -3 "$T/c1.log")"
+mapfile -t CS < <(ls "$T/C" | grep -E '^[0-9]{20}-[0-9]{20}\.mfsj$' | sort)
+[ "${#CS[@]}" = 3 ] || fail "cascade holds ${#CS[@]} segments, not 3"
+for c in "${CS[@]}"; do
+	"$CTL" dump --auth-key "$T/k1" "$T/C/$c" | tail -1 | grep -q "authenticated, ok" ||
+		fail "cascade segment $c: $("$CTL" dump --auth-key "$T/k1" "$T/C/$c" | tail -1)"
+done
+cp "$T/C/${CS[0]}" "$T/c2/in/"
+run c2 --auth-key "$T/k1" || fail "c2 refused the cascade: $(tail -3 "$T/c2.log")"
+cp "$T/C/${CS[1]}" "$T/C/${CS[2]}" "$T/c2/in/"
+run c2 --auth-key "$T/k1" || fail "c2 refused the cascade: $(tail -3 "$T/c2.log")"
+[ "$(applied_lsn c2)" = "$(seg_last "$s3")" ] || fail "c2 applied $(applied_lsn c2)"
+[ "$(grep -c "chain starts" "$T/c2.log")" = 1 ] ||
+	fail "the cascade's chain started again: $(grep "chain starts" "$T/c2.log")"
+diff -r -x .mirrorfs "$T/m/data" "$T/c2/data" >/dev/null || fail "c2 differs from the mirror"
+# the cascade's chain is checked: its second segment with the first's
+# previous tag (zeros: a new chain) would pass; one with another is refused
+copy_mirror c1 c3
+rm -rf "$T/c3/data" "$T/c3/state" && mkdir "$T/c3/data" "$T/c3/state"
+cp "$T/C/${CS[0]}" "$T/c3/in/"
+run c3 --auth-key "$T/k1" || fail "c3 refused: $(tail -3 "$T/c3.log")"
+printf '%s\n' "mknod evil 0100644" "write evil 0 pwned" |
+	MKSEG_KEY=$T/k1 MKSEG_PREV=$(printf 'cd%.0s' $(seq 32)) "$MKSEG" "$T/c3/in" \
+		"$(sed -n 's/^data_set //p' "$T/m/state/applied")" $((L1 + 1)) 50 >/dev/null
+refused c3 "chain broken at LSN $((L1 + 1))"
+
 step "key change: the primary closes its old-key segment, the mirror holds both keys"
 mfs_mount "$P" "$T/mp" -o auth_key="$T/k2",auth_key_old="$T/k1"
 echo four >"$T/mp/d4"
@@ -221,6 +273,34 @@ copy_mirror m pm
 grep -q "authenticated part, up to LSN $lsn" "$T/promote.out" || fail "promote: $(cat "$T/promote.out")"
 [ "$(applied_lsn pm)" = "$lsn" ] || fail "promote applied up to $(applied_lsn pm), not $lsn"
 [ "$(cat "$T/pm/data/d5")" = five ] || fail "the open segment's authenticated records were not integrated"
+
+step "the promoted mirror's first segment continues the chain it verified"
+# pf: a mirror that followed the old primary as far as pm; pg: one at the
+# same LSN from another history (its chain value differs)
+copy_mirror pm pf
+rm -f "$T/pf/data/.mirrorfs/state" "$T/pf/data/.mirrorfs/promoted"
+copy_mirror pf pg
+sed -i "s/^chain_tag .*/chain_tag $(printf 'ef%.0s' $(seq 32))/" "$T/pg/state/applied"
+grep -q "^chain_tag $(sed -n 's/^chain_tag //p' "$T/pm/state/applied")$" <(
+	sed -n 's/^chain_tag=/chain_tag /p' "$T/pm/data/.mirrorfs/state") ||
+	fail "promote did not hand the chain to the new primary: $(cat "$T/pm/data/.mirrorfs/state")"
+: >"$T/fs.log"
+mfs_mount "$T/pm/data" "$T/pmp" -o auth_key="$T/k2"
+echo six >"$T/pmp/d6"
+sp=$("$CTL" rotate "$T/pmp")
+mfs_umount "$T/pmp"
+grep -q "chain continues from the promoted mirror's at LSN $lsn" "$T/fs.log" ||
+	fail "the new primary started a new chain: $(grep chain "$T/fs.log")"
+cp "$T/pm/data/.mirrorfs/journal/$sp" "$T/pf/in/"
+run pf --auth-key "$T/k2" || fail "pf refused the new primary's segment: $(tail -3 "$T/pf.log")"
+[ "$(cat "$T/pf/data/d6")" = six ] || fail "pf did not apply the new primary's segment"
+if grep -q "chain starts" "$T/pf.log"; then fail "pf saw a new chain, not a continued one"; fi
+cp "$T/pm/data/.mirrorfs/journal/$sp" "$T/pg/in/"
+if run pg --auth-key "$T/k2"; then fail "pg (another history) applied the new primary's segment"; fi
+grep -q "chain broken at LSN $((lsn + 1))" "$T/pg/state/quarantine/"*.reason ||
+	fail "pg: $(cat "$T/pg/state/quarantine/"*.reason 2>/dev/null)"
+[ ! -e "$T/pg/data/d6" ] || fail "pg applied records of a segment it refused"
+
 copy_mirror m pm2
 if "$CTL" promote --data "$T/pm2/data" --state "$T/pm2/state" --current "$T/cur" \
 	--auth-key "$T/k1" >"$T/promote.out" 2>&1; then fail "promote with the wrong key exited 0"; fi

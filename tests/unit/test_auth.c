@@ -168,6 +168,16 @@ static void make_seg(const char *name, const struct mfs_auth_key *k, const uint8
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, -1, NULL), 0);
 }
 
+static int truncate_at(const char *name, size_t len)
+{
+	int fd = openat(dirfd_, name, O_WRONLY | O_CLOEXEC);
+	int r = fd >= 0 && ftruncate(fd, (off_t)len) == 0 ? 0 : -1;
+
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 /* Recompute the CRC of the record at b[off..] (after a deliberate change). */
 static void fix_crc(uint8_t *b, size_t off)
 {
@@ -568,6 +578,170 @@ static void test_compressed(void)
 	free(rec);
 }
 
+/* The encryption vector of docs/journal-format.md, computed independently
+ * (Python: hashlib.blake2b, HChaCha20 by hand over cryptography's
+ * ChaCha20Poly1305, checked against the XChaCha20-Poly1305 draft's A.3.1). */
+static const char vec_ekey[] = "a2ded2478692f5162885b970e251c5c1e604c6087c2ebfc233c036246363e2b4";
+static const char vec_sealed[] =
+	"404142434445464748494a4b4c4d4e4f5051525354555657aea7a0b4d4d5815dc8ece2217a7f64fae346cd"
+	"869ecb59f22feab02f5fa3d509c2eb755f60c69a";
+
+static void test_enc_vector(void)
+{
+	uint8_t raw[32], nonce[24], head[28], uuid[16], want[64], out[64], back[64], id[8];
+	static const char msg[] = "mirrorfs sealed payload";
+	struct mfs_auth_key ek;
+	size_t n;
+
+	for (int i = 0; i < 32; i++)
+		raw[i] = (uint8_t)i;
+	for (int i = 0; i < 24; i++)
+		nonce[i] = (uint8_t)(0x40 + i);
+	for (int i = 0; i < 28; i++)
+		head[i] = (uint8_t)(0x80 + i);
+	for (int i = 0; i < 16; i++)
+		uuid[i] = (uint8_t)(0xa0 + i);
+	CU_ASSERT_EQUAL_FATAL(mfs_enc_key_from_raw(raw, &ek), 0);
+	unhex(vec_ekey, want);
+	CU_ASSERT(memcmp(ek.key, want, 32) == 0);
+	unhex(vec_key_id, id); /* the key file's id, as for tags */
+	CU_ASSERT(memcmp(ek.id, id, 8) == 0);
+	n = unhex(vec_sealed, want);
+	CU_ASSERT_EQUAL_FATAL(n, sizeof(msg) - 1 + MFS_ENC_OVERHEAD);
+	mfs_enc_seal(&ek, nonce, head, uuid, msg, sizeof(msg) - 1, out);
+	CU_ASSERT(memcmp(out, want, n) == 0);
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, n, back), 0);
+	CU_ASSERT(memcmp(back, msg, sizeof(msg) - 1) == 0);
+	/* another header, data set, byte or key: refused */
+	head[8] ^= 1;
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, n, back), -EBADMSG);
+	head[8] ^= 1;
+	uuid[0] ^= 1;
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, n, back), -EBADMSG);
+	uuid[0] ^= 1;
+	out[30] ^= 1;
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, n, back), -EBADMSG);
+	out[30] ^= 1;
+	ek.key[0] ^= 1;
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, n, back), -EBADMSG);
+	CU_ASSERT_EQUAL(mfs_enc_open(&ek, head, uuid, out, MFS_ENC_OVERHEAD - 1, back), -EBADMSG);
+	/* a random nonce each time: the same record never seals the same */
+	ek.key[0] ^= 1;
+	mfs_enc_seal(&ek, NULL, head, uuid, msg, sizeof(msg) - 1, out);
+	mfs_enc_seal(&ek, NULL, head, uuid, msg, sizeof(msg) - 1, back);
+	CU_ASSERT(memcmp(out, back, 24) != 0);
+}
+
+/* Does @b[0..len) hold @needle anywhere? */
+static bool holds(const uint8_t *b, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (!memcmp(b + i, needle, n))
+			return true;
+	return false;
+}
+
+static void enc_ring(struct mfs_keyring *kr, uint8_t first, const struct mfs_auth_key *tag_key)
+{
+	uint8_t raw[32];
+
+	memset(kr, 0, sizeof(*kr));
+	if (tag_key)
+		kr->keys[kr->n++] = *tag_key;
+	for (int i = 0; i < 32; i++)
+		raw[i] = (uint8_t)(first + i);
+	CU_ASSERT_EQUAL_FATAL(mfs_enc_key_from_raw(raw, &kr->enc[kr->n_enc++]), 0);
+}
+
+static void test_encrypted(void)
+{
+	struct mfs_keyring kr, other, none = {0};
+	struct mfs_segw_opts o = {.zstd_level = 3};
+	struct mfs_segw *w = NULL;
+	struct mfs_auth_key k;
+	struct scan s;
+	uint8_t *b;
+	size_t len, o0;
+	uint64_t cut = 0;
+
+	key_of(7, &k);
+	for (int pass = 0; pass < 2; pass++) { /* sealed; sealed and tagged */
+		const char *name = pass ? "ek" : "e";
+		enc_ring(&kr, 9, pass ? &k : NULL);
+		enc_ring(&other, 10, pass ? &k : NULL);
+		o.key = pass ? &k : NULL;
+		o.enc_key = &kr.enc[0];
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, name, uuid_v, 1, 1, 0, &o, &w),
+				      0);
+		append_n(w, 5);
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, -1, NULL), 0);
+		b = slurp(name, &len);
+		/* nothing of the paths or the data in the clear */
+		CU_ASSERT(!holds(b, len, "db/f") && !holds(b, len, "record "));
+		CU_ASSERT(mfs_get_le32(b + 56) & MFS_SEG_F_ENC);
+		scan_buf(b, len, &kr, &s);
+		CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_OK);
+		CU_ASSERT_EQUAL(s.n, 5);
+		CU_ASSERT_EQUAL(s.info.authenticated, pass == 1);
+		/* without the key, or with another: nothing read */
+		scan_buf(b, len, &none, &s);
+		CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_UNAUTH);
+		CU_ASSERT_EQUAL(s.info.auth_fail, MFS_AUTH_NO_ENC_KEY);
+		CU_ASSERT_EQUAL(s.n, 0);
+		memcpy(other.enc[0].id, kr.enc[0].id, 8); /* the right id, the wrong key */
+		scan_buf(b, len, &other, &s);
+		CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_UNAUTH);
+		CU_ASSERT_EQUAL(s.n, 0);
+		/* torn inside the fourth record: three read, torn */
+		o0 = MFS_SEG_HEADER_SIZE;
+		for (int i = 0; i < 3; i++)
+			o0 += mfs_get_le32(b + o0);
+		scan_buf(b, o0 + 40, &kr, &s);
+		CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_TORN);
+		CU_ASSERT_EQUAL(s.n, 3);
+		/* a ciphertext byte flipped, CRC made right: refused at that record */
+		b[o0 + 32 + 30] ^= 1;
+		fix_crc(b, o0);
+		scan_buf(b, len, &kr, &s);
+		CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_UNAUTH);
+		CU_ASSERT_EQUAL(s.info.auth_fail, pass ? MFS_AUTH_BAD_TAG : MFS_AUTH_BAD_SEAL);
+		CU_ASSERT_EQUAL(s.info.auth_lsn, 4);
+		CU_ASSERT_EQUAL(s.n, 3);
+		/* the flag cleared (a record passed off as plain): corrupt */
+		b[o0 + 32 + 30] ^= 1;
+		mfs_put_le16(b + o0 + 6, mfs_get_le16(b + o0 + 6) & (uint16_t)~MFS_REC_F_ENC);
+		fix_crc(b, o0);
+		scan_buf(b, len, &kr, &s);
+		CU_ASSERT(s.info.verdict != MFS_SEG_OK);
+		CU_ASSERT_EQUAL(s.n, 3);
+		free(b);
+	}
+	/* an open segment torn mid-record: reopened with the key, continued */
+	enc_ring(&kr, 9, NULL);
+	o.key = NULL;
+	o.enc_key = &kr.enc[0];
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, "eo", uuid_v, 1, 1, 0, &o, &w), 0);
+	append_n(w, 4);
+	w = mfs_segw_free(w);
+	b = slurp("eo", &len);
+	CU_ASSERT_EQUAL_FATAL(truncate_at("eo", len - 7), 0);
+	free(b);
+	CU_ASSERT_EQUAL(mfs_segw_reopen_keys(dirfd_, "eo", uuid_v, &none, &w, &cut), -ENOKEY);
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_reopen_keys(dirfd_, "eo", uuid_v, &kr, &w, &cut), 0);
+	CU_ASSERT(cut > 0);
+	CU_ASSERT_PTR_NOT_NULL(mfs_segw_enc_key_id(w));
+	append_n(w, 2);
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, -1, NULL), 0);
+	b = slurp("eo", &len);
+	scan_buf(b, len, &kr, &s);
+	CU_ASSERT_EQUAL(s.info.verdict, MFS_SEG_OK);
+	CU_ASSERT_EQUAL(s.n, 5);
+	CU_ASSERT_EQUAL(s.info.last_lsn, 5);
+	free(b);
+}
+
 static CU_TestInfo tests[] = {
 	{"fixed test vectors (key id, seed, tag, record)", test_vectors},
 	{"key files: keygen, mode, refusals", test_keyfile},
@@ -575,6 +749,8 @@ static CU_TestInfo tests[] = {
 	{"spliced, reordered, trailer, previous tag", test_splice_and_prev},
 	{"reopen continues the chain, unappend", test_reopen_unappend},
 	{"compressed writes, with and without a key", test_compressed},
+	{"encryption: fixed vector, nonces", test_enc_vector},
+	{"encrypted segments: keys, torn tail, altered, reopen", test_encrypted},
 	CU_TEST_INFO_NULL,
 };
 

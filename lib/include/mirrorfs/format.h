@@ -29,7 +29,8 @@
  *    64   8  key id (MFS_SEG_F_AUTH), else zero
  *    72  32  previous tag: the tag of the last record before this segment
  *            (the chain value at LSN first-1), zero at a chain's start
- *   104  20  reserved, zero
+ *   104   8  encryption key id (MFS_SEG_F_ENC: the id of the key file), else zero
+ *   112  12  reserved, zero
  *
  * Record (struct mfs_rec_header, 32 bytes, then the payload):
  *
@@ -53,6 +54,18 @@
  * segment's last tag). The trailer is tagged too, but the chain value a
  * segment hands on is its last record's tag (prev tag if it has none).
  *
+ * A sealed record (MFS_SEG_F_ENC; every record but the trailer) has flag
+ * MFS_REC_F_ENC and, in place of its payload P (as it would be unsealed,
+ * a ZSTD write's frame included), nonce | ciphertext | MAC:
+ *
+ *     XChaCha20-Poly1305-IETF(ekey, nonce, P, ad = bytes 0..27 | data-set id)
+ *
+ * with ekey = BLAKE2b-256(key file's key, 0x03 "mirrorfs encryption key")
+ * and a random 24-byte nonce per record (never derived from the LSN or the
+ * offset: a record cut off as a torn tail or taken back may be written
+ * again with the same LSN at the same offset). Length, CRC and tag cover
+ * the sealed bytes (compress, then seal, then tag).
+ *
  * The last record of a closed segment is MFS_REC_SEG_CLOSED (the trailer).
  * Its LSN field is the segment's last LSN; it does not consume an LSN.
  * Its payload is struct mfs_seg_trailer: last LSN, record count (trailer
@@ -73,9 +86,11 @@
 #define MFS_FORMAT_VERSION_2 2u /* authenticated segments */
 #define MFS_FORMAT_VERSION_MAX 2u
 #define MFS_SEG_F_AUTH (1u << 0) /* version 2: every record is tagged */
-#define MFS_SEG_F_KNOWN MFS_SEG_F_AUTH
+#define MFS_SEG_F_ENC (1u << 1)  /* version 2: every record but the trailer is sealed */
+#define MFS_SEG_F_KNOWN (MFS_SEG_F_AUTH | MFS_SEG_F_ENC)
 #define MFS_REC_F_TAG (1u << 0)  /* version 2: the record ends in a tag */
 #define MFS_REC_F_ZSTD (1u << 1) /* version 2, writes: u32 size, blob32 zstd frame */
+#define MFS_REC_F_ENC (1u << 2)  /* version 2, MFS_SEG_F_ENC: the payload is sealed */
 #define MFS_TAG_SIZE 32u
 #define MFS_SEG_HEADER_SIZE 128u
 #define MFS_REC_HEADER_SIZE 32u

@@ -27,6 +27,12 @@ struct mfs_jstate {
 	uint64_t checkpoint; /* the backing files are durable up to this LSN */
 	uint64_t last;       /* the last LSN known when the file was written */
 	uint64_t segment;    /* the open segment's sequence number then */
+	/* written by `mirrorctl promote` when everything up to its final LSN was
+	 * authenticated: the chain value (tag) at chain_lsn, which the new
+	 * primary's first segment carries as its previous tag */
+	bool have_chain;
+	uint64_t chain_lsn;
+	uint8_t chain_tag[32];
 };
 
 /*

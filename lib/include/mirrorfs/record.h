@@ -58,6 +58,8 @@ struct mfs_rec {
 	 * encoded, and as decoded until the reader expands it) */
 	uint32_t zstd_len;
 	uint32_t was_zstd_len; /* set by the reader once expanded: the frame's size */
+	bool decrypted; /* set by the reader: sealed (MFS_REC_F_ENC); @data lies in the
+			 * reader's buffer, valid until its next record */
 	struct mfs_seg_trailer trailer; /* MFS_REC_SEG_CLOSED */
 };
 

@@ -61,6 +61,9 @@ struct mfs_segw_opts {
 	const struct mfs_auth_key *key;
 	uint8_t prev_tag[MFS_TAG_SIZE];
 	int zstd_level; /* non-zero: format 2, writes compressed at this zstd level */
+	/* non-NULL: format 2, every record but the trailer sealed with this
+	 * key (an entry of mfs_keyring.enc: the derived key, its file's id) */
+	const struct mfs_auth_key *enc_key;
 };
 
 /*
@@ -179,6 +182,8 @@ void mfs_segw_chain(struct mfs_segw *w, uint8_t ret[MFS_TAG_SIZE]);
 bool mfs_segw_is_auth(struct mfs_segw *w);
 /* The key id of an authenticated writer, or NULL. */
 const uint8_t *mfs_segw_key_id(struct mfs_segw *w);
+/* The encryption key id of a sealing writer, or NULL. */
+const uint8_t *mfs_segw_enc_key_id(struct mfs_segw *w);
 
 /* Name of a closed segment holding LSNs first..last ("%020lu-%020lu.mfsj"). */
 void mfs_seg_name(uint64_t first_lsn, uint64_t last_lsn, char out[MFS_SEG_NAME_LEN + 1]);
@@ -203,6 +208,8 @@ enum mfs_auth_fail {
 	MFS_AUTH_NO_TAGS,     /* format 1, or format 2 without MFS_SEG_F_AUTH */
 	MFS_AUTH_UNKNOWN_KEY, /* key id not in the reader's keyring */
 	MFS_AUTH_BAD_TAG,     /* record auth_lsn at bad_offset: its tag does not verify */
+	MFS_AUTH_NO_ENC_KEY,  /* sealed with a key (enc_key_id) not in the reader's keyring */
+	MFS_AUTH_BAD_SEAL,    /* record auth_lsn at bad_offset does not open (its MAC) */
 };
 
 struct mfs_seg_info {
@@ -222,6 +229,7 @@ struct mfs_seg_info {
 	/* format 2 */
 	uint32_t seg_flags;              /* MFS_SEG_F_* */
 	uint8_t key_id[MFS_AUTH_KEY_ID_SIZE];
+	uint8_t enc_key_id[MFS_AUTH_KEY_ID_SIZE]; /* MFS_SEG_F_ENC */
 	uint8_t prev_tag[MFS_TAG_SIZE];  /* chain value before this segment */
 	uint8_t last_tag[MFS_TAG_SIZE];  /* chain value after the last valid record */
 	bool authenticated;              /* OK or TORN, and every valid record's tag checked */
@@ -234,6 +242,9 @@ struct mfs_seg_info {
  * or empty to read without checking tags (a tagged segment reads as
  * unauthenticated); else every segment must be tagged with one of them,
  * or the verdict is MFS_SEG_UNAUTH at the first record that fails.
+ * Sealed segments (MFS_SEG_F_ENC) are opened with @keys->enc, whether or
+ * not @keys->n is zero; without their key the verdict is MFS_SEG_UNAUTH
+ * (MFS_AUTH_NO_ENC_KEY) and no record is returned.
  */
 struct mfs_segr_opts {
 	const uint8_t *expect_uuid;
