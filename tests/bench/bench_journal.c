@@ -31,6 +31,13 @@
  *             fixed key): the cost of authentication
  *   --zstd N  ... and compress writes at zstd level N (the payload is a
  *             hash pattern, barely compressible: the cost of trying)
+ *   --enc     ... and seal every record (XChaCha20-Poly1305, a fixed key)
+ *   --matrix  instead of the above: the journal alone in five set-ups,
+ *             interleaved per round (plain, auth, zstd:1, enc, all three),
+ *             on a half-compressible payload (pages of text and noise);
+ *             prints MiB/s medians and the median of the per-round ratios
+ *             to plain, then the same for reading the segments back
+ *             (mfs_seg_scan_fd with the keys: what replay's validation pays)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,7 +68,10 @@ static unsigned arg_rounds = 5;
 static bool arg_check;
 static bool arg_auth;
 static int arg_zstd;
+static bool arg_enc;
+static bool arg_matrix;
 static struct mfs_auth_key arg_key;
+static struct mfs_keyring arg_ring; /* the tag key and the encryption key */
 static struct mfs_segw_opts arg_opts;
 
 static int dirfd_ = -1;
@@ -107,7 +117,7 @@ static double run_journal(size_t psize, uint64_t total, unsigned run)
 	snprintf(name, sizeof(name), "bench-journal-%u.seg", run);
 	(void)unlinkat(dirfd_, name, 0);
 	r = mfs_segw_create_opts(dirfd_, name, uuid, 1, 1, 0,
-				 arg_auth || arg_zstd ? &arg_opts : NULL, &w);
+				 arg_auth || arg_zstd || arg_enc ? &arg_opts : NULL, &w);
 	if (r < 0)
 		die("mfs_segw_create", r);
 	rec->type = MFS_REC_WRITE;
@@ -138,9 +148,61 @@ static double run_journal(size_t psize, uint64_t total, unsigned run)
 	r = mfs_segw_close(w, -1, NULL);
 	if (r < 0)
 		die("mfs_segw_close", r);
-	(void)unlinkat(dirfd_, name, 0);
+	if (!arg_matrix)
+		(void)unlinkat(dirfd_, name, 0);
 	free(rec);
 	return secs(t1 - t0);
+}
+
+/* Read segment bench-journal-@run.seg back with the keys (then remove it):
+ * seconds for the scan, which checks CRCs and tags, opens and expands. */
+static double run_scan(unsigned run)
+{
+	struct mfs_segr_opts o = { .keys = arg_auth ? &arg_ring : NULL };
+	struct mfs_keyring dec = arg_ring;
+	struct mfs_seg_info info;
+	uint64_t t0, t1;
+	char name[64];
+	int fd, r;
+
+	dec.n = 0; /* not authenticating: only the encryption key */
+	if (!arg_auth && arg_enc)
+		o.keys = &dec;
+	snprintf(name, sizeof(name), "bench-journal-%u.seg", run);
+	fd = openat(dirfd_, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(name, -errno);
+	last_cpu = cpu_secs();
+	t0 = mfs_mono_ns();
+	r = mfs_seg_scan_fd_opts(fd, &o, NULL, NULL, &info);
+	t1 = mfs_mono_ns();
+	last_cpu = cpu_secs() - last_cpu;
+	if (r < 0 || info.verdict != MFS_SEG_OK)
+		die("scan: not ok", r < 0 ? r : -EBADMSG);
+	close(fd);
+	(void)unlinkat(dirfd_, name, 0);
+	return secs(t1 - t0);
+}
+
+/* The set-ups of --matrix. */
+static const struct setup {
+	const char *name;
+	bool auth, enc;
+	int zstd;
+} setups[] = {
+	{ "plain", false, false, 0 }, { "auth", true, false, 0 }, { "zstd:1", false, false, 1 },
+	{ "enc", false, true, 0 },    { "all", true, true, 1 },
+};
+#define N_SETUPS (sizeof(setups) / sizeof(setups[0]))
+
+static void use_setup(const struct setup *u)
+{
+	arg_auth = u->auth;
+	arg_enc = u->enc;
+	arg_zstd = u->zstd;
+	arg_opts.key = u->auth ? &arg_key : NULL;
+	arg_opts.enc_key = u->enc ? &arg_ring.enc[0] : NULL;
+	arg_opts.zstd_level = u->zstd;
 }
 
 /*
@@ -296,10 +358,56 @@ static double bench_crc(uint32_t (*fn)(uint32_t, const void *, size_t), size_t l
 	return best;
 }
 
+
+/* The load average: the machine may be shared, and then says so. */
+static void print_loadavg(void)
+{
+	char buf[128] = "?";
+	FILE *f = fopen("/proc/loadavg", "re");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			snprintf(buf, sizeof(buf), "?\n");
+		fclose(f);
+	}
+	printf("load average (1, 5, 15 min): %s", buf);
+}
+
+/* --matrix: append and scan MiB/s of each set-up, ratios to plain per round. */
+static void bench_matrix(size_t psize)
+{
+	static double ap[N_SETUPS][MAX_ROUNDS], sc[N_SETUPS][MAX_ROUNDS];
+	static double ar[N_SETUPS][MAX_ROUNDS], sr[N_SETUPS][MAX_ROUNDS];
+	uint64_t total = (uint64_t)arg_mib << 20;
+	double mib = (double)total / (1 << 20);
+
+	for (size_t k = 0; k < N_SETUPS; k++) { /* warm-up */
+		use_setup(&setups[k]);
+		(void)run_journal(psize, SYNC_EVERY * 4ull, 999);
+		(void)run_scan(999);
+	}
+	for (unsigned i = 0; i < arg_rounds; i++)
+		for (size_t k = 0; k < N_SETUPS; k++) {
+			use_setup(&setups[k]);
+			ap[k][i] = mib / run_journal(psize, total, i);
+			sc[k][i] = mib / run_scan(i);
+			ar[k][i] = ap[k][i] / ap[0][i];
+			sr[k][i] = sc[k][i] / sc[0][i];
+			fprintf(stderr, "  %3zu KiB round %u %-6s: append %.1f, scan %.1f MiB/s\n",
+				psize >> 10, i + 1, setups[k].name, ap[k][i], sc[k][i]);
+		}
+	printf("%-7s %-7s %12s %9s %12s %9s\n", "payload", "set-up", "append MiB/s", "ratio",
+	       "scan MiB/s", "ratio");
+	for (size_t k = 0; k < N_SETUPS; k++)
+		printf("%-7s %-7s %12.1f %9.3f %12.1f %9.3f\n", psize == 4096 ? "4 KiB" : "64 KiB",
+		       setups[k].name, median(ap[k], arg_rounds), median(ar[k], arg_rounds),
+		       median(sc[k], arg_rounds), median(sr[k], arg_rounds));
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench-journal [--dir DIR] [--mib N] [--rounds N] [--check] "
-			"[--auth] [--zstd N]\n");
+			"[--auth] [--zstd N] [--enc] [--matrix]\n");
 	exit(2);
 }
 
@@ -309,7 +417,8 @@ static void parse_args(int argc, char **argv)
 		{"dir", required_argument, NULL, 'd'},	  {"mib", required_argument, NULL, 'm'},
 		{"rounds", required_argument, NULL, 'r'}, {"check", no_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},	  {"auth", no_argument, NULL, 'a'},
-		{"zstd", required_argument, NULL, 'z'},	  {NULL, 0, NULL, 0},
+		{"zstd", required_argument, NULL, 'z'},	  {"enc", no_argument, NULL, 'e'},
+		{"matrix", no_argument, NULL, 'M'},	  {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -333,18 +442,28 @@ static void parse_args(int argc, char **argv)
 		case 'z':
 			arg_zstd = (int)strtol(optarg, NULL, 10);
 			break;
+		case 'e':
+			arg_enc = true;
+			break;
+		case 'M':
+			arg_matrix = true;
+			break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc || arg_mib < 2 || arg_rounds < 3 || arg_rounds > MAX_ROUNDS)
 		usage();
-	if (arg_auth) {
+	{
 		uint8_t raw[32] = { 1, 2, 3 };
-		if (mfs_auth_key_from_raw(raw, &arg_key) < 0)
+		if (mfs_auth_key_from_raw(raw, &arg_key) < 0 ||
+		    mfs_enc_key_from_raw(raw, &arg_ring.enc[0]) < 0)
 			die("mfs_auth_key_from_raw", -ENOSYS);
-		arg_opts.key = &arg_key;
+		arg_ring.keys[0] = arg_key;
+		arg_ring.n = arg_ring.n_enc = 1;
 	}
+	arg_opts.key = arg_auth ? &arg_key : NULL;
+	arg_opts.enc_key = arg_enc ? &arg_ring.enc[0] : NULL;
 	arg_opts.zstd_level = arg_zstd;
 	if (!arg_dir) {
 		arg_dir = getenv("TMPDIR");
@@ -373,6 +492,21 @@ int main(int argc, char **argv)
 		die("malloc", -ENOMEM);
 	for (size_t i = 0; i < (4u << 20) + 65536; i++)
 		payload[i] = (uint8_t)(i * 2654435761u >> 13);
+	if (arg_matrix) { /* half text (a database page's worth of rows), half noise */
+		for (size_t i = 0; i < (4u << 20) + 65536; i++)
+			if ((i >> 12) % 2 == 0)
+				payload[i] = (uint8_t)("row 4242, 'the quick brown fox', 3.14;"[i % 38]);
+		printf("journal set-ups, %u MiB per run, fdatasync every 1 MiB, %u rounds, "
+		       "interleaved; payload half text, half noise; ratio = median of per-round "
+		       "ratios to plain\n",
+		       arg_mib, arg_rounds);
+		for (int i = 0; i < 2; i++)
+			bench_matrix(i ? 65536 : 4096);
+		print_loadavg();
+		close(dirfd_);
+		(void)rmdir(dir);
+		return 0;
+	}
 
 	fprintf(stderr,
 		"bench-journal: %u MiB per run, fdatasync every 1 MiB, %u rounds, in '%s'\n",

@@ -21,6 +21,8 @@
  * Environment: MKSEG_KEY=FILE writes format 2, tagged with that key, the
  * chain going on from segment to segment; MKSEG_PREV=HEX (64 digits) is
  * the first segment's previous tag (zeros: a chain's start).
+ * MKSEG_ENC_KEY=FILE seals every record with that key's encryption key;
+ * MKSEG_ZSTD=N compresses writes at zstd level N (both format 2).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,9 @@ struct gen {
 	bool auth;
 	struct mfs_auth_key key;
 	uint8_t chain[MFS_TAG_SIZE];
+	bool enc;
+	struct mfs_auth_key ekey;
+	int zstd;
 };
 
 static int fail(const char *what, int r)
@@ -58,12 +63,14 @@ static void seg_open(struct gen *g)
 	char tmp[64];
 	int r;
 
-	struct mfs_segw_opts o = { .key = &g->key };
+	struct mfs_segw_opts o = { .key = g->auth ? &g->key : NULL,
+				   .enc_key = g->enc ? &g->ekey : NULL,
+				   .zstd_level = g->zstd };
 
 	memcpy(o.prev_tag, g->chain, MFS_TAG_SIZE);
 	snprintf(tmp, sizeof(tmp), ".mkseg.%" PRIu64, g->seg_no);
 	r = mfs_segw_create_opts(g->dirfd, tmp, g->uuid, g->seg_no, g->next_lsn, 0,
-				 g->auth ? &o : NULL, &g->w);
+				 g->auth || g->enc || g->zstd ? &o : NULL, &g->w);
 	if (r < 0)
 		fail("create", r);
 }
@@ -204,6 +211,17 @@ int main(int argc, char **argv)
 			fail("MKSEG_KEY", r);
 		g.auth = true;
 	}
+	if (getenv("MKSEG_ENC_KEY")) {
+		struct mfs_auth_key k;
+		int r = mfs_auth_key_load(getenv("MKSEG_ENC_KEY"), &k);
+		if (r == 0)
+			r = mfs_enc_key_from_raw(k.key, &g.ekey);
+		if (r < 0)
+			fail("MKSEG_ENC_KEY", r);
+		g.enc = true;
+	}
+	if (getenv("MKSEG_ZSTD"))
+		g.zstd = atoi(getenv("MKSEG_ZSTD"));
 	if (getenv("MKSEG_PREV")) {
 		const char *h = getenv("MKSEG_PREV");
 		for (size_t i = 0; i < MFS_TAG_SIZE && strlen(h) == 2 * MFS_TAG_SIZE; i++) {
