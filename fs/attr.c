@@ -18,8 +18,12 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_inode *i = fs_inode(req, ino);
 	struct stat st;
 
-	if (i->vkind != FS_VK_NONE) {
-		fs_vtree_getattr(req, i);
+	if (i->ops) {
+		int r = i->ops->stat(fs_of(req), i, &st);
+		if (r < 0)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_attr(req, &st, i->ops->cached ? fs_of(req)->timeout : 0);
 		return;
 	}
 	if (fstatat(i->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
@@ -139,8 +143,8 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	struct fs_file *f = fi ? (struct fs_file *)(uintptr_t)fi->fh : NULL;
 	int r;
 
-	if (i->vkind != FS_VK_NONE) {
-		fs_vtree_setattr(req, i, valid);
+	if (i->ops) {
+		i->ops->setattr(req, i, valid);
 		return;
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);

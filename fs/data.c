@@ -259,8 +259,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_file *f;
 	int r;
 
-	if (i->vkind != FS_VK_NONE) {
-		fs_vtree_open(req, i, fi);
+	if (i->ops) {
+		i->ops->open(req, i, fi);
 		return;
 	}
 	r = open_inode(fs, i, fi->flags, &f);
@@ -408,8 +408,8 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_file *f = file_of(fi);
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 
-	if (f->inode->vkind != FS_VK_NONE) {
-		fs_vtree_read(req, f->inode, size, off, f);
+	if (f->inode->ops) {
+		f->inode->ops->read(req, f->inode, size, off, f);
 		return;
 	}
 	if (fs_pending_has(f->inode)) {
@@ -474,8 +474,8 @@ void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, o
 		size = (size_t)n;
 		data = copy;
 	}
-	if (f->inode->vkind != FS_VK_NONE) {
-		fs_vtree_write(req, f->inode, data, size, f);
+	if (f->inode->ops) {
+		f->inode->ops->write(req, f->inode, data, size, f);
 		return;
 	}
 	n = data_write(fs, f, data, size, (uint64_t)off);

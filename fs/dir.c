@@ -118,15 +118,15 @@ static size_t add_plus(fuse_req_t req, struct fs_file *f, const struct fs_dirent
 		struct fs_inode *c;
 		if (fs_snapview_child(fs, f->inode, de->name, &c) < 0)
 			return 0;
-		if (fs_snapview_stat(fs, c, &e.attr) < 0) {
-			fs_snapview_forget(fs, c, 1);
+		if (c->ops->stat(fs, c, &e.attr) < 0) {
+			c->ops->forget(fs, c, 1);
 			return 0;
 		}
 		e.ino = (uintptr_t)c;
 		e.attr_timeout = e.entry_timeout = fs->timeout;
 		n = fuse_add_direntry_plus(req, p, rem, de->name, &e, next);
 		if (n > rem)
-			fs_snapview_forget(fs, c, 1);
+			c->ops->forget(fs, c, 1);
 		return n;
 	}
 	if (de->virt || f->inode->vkind != FS_VK_NONE) {

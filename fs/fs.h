@@ -4,9 +4,10 @@
  *
  * Modules, top layer first: a module calls only those listed below it,
  * but for the upward calls tools/fs-callgraph.py --layers lists (the
- * inode table's dispatch of a forget to the virtual nodes, and the link
- * count and size fix-ups of a stat: inode.c -> vtree.c, cowread.c,
- * pending.c). What the journal reports upward goes through fs->hooks.
+ * link count and size fix-ups of a looked-up file: inode.c -> cowread.c,
+ * pending.c). What the journal reports upward goes through fs->hooks;
+ * virtual and snapshot nodes are reached through their operations
+ * (struct fs_node_ops).
  *
  *   main.c      options, bring-up, session loop, teardown
  *   ops.c       the FUSE ops table; init, lookup, forget, readlink, statfs
@@ -81,6 +82,33 @@ enum fs_vkind {
 	FS_VK_COUNT,
 };
 
+struct fs;
+struct fs_file;
+struct fs_inode;
+
+/*
+ * What a node that is not a backing file does (inode->ops): vtree.c's
+ * operations for .mirrorfs/ and its entries, snapview.c's for the views
+ * of the snapshots. The live nodes (ops NULL) are served by attr.c,
+ * names.c, dir.c, xattr.c and data.c, which hand any other node to its
+ * operations. Each replies to @req.
+ */
+struct fs_node_ops {
+	bool cached; /* never changes: the kernel may keep its attributes */
+	void (*lookup)(fuse_req_t req, struct fs_inode *parent, const char *name);
+	void (*forget)(struct fs *fs, struct fs_inode *i, uint64_t n);
+	int (*stat)(struct fs *fs, struct fs_inode *i, struct stat *st); /* 0 or -errno */
+	void (*setattr)(fuse_req_t req, struct fs_inode *i, int valid);
+	void (*open)(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
+	void (*read)(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
+		     struct fs_file *f);
+	void (*write)(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
+		      struct fs_file *f);
+	void (*unlink)(fuse_req_t req, struct fs_inode *parent, const char *name);
+	void (*getxattr)(fuse_req_t req, struct fs_inode *i, const char *name, size_t size);
+	void (*listxattr)(fuse_req_t req, struct fs_inode *i, size_t size);
+};
+
 /* One name of an inode: (parent, name). Holds a reference on parent. */
 struct fs_link {
 	struct fs_link *next;
@@ -115,6 +143,7 @@ struct fs_inode {
 	int pfd;                         /* plock: where they go, -1 */
 	bool in_plist, dirty;            /* fs->pend.lock */
 	struct fs_inode *pnext, *dnext;  /* fs->pend.lock */
+	const struct fs_node_ops *ops; /* a virtual or snapshot node's; NULL: a live one */
 	char *vname;               /* FS_VK_SEGMENT: segment file name; FS_VK_SNAP: set on a
 				      snapshot's root (its name) */
 	struct fs_snap *snap;      /* FS_VK_SNAP: the snapshot */
@@ -409,22 +438,12 @@ static inline int fs_check_failed(struct fs *fs)
 int fs_vtree_init(struct fs *fs);
 void fs_vtree_done(struct fs *fs);
 bool fs_is_reserved(struct fs *fs, struct fs_inode *parent, const char *name);
+/* Lookup in a virtual directory, or of .mirrorfs in the root. */
 void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name);
-void fs_vtree_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
-void fs_vtree_getattr(fuse_req_t req, struct fs_inode *i);
-int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st);
-void fs_vtree_opendir(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
 /* Names of a virtual directory's entries (malloc'd array of strings). */
 int fs_vtree_list(struct fs *fs, struct fs_inode *i, char ***ret, size_t *ret_n);
 /* The st_ino of virtual entry @name in @dir (the root for .mirrorfs). */
 ino_t fs_vtree_ino(struct fs *fs, struct fs_inode *dir, const char *name);
-void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
-void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
-		   struct fs_file *f);
-void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
-		    struct fs_file *f);
-void fs_vtree_unlink(fuse_req_t req, struct fs_inode *parent, const char *name);
-void fs_vtree_setattr(fuse_req_t req, struct fs_inode *i, int valid);
 
 /* ---------------------------------------------------------------- data.c */
 
@@ -586,15 +605,6 @@ int fs_ctl_exec(struct fs *fs, struct fs_file *f, const char *cmd, char **ret);
  * (-ENOENT: no such entry or snapshot; -ESTALE, -EIO: see fs_snap_check). */
 int fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name,
 		      struct fs_inode **ret);
-void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
-int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st);
-void fs_snapview_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi);
-void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
-		      struct fs_file *f);
-/* getxattr/listxattr of a view node (the root has user.mirrorfs.lsn and
- * user.mirrorfs.dataset). */
-void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size);
-void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size);
 /* The view nodes' table: made by fs_vtree_init; fs_snapview_done frees
  * it with the nodes the kernel never forgot (unmount). */
 int fs_snapview_init(struct fs *fs);

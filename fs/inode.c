@@ -244,8 +244,8 @@ void fs_inode_unref(struct fs *fs, struct fs_inode *i)
 
 void fs_inode_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 {
-	if (i->vkind != FS_VK_NONE) {
-		fs_vtree_forget(fs, i, n);
+	if (i->ops) {
+		i->ops->forget(fs, i, n);
 		return;
 	}
 	pthread_mutex_lock(&fs->itable_lock);

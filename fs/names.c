@@ -208,8 +208,8 @@ static void remove_common(fuse_req_t req, fuse_ino_t parent, const char *name, b
 	struct fs_inode *p = fs_inode(req, parent);
 	int r;
 
-	if (p->vkind != FS_VK_NONE && !dir) {
-		fs_vtree_unlink(req, p, name);
+	if (p->ops && !dir) {
+		p->ops->unlink(req, p, name);
 		return;
 	}
 	pthread_rwlock_wrlock(&fs->ns_lock);

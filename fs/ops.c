@@ -31,7 +31,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	int r;
 
-	if (p->vkind != FS_VK_NONE || fs_is_reserved(fs, p, name)) {
+	if (p->ops) {
+		p->ops->lookup(req, p, name);
+		return;
+	}
+	if (fs_is_reserved(fs, p, name)) {
 		fs_vtree_lookup(req, p, name);
 		return;
 	}

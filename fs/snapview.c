@@ -83,6 +83,8 @@ void fs_snapview_done(struct fs *fs)
 	fs->views = NULL;
 }
 
+static const struct fs_node_ops snapview_ops;
+
 /* Find or make the node of entry @name in store folder @pfd of @s, with a
  * kernel lookup reference, into *@ret. Returns 0 or -errno. */
 static int node_get(struct fs *fs, struct fs_snap *s, int pfd, const char *name,
@@ -112,6 +114,7 @@ static int node_get(struct fs *fs, struct fs_snap *s, int pfd, const char *name,
 			return r;
 		}
 		i->vkind = FS_VK_SNAP;
+		i->ops = &snapview_ops;
 		i->snap = s;
 		i->ino = st.st_ino;
 		i->dev = st.st_dev;
@@ -155,7 +158,7 @@ int fs_snapview_child(struct fs *fs, struct fs_inode *parent, const char *name,
 	return node_get(fs, parent->snap, parent->fd, name, ret);
 }
 
-void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
+static void sv_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 {
 	pthread_mutex_lock(&fs->views->mu);
 	i->nlookup = i->nlookup > n ? i->nlookup - n : 0;
@@ -170,7 +173,7 @@ void fs_snapview_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 	pthread_mutex_unlock(&fs->views->mu);
 }
 
-int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
+static int sv_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 {
 	int r = fs_snap_check(i->snap);
 
@@ -183,7 +186,7 @@ int fs_snapview_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 	return 0;
 }
 
-void fs_snapview_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi)
+static void sv_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi)
 {
 	struct fs_file *f;
 	char proc[64];
@@ -220,8 +223,8 @@ void fs_snapview_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info 
 	fuse_reply_open(req, fi);
 }
 
-void fs_snapview_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
-		      struct fs_file *f)
+static void sv_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
+		    struct fs_file *f)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	_cleanup_free_ char *buf = NULL;
@@ -277,7 +280,7 @@ static ssize_t node_xattr(struct fs *fs, struct fs_inode *i, const char *name, c
 	return n < 0 ? -errno : n;
 }
 
-void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size)
+static void sv_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	_cleanup_free_ char *buf = NULL;
@@ -306,7 +309,7 @@ void fs_snapview_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, 
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
-void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size)
+static void sv_listxattr(fuse_req_t req, struct fs_inode *i, size_t size)
 {
 	static const char extra[] = XATTR_LSN "\0" XATTR_DATASET;
 	struct fs *fs = fuse_req_userdata(req);
@@ -334,3 +337,64 @@ void fs_snapview_listxattr(fuse_req_t req, struct fs_inode *i, size_t size)
 	memcpy(buf + n, extra, xl);
 	fuse_reply_buf(req, buf, (size_t)n + xl);
 }
+
+/* Lookup in a snapshot folder: an entry the snapshot has not is a
+ * negative entry the kernel may keep (a snapshot never changes). */
+static void sv_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param e = { 0 };
+	struct fs_inode *i;
+	int r;
+
+	r = fs_snapview_child(fs, parent, name, &i);
+	if (r == -ENOENT) {
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	r = sv_stat(fs, i, &e.attr);
+	if (r < 0) {
+		sv_forget(fs, i, 1);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	e.ino = (uintptr_t)i;
+	e.attr_timeout = e.entry_timeout = fs->timeout;
+	if (fuse_reply_entry(req, &e) != 0)
+		sv_forget(fs, i, 1);
+}
+
+static void sv_setattr(fuse_req_t req, struct fs_inode *i, int valid)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void sv_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
+		     struct fs_file *f)
+{
+	fuse_reply_err(req, EACCES);
+}
+
+static void sv_unlink(fuse_req_t req, struct fs_inode *parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static const struct fs_node_ops snapview_ops = {
+	.cached = true,
+	.lookup = sv_lookup,
+	.forget = sv_forget,
+	.stat = sv_stat,
+	.setattr = sv_setattr,
+	.open = sv_open,
+	.read = sv_read,
+	.write = sv_write,
+	.unlink = sv_unlink,
+	.getxattr = sv_getxattr,
+	.listxattr = sv_listxattr,
+};

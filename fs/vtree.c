@@ -39,6 +39,8 @@ static const char *const vnames[FS_VK_COUNT] = {
 	[FS_VK_STATUS] = "status", [FS_VK_CTL] = "ctl",
 };
 
+static const struct fs_node_ops vtree_ops;
+
 int fs_vtree_init(struct fs *fs)
 {
 	pthread_mutex_init(&fs->vlock, NULL);
@@ -48,6 +50,7 @@ int fs_vtree_init(struct fs *fs)
 			return -ENOMEM;
 		i->fd = -1;
 		i->vkind = (enum fs_vkind)k;
+		i->ops = &vtree_ops;
 		i->type = (k == FS_VK_DIR || k == FS_VK_JOURNAL || k == FS_VK_SNAPS) ? S_IFDIR
 										     : S_IFREG;
 		i->ino = (ino_t)(VINO_BASE + (uint64_t)k);
@@ -77,12 +80,10 @@ bool fs_is_reserved(struct fs *fs, struct fs_inode *parent, const char *name)
 
 /* ================================================================ attributes */
 
-int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
+static int vt_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 {
 	struct timespec now;
 
-	if (i->vkind == FS_VK_SNAP)
-		return fs_snapview_stat(fs, i, st);
 	clock_gettime(CLOCK_REALTIME, &now);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = i->ino;
@@ -141,16 +142,16 @@ int fs_vtree_stat(struct fs *fs, struct fs_inode *i, struct stat *st)
 	return 0;
 }
 
-void fs_vtree_getattr(fuse_req_t req, struct fs_inode *i)
+static void vt_getattr(fuse_req_t req, struct fs_inode *i)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct stat st;
-	int r = fs_vtree_stat(fs, i, &st);
+	int r = vt_stat(fs, i, &st);
 
 	if (r < 0)
 		fuse_reply_err(req, -r);
-	else /* a snapshot never changes; the other virtual files do */
-		fuse_reply_attr(req, &st, i->vkind == FS_VK_SNAP ? fs->timeout : 0);
+	else /* the virtual files change */
+		fuse_reply_attr(req, &st, 0);
 }
 
 /* ================================================================ lookup */
@@ -174,6 +175,7 @@ static struct fs_inode *segnode_get(struct fs *fs, const char *name, uint64_t fi
 		if (i) {
 			i->fd = -1;
 			i->vkind = FS_VK_SEGMENT;
+			i->ops = &vtree_ops;
 			i->type = S_IFREG;
 			i->ino = (ino_t)(VINO_SEGMENT + first);
 			pthread_mutex_init(&i->lock, NULL);
@@ -187,12 +189,8 @@ static struct fs_inode *segnode_get(struct fs *fs, const char *name, uint64_t fi
 	return i;
 }
 
-void fs_vtree_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
+static void vt_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 {
-	if (i->vkind == FS_VK_SNAP) {
-		fs_snapview_forget(fs, i, n);
-		return;
-	}
 	if (i->vkind != FS_VK_SEGMENT)
 		return;
 	pthread_mutex_lock(&fs->vlock);
@@ -223,7 +221,7 @@ static int vchild(struct fs *fs, struct fs_inode *parent, const char *name, stru
 		*ret = fs->vnodes[FS_VK_DIR];
 		return 0;
 	}
-	if (parent->vkind == FS_VK_SNAPS || parent->vkind == FS_VK_SNAP)
+	if (parent->vkind == FS_VK_SNAPS)
 		return fs_snapview_child(fs, parent, name, ret);
 	if (parent->vkind == FS_VK_DIR) {
 		for (int k = FS_VK_JOURNAL; k <= FS_VK_CTL; k++)
@@ -249,26 +247,21 @@ void fs_vtree_lookup(fuse_req_t req, struct fs_inode *parent, const char *name)
 	int r;
 
 	r = vchild(fs, parent, name, &i);
-	if (r == -ENOENT && parent->vkind == FS_VK_SNAP) {
-		e.entry_timeout = fs->timeout; /* a snapshot never changes */
-		fuse_reply_entry(req, &e);
-		return;
-	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	r = fs_vtree_stat(fs, i, &e.attr);
+	r = i->ops->stat(fs, i, &e.attr); /* a snapshot's root: snapview.c's */
 	if (r < 0) {
-		fs_vtree_forget(fs, i, 1);
+		i->ops->forget(fs, i, 1);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	e.ino = (uintptr_t)i;
-	if (i->vkind == FS_VK_SNAP)
+	if (i->ops->cached)
 		e.attr_timeout = e.entry_timeout = fs->timeout;
 	if (fuse_reply_entry(req, &e) != 0)
-		fs_vtree_forget(fs, i, 1);
+		i->ops->forget(fs, i, 1);
 }
 
 ino_t fs_vtree_ino(struct fs *fs, struct fs_inode *dir, const char *name)
@@ -337,17 +330,13 @@ out:
 
 /* ================================================================ files */
 
-void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi)
+static void vt_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fs_file *f;
 	int acc = fi->flags & O_ACCMODE;
 
-	if (i->vkind == FS_VK_SNAP) {
-		fs_snapview_open(req, i, fi);
-		return;
-	}
 	if (i->vkind == FS_VK_CTL && ctx->uid != 0 && ctx->uid != fs->owner) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -381,16 +370,12 @@ void fs_vtree_open(fuse_req_t req, struct fs_inode *i, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
-void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
-		   struct fs_file *f)
+static void vt_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
+		    struct fs_file *f)
 {
 	_cleanup_free_ char *buf = NULL;
 	ssize_t n;
 
-	if (i->vkind == FS_VK_SNAP) {
-		fs_snapview_read(req, i, size, off, f);
-		return;
-	}
 	if (f->fd < 0) {
 		/* reply from a copy: once the kernel has the reply, the reader may
 		 * close and release() free f->buf while writev() still returns
@@ -419,8 +404,8 @@ void fs_vtree_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
-void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
-		    struct fs_file *f)
+static void vt_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t size,
+		     struct fs_file *f)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	char cmd[512];
@@ -445,24 +430,50 @@ void fs_vtree_write(fuse_req_t req, struct fs_inode *i, const char *buf, size_t 
 	fuse_reply_write(req, size);
 }
 
-void fs_vtree_unlink(fuse_req_t req, struct fs_inode *parent, const char *name)
+static void vt_unlink(fuse_req_t req, struct fs_inode *parent, const char *name)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	int r = parent->vkind == FS_VK_SNAP || parent->vkind == FS_VK_SNAPS ? -EROFS : -EPERM;
+	int r = parent->vkind == FS_VK_SNAPS ? -EROFS : -EPERM;
 
 	if (parent->vkind == FS_VK_JOURNAL)
 		r = fs_journal_trim(fs, name);
 	fuse_reply_err(req, -r);
 }
 
-void fs_vtree_setattr(fuse_req_t req, struct fs_inode *i, int valid)
+static void vt_setattr(fuse_req_t req, struct fs_inode *i, int valid)
 {
 	/* `echo cmd > ctl` truncates first: accept that, refuse the rest */
 	if (i->vkind == FS_VK_CTL && !(valid & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 						 FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 						 FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))) {
-		fs_vtree_getattr(req, i);
+		vt_getattr(req, i);
 		return;
 	}
-	fuse_reply_err(req, i->vkind == FS_VK_SNAP || i->vkind == FS_VK_SNAPS ? EROFS : EPERM);
+	fuse_reply_err(req, i->vkind == FS_VK_SNAPS ? EROFS : EPERM);
 }
+
+static void vt_getxattr(fuse_req_t req, struct fs_inode *i, const char *name, size_t size)
+{
+	fuse_reply_err(req, ENODATA);
+}
+
+static void vt_listxattr(fuse_req_t req, struct fs_inode *i, size_t size)
+{
+	if (size)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_xattr(req, 0);
+}
+
+static const struct fs_node_ops vtree_ops = {
+	.lookup = fs_vtree_lookup,
+	.forget = vt_forget,
+	.stat = vt_stat,
+	.setattr = vt_setattr,
+	.open = vt_open,
+	.read = vt_read,
+	.write = vt_write,
+	.unlink = vt_unlink,
+	.getxattr = vt_getxattr,
+	.listxattr = vt_listxattr,
+};

@@ -26,12 +26,8 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	bool caps;
 	ssize_t n;
 
-	if (i->vkind == FS_VK_SNAP) {
-		fs_snapview_getxattr(req, i, name, size);
-		return;
-	}
-	if (i->vkind != FS_VK_NONE) {
-		fuse_reply_err(req, ENODATA);
+	if (i->ops) {
+		i->ops->getxattr(req, i, name, size);
 		return;
 	}
 	caps = strcmp(name, XATTR_CAPS) == 0;
@@ -63,15 +59,8 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char proc[64];
 	ssize_t n;
 
-	if (i->vkind == FS_VK_SNAP) {
-		fs_snapview_listxattr(req, i, size);
-		return;
-	}
-	if (i->vkind != FS_VK_NONE) {
-		if (size)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_xattr(req, 0);
+	if (i->ops) {
+		i->ops->listxattr(req, i, size);
 		return;
 	}
 	fs_proc_path(i->fd, proc);
