@@ -547,7 +547,7 @@ int fs_lock_status(struct fs *fs, char *buf, size_t cap);
 int fs_lock_quiesce(struct fs *fs, int (*fn)(struct fs *fs, void *arg), void *arg,
 		    uint64_t *ret_ns);
 
-/* ---------------------------------------------------------------- snap.c snapstore.c cow.c cowread.c */
+/* ---------------------------------------------------------- snap.c snapstore.c cow.c cowread.c */
 
 #define FS_SNAP_NAME_MAX 64
 struct fs_snap;
