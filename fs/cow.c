@@ -52,6 +52,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -481,16 +482,16 @@ static int load_map(struct fs_snap *s, struct cow_state *c, uint64_t ino, const 
 /* Load NAME/cow/INO.map files into the states of @s (mount). */
 int fs_cow_load(struct fs_snaps *S, struct fs_snap *s)
 {
-	_cleanup_closedir_ DIR *d = mfs_opendir_at(s->cow_fd, ".");
+	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
+	int r = mfs_dir_open(s->cow_fd, ".", &d);
 
-	if (!d)
-		return -errno;
+	if (r < 0)
+		return r;
 	while ((de = mfs_readdir(d))) {
 		char *end;
 		unsigned long long ino = strtoull(de->d_name, &end, 10);
 		struct cow_state *c;
-		int r;
 
 		if (strcmp(end, ".map") || end == de->d_name)
 			continue;

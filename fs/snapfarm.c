@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -62,9 +63,9 @@ int fs_farm_dir(struct fs_farm *fm, int src, int dst, bool top, int depth)
 
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
-	d = mfs_opendir_at(src, ".");
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(src, ".", &d);
+	if (r < 0)
+		return r;
 	while (r == 0 && (de = mfs_readdir(d))) {
 		const char *n = de->d_name;
 		struct stat st;
@@ -149,9 +150,9 @@ static int walk_tree(const struct walk *w, int dirfd, int depth)
 		return r;
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
-	d = mfs_opendir_at(dirfd, ".");
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(dirfd, ".", &d);
+	if (r < 0)
+		return r;
 	while (r == 0 && (de = mfs_readdir(d))) {
 		unsigned char t = de->d_type;
 		if (t == DT_UNKNOWN) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mirrorfs/ctl.h"
+#include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
@@ -205,9 +206,9 @@ int fs_snap_open(struct fs *fs)
 	if (r < 0)
 		return r;
 	promoted_ns = promoted_time(fs);
-	d = mfs_opendir_at(S->store_fd, ".");
-	if (!d)
-		return -errno;
+	r = mfs_dir_open(S->store_fd, ".", &d);
+	if (r < 0)
+		return r;
 	while ((de = mfs_readdir(d))) {
 		if (de->d_name[0] == '.') {
 			if (!strncmp(de->d_name, ".del-", 5) || !strncmp(de->d_name, ".new-", 5))

@@ -137,16 +137,6 @@ int mfs_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-DIR *mfs_opendir_at(int dirfd, const char *name)
-{
-	DIR *d = NULL;
-	int r = mfs_dir_open(dirfd, name, &d);
-
-	if (r < 0)
-		errno = -r;
-	return d;
-}
-
 struct dirent *mfs_readdir(DIR *d)
 {
 	struct dirent *de;

@@ -76,13 +76,6 @@ int mfs_fsync_dirs(const int *dirfds, size_t n);
  */
 int mfs_drop_clean_cache(int fd);
 
-/*
- * Open folder @name in @dirfd ("." for @dirfd itself; symlinks are not
- * followed) for listing. Returns the stream, or NULL with errno set.
- * Kept for fs/ until it moves to mfs_dir_open() (mirrorfs/dir.h), which
- * returns -errno: new code uses that.
- */
-DIR *mfs_opendir_at(int dirfd, const char *name);
 /* The next entry of @d other than "." and "..", or NULL at the end. */
 struct dirent *mfs_readdir(DIR *d);
 /*
