@@ -215,6 +215,7 @@ struct fs_hooks {
 };
 
 struct fs {
+	const char *mountpoint; /* as given, for messages */
 	int data_fd; /* DATADIR, O_PATH | O_DIRECTORY */
 	int sync_fd; /* DATADIR, O_RDONLY, for syncfs() */
 	struct fs_options opt;

@@ -427,6 +427,7 @@ int main(int argc, char *argv[])
 		r = 2;
 		goto out;
 	}
+	fs.mountpoint = o.mountpoint;
 	if (o.debug)
 		mfs_log_max_level = LOG_DEBUG;
 	/* before the user's options, so that an fsname= given there wins: an

@@ -266,7 +266,7 @@ static int lock_new(struct fs_lock **ret)
  * after fuse_session_unmount() closed the device, which aborted them (their
  * callers got ECONNABORTED), so there is nobody to reply to.
  */
-static void lock_free(struct fs_lock *lk)
+static void lock_free(struct fs_lock *lk, const char *mnt)
 {
 	if (!lk)
 		return;
@@ -277,7 +277,8 @@ static void lock_free(struct fs_lock *lk)
 	if (lk->resumer_started)
 		pthread_join(lk->resumer, NULL);
 	if (lk->n_parked)
-		log_warning("unmounted while locked: %zu parked requests dropped", lk->n_parked);
+		log_warning("%s unmounted while locked: %zu parked requests dropped", mnt,
+			    lk->n_parked);
 	while (lk->head) {
 		struct fs_parked *p = lk->head;
 		lk->head = p->next;
@@ -296,7 +297,8 @@ static void lk_init(void *userdata, struct fuse_conn_info *conn)
 	int r = lock_new(&fs->lock);
 
 	if (r < 0)
-		log_error_errno(r, "cannot start the lock resumer, lock is unavailable: %m");
+		log_error_errno(r, "%s: cannot start the lock resumer, lock is unavailable: %m",
+				fs->mountpoint);
 	if (orig.init)
 		orig.init(userdata, conn);
 }
@@ -305,7 +307,7 @@ static void lk_destroy(void *userdata)
 {
 	struct fs *fs = userdata;
 
-	lock_free(fs->lock);
+	lock_free(fs->lock, fs->mountpoint);
 	fs->lock = NULL;
 	if (orig.destroy)
 		orig.destroy(userdata);
