@@ -23,20 +23,12 @@ static int statefd = -1;
 
 static int setup(void)
 {
-	tmp = test_mkdtemp();
-	if (!tmp)
-		return -1;
-	statefd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return statefd < 0 ? -1 : 0;
+	return test_tmpdir_open(&tmp, &statefd);
 }
 
 static int teardown(void)
 {
-	if (statefd >= 0)
-		close(statefd);
-	test_rm_rf(tmp);
-	free(tmp);
-	return 0;
+	return test_tmpdir_close(&tmp, &statefd);
 }
 
 /* Put @len bytes of @text in STATE/applied. */

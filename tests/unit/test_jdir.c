@@ -25,20 +25,12 @@ static int jfd = -1;
 
 static int setup(void)
 {
-	tmp = test_mkdtemp();
-	if (!tmp)
-		return -1;
-	jfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return jfd < 0 ? -1 : 0;
+	return test_tmpdir_open(&tmp, &jfd);
 }
 
 static int teardown(void)
 {
-	if (jfd >= 0)
-		close(jfd);
-	test_rm_rf(tmp);
-	free(tmp);
-	return 0;
+	return test_tmpdir_close(&tmp, &jfd);
 }
 
 static int put_read(const char *text, struct mfs_jstate *ret)

@@ -24,20 +24,12 @@ static int dirfd_ = -1;
 
 static int setup(void)
 {
-	tmp = test_mkdtemp();
-	if (!tmp)
-		return -1;
-	dirfd_ = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return dirfd_ < 0 ? -1 : 0;
+	return test_tmpdir_open(&tmp, &dirfd_);
 }
 
 static int teardown(void)
 {
-	if (dirfd_ >= 0)
-		close(dirfd_);
-	test_rm_rf(tmp);
-	free(tmp);
-	return 0;
+	return test_tmpdir_close(&tmp, &dirfd_);
 }
 
 static void test_take_and_refuse(void)

@@ -29,20 +29,12 @@ static int topfd = -1;
 
 static int setup(void)
 {
-	tmp = test_mkdtemp();
-	if (!tmp)
-		return -1;
-	topfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return topfd < 0 ? -1 : 0;
+	return test_tmpdir_open(&tmp, &topfd);
 }
 
 static int teardown(void)
 {
-	if (topfd >= 0)
-		close(topfd);
-	test_rm_rf(tmp);
-	free(tmp);
-	return 0;
+	return test_tmpdir_close(&tmp, &topfd);
 }
 
 /* A fresh directory under the suite's temp dir, opened. */

@@ -22,20 +22,12 @@ static int dfd = -1;
 
 static int setup(void)
 {
-	tmp = test_mkdtemp();
-	if (!tmp)
-		return -1;
-	dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return dfd < 0 ? -1 : 0;
+	return test_tmpdir_open(&tmp, &dfd);
 }
 
 static int teardown(void)
 {
-	if (dfd >= 0)
-		close(dfd);
-	test_rm_rf(tmp);
-	free(tmp);
-	return 0;
+	return test_tmpdir_close(&tmp, &dfd);
 }
 
 static int mkfile(const char *name)

@@ -30,3 +30,9 @@ extern CU_SuiteInfo suite_ctl[];
  * a malloc'd path or NULL. rm_rf() removes it again. */
 char *test_mkdtemp(void);
 int test_rm_rf(const char *path);
+
+/* A suite's scratch folder: test_tmpdir_open() makes a fresh one and opens
+ * it (O_DIRECTORY) into *fd, returns 0 or -1; test_tmpdir_close() closes
+ * the fd, removes the folder and frees the path, returns 0. */
+int test_tmpdir_open(char **path, int *fd);
+int test_tmpdir_close(char **path, int *fd);

@@ -3,6 +3,7 @@
  * util.c - helpers shared by the unit suites.
  */
 #define _XOPEN_SOURCE 700
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,4 +41,25 @@ int test_rm_rf(const char *path)
 	if (!path)
 		return 0;
 	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int test_tmpdir_open(char **path, int *fd)
+{
+	*path = test_mkdtemp();
+	if (!*path)
+		return -1;
+	*fd = open(*path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *fd < 0 ? -1 : 0;
+}
+
+int test_tmpdir_close(char **path, int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	if (*path)
+		test_rm_rf(*path);
+	free(*path);
+	*path = NULL;
+	return 0;
 }
