@@ -13,28 +13,14 @@
 #include <stdlib.h>
 
 #include "mirrorfs/jdir.h"
+#include "mirrorfs/json.h"
 #include "mirrorfs/macro.h"
-
-/* @s with quotes and backslashes escaped and control characters dropped,
- * into @out. */
-static void json_path(const char *s, char *out, size_t cap)
-{
-	size_t jp = 0;
-
-	for (const char *c = s; *c && jp < cap - 8; c++) {
-		if (*c == '"' || *c == '\\')
-			out[jp++] = '\\';
-		if ((unsigned char)*c >= 0x20)
-			out[jp++] = *c;
-	}
-	out[jp] = 0;
-}
 
 int fs_status_json(struct fs *fs, char **ret)
 {
 	struct fs_journal_info in;
 	_cleanup_free_ char *snaps = NULL;
-	char *out, lockjson[192], jpath[2 * PATH_MAX];
+	char *out, lockjson[192], closed[PATH_MAX + 16], jpath[6 * (PATH_MAX + 16)];
 	int r;
 
 	r = fs_journal_info(fs, &in);
@@ -45,7 +31,8 @@ int fs_status_json(struct fs *fs, char **ret)
 		return -ENOMEM;
 	/* the real closed-segments folder: a shipper can watch it with inotify
 	 * (the kernel reports nothing for segments appearing on the mount) */
-	json_path(in.path, jpath, sizeof(jpath));
+	snprintf(closed, sizeof(closed), "%s/" MFS_JDIR_CLOSED, in.path);
+	mfs_json_str(closed, false, jpath, sizeof(jpath));
 	r = asprintf(&out,
 		     "{\"dataset\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
 		     ",\"durable_lsn\":%" PRIu64 ",\"checkpoint_lsn\":%" PRIu64
@@ -54,7 +41,7 @@ int fs_status_json(struct fs *fs, char **ret)
 		     ",\"open_segment_records\":%" PRIu64 ",\"segments\":%zu,\"segments_bytes\":%" PRIu64
 		     ",\"journal_syncs\":%" PRIu64 ",\"journal_sync_requests\":%" PRIu64
 		     ",\"pending_bytes\":%" PRIu64
-		     ",%s,\"failed\":%s,\"journal_path\":\"%s/" MFS_JDIR_CLOSED "\",\"snapshots\":%s"
+		     ",%s,\"failed\":%s,\"journal_path\":%s,\"snapshots\":%s"
 		     ",\"format\":%u,\"auth_key_id\":\"%s\",\"encrypt_key_id\":\"%s\"}\n",
 		     in.dataset, in.first_lsn, in.last_lsn, in.durable_lsn, in.checkpoint_lsn,
 		     in.open_segment, in.open_segment_seq, in.open_segment_first_lsn,
