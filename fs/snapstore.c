@@ -20,6 +20,7 @@
 #include "mirrorfs/ctl.h"
 #include "mirrorfs/dir.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
 
@@ -169,16 +170,25 @@ int fs_snap_store_open(struct fs *fs, bool create)
 	return r;
 }
 
-/* time_ns of DATADIR/.mirrorfs/promoted (mirrorctl promote), 0 if none. */
+/*
+ * time_ns of DATADIR/.mirrorfs/promoted (mirrorctl promote), 0 if none. One
+ * that cannot be read says nothing of when: every snapshot is then taken as
+ * older than the promotion (kept, marked broken), never served as current.
+ */
 static uint64_t promoted_time(struct fs *fs)
 {
-	_cleanup_free_ char *text = NULL;
-	const char *p;
+	_cleanup_close_ int cfd = openat(fs->data_fd, MFS_CTL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct mfs_jpromoted p;
+	int r = cfd < 0 ? -errno : mfs_jpromoted_read(cfd, &p);
 
-	if (mfs_read_file(fs->data_fd, MFS_CTL_DIR "/promoted", 4096, &text, NULL) < 0)
+	if (r == -ENOENT)
 		return 0;
-	p = strstr(text, "\ntime_ns=");
-	return p ? strtoull(p + 9, NULL, 10) : 0;
+	if (r < 0) {
+		log_warning_errno(r, "cannot read '%s/" MFS_JDIR_PROMOTED "' (%m): every snapshot "
+				  "is taken as older than the promotion", MFS_CTL_DIR);
+		return UINT64_MAX;
+	}
+	return p.time_ns;
 }
 
 int fs_snap_open(struct fs *fs)
