@@ -56,6 +56,7 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/xattr.h"
 
 struct cow_entry *fs_cow_find(struct fs_snaps *S, ino_t ino)
 {
@@ -176,7 +177,7 @@ static int state_save(struct cow_state *c, ino_t ino, const struct stat *st, int
 	char name[64];
 	int r;
 
-	r = mfs_cowmap_xattr_read(src, &c->xattrs, &c->xattrs_len);
+	r = mfs_xattr_blob(src, &c->xattrs, &c->xattrs_len);
 	if (r < 0)
 		return r;
 	if (c->xattrs_len) {

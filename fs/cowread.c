@@ -17,6 +17,7 @@
 
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/xattr.h"
 
 /*
  * A regular file's attributes in snapshot @s: those saved at its first
@@ -94,10 +95,10 @@ ssize_t fs_snap_file_xattr(struct fs *fs, struct fs_snap *s, ino_t ino, const ch
 		pthread_rwlock_rdlock(&e->mu);
 	c = fs_cow_state(e, s);
 	if (c && c->saved) {
-		struct mfs_cowmap_xattr x;
+		struct mfs_xattr_ent x;
 		size_t pos = 0, total = 0;
 		r = name ? -ENODATA : 0;
-		while (mfs_cowmap_xattr_next(c->xattrs, c->xattrs_len, &pos, &x) > 0) {
+		while (mfs_xattr_blob_next(c->xattrs, c->xattrs_len, &pos, &x) > 0) {
 			if (!name) {
 				if (size && total + x.name_len + 1 <= size) {
 					memcpy(buf + total, x.name, x.name_len);

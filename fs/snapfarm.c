@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mirrorfs/ctl.h"
@@ -22,22 +21,13 @@
 #include "mirrorfs/io.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/xattr.h"
 
-/* Copy the extended attributes of @src to @dst (folders in the farm). */
+/* Copy the extended attributes of @src to @dst (folders in the farm); one
+ * that cannot be copied is left out, as the farm's other attributes are. */
 void fs_farm_copy_xattrs(int src, int dst)
 {
-	_cleanup_free_ char *blob = NULL;
-	struct mfs_cowmap_xattr x;
-	size_t len, pos = 0;
-
-	if (mfs_cowmap_xattr_read(src, &blob, &len) < 0)
-		return;
-	while (mfs_cowmap_xattr_next(blob, len, &pos, &x) > 0) {
-		char n0[256];
-		memcpy(n0, x.name, x.name_len);
-		n0[x.name_len] = 0;
-		(void)fsetxattr(dst, n0, x.value, x.value_len, 0);
-	}
+	(void)mfs_xattr_copy(src, dst, NULL);
 }
 
 int fs_farm_copy_attrs(int dirfd, const char *name, const struct stat *st, bool nofollow)

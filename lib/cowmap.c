@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/xattr.h>
 
 #include "mirrorfs/macro.h"
 
@@ -62,94 +61,6 @@ uint64_t mfs_cowmap_run_end(const uint8_t *map, uint64_t b, uint64_t e, bool set
 	while (b < e && mfs_cowmap_test(map, b) == set)
 		b++;
 	return b;
-}
-
-int mfs_cowmap_xattr_add(char **blob, size_t *len, const char *name, const void *value,
-			 size_t value_len)
-{
-	size_t nl = strlen(name);
-	char *nb;
-
-	if (nl == 0 || nl > 255 || value_len > UINT32_MAX)
-		return -EINVAL;
-	nb = realloc(*blob, *len + 8 + nl + value_len);
-	if (!nb)
-		return -ENOMEM;
-	mfs_put_le32(nb + *len, (uint32_t)nl);
-	mfs_put_le32(nb + *len + 4, (uint32_t)value_len);
-	memcpy(nb + *len + 8, name, nl);
-	if (value_len)
-		memcpy(nb + *len + 8 + nl, value, value_len);
-	*blob = nb;
-	*len += 8 + nl + value_len;
-	return 0;
-}
-
-int mfs_cowmap_xattr_next(const char *blob, size_t len, size_t *pos, struct mfs_cowmap_xattr *ret)
-{
-	size_t nl, vl;
-
-	if (*pos >= len)
-		return 0;
-	if (len - *pos < 8)
-		return -EBADMSG;
-	nl = mfs_get_le32(blob + *pos);
-	vl = mfs_get_le32(blob + *pos + 4);
-	if (nl == 0 || nl > 255 || vl > len || len - *pos - 8 < nl + vl)
-		return -EBADMSG;
-	ret->name = blob + *pos + 8;
-	ret->name_len = nl;
-	ret->value = ret->name + nl;
-	ret->value_len = vl;
-	*pos += 8 + nl + vl;
-	return 1;
-}
-
-/* Add attribute @name of @fd to the blob; one that vanished or grew since
- * it was listed is left out. */
-static int blob_add_fd(int fd, const char *name, char **blob, size_t *len)
-{
-	_cleanup_free_ char *val = NULL;
-	ssize_t v = fgetxattr(fd, name, NULL, 0);
-
-	if (v < 0)
-		return 0;
-	val = malloc((size_t)v + 1);
-	if (!val)
-		return -ENOMEM;
-	v = fgetxattr(fd, name, val, (size_t)v);
-	if (v < 0)
-		return 0;
-	return mfs_cowmap_xattr_add(blob, len, name, val, (size_t)v);
-}
-
-int mfs_cowmap_xattr_read(int fd, char **ret, size_t *ret_len)
-{
-	_cleanup_free_ char *names = NULL;
-	char *blob = NULL;
-	size_t len = 0;
-	ssize_t n = flistxattr(fd, NULL, 0);
-
-	if (n < 0 && errno != ENOTSUP)
-		return -errno;
-	if (n > 0) {
-		names = malloc((size_t)n);
-		if (!names)
-			return -ENOMEM;
-		n = flistxattr(fd, names, (size_t)n);
-		if (n < 0)
-			return -errno;
-	}
-	for (char *nm = names; n > 0 && nm < names + n; nm += strlen(nm) + 1) {
-		int r = blob_add_fd(fd, nm, &blob, &len);
-		if (r < 0) {
-			free(blob);
-			return r;
-		}
-	}
-	*ret = blob;
-	*ret_len = len;
-	return 0;
 }
 
 int mfs_snapmeta_encode(const struct mfs_snapmeta *m, char *buf, size_t cap)

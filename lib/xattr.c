@@ -93,41 +93,65 @@ int mfs_xattr_blob(int fd, char **ret, size_t *ret_len)
 	return 0;
 }
 
-int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, const char **name, size_t *nl,
-			const char **val, size_t *vl)
+int mfs_xattr_blob_add(char **blob, size_t *len, const char *name, const void *value,
+		       size_t value_len)
 {
+	size_t nl = strlen(name);
+	char *nb;
+
+	if (nl == 0 || nl > 255 || value_len > UINT32_MAX)
+		return -EINVAL;
+	nb = realloc(*blob, *len + 8 + nl + value_len);
+	if (!nb)
+		return -ENOMEM;
+	mfs_put_le32(nb + *len, (uint32_t)nl);
+	mfs_put_le32(nb + *len + 4, (uint32_t)value_len);
+	memcpy(nb + *len + 8, name, nl);
+	if (value_len)
+		memcpy(nb + *len + 8 + nl, value, value_len);
+	*blob = nb;
+	*len += 8 + nl + value_len;
+	return 0;
+}
+
+int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, struct mfs_xattr_ent *ret)
+{
+	size_t nl, vl;
+
 	if (*pos >= len)
 		return 0;
 	if (len - *pos < 8)
 		return -EBADMSG;
-	*nl = mfs_get_le32(blob + *pos);
-	*vl = mfs_get_le32(blob + *pos + 4);
-	if (*nl == 0 || *nl > 255 || *vl > len || len - *pos - 8 < *nl + *vl)
+	nl = mfs_get_le32(blob + *pos);
+	vl = mfs_get_le32(blob + *pos + 4);
+	if (nl == 0 || nl > 255 || vl > len || len - *pos - 8 < nl + vl)
 		return -EBADMSG;
-	*name = blob + *pos + 8;
-	*val = *name + *nl;
-	*pos += 8 + *nl + *vl;
+	ret->name = blob + *pos + 8;
+	ret->name_len = nl;
+	ret->value = ret->name + nl;
+	ret->value_len = vl;
+	*pos += 8 + nl + vl;
 	return 1;
 }
 
 int mfs_xattr_copy(int in, int out, const char *skip_prefix)
 {
 	_cleanup_free_ char *blob = NULL;
-	const char *name, *val;
-	size_t len = 0, pos = 0, nl, vl;
+	struct mfs_xattr_ent x;
+	size_t len = 0, pos = 0;
 	int r, first = 0;
 
 	r = mfs_xattr_blob(in, &blob, &len);
 	if (r < 0)
 		return r;
-	while ((r = mfs_xattr_blob_next(blob, len, &pos, &name, &nl, &val, &vl)) > 0) {
+	while ((r = mfs_xattr_blob_next(blob, len, &pos, &x)) > 0) {
 		char n0[256];
 
-		memcpy(n0, name, nl);
-		n0[nl] = 0;
+		memcpy(n0, x.name, x.name_len);
+		n0[x.name_len] = 0;
 		if (skip_prefix && !strncmp(n0, skip_prefix, strlen(skip_prefix)))
 			continue;
-		if (fsetxattr(out, n0, val, vl, 0) < 0 && first == 0)
+		if (fsetxattr(out, n0, x.value, x.value_len, 0) < 0 && first == 0)
 			first = -errno;
 	}
 	return first;

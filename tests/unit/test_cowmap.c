@@ -16,6 +16,7 @@
 
 #include "mirrorfs/cowmap.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/xattr.h"
 #include "tests.h"
 
 static const struct mfs_cowmap_hdr sample = {
@@ -131,24 +132,24 @@ static void test_runs(void)
 static void test_blob_round_trip(void)
 {
 	_cleanup_free_ char *blob = NULL;
-	struct mfs_cowmap_xattr x;
+	struct mfs_xattr_ent x;
 	size_t len = 0, pos = 0;
 
-	CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_add(&blob, &len, "user.a", "12345", 5), 0);
-	CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_add(&blob, &len, "security.selinux", "", 0), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_add(&blob, &len, "user.a", "12345", 5), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_add(&blob, &len, "security.selinux", "", 0), 0);
 	CU_ASSERT_EQUAL(len, 8 + 6 + 5 + 8 + 16);
 	CU_ASSERT_EQUAL(mfs_get_le32(blob), 6);
 	CU_ASSERT_EQUAL(mfs_get_le32(blob + 4), 5);
 	CU_ASSERT_EQUAL(memcmp(blob + 8, "user.a12345", 11), 0);
-	CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), 1);
+	CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_next(blob, len, &pos, &x), 1);
 	CU_ASSERT_EQUAL(x.name_len, 6);
 	CU_ASSERT_EQUAL(memcmp(x.name, "user.a", 6), 0);
 	CU_ASSERT_EQUAL(x.value_len, 5);
 	CU_ASSERT_EQUAL(memcmp(x.value, "12345", 5), 0);
-	CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), 1);
+	CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_next(blob, len, &pos, &x), 1);
 	CU_ASSERT_EQUAL(x.name_len, 16);
 	CU_ASSERT_EQUAL(x.value_len, 0);
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), 0);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), 0);
 	CU_ASSERT_EQUAL(pos, len);
 }
 
@@ -156,31 +157,31 @@ static void test_blob_hostile(void)
 {
 	_cleanup_free_ char *blob = NULL;
 	char name[300];
-	struct mfs_cowmap_xattr x;
+	struct mfs_xattr_ent x;
 	size_t len = 0, pos;
 
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = 0;
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_add(&blob, &len, "", "v", 1), -EINVAL);
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_add(&blob, &len, name, "v", 1), -EINVAL);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_add(&blob, &len, "", "v", 1), -EINVAL);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_add(&blob, &len, name, "v", 1), -EINVAL);
 	name[255] = 0;
-	CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_add(&blob, &len, name, "v", 1), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_add(&blob, &len, name, "v", 1), 0);
 	/* every truncation of a valid blob is refused */
 	for (size_t l = 1; l < len; l++) {
 		pos = 0;
-		CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, l, &pos, &x), -EBADMSG);
+		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, l, &pos, &x), -EBADMSG);
 	}
 	/* a name of 0 or 256 bytes, a value longer than the blob */
 	mfs_put_le32(blob, 0);
 	pos = 0;
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), -EBADMSG);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), -EBADMSG);
 	mfs_put_le32(blob, 256);
 	pos = 0;
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), -EBADMSG);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), -EBADMSG);
 	mfs_put_le32(blob, 255);
 	mfs_put_le32(blob + 4, UINT32_MAX);
 	pos = 0;
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), -EBADMSG);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), -EBADMSG);
 }
 
 /* mfs_cowmap_xattr_read of a real file: what fsetxattr put there. */
@@ -188,7 +189,7 @@ static void test_blob_read(void)
 {
 	char *dir = test_mkdtemp(), path[4096];
 	_cleanup_free_ char *blob = NULL;
-	struct mfs_cowmap_xattr x;
+	struct mfs_xattr_ent x;
 	size_t len = 1, pos = 0;
 	int fd;
 
@@ -196,17 +197,17 @@ static void test_blob_read(void)
 	snprintf(path, sizeof(path), "%s/f", dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(mfs_cowmap_xattr_read(fd, &blob, &len), 0);
+	CU_ASSERT_EQUAL(mfs_xattr_blob(fd, &blob, &len), 0);
 	CU_ASSERT_PTR_NULL(blob);
 	CU_ASSERT_EQUAL(len, 0);
 	if (fsetxattr(fd, "user.k", "value", 5, 0) == 0) {
-		CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_read(fd, &blob, &len), 0);
-		CU_ASSERT_EQUAL_FATAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), 1);
+		CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob(fd, &blob, &len), 0);
+		CU_ASSERT_EQUAL_FATAL(mfs_xattr_blob_next(blob, len, &pos, &x), 1);
 		CU_ASSERT_EQUAL(x.name_len, 6);
 		CU_ASSERT_EQUAL(memcmp(x.name, "user.k", 6), 0);
 		CU_ASSERT_EQUAL(x.value_len, 5);
 		CU_ASSERT_EQUAL(memcmp(x.value, "value", 5), 0);
-		CU_ASSERT_EQUAL(mfs_cowmap_xattr_next(blob, len, &pos, &x), 0);
+		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), 0);
 	} else {
 		fprintf(stderr, "cowmap: no user xattrs in %s, round trip through a file skipped\n",
 			dir);

@@ -71,8 +71,8 @@ static void test_blob(void)
 	static const char bad[] = { 3, 0, 0, 0, 9, 0, 0, 0, 'a', 'b', 'c', 'x' };
 	int a = mkfile("c");
 	char *blob = NULL;
-	size_t len = 99, pos = 0, nl, vl;
-	const char *name, *val;
+	size_t len = 99, pos = 0;
+	struct mfs_xattr_ent x;
 
 	CU_ASSERT_FATAL(a >= 0);
 	CU_ASSERT_EQUAL(mfs_xattr_blob(a, &blob, &len), 0); /* none */
@@ -82,16 +82,17 @@ static void test_blob(void)
 		CU_ASSERT_EQUAL_FATAL(len, 8 + 6 + 5);
 		CU_ASSERT_EQUAL(mfs_get_le32(blob), 6);
 		CU_ASSERT_EQUAL(mfs_get_le32(blob + 4), 5);
-		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &name, &nl, &val, &vl), 1);
-		CU_ASSERT(nl == 6 && !memcmp(name, "user.k", 6) && vl == 5 && !memcmp(val, "value", 5));
-		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &name, &nl, &val, &vl), 0);
+		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), 1);
+		CU_ASSERT(x.name_len == 6 && !memcmp(x.name, "user.k", 6) && x.value_len == 5 &&
+			  !memcmp(x.value, "value", 5));
+		CU_ASSERT_EQUAL(mfs_xattr_blob_next(blob, len, &pos, &x), 0);
 		free(blob);
 	}
 	pos = 0; /* a value longer than the blob */
-	CU_ASSERT_EQUAL(mfs_xattr_blob_next(bad, sizeof(bad), &pos, &name, &nl, &val, &vl),
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(bad, sizeof(bad), &pos, &x),
 			-EBADMSG);
 	pos = 0; /* a header cut short */
-	CU_ASSERT_EQUAL(mfs_xattr_blob_next(bad, 5, &pos, &name, &nl, &val, &vl), -EBADMSG);
+	CU_ASSERT_EQUAL(mfs_xattr_blob_next(bad, 5, &pos, &x), -EBADMSG);
 	close(a);
 }
 

@@ -21,9 +21,9 @@
  * after its block; a map shorter than its header and bitmap, or without
  * the magic, was never made durable (cow.c, "Ordering").
  *
- * INO.xattr (and the blob in memory): per attribute u32 name length
- * (1-255), u32 value length, name, value, little endian; absent when the
- * file had none.
+ * INO.xattr (and the blob in memory): the attribute blob of lib/xattr.c
+ * (mirrorfs/xattr.h): per attribute u32 name length (1-255), u32 value
+ * length, name, value, little endian; absent when the file had none.
  *
  * NAME/meta: "name=NAME\nlsn=N\ntime_ns=N\ndataset=UUID\n", written last.
  */
@@ -76,24 +76,6 @@ static inline bool mfs_cowmap_test(const uint8_t *map, uint64_t b)
 void mfs_cowmap_set(uint8_t *map, uint64_t b0, uint64_t b1);
 /* The first block of [b, e) whose bit is not @set (e if none). */
 uint64_t mfs_cowmap_run_end(const uint8_t *map, uint64_t b, uint64_t e, bool set);
-
-/* One extended attribute of a blob; name is not NUL-terminated. */
-struct mfs_cowmap_xattr {
-	const char *name, *value;
-	size_t name_len, value_len;
-};
-
-/* Append attribute @name (1-255 bytes) = @value to the blob *@blob of
- * *@len bytes (realloc'd). Returns 0, -EINVAL (bad name) or -ENOMEM. */
-int mfs_cowmap_xattr_add(char **blob, size_t *len, const char *name, const void *value,
-			 size_t value_len);
-/* The next attribute of @blob at *@pos into *@ret. Returns 1, 0 at the
- * end, or -EBADMSG (truncated, a name of 0 or over 255 bytes). */
-int mfs_cowmap_xattr_next(const char *blob, size_t len, size_t *pos, struct mfs_cowmap_xattr *ret);
-/* The extended attributes of @fd as a blob (malloc'd; NULL and 0 when it
- * has none or the file system has none). Attributes that vanish while
- * they are read are left out. Returns 0 or -errno. */
-int mfs_cowmap_xattr_read(int fd, char **ret, size_t *ret_len);
 
 /* A snapshot's meta file. */
 struct mfs_snapmeta {

@@ -20,13 +20,23 @@
  */
 int mfs_xattr_blob(int fd, char **ret, size_t *ret_len);
 
+/* One extended attribute of a blob; name is not NUL-terminated. */
+struct mfs_xattr_ent {
+	const char *name, *value;
+	size_t name_len, value_len;
+};
+
+/* Append attribute @name (1-255 bytes) = @value to the blob *@blob of
+ * *@len bytes (realloc'd). Returns 0, -EINVAL (bad name) or -ENOMEM. */
+int mfs_xattr_blob_add(char **blob, size_t *len, const char *name, const void *value,
+		       size_t value_len);
+
 /*
- * Iterate blob @blob of @len bytes from *@pos: the next attribute's name
- * (@name, *@nl bytes, not NUL-terminated) and value. Returns 1, 0 at the
- * end, or -EBADMSG for a malformed blob.
+ * Iterate blob @blob of @len bytes from *@pos: the next attribute into
+ * *@ret. Returns 1, 0 at the end, or -EBADMSG for a malformed blob
+ * (truncated, a name of 0 or over 255 bytes).
  */
-int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, const char **name, size_t *nl,
-			const char **val, size_t *vl);
+int mfs_xattr_blob_next(const char *blob, size_t len, size_t *pos, struct mfs_xattr_ent *ret);
 
 /*
  * Copy the extended attributes of @in onto @out, but those whose name
