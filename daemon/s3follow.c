@@ -25,6 +25,7 @@
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
 #include "mirrorfs/s3.h"
+#include "mirrorfs/segment.h"
 
 #define PAGE 1000 /* keys per poll: one LIST request */
 
@@ -36,19 +37,6 @@ struct mirror_s3 {
 	int state_fd;
 	uint64_t polls, fetched;
 };
-
-static bool seg_name(const char *n, uint64_t *first, uint64_t *last)
-{
-	char tail[8];
-
-	if (strlen(n) != 46 || n[20] != '-')
-		return false;
-	for (int i = 0; i < 41; i++)
-		if (i != 20 && (n[i] < '0' || n[i] > '9'))
-			return false;
-	return sscanf(n, "%20" SCNu64 "-%20" SCNu64 "%7s", first, last, tail) == 3 &&
-	       !strcmp(tail, ".mfsj");
-}
 
 int mirror_s3_new(const char *url, const char *endpoint, const char *incoming, int state_fd,
 		  struct mirror_s3 **ret)
@@ -103,7 +91,7 @@ static int fetch_one(struct mirror_s3 *f, const struct mfs_s3_object *o, uint64_
 	char *path = NULL;
 	int r;
 
-	if (!seg_name(name, &first, &last) || last <= applied)
+	if (!mfs_seg_name_parse(name, &first, &last) || last <= applied)
 		return 0;
 	if (asprintf(&path, "%s/%s", f->incoming, name) < 0)
 		return -ENOMEM;

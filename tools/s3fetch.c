@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/s3.h"
+#include "mirrorfs/segment.h"
 
 struct fetch {
 	struct mfs_s3_opts opts;
@@ -38,20 +39,13 @@ struct fetch {
 	struct cli_progress prog;
 };
 
-/* A closed segment's key: PREFIX/segments/FIRST-LAST.mfsj (20 digits each). */
+/* A closed segment's key: PREFIX/segments/FIRST-LAST.mfsj, the name as
+ * mfs_seg_name() makes it. */
 static bool segment_key(const char *key, uint64_t *first, uint64_t *last)
 {
 	const char *n = strrchr(key, '/');
-	char tail[8];
 
-	n = n ? n + 1 : key;
-	if (strlen(n) != 46 || n[20] != '-')
-		return false;
-	for (int i = 0; i < 41; i++)
-		if (i != 20 && (n[i] < '0' || n[i] > '9'))
-			return false;
-	return sscanf(n, "%20" SCNu64 "-%20" SCNu64 "%7s", first, last, tail) == 3 &&
-	       !strcmp(tail, ".mfsj");
+	return mfs_seg_name_parse(n ? n + 1 : key, first, last);
 }
 
 static void *worker(void *arg)
