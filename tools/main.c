@@ -29,7 +29,7 @@ static const struct {
 	{ "replay", cli_replay, "replay [--auth-key FILE]... [--encrypt-key FILE]... --to DIR [--after LSN] [--until LSN] SEGMENT..." },
 	{ "promote", cli_promote, "promote [--dry-run] --data DIR --state STATEDIR [--incoming DIR] [--current FILE] [--auth-key FILE]... [--encrypt-key FILE]..." },
 	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME|latest] [--auth-key FILE]... [--encrypt-key FILE]... --segments DIR|--from s3://BUCKET/PREFIX/ --to DIR" },
-	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR  old primary -> mirror" },
+	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR [--auth-key FILE]... [--encrypt-key FILE]...  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
 	{ "s3", cli_s3, "s3 [--s3-endpoint URL] mb|put|get|head|ls|rm ...  object storage (see s3 --help)" },
 	{ "keygen", cli_keygen, "keygen FILE                   a new 256-bit key for authenticated segments" },

@@ -26,6 +26,12 @@
  *
  * With --dry-run: the same checks (no lock taken: the locks are probed),
  * then the plan on stdout; nothing is written or created.
+ *
+ * Both histories are read through the segment reader with the keys given:
+ * --encrypt-key opens sealed segments (format 2, encrypt_key), --auth-key
+ * checks their tags. A segment the reader cannot open or authenticate with
+ * them (no key, another key, a bad tag) is refused by name, never taken
+ * for a divergence: without its records the window would look different.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +47,7 @@
 
 #include "cli.h"
 #include "mirrorfs/applied.h"
+#include "mirrorfs/auth.h"
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/dir.h"
 #include "mirrorfs/ctl.h"
@@ -50,12 +57,19 @@
 #include "mirrorfs/pidlock.h"
 #include "mirrorfs/segment.h"
 
+#define REJOIN_USAGE                                                                               \
+	"usage: mirrorctl rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR "          \
+	"[--auth-key FILE]... [--encrypt-key FILE]...\n"
+
+static struct mfs_keyring arg_keys; /* --auth-key, --encrypt-key: both histories */
+
 /* LSN -> record CRC of one history over an LSN window [lo, hi]. */
 struct window {
 	uint64_t lo, hi;
 	uint32_t *crc; /* hi - lo + 1 entries */
 	bool *have;
 	bool *marker; /* the record changes no data (checkpoint, snapshot) */
+	const struct mfs_keyring *keys; /* --auth-key, --encrypt-key */
 };
 
 static int window_cb(const struct mfs_rec *rec, void *arg)
@@ -81,7 +95,8 @@ static int window_cb(const struct mfs_rec *rec, void *arg)
  * Feed every segment of folder @dir (closed, or open: open-SEQ.mfsj) to the
  * window. A segment that cannot be opened or read is an error, never a
  * difference: a local read error must not pass for divergence ("rebuild
- * it"). Its verdict (torn, corrupt, foreign) is not an error: the window
+ * it"). Nor is one the keys do not open or authenticate (MFS_SEG_UNAUTH).
+ * Another verdict (torn, corrupt, foreign) is not an error: the window
  * keeps the valid records. Returns 0, or 1 after a message.
  */
 static int window_fill(int dirfd, const char *dir, const uint8_t uuid[16], struct window *w)
@@ -95,8 +110,10 @@ static int window_fill(int dirfd, const char *dir, const uint8_t uuid[16], struc
 		return cli_fail("cannot list '%s': %m", dir);
 	}
 	while ((de = mfs_readdir(d))) {
+		struct mfs_segr_opts o = { .expect_uuid = uuid, .keys = w->keys };
 		struct mfs_seg_info info;
 		uint64_t first, last;
+		char why[256];
 		_cleanup_close_ int sfd = -EBADF;
 
 		if (!mfs_seg_name_parse(de->d_name, &first, &last) &&
@@ -105,11 +122,17 @@ static int window_fill(int dirfd, const char *dir, const uint8_t uuid[16], struc
 		sfd = openat(dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (sfd < 0)
 			return cli_fail("cannot open segment '%s/%s': %m", dir, de->d_name);
-		r = mfs_seg_scan_fd(sfd, uuid, window_cb, w, &info);
+		r = mfs_seg_scan_fd_opts(sfd, &o, window_cb, w, &info);
 		if (r < 0) {
 			errno = -r;
 			return cli_fail("cannot read segment '%s/%s': %m", dir, de->d_name);
 		}
+		if (info.verdict != MFS_SEG_UNAUTH)
+			continue;
+		mfs_seg_verdict_format(&info, why, sizeof(why));
+		return cli_fail("cannot read segment '%s/%s': %s; give its keys (--encrypt-key, "
+				"--auth-key)",
+				dir, de->d_name, why);
 	}
 	return 0;
 }
@@ -181,11 +204,11 @@ static void window_done(struct window *w)
 	free(w->marker);
 }
 
-static int window_init(struct window *w, uint64_t lo, uint64_t hi)
+static int window_init(struct window *w, uint64_t lo, uint64_t hi, const struct mfs_keyring *keys)
 {
 	size_t cnt = (size_t)(hi - lo + 1);
 
-	*w = (struct window){ .lo = lo, .hi = hi };
+	*w = (struct window){ .lo = lo, .hi = hi, .keys = keys };
 	w->crc = calloc(cnt, sizeof(uint32_t));
 	w->have = calloc(cnt, sizeof(bool));
 	w->marker = calloc(cnt, sizeof(bool));
@@ -208,9 +231,9 @@ static int compare_overlap(int datafd, const char *data, int infd, const char *i
 	size_t cnt = (size_t)(*old_last - first + 1);
 	int r;
 
-	if (window_init(&wo, first, *old_last))
+	if (window_init(&wo, first, *old_last, &arg_keys))
 		return 1;
-	if (window_init(&wn, first, *old_last)) {
+	if (window_init(&wn, first, *old_last, &arg_keys)) {
 		window_done(&wo);
 		return 1;
 	}
@@ -270,24 +293,33 @@ int cli_rejoin(int argc, char **argv)
 	bool dry_run = false;
 	int r;
 
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--dry-run")) { /* anywhere: the rest are pairs */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dry-run")) {
 			dry_run = true;
-			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
-			argc--;
-			break;
+			continue;
 		}
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--data"))
-			data = argv[i + 1];
-		else if (!strcmp(argv[i], "--state"))
-			state = argv[i + 1];
-		else if (!strcmp(argv[i], "--incoming"))
-			incoming = argv[i + 1];
+		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
+			if (cli_auth_key_add(&arg_keys, argv[++i]))
+				return 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (cli_encrypt_key_add(&arg_keys, argv[++i]))
+				return 1;
+			continue;
+		}
+		const char **slot = !strcmp(argv[i], "--data")	     ? &data
+				    : !strcmp(argv[i], "--state")    ? &state
+				    : !strcmp(argv[i], "--incoming") ? &incoming
+								     : NULL;
+		if (!slot || i + 1 >= argc) {
+			fputs(REJOIN_USAGE, stderr);
+			return 2;
+		}
+		*slot = argv[++i];
 	}
-	if (!data || !state || !incoming || argc != 7) {
-		fprintf(stderr, "usage: mirrorctl rejoin [--dry-run] --data DIR --state STATEDIR "
-				"--incoming DIR\n");
+	if (!data || !state || !incoming) {
+		fputs(REJOIN_USAGE, stderr);
 		return 2;
 	}
 	if (cli_refuse_mount(data))

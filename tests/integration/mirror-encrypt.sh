@@ -6,7 +6,9 @@
 # (and a mount without the key refuses it); a mirror with --encrypt-key
 # (and --auth-key, compressed too) applies them; mirrorctl replay
 # --encrypt-key; a keyed cascade forwards them still encrypted; a primary
-# with encrypt_key + encrypt_key_old changes the key.
+# with encrypt_key + encrypt_key_old changes the key; mirrorctl rejoin
+# reads both journals with --encrypt-key, and without it names the segment
+# it cannot read rather than claiming a divergence.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -115,4 +117,27 @@ run m --auth-key "$T/ka" --encrypt-key "$T/ke2" --encrypt-key "$T/ke" ||
 	fail "the mirror with both keys refused: $(tail -3 "$T/m.log")"
 verify_equal "$T/mp" "$T/m/data" || fail "mirror and primary differ after the key change"
 mfs_umount "$T/mp"
+
+step "rejoin of the old primary P reads its encrypted journal and the new one's"
+# the new primary's history: P's own segments (promoted at P's last LSN)
+mkdir -p "$T/rj/in"
+cp -a "$P" "$T/rj/old"
+cp "$J"/*.mfsj "$T/rj/in/"
+for keys in "" "--auth-key $T/ka --encrypt-key $T/ke2"; do # none; only the new key
+	# shellcheck disable=SC2086
+	if "$CTL" rejoin --data "$T/rj/old" --state "$T/rj/s1" --incoming "$T/rj/in" $keys \
+		2>"$T/rj.log"; then
+		fail "rejoin without the (old) encryption key exited 0"
+	fi
+	grep -q "cannot read segment '$T/rj/[^']*\.mfsj': encrypted with key id" "$T/rj.log" ||
+		fail "rejoin without the key does not name the segment: $(cat "$T/rj.log")"
+	! grep -q "refusing to rejoin" "$T/rj.log" || fail "unreadable segments taken for a divergence"
+done
+[ ! -e "$T/rj/s1/applied" ] || fail "a refused rejoin wrote a mirror state"
+"$CTL" rejoin --data "$T/rj/old" --state "$T/rj/s2" --incoming "$T/rj/in" --auth-key "$T/ka" \
+	--encrypt-key "$T/ke2" --encrypt-key "$T/ke" >"$T/rj.log" 2>&1 ||
+	fail "rejoin with the keys refused: $(cat "$T/rj.log")"
+last=$(ls "$J" | sort | tail -1 | sed 's/^[0-9]*-0*\([0-9]*\)\.mfsj$/\1/')
+[ "$(sed -n 's/^applied_lsn //p' "$T/rj/s2/applied")" -ge "$last" ] ||
+	fail "rejoin set applied LSN $(sed -n 's/^applied_lsn //p' "$T/rj/s2/applied") < $last"
 echo "PASS"
