@@ -250,7 +250,7 @@ static void read_fd(const uint8_t *data, size_t size, const struct mfs_seg_info 
 
 	/*
 	 * Not for an empty input: mfs_segr_open_fd() on an empty file passes
-	 * NULL to memcmp (lib/segment.c, segr_header), see the tests' report.
+	 * NULL to memcmp (lib/segread.c, segr_header), see the tests' report.
 	 */
 	if (size == 0)
 		return;

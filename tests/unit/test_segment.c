@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_segment.c - unit tests of lib/segment: writer, group commit, reader.
+ * test_segment.c - unit tests of lib/segment.c and lib/segread.c: writer,
+ * group commit, reader.
  *
  * A sample segment (records of several types, closed with its trailer) is
  * damaged in every possible way the tests can afford: every bit of every
