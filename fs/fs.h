@@ -31,6 +31,8 @@
  *   mutate.c    the write-ahead protocol every mutation follows: checks,
  *               record, apply, compensation, failure
  *   recover.c   opening the journal, crash recovery, closing it
+ *   keycheck.c  the keyed mount's checks: closed segments, chain, key switch
+ *   redo.c      recovery's redo pass: the records after the checkpoint
  *   rotate.c    rotation, a snapshot's segment switch, trims, the timer
  *   journal.c   the segment writer, group commit, checkpoints, fences
  *               (journal_i.h)

@@ -2,7 +2,7 @@
 /*
  * journal_i.h - private interfaces of the journal: the writer and
  * checkpoints (journal.c), rotation and the timer (rotate.c), opening and
- * recovery (recover.c).
+ * recovery (recover.c, redo.c, keycheck.c).
  */
 #pragma once
 
@@ -69,3 +69,29 @@ int fs_journal_checkpoint_locked(struct fs *fs, uint64_t *ret_lsn);
 int fs_journal_move_sealed(struct fs_journal *j, const char *name);
 /* Stop the timer thread (if started). */
 void fs_journal_timer_stop(struct fs_journal *j);
+
+/* ---------------------------------------------------------------- redo.c */
+
+/* Crash recovery's redo pass: replay every record after checkpoint LSN
+ * @after (or a later durable checkpoint mark) onto DATADIR, then fsync
+ * what it changed. *ret_last: the last LSN seen. Returns 0 or -errno
+ * (logged). */
+int fs_journal_redo(struct fs *fs, uint64_t after, uint64_t *ret_last);
+
+/* ---------------------------------------------------------------- keycheck.c */
+
+struct mfs_jstate;
+
+/* With keys: every closed segment must authenticate and continue the
+ * chain (those up to @checkpoint may be untagged or an old key's).
+ * Returns 0, -EBADMSG or -ENOKEY (logged with the path and LSN). */
+int fs_journal_verify_closed(struct fs_journal *j, uint64_t checkpoint);
+/* The chain value the first new segment after LSN @last continues: the
+ * last closed segment's when it authenticates with our keys, else the
+ * promoted mirror's from @st, else zeros (the chain starts again). */
+void fs_journal_start_chain(struct fs_journal *j, const struct mfs_jstate *st, uint64_t last,
+			    uint8_t ret[MFS_TAG_SIZE]);
+/* Close the continued open segment and start a new one when its key,
+ * encryption key or compression is not what the options say. Returns 0
+ * or -errno (logged). */
+int fs_journal_switch_auth(struct fs_journal *j);

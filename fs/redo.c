@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redo.c - crash recovery's redo pass: every record after the last
+ * checkpoint, replayed onto DATADIR on mount (recover.c opens the journal
+ * and calls it).
+ *
+ * The pass replays every record after the last checkpoint (the state
+ * file's, or a later mark in the durable journal) into DATADIR, from the
+ * closed segments and the open one (whose torn tail is cut), then fsyncs
+ * what it changed. That is correct whatever subset of those records had
+ * reached the backing files, because no name is removed inside that tail
+ * but by its first record: unlink, rmdir and rename run between two fences
+ * (fs_journal_fence), each a checkpoint mark without a state file. Every
+ * replayed record then makes its post-condition true (lib/replay.c,
+ * "Idempotency"). One limit: RENAME_EXCHANGE applied but its second mark
+ * not yet durable when the power fails is exchanged again by recovery.
+ */
+#include "journal_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mirrorfs/io.h"
+#include "mirrorfs/jdir.h"
+#include "mirrorfs/log.h"
+#include "mirrorfs/macro.h"
+#include "mirrorfs/replay.h"
+#include "mirrorfs/segment.h"
+
+static int name_cmp(const void *a, const void *b);
+
+struct replay_ctx {
+	struct mfs_replay *engine;
+	uint64_t after;
+	uint64_t applied, failed, last;
+	bool scan;      /* first pass: only find the last checkpoint mark */
+	uint64_t mark;  /* the highest LSN a durable checkpoint mark covers */
+	char **touched; /* paths the replay changed, to fsync after it */
+	size_t n_touched, cap_touched;
+	bool nomem;
+};
+
+/* Remember @path (and, for a namespace record, its folder) for the fsync
+ * after recovery. Consecutive duplicates are common: skipped here. */
+static void touch(struct replay_ctx *c, const char *path, bool parent)
+{
+	char buf[MFS_PATH_MAX + 1], *slash;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	if (parent) {
+		slash = strrchr(buf, '/');
+		if (slash)
+			*slash = 0;
+		else
+			buf[0] = 0;
+	}
+	if (c->n_touched && !strcmp(c->touched[c->n_touched - 1], buf))
+		return;
+	if (c->n_touched == c->cap_touched) {
+		size_t cap = c->cap_touched ? c->cap_touched * 2 : 64;
+		char **n = realloc(c->touched, cap * sizeof(*n));
+		if (!n) {
+			c->nomem = true;
+			return;
+		}
+		c->touched = n;
+		c->cap_touched = cap;
+	}
+	c->touched[c->n_touched] = strdup(buf);
+	if (!c->touched[c->n_touched])
+		c->nomem = true;
+	else
+		c->n_touched++;
+}
+
+static void touch_rec(struct replay_ctx *c, const struct mfs_rec *rec)
+{
+	bool ns = rec->type == MFS_REC_MKNOD || rec->type == MFS_REC_MKDIR ||
+		  rec->type == MFS_REC_SYMLINK || rec->type == MFS_REC_UNLINK ||
+		  rec->type == MFS_REC_RMDIR || rec->type == MFS_REC_RENAME ||
+		  rec->type == MFS_REC_LINK;
+
+	touch(c, rec->path, false);
+	if (ns)
+		touch(c, rec->path, true);
+	if (rec->type == MFS_REC_RENAME || rec->type == MFS_REC_LINK) {
+		touch(c, rec->path2, false);
+		touch(c, rec->path2, true);
+	}
+}
+
+static int replay_one(const struct mfs_rec *rec, void *arg)
+{
+	struct replay_ctx *c = arg;
+	int r;
+
+	if (rec->lsn <= c->after)
+		return 0;
+	if (c->scan) {
+		if (rec->type == MFS_REC_CHECKPOINT)
+			c->mark = MFS_MAX(c->mark, rec->length);
+		return 0;
+	}
+	c->last = rec->lsn;
+	if (mfs_rec_type_is_marker(rec->type))
+		return 0;
+	if (mfs_replay_is_past_limits(c->engine, rec)) {
+		/* failed when it was made (EFBIG...): a later record compensates */
+		log_debug("recovery: LSN %" PRIu64 " %s '%s' is past the file system's limits, "
+			  "skipped", rec->lsn, mfs_rec_type_name(rec->type), rec->path);
+		return 0;
+	}
+	touch_rec(c, rec);
+	r = mfs_replay_apply(c->engine, rec);
+	if (r < 0) {
+		char line[512];
+		mfs_rec_format(rec, line, sizeof(line));
+		log_warning_errno(r, "recovery: LSN %" PRIu64 " (%s) failed, ignoring: %m",
+				  rec->lsn, line);
+		c->failed++;
+	} else {
+		c->applied++;
+	}
+	return 0;
+}
+
+/* fsync what recovery changed (syncfs reaches no FUSE-based store). A
+ * path gone since (removed by a later record) needs nothing. */
+static int sync_touched(struct fs *fs, struct replay_ctx *c)
+{
+	int r = 0;
+
+	if (c->nomem)
+		return -ENOMEM;
+	qsort(c->touched, c->n_touched, sizeof(*c->touched), name_cmp);
+	for (size_t k = 0; k < c->n_touched && r == 0; k++) {
+		const char *p = c->touched[k][0] ? c->touched[k] : ".";
+		struct stat st;
+		int fd;
+
+		if (k && !strcmp(c->touched[k], c->touched[k - 1]))
+			continue;
+		fd = openat(fs->sync_fd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENXIO &&
+			    errno != EACCES)
+				r = log_error_errno(-errno, "recovery: cannot open '%s': %m", p);
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+		    fsync(fd) < 0)
+			r = log_error_errno(-errno, "recovery: cannot sync '%s': %m", p);
+		close(fd);
+	}
+	return r;
+}
+
+static void touched_free(struct replay_ctx *c)
+{
+	while (c->n_touched)
+		free(c->touched[--c->n_touched]);
+	free(c->touched);
+}
+
+static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool closed,
+		       struct replay_ctx *c)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	const char *sub = closed ? MFS_JDIR_CLOSED : MFS_JDIR_OPEN;
+	struct mfs_seg_info info;
+	char verdict[256];
+	int r;
+
+	if (fd < 0)
+		return log_error_errno(-errno, "cannot open segment '%s/%s/%s': %m", j->path, sub,
+				       name);
+	r = mfs_seg_scan_fd_opts(fd, &(struct mfs_segr_opts){ .expect_uuid = j->uuid,
+							       .keys = &j->dec },
+				 replay_one, c, &info);
+	if (r < 0)
+		return log_error_errno(r, "cannot read segment '%s/%s/%s': %m", j->path, sub, name);
+	if (info.verdict != MFS_SEG_OK && (closed || info.verdict != MFS_SEG_TORN)) {
+		mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
+		return log_error_errno(-EBADMSG, "segment '%s/%s/%s' is damaged: %s", j->path, sub,
+				       name, verdict);
+	}
+	return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One pass over the closed segments after @c->after and the open one. */
+static int replay_pass(struct fs_journal *j, const struct mfs_segent *segs, size_t n,
+		       struct replay_ctx *c)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < n && r == 0; k++)
+		if (segs[k].last > c->after)
+			r = replay_file(j, j->closed_dirfd, segs[k].name, true, c);
+	if (r == 0 && j->w)
+		r = replay_file(j, j->open_dirfd, j->open_name, false, c);
+	return r;
+}
+
+/*
+ * Replay every record after the last checkpoint: the state file's, or a
+ * later checkpoint mark in the durable journal (fences write them, see
+ * fs_journal_fence), onto DATADIR, then fsync what it changed. Between
+ * two marks no record removes a name but the first after a mark, so the
+ * records apply idempotently onto a tree that already has any of them.
+ */
+int fs_journal_redo(struct fs *fs, uint64_t after, uint64_t *ret_last)
+{
+	struct fs_journal *j = fs->j;
+	struct replay_ctx c = { .after = after, .scan = true };
+	_cleanup_free_ struct mfs_segent *segs = NULL;
+	size_t n = 0;
+	int r;
+
+	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
+	if (r < 0)
+		return log_error_errno(r, "cannot list '%s/" MFS_JDIR_CLOSED "': %m", j->path);
+	r = replay_pass(j, segs, n, &c);
+	if (r == 0) {
+		c.after = MFS_MAX(after, c.mark);
+		c.scan = false;
+		atomic_store(&j->checkpoint_lsn, c.after);
+		r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
+		if (r < 0)
+			log_error_errno(r, "cannot start the replay engine on '%s': %m",
+					fs->opt.data_dir);
+	}
+	if (r == 0)
+		r = replay_pass(j, segs, n, &c);
+	if (c.engine && r == 0) {
+		int r2 = mfs_replay_finish(c.engine);
+		if (r2 < 0)
+			log_warning_errno(r2, "recovery: replay into '%s' finished with an error, "
+					  "ignoring: %m", fs->opt.data_dir);
+	}
+	mfs_replay_free(c.engine);
+	if (r == 0 && !fs->opt.skip_backing_sync)
+		r = sync_touched(fs, &c);
+	touched_free(&c);
+	if (r == 0 && (c.applied || c.failed))
+		log_notice("recovery: replayed %" PRIu64 " records after checkpoint LSN %" PRIu64
+			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)",
+			   c.applied, c.after, c.last, c.failed);
+	*ret_last = c.last;
+	return r;
+}
