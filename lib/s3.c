@@ -40,6 +40,7 @@
 struct mfs_s3 {
 	CURL *curl;
 	char *endpoint, *sigv4, *userpwd;
+	char *agent; /* User-Agent: "mirrorfs (PROGRAM)", so a server's log tells who asked */
 	long bwlimit;
 	int attempts;
 	size_t part_size;
@@ -268,7 +269,8 @@ struct mfs_s3 *mfs_s3_new(const struct mfs_s3_opts *o, char *err, size_t errlen)
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->curl = curl_easy_init()) || !(s->endpoint = strdup(o->endpoint)) ||
 	    asprintf(&s->sigv4, "aws:amz:%s:s3", o->region) < 0 ||
-	    asprintf(&s->userpwd, "%s:%s", o->access_key, o->secret_key) < 0) {
+	    asprintf(&s->userpwd, "%s:%s", o->access_key, o->secret_key) < 0 ||
+	    asprintf(&s->agent, "mirrorfs (%s)", program_invocation_short_name) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return mfs_s3_free(s);
 	}
@@ -286,6 +288,7 @@ struct mfs_s3 *mfs_s3_free(struct mfs_s3 *s)
 		curl_easy_cleanup(s->curl);
 	free(s->endpoint);
 	free(s->sigv4);
+	free(s->agent);
 	if (s->userpwd)
 		explicit_bzero(s->userpwd, strlen(s->userpwd));
 	free(s->userpwd);
@@ -441,6 +444,7 @@ static void setup_curl(struct mfs_s3 *s, struct req *q, const char *url, struct 
 	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
 	curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, s->agent);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* stalled 30 s: give up */

@@ -14,6 +14,8 @@
 # $T/ceph is read or written: no /etc/ceph, no /var/lib/ceph, no system unit,
 # so a cluster the machine already has is never touched.
 # rgw_gw_stop / rgw_gw_start stop and restart the gateway alone (same port).
+# RGW_BLOCK_BYTES sizes the OSD's sparse block file (default 4 GiB; the
+# benchmarks store more).
 # The test SKIPs (77) only when the Ceph packages are not installed.
 
 for _b in ceph-mon ceph-mgr ceph-osd radosgw radosgw-admin ceph; do
@@ -113,7 +115,7 @@ osd data = $CEPH_DIR/osd.\$id
 osd objectstore = bluestore
 bluestore block path = $CEPH_DIR/osd.\$id.block
 bluestore block create = true
-bluestore block size = 4294967296
+bluestore block size = ${RGW_BLOCK_BYTES:-4294967296}
 bluestore block db create = false
 bluestore block wal create = false
 bluestore fsck on mkfs = false

@@ -9,7 +9,9 @@
  * Addressing is path-style (ENDPOINT/BUCKET/KEY), which every S3-compatible
  * server accepts. Every request is bounded: a connect timeout, a stall
  * timeout, and a bounded number of attempts with exponential backoff for
- * network errors, 5xx and 429 answers.
+ * network errors, 5xx and 429 answers. Requests carry the User-Agent
+ * "mirrorfs (PROGRAM)", so that the server's access log tells which
+ * program made each one (tests/bench/s3 counts them there).
  */
 #pragma once
 
