@@ -15,8 +15,9 @@
 #include "mirrorfs/record.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -27,39 +28,39 @@
 
 /* ------------------------------------------------------------ type table */
 
-/* Which fields a type carries, in payload order. */
-#define F_PATH (1u << 0)
-#define F_PATH2 (1u << 1)   /* str16 after path */
-#define F_TAIL_U32 (1u << 2) /* a trailing u32 flags (rename) */
-
-static const char *const type_names[] = {
-	[MFS_REC_WRITE] = "write",	   [MFS_REC_TRUNCATE] = "truncate",
-	[MFS_REC_FALLOCATE] = "fallocate", [MFS_REC_MKNOD] = "mknod",
-	[MFS_REC_MKDIR] = "mkdir",	   [MFS_REC_UNLINK] = "unlink",
-	[MFS_REC_RMDIR] = "rmdir",	   [MFS_REC_RENAME] = "rename",
-	[MFS_REC_LINK] = "link",	   [MFS_REC_SYMLINK] = "symlink",
-	[MFS_REC_CHMOD] = "chmod",	   [MFS_REC_CHOWN] = "chown",
-	[MFS_REC_UTIMENS] = "utimens",	   [MFS_REC_SETXATTR] = "setxattr",
-	[MFS_REC_REMOVEXATTR] = "removexattr", [MFS_REC_SNAPSHOT] = "snapshot",
-	[MFS_REC_CHECKPOINT] = "checkpoint", [MFS_REC_SEG_CLOSED] = "segment-closed",
-};
+/* The table itself is lib/rectype.c: names, fields, limits, labels. */
 
 const char *mfs_rec_type_name(enum mfs_rec_type type)
 {
-	if ((unsigned)type >= ARRAY_SIZE(type_names))
-		return NULL;
-	return type_names[type];
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info((uint32_t)type);
+
+	return ti ? ti->name : NULL;
 }
 
 bool mfs_rec_type_is_valid(uint32_t type)
 {
-	return type < ARRAY_SIZE(type_names) && type_names[type];
+	return mfs_rec_type_info(type);
 }
 
 bool mfs_rec_type_is_marker(enum mfs_rec_type type)
 {
-	return type == MFS_REC_SNAPSHOT || type == MFS_REC_CHECKPOINT ||
-	       type == MFS_REC_SEG_CLOSED;
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info((uint32_t)type);
+
+	return ti && (ti->flags & MFS_RT_MARKER);
+}
+
+/* The field list of @rec's type (an empty one for an unknown type). */
+static const struct mfs_rec_field *fields_of(const struct mfs_rec *rec)
+{
+	static const struct mfs_rec_field none = { 0 };
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info((uint32_t)rec->type);
+
+	return ti ? ti->fields : &none;
+}
+
+static const char *str_of(const struct mfs_rec *rec, const struct mfs_rec_field *f)
+{
+	return (const char *)rec + f->off;
 }
 
 /* ------------------------------------------------------------ encoding */
@@ -113,106 +114,56 @@ static bool str_ok(const char *s, size_t min, size_t max)
 	return n >= min && n <= max;
 }
 
+/* Whether the blob of @rec, if its type has one, is what its field allows. */
+static bool blob_ok(const struct mfs_rec *rec, const struct mfs_rec_field *f)
+{
+	if (rec->zstd_len && (!rec->data_len || rec->zstd_len > f->max))
+		return false;
+	return rec->data_len <= f->max && (rec->data || !rec->data_len);
+}
+
 /* Check what encode would otherwise silently truncate. */
 static bool rec_is_encodable(const struct mfs_rec *rec)
 {
-	if (!mfs_rec_type_is_valid(rec->type))
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info((uint32_t)rec->type);
+
+	if (!ti)
 		return false;
-	if (!mfs_rec_type_is_marker(rec->type) && !str_ok(rec->path, 1, MFS_PATH_MAX))
+	if (!(ti->flags & MFS_RT_MARKER) && !str_ok(rec->path, 1, MFS_PATH_MAX))
 		return false;
-	switch (rec->type) {
-	case MFS_REC_WRITE:
-		if (rec->zstd_len && (!rec->data_len || rec->zstd_len > MFS_WRITE_MAX))
+	if (rec->zstd_len && !(ti->flags & MFS_RT_ZSTD))
+		return false;
+	for (const struct mfs_rec_field *f = ti->fields; f->kind; f++) {
+		if (f->kind == MFS_FLD_STR && !str_ok(str_of(rec, f), 1, f->max))
 			return false;
-		return rec->data_len <= MFS_WRITE_MAX && (rec->data || !rec->data_len);
-	case MFS_REC_RENAME:
-	case MFS_REC_LINK:
-	case MFS_REC_SYMLINK:
-		return str_ok(rec->path2, 1, MFS_PATH_MAX);
-	case MFS_REC_SETXATTR:
-		return str_ok(rec->path2, 1, MFS_XATTR_NAME_MAX) &&
-		       rec->data_len <= MFS_XATTR_VALUE_MAX && (rec->data || !rec->data_len);
-	case MFS_REC_REMOVEXATTR:
-		return str_ok(rec->path2, 1, MFS_XATTR_NAME_MAX);
-	case MFS_REC_SNAPSHOT:
-		return str_ok(rec->path2, 1, MFS_SNAPSHOT_NAME_MAX);
-	default:
-		return true;
+		if (f->kind == MFS_FLD_BLOB && !blob_ok(rec, f))
+			return false;
 	}
+	return true;
 }
 
-/* The payload fields of @rec except the trailing blob's bytes. */
-static void encode_payload(struct wcur *c, const struct mfs_rec *rec)
+static void encode_field(struct wcur *c, const struct mfs_rec *rec, const struct mfs_rec_field *f)
 {
-	if (!mfs_rec_type_is_marker(rec->type))
-		put_str(c, rec->path);
-	switch (rec->type) {
-	case MFS_REC_WRITE:
-		put64(c, rec->offset);
+	switch (f->kind) {
+	case MFS_FLD_U32:
+		put32(c, (uint32_t)mfs_rec_field_get(&rec->fields, f));
+		break;
+	case MFS_FLD_U64:
+		put64(c, mfs_rec_field_get(&rec->fields, f));
+		break;
+	case MFS_FLD_TIME:
+		put64(c, mfs_rec_field_get(&rec->fields, f));
+		put32(c, *(const uint32_t *)(const void *)((const char *)rec + f->off2));
+		break;
+	case MFS_FLD_STR:
+		put_str(c, str_of(rec, f));
+		break;
+	case MFS_FLD_BLOB: /* its length; the bytes follow the head */
 		if (rec->zstd_len)
 			put32(c, rec->data_len); /* then the frame's size */
 		put32(c, rec->zstd_len ? rec->zstd_len : rec->data_len);
 		break;
-	case MFS_REC_TRUNCATE:
-		put64(c, rec->length);
-		break;
-	case MFS_REC_FALLOCATE:
-		put32(c, rec->mode);
-		put64(c, rec->offset);
-		put64(c, rec->length);
-		break;
-	case MFS_REC_MKNOD:
-		put32(c, rec->mode);
-		put64(c, rec->rdev);
-		put32(c, rec->uid);
-		put32(c, rec->gid);
-		break;
-	case MFS_REC_MKDIR:
-		put32(c, rec->mode);
-		put32(c, rec->uid);
-		put32(c, rec->gid);
-		break;
-	case MFS_REC_UNLINK:
-	case MFS_REC_RMDIR:
-		break;
-	case MFS_REC_RENAME:
-		put_str(c, rec->path2);
-		put32(c, rec->flags);
-		break;
-	case MFS_REC_LINK:
-		put_str(c, rec->path2);
-		break;
-	case MFS_REC_SYMLINK:
-		put_str(c, rec->path2);
-		put32(c, rec->uid);
-		put32(c, rec->gid);
-		break;
-	case MFS_REC_CHMOD:
-		put32(c, rec->mode);
-		break;
-	case MFS_REC_CHOWN:
-		put32(c, rec->uid);
-		put32(c, rec->gid);
-		break;
-	case MFS_REC_UTIMENS:
-		put64(c, (uint64_t)rec->atime_sec);
-		put32(c, rec->atime_nsec);
-		put64(c, (uint64_t)rec->mtime_sec);
-		put32(c, rec->mtime_nsec);
-		break;
-	case MFS_REC_SETXATTR:
-		put_str(c, rec->path2);
-		put32(c, rec->flags);
-		put32(c, rec->data_len);
-		break;
-	case MFS_REC_REMOVEXATTR:
-	case MFS_REC_SNAPSHOT:
-		put_str(c, rec->path2);
-		break;
-	case MFS_REC_CHECKPOINT:
-		put64(c, rec->length);
-		break;
-	case MFS_REC_SEG_CLOSED:
+	case MFS_FLD_TRAILER:
 		put64(c, rec->trailer.last_lsn);
 		put64(c, rec->trailer.rec_count);
 		put32(c, rec->trailer.seg_crc);
@@ -221,15 +172,24 @@ static void encode_payload(struct wcur *c, const struct mfs_rec *rec)
 	}
 }
 
+/* The payload fields of @rec except the trailing blob's bytes. */
+static void encode_payload(struct wcur *c, const struct mfs_rec *rec)
+{
+	if (!mfs_rec_type_is_marker(rec->type))
+		put_str(c, rec->path);
+	for (const struct mfs_rec_field *f = fields_of(rec); f->kind; f++)
+		encode_field(c, rec, f);
+}
+
 static bool has_blob(enum mfs_rec_type t)
 {
-	return t == MFS_REC_WRITE || t == MFS_REC_SETXATTR;
+	return mfs_rec_type_has_blob((uint32_t)t);
 }
 
 /* Bytes of the blob as stored: a write's frame when compressed. */
 static uint32_t blob_len(const struct mfs_rec *rec)
 {
-	return rec->type == MFS_REC_WRITE && rec->zstd_len ? rec->zstd_len : rec->data_len;
+	return rec->zstd_len ? rec->zstd_len : rec->data_len;
 }
 
 size_t mfs_rec_head_size(const struct mfs_rec *rec)
@@ -356,81 +316,45 @@ static int get_frame(struct rcur *c, struct mfs_rec *rec)
 	return 0;
 }
 
-static int decode_payload(struct rcur *c, struct mfs_rec *rec)
+static int decode_field(struct rcur *c, struct mfs_rec *rec, const struct mfs_rec_field *f)
 {
 	uint64_t u = 0;
-	uint32_t pad = 0;
-	int r = 0;
+	uint32_t v = 0;
+	int r;
 
+	switch (f->kind) {
+	case MFS_FLD_U32:
+		r = get32(c, &v);
+		mfs_rec_field_set(&rec->fields, f, v);
+		return r;
+	case MFS_FLD_U64:
+	case MFS_FLD_TIME:
+		r = get64(c, &u);
+		mfs_rec_field_set(&rec->fields, f, u);
+		if (r == 0 && f->kind == MFS_FLD_TIME)
+			r = get32(c, (uint32_t *)(void *)((char *)rec + f->off2));
+		return r;
+	case MFS_FLD_STR:
+		return get_str(c, (char *)rec + f->off, 1, f->max);
+	case MFS_FLD_BLOB: /* flagged zstd: u32 size, then blob32 frame */
+		return rec->zstd_len ? get_frame(c, rec) : get_blob(c, rec, f->max);
+	case MFS_FLD_TRAILER:
+		r = get64(c, &rec->trailer.last_lsn) ?: get64(c, &rec->trailer.rec_count)
+			?: get32(c, &rec->trailer.seg_crc) ?: get32(c, &v);
+		return r < 0 || v ? -EBADMSG : 0;
+	default:
+		return -EBADMSG;
+	}
+}
+
+static int decode_payload(struct rcur *c, struct mfs_rec *rec)
+{
 	if (!mfs_rec_type_is_marker(rec->type) && get_str(c, rec->path, 1, MFS_PATH_MAX) < 0)
 		return -EBADMSG;
-	switch (rec->type) {
-	case MFS_REC_WRITE:
-		if (rec->zstd_len) /* flagged: u32 size, then blob32 frame */
-			return get64(c, &rec->offset) ?: get_frame(c, rec) ?: (c->p != c->end ? -EBADMSG : 0);
-		r = get64(c, &rec->offset) ?: get_blob(c, rec, MFS_WRITE_MAX);
-		break;
-	case MFS_REC_TRUNCATE:
-		r = get64(c, &rec->length);
-		break;
-	case MFS_REC_FALLOCATE:
-		r = get32(c, &rec->mode) ?: get64(c, &rec->offset) ?: get64(c, &rec->length);
-		break;
-	case MFS_REC_MKNOD:
-		r = get32(c, &rec->mode) ?: get64(c, &rec->rdev) ?: get32(c, &rec->uid)
-			?: get32(c, &rec->gid);
-		break;
-	case MFS_REC_MKDIR:
-		r = get32(c, &rec->mode) ?: get32(c, &rec->uid) ?: get32(c, &rec->gid);
-		break;
-	case MFS_REC_UNLINK:
-	case MFS_REC_RMDIR:
-		break;
-	case MFS_REC_RENAME:
-		r = get_str(c, rec->path2, 1, MFS_PATH_MAX) ?: get32(c, &rec->flags);
-		break;
-	case MFS_REC_LINK:
-		r = get_str(c, rec->path2, 1, MFS_PATH_MAX);
-		break;
-	case MFS_REC_SYMLINK:
-		r = get_str(c, rec->path2, 1, MFS_PATH_MAX) ?: get32(c, &rec->uid)
-			?: get32(c, &rec->gid);
-		break;
-	case MFS_REC_CHMOD:
-		r = get32(c, &rec->mode);
-		break;
-	case MFS_REC_CHOWN:
-		r = get32(c, &rec->uid) ?: get32(c, &rec->gid);
-		break;
-	case MFS_REC_UTIMENS:
-		r = get64(c, &u) ?: get32(c, &rec->atime_nsec);
-		rec->atime_sec = (int64_t)u;
-		r = r ?: get64(c, &u) ?: get32(c, &rec->mtime_nsec);
-		rec->mtime_sec = (int64_t)u;
-		break;
-	case MFS_REC_SETXATTR:
-		r = get_str(c, rec->path2, 1, MFS_XATTR_NAME_MAX) ?: get32(c, &rec->flags)
-			?: get_blob(c, rec, MFS_XATTR_VALUE_MAX);
-		break;
-	case MFS_REC_REMOVEXATTR:
-		r = get_str(c, rec->path2, 1, MFS_XATTR_NAME_MAX);
-		break;
-	case MFS_REC_SNAPSHOT:
-		r = get_str(c, rec->path2, 1, MFS_SNAPSHOT_NAME_MAX);
-		break;
-	case MFS_REC_CHECKPOINT:
-		r = get64(c, &rec->length);
-		break;
-	case MFS_REC_SEG_CLOSED:
-		r = get64(c, &rec->trailer.last_lsn) ?: get64(c, &rec->trailer.rec_count)
-			?: get32(c, &rec->trailer.seg_crc) ?: get32(c, &pad);
-		if (r == 0 && pad)
-			r = -EBADMSG;
-		break;
-	}
-	if (r < 0 || c->p != c->end)
-		return -EBADMSG;
-	return 0;
+	for (const struct mfs_rec_field *f = fields_of(rec); f->kind; f++)
+		if (decode_field(c, rec, f) < 0)
+			return -EBADMSG;
+	return c->p != c->end ? -EBADMSG : 0;
 }
 
 int mfs_rec_decode(const void *buf, size_t len, struct mfs_rec *ret)
@@ -479,7 +403,8 @@ static int decode(const void *buf, size_t len, uint32_t tag_len, bool v2, struct
 	if (crc != mfs_get_le32(b + 28))
 		return -EBADMSG;
 	flags = mfs_get_le16(b + 6);
-	if (v2 && mfs_get_le16(b + 4) == MFS_REC_WRITE)
+	if (v2 && mfs_rec_type_info(mfs_get_le16(b + 4)) &&
+	    (mfs_rec_type_info(mfs_get_le16(b + 4))->flags & MFS_RT_ZSTD))
 		flags &= (uint16_t)~MFS_REC_F_ZSTD;
 	if (!mfs_rec_type_is_valid(mfs_get_le16(b + 4)) ||
 	    flags != (tag_len ? MFS_REC_F_TAG : 0) || mfs_get_le32(b + 24) != 0)
@@ -521,7 +446,9 @@ int mfs_rec_compress(struct mfs_rec *rec, struct ZSTD_CCtx_s *cctx, int level, v
 {
 	size_t n;
 
-	if (rec->type != MFS_REC_WRITE || rec->data_len < 64 || rec->zstd_len)
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info((uint32_t)rec->type);
+
+	if (!ti || !(ti->flags & MFS_RT_ZSTD) || rec->data_len < 64 || rec->zstd_len)
 		return 0;
 	n = ZSTD_compressCCtx(cctx, buf, cap, rec->data, rec->data_len, level);
 	if (ZSTD_isError(n) || n + 4 >= rec->data_len) /* +4: the size field */
@@ -544,84 +471,105 @@ static void fmt_time(uint64_t ns, char *out, size_t cap)
 		 (unsigned)(ns % 1000000000u / 1000u));
 }
 
-/* Arguments of a record after its path, as "key=value" text. */
-static void fmt_args(const struct mfs_rec *rec, char *out, size_t cap)
+/* Append to @out (@cap bytes, *@o used) what fmt says; stops at the end. */
+static void __attribute__((format(printf, 4, 5)))
+add(char *out, size_t cap, size_t *o, const char *fmt, ...)
 {
-	out[0] = 0;
-	switch (rec->type) {
-	case MFS_REC_WRITE:
-		if (rec->was_zstd_len || rec->zstd_len)
-			snprintf(out, cap, "offset=%" PRIu64 " length=%" PRIu32 " zstd=%" PRIu32,
-				 rec->offset, rec->data_len,
-				 rec->zstd_len ? rec->zstd_len : rec->was_zstd_len);
-		else
-			snprintf(out, cap, "offset=%" PRIu64 " length=%" PRIu32, rec->offset,
-				 rec->data_len);
+	va_list ap;
+	int n;
+
+	if (*o >= cap)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(out + *o, cap - *o, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*o += (size_t)n;
+}
+
+/* A number field as its table says to show it, after "@label@eq". */
+static void fmt_num(const struct mfs_rec *rec, const struct mfs_rec_field *f, const char *eq,
+		    char *out, size_t cap, size_t *o)
+{
+	uint64_t v = mfs_rec_field_get(&rec->fields, f);
+
+	if (f->kind == MFS_FLD_TIME)
+		add(out, cap, o, "%s%s%" PRId64 ".%09" PRIu32, f->label, eq, (int64_t)v,
+		    *(const uint32_t *)(const void *)((const char *)rec + f->off2));
+	else if (f->show == MFS_SHOW_OCT)
+		add(out, cap, o, "%s%s0%" PRIo64, f->label, eq, v);
+	else if (f->show == MFS_SHOW_HEX)
+		add(out, cap, o, "%s%s0x%" PRIx64, f->label, eq, v);
+	else if (f->show == MFS_SHOW_SIGNED)
+		add(out, cap, o, "%s%s%" PRId32, f->label, eq, (int32_t)(uint32_t)v);
+	else
+		add(out, cap, o, "%s%s%" PRIu64, f->label, eq, v);
+}
+
+/* One field; @strs: string fields too, as "what 'value'" (else skipped). */
+static void fmt_field(const struct mfs_rec *rec, const struct mfs_rec_field *f, const char *eq,
+		      bool strs, char *out, size_t cap, size_t *o)
+{
+	switch (f->kind) {
+	case MFS_FLD_STR:
+		if (strs)
+			add(out, cap, o, "%s '%.200s'", f->what ?: f->label, str_of(rec, f));
 		break;
-	case MFS_REC_TRUNCATE:
-		snprintf(out, cap, "size=%" PRIu64, rec->length);
+	case MFS_FLD_BLOB:
+		add(out, cap, o, "%s%s%" PRIu32, f->label, eq, rec->data_len);
+		if (rec->zstd_len || rec->was_zstd_len)
+			add(out, cap, o, "%szstd%s%" PRIu32, strs ? ", " : " ", eq,
+			    rec->zstd_len ? rec->zstd_len : rec->was_zstd_len);
 		break;
-	case MFS_REC_FALLOCATE:
-		snprintf(out, cap, "mode=0x%" PRIx32 " offset=%" PRIu64 " length=%" PRIu64, rec->mode,
-			 rec->offset, rec->length);
-		break;
-	case MFS_REC_MKNOD:
-		snprintf(out, cap, "mode=0%" PRIo32 " rdev=%" PRIu64 " uid=%" PRIu32 " gid=%" PRIu32,
-			 rec->mode, rec->rdev, rec->uid, rec->gid);
-		break;
-	case MFS_REC_MKDIR:
-		snprintf(out, cap, "mode=0%" PRIo32 " uid=%" PRIu32 " gid=%" PRIu32, rec->mode,
-			 rec->uid, rec->gid);
-		break;
-	case MFS_REC_RENAME:
-		snprintf(out, cap, "flags=0x%" PRIx32, rec->flags);
-		break;
-	case MFS_REC_SYMLINK:
-		snprintf(out, cap, "uid=%" PRIu32 " gid=%" PRIu32, rec->uid, rec->gid);
-		break;
-	case MFS_REC_CHMOD:
-		snprintf(out, cap, "mode=0%" PRIo32, rec->mode);
-		break;
-	case MFS_REC_CHOWN:
-		snprintf(out, cap, "uid=%" PRId32 " gid=%" PRId32, (int32_t)rec->uid,
-			 (int32_t)rec->gid);
-		break;
-	case MFS_REC_UTIMENS:
-		snprintf(out, cap, "atime=%" PRId64 ".%09" PRIu32 " mtime=%" PRId64 ".%09" PRIu32,
-			 rec->atime_sec, rec->atime_nsec, rec->mtime_sec, rec->mtime_nsec);
-		break;
-	case MFS_REC_SETXATTR:
-		snprintf(out, cap, "flags=0x%" PRIx32 " length=%" PRIu32, rec->flags, rec->data_len);
-		break;
-	case MFS_REC_CHECKPOINT:
-		snprintf(out, cap, "durable_lsn=%" PRIu64, rec->length);
-		break;
-	case MFS_REC_SEG_CLOSED:
-		snprintf(out, cap, "last_lsn=%" PRIu64 " records=%" PRIu64 " crc=0x%08" PRIx32,
-			 rec->trailer.last_lsn, rec->trailer.rec_count, rec->trailer.seg_crc);
+	case MFS_FLD_TRAILER:
+		add(out, cap, o, "last_lsn%s%" PRIu64 "%srecords%s%" PRIu64 "%scrc%s0x%08" PRIx32, eq,
+		    rec->trailer.last_lsn, strs ? ", " : " ", eq, rec->trailer.rec_count,
+		    strs ? ", " : " ", eq, rec->trailer.seg_crc);
 		break;
 	default:
+		fmt_num(rec, f, eq, out, cap, o);
 		break;
 	}
+}
+
+/*
+ * The fields of @rec after its path, as the table says: "key=value" text
+ * for dump (@strs false: string fields are shown apart), or "key value,
+ * key 'text'" for refusals (@strs true).
+ */
+static void fmt_fields(const struct mfs_rec *rec, bool strs, char *out, size_t cap)
+{
+	const char *eq = strs ? " " : "=", *sep = strs ? ", " : " ";
+	size_t o = 0, was;
+
+	out[0] = 0;
+	for (const struct mfs_rec_field *f = fields_of(rec); f->kind; f++) {
+		was = o;
+		if (o)
+			add(out, cap, &o, "%s", sep);
+		fmt_field(rec, f, eq, strs, out, cap, &o);
+		if (o == was + (was ? strlen(sep) : 0) && o < cap) /* nothing shown: no separator */
+			out[o = was] = 0;
+	}
+}
+
+void mfs_rec_format_fields(const struct mfs_rec *rec, char *out, size_t cap)
+{
+	fmt_fields(rec, true, out, cap);
+}
+
+static void fmt_args(const struct mfs_rec *rec, char *out, size_t cap)
+{
+	fmt_fields(rec, false, out, cap);
 }
 
 /* The second name of a record and how to label it, or NULL. */
 static const char *second_name(const struct mfs_rec *rec)
 {
-	switch (rec->type) {
-	case MFS_REC_RENAME:
-	case MFS_REC_LINK:
-		return "to";
-	case MFS_REC_SYMLINK:
-		return "target";
-	case MFS_REC_SETXATTR:
-	case MFS_REC_REMOVEXATTR:
-		return "name";
-	case MFS_REC_SNAPSHOT:
-		return "snapshot";
-	default:
-		return NULL;
-	}
+	for (const struct mfs_rec_field *f = fields_of(rec); f->kind; f++)
+		if (f->kind == MFS_FLD_STR)
+			return f->label;
+	return NULL;
 }
 
 /* Quote a string for a terminal: printable bytes as is, others as \xNN. */

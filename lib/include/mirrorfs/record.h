@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include "mirrorfs/format.h"
+#include "mirrorfs/rectype.h"
 
 /*
  * The fixed-size fields of a record. A new field of a record goes here
@@ -149,6 +150,12 @@ int mfs_rec_compress(struct mfs_rec *rec, struct ZSTD_CCtx_s *cctx, int level, v
 
 /* Format one record as a human-readable line (no newline) into @out. */
 void mfs_rec_format(const struct mfs_rec *rec, char *out, size_t cap);
+
+/*
+ * The fields of @rec after its path, as a refusal names them, into @out:
+ * "offset 0, length 6", "new path 'b', flags 0x0" ("" if none).
+ */
+void mfs_rec_format_fields(const struct mfs_rec *rec, char *out, size_t cap);
 
 /* Format one record as a JSON object (no newline) into @out. */
 void mfs_rec_format_json(const struct mfs_rec *rec, char *out, size_t cap);
