@@ -199,6 +199,13 @@ bool mfs_rec_type_has_blob(uint32_t type)
 	return find_kind(type, MFS_FLD_BLOB);
 }
 
+bool mfs_rec_type_is_data(uint32_t type)
+{
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info(type);
+
+	return ti && (ti->flags & MFS_RT_DATA);
+}
+
 bool mfs_rec_type_has_path2(uint32_t type)
 {
 	const struct mfs_rec_field *f = find_kind(type, MFS_FLD_STR);

@@ -127,21 +127,11 @@ bool mfs_replay_is_past_limits(struct mfs_replay *r, const struct mfs_rec *rec)
 
 	if (!lim->probed)
 		probe(r, lim);
-	switch (rec->type) {
-	case MFS_REC_WRITE:
-		end = rec->data_len ? rec->offset + rec->data_len : 0;
-		break;
-	case MFS_REC_TRUNCATE:
-		end = rec->length;
-		break;
-	case MFS_REC_FALLOCATE:
-		end = rec->offset + rec->length;
-		break;
-	case MFS_REC_SETXATTR:
+	if (rec->type == MFS_REC_SETXATTR)
 		return lim->xattr_max && rec->data_len > lim->xattr_max;
-	default:
+	if (!mfs_rec_type_is_data(rec->type))
 		return false;
-	}
+	end = mfs_rec_end(&rec->fields);
 	return lim->max_file && (end > lim->max_file || end < rec->offset);
 }
 
@@ -497,28 +487,13 @@ static int check_data_target(struct pf *c, const struct lrec *l)
 	const char *p = str(c, l->path);
 	struct nent *x;
 
-	if (l->type != MFS_REC_WRITE && l->type != MFS_REC_TRUNCATE && l->type != MFS_REC_FALLOCATE)
+	if (!mfs_rec_type_is_data(l->type))
 		return 0;
 	x = nset_find(&c->special, p, strlen(p));
 	if (!x)
 		return 0;
 	return refuse(c, l, -EINVAL, false, "path: not a regular file (LSN %" PRIu64 " made a %s "
 		      "there)", x->val >> 4, kind_names[x->val & 15]);
-}
-
-/* A write, truncate or fallocate reaching past the largest file size: where it ends. */
-static uint64_t size_end(const struct lrec *l)
-{
-	switch (l->type) {
-	case MFS_REC_WRITE:
-		return l->data_len ? l->offset + l->data_len : 0;
-	case MFS_REC_TRUNCATE:
-		return l->length;
-	case MFS_REC_FALLOCATE:
-		return l->offset + l->length;
-	default:
-		return 0;
-	}
 }
 
 /*
@@ -529,7 +504,7 @@ static uint64_t size_end(const struct lrec *l)
 static int check_size(struct pf *c, size_t i, uint64_t max_file)
 {
 	struct lrec *l = &c->s->recs[i];
-	uint64_t end = size_end(l);
+	uint64_t end = mfs_rec_end(&l->fields);
 
 	if (!max_file || end <= max_file)
 		return 0;
@@ -553,7 +528,7 @@ static int check_one(struct pf *c, size_t i, const struct replay_limits *lim)
 	if (mfs_rec_type_is_marker(l->type))
 		return 0;
 	e = check_path(c, l, str(c, l->path), "");
-	if (e == 0 && (l->type == MFS_REC_RENAME || l->type == MFS_REC_LINK))
+	if (e == 0 && mfs_rec_type_has_path2(l->type))
 		e = check_path(c, l, str(c, l->path2), "new path: ");
 	if (e == 0)
 		e = check_data_target(c, l);

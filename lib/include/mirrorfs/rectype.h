@@ -88,6 +88,9 @@ int mfs_rec_type_from_name(const char *name, uint32_t *ret_type);
 /* Whether @type's payload ends in a blob (rec->data). */
 bool mfs_rec_type_has_blob(uint32_t type);
 
+/* Whether @type changes a regular file's bytes or size (MFS_RT_DATA). */
+bool mfs_rec_type_is_data(uint32_t type);
+
 /* Whether @type carries a second record path (rename, link: path2 is checked as a path). */
 bool mfs_rec_type_has_path2(uint32_t type);
 
