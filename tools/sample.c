@@ -2,10 +2,15 @@
 /*
  * sample.c - `mirrorctl sample FILE`: write a closed segment holding one
  * record of every type, for demos, docs and as a fuzzing seed.
+ *
+ * The records tell a small life of a data directory; a type it does not
+ * tell follows as the record type table's example (lib/rectype.c), so
+ * every type is in the sample without this file knowing it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +27,33 @@ static int append(struct mfs_segw *w, struct mfs_rec *rec)
 	uint64_t lsn;
 
 	return mfs_segw_append(w, rec, &lsn);
+}
+
+/* Whether @type is among the @n records of @proto. */
+static bool told(const struct mfs_rec *proto, size_t n, uint32_t type)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((uint32_t)proto[i].type == type)
+			return true;
+	return false;
+}
+
+/* The table's example of every type the life does not tell (the trailer aside). */
+static int write_examples(struct mfs_segw *w, const struct mfs_rec *proto, size_t n,
+			  struct mfs_rec *rec)
+{
+	int r = 0;
+
+	for (uint32_t t = mfs_rec_type_next(0); t && r == 0; t = mfs_rec_type_next(t)) {
+		if (told(proto, n, t) || (mfs_rec_type_info(t)->flags & MFS_RT_TRAILER))
+			continue;
+		memset(rec, 0, sizeof(*rec));
+		mfs_rec_example(t, rec);
+		if (!mfs_rec_type_is_marker(rec->type))
+			snprintf(rec->path, sizeof(rec->path), "db/table.dat");
+		r = append(w, rec);
+	}
+	return r;
 }
 
 /* The sample: a small life of a data directory. */
@@ -62,6 +94,8 @@ static int write_records(struct mfs_segw *w)
 		*rec = proto[i];
 		r = append(w, rec);
 	}
+	if (r == 0)
+		r = write_examples(w, proto, ARRAY_SIZE(proto), rec);
 	free(rec);
 	return r;
 }

@@ -14,6 +14,12 @@
  *   utimens PATH AS ANS MS MNS setxattr PATH NAME VALUE   removexattr PATH NAME
  *   checkpoint LSN             snapshot NAME
  *   close                      seal the segment, start the next one
+ * Every record is parsed from the record type table (lib/rectype.c): its
+ * name, its path unless it is a marker, then its fields in payload order
+ * (numbers in C syntax, modes the table shows in octal in octal, a device
+ * as MAJOR:MINOR, a time as two tokens), missing ones 0. A blob (write
+ * DATA, setxattr VALUE) is always the last token, and the numbers between
+ * a line's names and its blob may be left out (setxattr's flags).
  * Paths are written as given (hostile ones too). Closed segments get their
  * closed names in OUTDIR; the last one is sealed at end of input. Prints
  * the names, one a line.
@@ -112,11 +118,63 @@ static const void *data_of(struct gen *g, const char *tok, uint32_t *len)
 	return g->buf;
 }
 
+/* Field @f from token @s: octal if the table shows it so, MAJ:MIN as a device number. */
+static uint64_t num_of(const struct mfs_rec_field *f, const char *s)
+{
+	unsigned maj, min;
+
+	if (strchr(s, ':') && sscanf(s, "%u:%u", &maj, &min) == 2)
+		return makedev(maj, min);
+	return strtoull(s, NULL, f->show == MFS_SHOW_OCT ? 8 : 0);
+}
+
+/* How many tokens a line gives before its blob's at least (see the head comment). */
+static int blob_after(const struct mfs_rec_type_info *ti)
+{
+	int pre = 0, nstr = 0;
+
+	for (const struct mfs_rec_field *f = ti->fields; f->kind && f->kind != MFS_FLD_BLOB; f++) {
+		pre++;
+		nstr += f->kind == MFS_FLD_STR;
+	}
+	return pre == 0 ? 0 : nstr > 1 ? nstr : 1;
+}
+
+/* A time field from "SECONDS [NANOSECONDS]" of the @n tokens @t: how many it took. */
+static int set_time(struct mfs_rec *rec, const struct mfs_rec_field *f, char **t, int n)
+{
+	mfs_rec_field_set(&rec->fields, f, num_of(f, t[0]));
+	if (n > 1)
+		*(uint32_t *)(void *)((char *)rec + f->off2) = (uint32_t)num_of(f, t[1]);
+	return n > 1 ? 2 : 1;
+}
+
+/* The fields of @rec from its @n tokens @t, as the record type table lists them. */
+static void fields(struct gen *g, struct mfs_rec *rec, char **t, int n)
+{
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info(rec->type);
+	int i = 0;
+
+	if (n < 0)
+		n = 0;
+	if (mfs_rec_type_has_blob(rec->type) && n > blob_after(ti))
+		rec->data = data_of(g, t[--n], &rec->data_len);
+	for (const struct mfs_rec_field *f = ti->fields; f->kind && i < n; f++) {
+		if (f->kind == MFS_FLD_STR)
+			snprintf(rec->path2, sizeof(rec->path2), "%s", t[i++]);
+		else if (f->kind == MFS_FLD_TIME)
+			i += set_time(rec, f, t + i, n - i);
+		else if (f->kind != MFS_FLD_BLOB)
+			mfs_rec_field_set(&rec->fields, f, num_of(f, t[i++]));
+	}
+}
+
 static void line(struct gen *g, char *s, struct mfs_rec *rec)
 {
 	char *t[8] = { 0 };
 	int n = 0;
 	uint64_t lsn;
+	uint32_t type;
 	int r;
 
 	for (char *p = strtok(s, " \t\n"); p && n < 8; p = strtok(NULL, " \t\n"))
@@ -129,58 +187,14 @@ static void line(struct gen *g, char *s, struct mfs_rec *rec)
 		return;
 	}
 	memset(rec, 0, sizeof(*rec));
-#define A(i) (t[i] ? t[i] : "")
-#define NUM(i) strtoull(A(i), NULL, 0)
-#define OCT(i) (uint32_t) strtoul(A(i), NULL, 8)
-#define P1 snprintf(rec->path, sizeof(rec->path), "%s", A(1))
-#define P2(i) snprintf(rec->path2, sizeof(rec->path2), "%s", A(i))
-	if (!strcmp(t[0], "write")) {
-		rec->type = MFS_REC_WRITE, P1, rec->offset = NUM(2);
-		rec->data = data_of(g, A(3), &rec->data_len);
-	} else if (!strcmp(t[0], "truncate")) {
-		rec->type = MFS_REC_TRUNCATE, P1, rec->length = NUM(2);
-	} else if (!strcmp(t[0], "fallocate")) {
-		rec->type = MFS_REC_FALLOCATE, P1, rec->mode = (uint32_t)NUM(2);
-		rec->offset = NUM(3), rec->length = NUM(4);
-	} else if (!strcmp(t[0], "mknod")) {
-		unsigned maj, min;
-
-		rec->type = MFS_REC_MKNOD, P1, rec->mode = OCT(2);
-		if (t[3] && sscanf(t[3], "%u:%u", &maj, &min) == 2)
-			rec->rdev = makedev(maj, min);
-	} else if (!strcmp(t[0], "mkdir")) {
-		rec->type = MFS_REC_MKDIR, P1, rec->mode = OCT(2);
-	} else if (!strcmp(t[0], "unlink")) {
-		rec->type = MFS_REC_UNLINK, P1;
-	} else if (!strcmp(t[0], "rmdir")) {
-		rec->type = MFS_REC_RMDIR, P1;
-	} else if (!strcmp(t[0], "rename")) {
-		rec->type = MFS_REC_RENAME, P1, P2(2), rec->flags = (uint32_t)NUM(3);
-	} else if (!strcmp(t[0], "link")) {
-		rec->type = MFS_REC_LINK, P1, P2(2);
-	} else if (!strcmp(t[0], "symlink")) {
-		rec->type = MFS_REC_SYMLINK, P1, P2(2);
-	} else if (!strcmp(t[0], "chmod")) {
-		rec->type = MFS_REC_CHMOD, P1, rec->mode = OCT(2);
-	} else if (!strcmp(t[0], "chown")) {
-		rec->type = MFS_REC_CHOWN, P1, rec->uid = (uint32_t)NUM(2), rec->gid = (uint32_t)NUM(3);
-	} else if (!strcmp(t[0], "utimens")) {
-		rec->type = MFS_REC_UTIMENS, P1, rec->atime_sec = (int64_t)NUM(2);
-		rec->atime_nsec = (uint32_t)NUM(3), rec->mtime_sec = (int64_t)NUM(4);
-		rec->mtime_nsec = (uint32_t)NUM(5);
-	} else if (!strcmp(t[0], "setxattr")) {
-		rec->type = MFS_REC_SETXATTR, P1, P2(2);
-		rec->data = A(3), rec->data_len = (uint32_t)strlen(A(3));
-	} else if (!strcmp(t[0], "removexattr")) {
-		rec->type = MFS_REC_REMOVEXATTR, P1, P2(2);
-	} else if (!strcmp(t[0], "checkpoint")) {
-		rec->type = MFS_REC_CHECKPOINT, rec->length = NUM(1);
-	} else if (!strcmp(t[0], "snapshot")) {
-		rec->type = MFS_REC_SNAPSHOT, P2(1);
-	} else {
+	if (mfs_rec_type_from_name(t[0], &type) < 0) {
 		fprintf(stderr, "mkseg: unknown record '%s'\n", t[0]);
 		exit(2);
 	}
+	rec->type = (enum mfs_rec_type)type;
+	if (!mfs_rec_type_is_marker(rec->type))
+		snprintf(rec->path, sizeof(rec->path), "%s", t[1] ? t[1] : "");
+	fields(g, rec, t + 2 - mfs_rec_type_is_marker(rec->type), n - 2 + mfs_rec_type_is_marker(rec->type));
 	r = mfs_segw_append(g->w, rec, &lsn);
 	if (r < 0)
 		fail("append", r);
