@@ -3,7 +3,7 @@
  * gen_corpus.c - write seed segments for the segment fuzzer.
  *
  * Usage: gen_corpus DIR. Writes, with the real segment writer:
- *   every-type.mfsj  one record of every type, closed (trailer)
+ *   every-type.mfsj  one record of every type (the record type table's example), closed
  *   open.seg         the same records, no trailer (an open segment)
  *   empty.mfsj       a closed segment without records
  *   torn.seg         an open segment cut in the middle of its last record
@@ -29,58 +29,35 @@ static const uint8_t seed_uuid[16] = {0x6d, 0x66, 0x73, 0x2d, 0x66, 0x75, 0x7a, 
 				      0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
 static const uint8_t other_uuid[16] = {1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16};
 
-static const enum mfs_rec_type types[] = {
-	MFS_REC_WRITE,	    MFS_REC_TRUNCATE, MFS_REC_FALLOCATE,   MFS_REC_MKNOD,
-	MFS_REC_MKDIR,	    MFS_REC_UNLINK,   MFS_REC_RMDIR,	   MFS_REC_RENAME,
-	MFS_REC_LINK,	    MFS_REC_SYMLINK,  MFS_REC_CHMOD,	   MFS_REC_CHOWN,
-	MFS_REC_UTIMENS,    MFS_REC_SETXATTR, MFS_REC_REMOVEXATTR, MFS_REC_SNAPSHOT,
-	MFS_REC_CHECKPOINT,
-};
-
-static void fill(struct mfs_rec *rec, enum mfs_rec_type t)
+/* How many record types a segment may hold (every type of the table but the trailer). */
+static int n_types(void)
 {
-	static const char data[] = "database page contents";
+	int n = 0;
 
+	for (uint32_t t = mfs_rec_type_next(0); t; t = mfs_rec_type_next(t))
+		n += !(mfs_rec_type_info(t)->flags & MFS_RT_TRAILER);
+	return n;
+}
+
+/* The @i-th of them (modulo their number), in number order. */
+static uint32_t type_at(int i)
+{
+	uint32_t t = mfs_rec_type_next(0);
+
+	for (i %= n_types(); t; t = mfs_rec_type_next(t))
+		if (!(mfs_rec_type_info(t)->flags & MFS_RT_TRAILER) && i-- == 0)
+			break;
+	return t;
+}
+
+/* A record of type @t: the record type table's example, on a path of its own. */
+static void fill(struct mfs_rec *rec, uint32_t t)
+{
 	memset(rec, 0, sizeof(*rec));
-	rec->type = t;
+	mfs_rec_example(t, rec);
 	rec->time_ns = 1763900000000000000ull + t;
-	if (!mfs_rec_type_is_marker(t))
+	if (!mfs_rec_type_is_marker(rec->type))
 		snprintf(rec->path, sizeof(rec->path), "pg/base/%d", (int)t);
-	rec->offset = 8192;
-	rec->length = 4096;
-	rec->mode = t == MFS_REC_MKNOD ? 0010644 : 0644;
-	rec->uid = 1000;
-	rec->gid = 1000;
-	rec->atime_sec = 1763900000;
-	rec->mtime_sec = 1763900001;
-	rec->atime_nsec = 5;
-	rec->mtime_nsec = 6;
-	switch (t) {
-	case MFS_REC_WRITE:
-		rec->data = data;
-		rec->data_len = sizeof(data) - 1;
-		break;
-	case MFS_REC_SETXATTR:
-		strcpy(rec->path2, "user.comment");
-		rec->data = "v";
-		rec->data_len = 1;
-		break;
-	case MFS_REC_RENAME:
-	case MFS_REC_LINK:
-		strcpy(rec->path2, "pg/base/new");
-		break;
-	case MFS_REC_SYMLINK:
-		strcpy(rec->path2, "../target");
-		break;
-	case MFS_REC_REMOVEXATTR:
-		strcpy(rec->path2, "user.comment");
-		break;
-	case MFS_REC_SNAPSHOT:
-		strcpy(rec->path2, "nightly");
-		break;
-	default:
-		break;
-	}
 }
 
 /* The key of the format-2 seeds, also fuzz_segment.c's: bytes 0x00..0x1f. */
@@ -105,7 +82,7 @@ static int write_segment(int dirfd, const char *name, const uint8_t uuid[16], in
 	(void)unlinkat(dirfd, name, 0);
 	r = mfs_segw_create_opts(dirfd, name, uuid, 1, 1, 0, seed_auth ? &o : NULL, &w);
 	for (int i = 0; r == 0 && i < nrec; i++) {
-		fill(rec, types[i % (int)(sizeof(types) / sizeof(types[0]))]);
+		fill(rec, type_at(i));
 		r = mfs_segw_append(w, rec, &lsn);
 	}
 	if (r == 0 && big) {
@@ -143,7 +120,7 @@ static int cut_file(int dirfd, const char *name, off_t size)
 int main(int argc, char **argv)
 {
 	static uint8_t big[64 * 1024];
-	const int n = (int)(sizeof(types) / sizeof(types[0]));
+	const int n = n_types();
 	struct stat st;
 	int dirfd, r;
 
