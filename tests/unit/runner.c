@@ -28,6 +28,7 @@ static const struct {
 	{ "s3", suite_s3 },
 	{ "cowmap", suite_cowmap },
 	{ "ctl", suite_ctl },
+	{ "rectype", suite_rectype },
 };
 
 int main(int argc, char **argv)

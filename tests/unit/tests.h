@@ -25,6 +25,7 @@ extern CU_SuiteInfo suite_dir[];
 extern CU_SuiteInfo suite_s3[];
 extern CU_SuiteInfo suite_cowmap[];
 extern CU_SuiteInfo suite_ctl[];
+extern CU_SuiteInfo suite_rectype[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
