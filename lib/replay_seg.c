@@ -333,19 +333,15 @@ bool lrec_is_compensated(const struct mfs_replay_seg *s, size_t i)
 	if (k == s->n_recs)
 		return false;
 	n = &s->recs[k];
-	switch (l->type) {
-	case MFS_REC_WRITE:
-	case MFS_REC_TRUNCATE:
-	case MFS_REC_FALLOCATE:
+	if (mfs_rec_type_is_data(l->type)) { /* compensated by a truncate (after a write) */
 		if (n->type == MFS_REC_WRITE && (k = next_same_path(s, k)) < s->n_recs)
 			n = &s->recs[k];
 		return n->type == MFS_REC_TRUNCATE;
-	case MFS_REC_SETXATTR:
+	}
+	if (l->type == MFS_REC_SETXATTR)
 		return (n->type == MFS_REC_SETXATTR || n->type == MFS_REC_REMOVEXATTR) &&
 		       !strcmp(s->strs + l->path2, s->strs + n->path2);
-	default:
-		return false;
-	}
+	return false;
 }
 
 /*

@@ -107,7 +107,7 @@ static void test_every_row(void)
 		CU_ASSERT_EQUAL(mfs_rec_end(&in->fields) > 0, !!(ti->flags & MFS_RT_DATA));
 		free(in);
 	}
-	CU_ASSERT_EQUAL(n, 18);
+	CU_ASSERT(n >= 18); /* format 1's types, and any added since */
 	CU_ASSERT_EQUAL(mfs_rec_type_from_name("nonesuch", &n), -EINVAL);
 	CU_ASSERT_PTR_NULL(mfs_rec_type_info(16));
 	free(out);
