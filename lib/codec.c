@@ -506,14 +506,13 @@ static void fmt_num(const struct mfs_rec *rec, const struct mfs_rec_field *f, co
 		add(out, cap, o, "%s%s%" PRIu64, f->label, eq, v);
 }
 
-/* One field; @strs: string fields too, as "what 'value'" (else skipped). */
+/* One field, "label@eq value"; a string as "what 'value'"; @strs: the refusal style. */
 static void fmt_field(const struct mfs_rec *rec, const struct mfs_rec_field *f, const char *eq,
 		      bool strs, char *out, size_t cap, size_t *o)
 {
 	switch (f->kind) {
 	case MFS_FLD_STR:
-		if (strs)
-			add(out, cap, o, "%s '%.200s'", f->what ?: f->label, str_of(rec, f));
+		add(out, cap, o, "%s '%.200s'", f->what ?: f->label, str_of(rec, f));
 		break;
 	case MFS_FLD_BLOB:
 		add(out, cap, o, "%s%s%" PRIu32, f->label, eq, rec->data_len);
@@ -539,17 +538,15 @@ static void fmt_field(const struct mfs_rec *rec, const struct mfs_rec_field *f, 
  */
 static void fmt_fields(const struct mfs_rec *rec, bool strs, char *out, size_t cap)
 {
-	const char *eq = strs ? " " : "=", *sep = strs ? ", " : " ";
-	size_t o = 0, was;
+	size_t o = 0;
 
 	out[0] = 0;
 	for (const struct mfs_rec_field *f = fields_of(rec); f->kind; f++) {
-		was = o;
+		if (f->kind == MFS_FLD_STR && !strs)
+			continue;
 		if (o)
-			add(out, cap, &o, "%s", sep);
-		fmt_field(rec, f, eq, strs, out, cap, &o);
-		if (o == was + (was ? strlen(sep) : 0) && o < cap) /* nothing shown: no separator */
-			out[o = was] = 0;
+			add(out, cap, &o, "%s", strs ? ", " : " ");
+		fmt_field(rec, f, strs ? " " : "=", strs, out, cap, &o);
 	}
 }
 
