@@ -123,12 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (mfs_segr_next(r, &rec) > 0) {
 		if (mfs_replay_check(&rec) < 0)
 			continue;
-		if (rec.type == MFS_REC_WRITE && rec.offset > (64u << 20))
+		if (mfs_rec_type_is_data(rec.type) && mfs_rec_end(&rec.fields) > (128u << 20))
 			continue; /* keep the scratch files small */
-		if (rec.type == MFS_REC_TRUNCATE && rec.length > (64u << 20))
-			continue;
-		if (rec.type == MFS_REC_FALLOCATE && rec.offset + rec.length > (64u << 20))
-			continue;
 		if (engine)
 			(void)mfs_replay_apply(engine, &rec);
 	}

@@ -79,7 +79,7 @@ static void check_reencode(const uint8_t *bytes, size_t len)
 
 	CHECK(mfs_rec_encode_ext(&rec, tag_len, head, sizeof(head), &head_len) == 0);
 	CHECK(head_len == mfs_rec_head_size(&rec));
-	blob = (rec.type == MFS_REC_WRITE || rec.type == MFS_REC_SETXATTR) ? rec.data_len : 0;
+	blob = mfs_rec_type_has_blob(rec.type) ? rec.data_len : 0;
 	CHECK(head_len + blob + tag_len == len);
 	if (tag_len)
 		CHECK(mfs_crc32c(mfs_get_le32(head + 28), bytes + len - tag_len, tag_len) ==
@@ -104,7 +104,7 @@ static void check_record(const uint8_t *data, size_t size, uint64_t start, uint6
 		return;
 	}
 	if (rec.was_zstd_len) { /* expanded: its frame lies in the record */
-		CHECK(rec.type == MFS_REC_WRITE && rec.data_len <= MFS_WRITE_MAX &&
+		CHECK((mfs_rec_type_info(rec.type)->flags & MFS_RT_ZSTD) && rec.data_len <= MFS_WRITE_MAX &&
 		      rec.was_zstd_len < end - start);
 		return;
 	}

@@ -109,7 +109,8 @@ static void test_every_row(void)
 	}
 	CU_ASSERT(n >= 18); /* format 1's types, and any added since */
 	CU_ASSERT_EQUAL(mfs_rec_type_from_name("nonesuch", &n), -EINVAL);
-	CU_ASSERT_PTR_NULL(mfs_rec_type_info(16));
+	CU_ASSERT_PTR_NULL(mfs_rec_type_info(0));
+	CU_ASSERT_PTR_NULL(mfs_rec_type_info(UINT32_MAX));
 	free(out);
 }
 
