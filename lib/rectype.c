@@ -86,6 +86,8 @@ static const char *rename_why(const struct mfs_rec *rec)
 
 /* ================================================================ the table */
 
+/* One row a type, one entry a field: laid out by hand. */
+/* clang-format off */
 #define OFF(m) ((uint16_t)offsetof(struct mfs_rec, m))
 #define NUM(k, m, sh, lbl, x) { .kind = (k), .show = (sh), .off = OFF(m), .label = (lbl), .ex = (x) }
 #define U32(m, sh, lbl, x) NUM(MFS_FLD_U32, m, sh, lbl, x)
@@ -150,6 +152,7 @@ static const struct mfs_rec_type_info types[] = {
 	[MFS_REC_SEG_CLOSED] = { "segment-closed", MFS_RT_MARKER | MFS_RT_TRAILER, NULL,
 				 { { .kind = MFS_FLD_TRAILER, .off = OFF(trailer) } } },
 };
+/* clang-format on */
 
 /* Numbers are read and written through struct mfs_rec_fields: the offsets must agree. */
 _Static_assert(offsetof(struct mfs_rec, fields) == 0, "record fields first");

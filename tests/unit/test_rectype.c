@@ -57,8 +57,9 @@ static void assert_fields_same(uint32_t t, const struct mfs_rec *a, const struct
 	for (const struct mfs_rec_field *f = mfs_rec_type_info(t)->fields; f->kind; f++) {
 		CU_ASSERT_EQUAL(mfs_rec_field_get(&a->fields, f), mfs_rec_field_get(&b->fields, f));
 		if (f->kind == MFS_FLD_TIME)
-			CU_ASSERT_EQUAL(*(const uint32_t *)(const void *)((const char *)a + f->off2),
-					*(const uint32_t *)(const void *)((const char *)b + f->off2));
+			CU_ASSERT_EQUAL(
+				*(const uint32_t *)(const void *)((const char *)a + f->off2),
+				*(const uint32_t *)(const void *)((const char *)b + f->off2));
 		if (f->kind == MFS_FLD_STR)
 			CU_ASSERT_STRING_EQUAL(a->path2, b->path2);
 		if (f->kind == MFS_FLD_BLOB) {
@@ -117,8 +118,8 @@ static void test_every_row(void)
 /* The byte layout of one row is format.h's: a fallocate, built by hand. */
 static void test_payload_order(void)
 {
-	static const uint8_t want[] = { 1, 0, 'f', 3, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0,
-					0, 32, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t want[] = {1, 0, 'f', 3, 0,	 0, 0, 0, 16, 0, 0, 0,
+				       0, 0, 0,	  0, 32, 0, 0, 0, 0,  0, 0};
 	struct mfs_rec *in = calloc(1, sizeof(*in));
 	uint8_t buf[256];
 	size_t head;
@@ -188,14 +189,14 @@ static void test_format_fields(void)
 }
 
 static CU_TestInfo tests[] = {
-	{ "every row: round trip, dump labels, replay checks", test_every_row },
-	{ "a row's field order is the payload's", test_payload_order },
-	{ "field rules and their reasons", test_field_rules },
-	{ "fields of a refusal", test_format_fields },
+	{"every row: round trip, dump labels, replay checks", test_every_row},
+	{"a row's field order is the payload's", test_payload_order},
+	{"field rules and their reasons", test_field_rules},
+	{"fields of a refusal", test_format_fields},
 	CU_TEST_INFO_NULL,
 };
 
 CU_SuiteInfo suite_rectype[] = {
-	{ "rectype", NULL, NULL, NULL, NULL, tests },
+	{"rectype", NULL, NULL, NULL, NULL, tests},
 	CU_SUITE_INFO_NULL,
 };

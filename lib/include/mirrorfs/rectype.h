@@ -26,51 +26,51 @@ struct mfs_rec_fields;
 /* How a field is stored. */
 enum mfs_fld_kind {
 	MFS_FLD_END = 0, /* ends a type's field list */
-	MFS_FLD_U32,	 /* u32 */
-	MFS_FLD_U64,	 /* u64 */
-	MFS_FLD_TIME,	 /* i64 seconds (at off), u32 nanoseconds (at off2) */
-	MFS_FLD_STR,	 /* str16 of 1..max bytes without NUL, in rec->path2 */
-	MFS_FLD_BLOB,	 /* blob32 of 0..max bytes: rec->data, rec->data_len; always last */
+	MFS_FLD_U32, /* u32 */
+	MFS_FLD_U64, /* u64 */
+	MFS_FLD_TIME, /* i64 seconds (at off), u32 nanoseconds (at off2) */
+	MFS_FLD_STR, /* str16 of 1..max bytes without NUL, in rec->path2 */
+	MFS_FLD_BLOB, /* blob32 of 0..max bytes: rec->data, rec->data_len; always last */
 	MFS_FLD_TRAILER, /* struct mfs_seg_trailer: u64, u64, u32, u32 zero */
 };
 
 /* How dump (and a refusal) shows a number. */
 enum mfs_fld_show {
 	MFS_SHOW_DEC = 0, /* 42 */
-	MFS_SHOW_SIGNED,  /* -1 (a u32 as int32) */
-	MFS_SHOW_OCT,	  /* 0644 */
-	MFS_SHOW_HEX,	  /* 0x3 */
+	MFS_SHOW_SIGNED, /* -1 (a u32 as int32) */
+	MFS_SHOW_OCT, /* 0644 */
+	MFS_SHOW_HEX, /* 0x3 */
 };
 
 /* What the replay checks ask of a field beyond its kind's limits. */
 enum mfs_fld_rule {
 	MFS_RULE_NONE = 0,
-	MFS_RULE_PATH,	/* STR: a record path, checked like the path ("new path") */
-	MFS_RULE_SIZE,	/* U64: at most INT64_MAX */
+	MFS_RULE_PATH, /* STR: a record path, checked like the path ("new path") */
+	MFS_RULE_SIZE, /* U64: at most INT64_MAX */
 	MFS_RULE_RANGE, /* BLOB: offset + data_len at most INT64_MAX */
-	MFS_RULE_NSEC,	/* TIME: nanoseconds below 10^9, or UTIME_NOW/UTIME_OMIT */
+	MFS_RULE_NSEC, /* TIME: nanoseconds below 10^9, or UTIME_NOW/UTIME_OMIT */
 };
 
 struct mfs_rec_field {
-	uint8_t kind, show, rule;  /* enum mfs_fld_kind, _show, _rule */
-	uint16_t off, off2;	   /* offsetof(struct mfs_rec, ...); TIME: off2 = nanoseconds */
-	uint32_t max;		   /* STR, BLOB: most bytes */
-	const char *label;	   /* the key dump shows it under: "offset" */
-	const char *what;	   /* how a refusal names it (NULL: label) */
-	const char *example;	   /* STR, BLOB: an example value */
-	uint64_t ex;		   /* numbers: an example value (TIME: the seconds) */
+	uint8_t kind, show, rule; /* enum mfs_fld_kind, _show, _rule */
+	uint16_t off, off2; /* offsetof(struct mfs_rec, ...); TIME: off2 = nanoseconds */
+	uint32_t max; /* STR, BLOB: most bytes */
+	const char *label; /* the key dump shows it under: "offset" */
+	const char *what; /* how a refusal names it (NULL: label) */
+	const char *example; /* STR, BLOB: an example value */
+	uint64_t ex; /* numbers: an example value (TIME: the seconds) */
 };
 
-#define MFS_RT_MARKER (1u << 0)	 /* no path, changes no data (snapshot, checkpoint, trailer) */
-#define MFS_RT_DATA (1u << 1)	 /* changes a regular file's bytes or size, up to mfs_rec_end() */
-#define MFS_RT_ZSTD (1u << 2)	 /* format 2: its blob may be a zstd frame (MFS_REC_F_ZSTD) */
+#define MFS_RT_MARKER (1u << 0) /* no path, changes no data (snapshot, checkpoint, trailer) */
+#define MFS_RT_DATA (1u << 1) /* changes a regular file's bytes or size, up to mfs_rec_end() */
+#define MFS_RT_ZSTD (1u << 2) /* format 2: its blob may be a zstd frame (MFS_REC_F_ZSTD) */
 #define MFS_RT_TRAILER (1u << 3) /* a segment's trailer: never applied */
 
 #define MFS_REC_FIELDS_MAX 4
 
 struct mfs_rec_type_info {
 	const char *name; /* "write", as dump and mkseg spell it */
-	uint32_t flags;	  /* MFS_RT_* */
+	uint32_t flags; /* MFS_RT_* */
 	/* the type's own rule over its fields together, "field: problem" (NULL: none) */
 	const char *(*why)(const struct mfs_rec *rec);
 	struct mfs_rec_field fields[MFS_REC_FIELDS_MAX + 1]; /* payload order, then MFS_FLD_END */
