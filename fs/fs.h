@@ -135,7 +135,9 @@ struct fs_inode {
 	 * 3.14 cannot negotiate FUSE_HANDLE_KILLPRIV_V2, which would let it
 	 * cache the answer). xattr_gen is odd while an xattr change of this
 	 * inode is under way; nocaps_gen == xattr_gen (even) means the backing
-	 * file was seen without one since the last change.
+	 * file was seen without one since the last change. nocaps_gen starts
+	 * at FS_NOCAPS_UNKNOWN (odd: never equal), so that a file is asked
+	 * once before its absence is trusted.
 	 */
 	_Atomic uint64_t xattr_gen, nocaps_gen;
 	/* pending.c: writes journaled but not yet applied */
@@ -150,6 +152,8 @@ struct fs_inode {
 				      snapshot's root (its name) */
 	struct fs_snap *snap;      /* FS_VK_SNAP: the snapshot */
 };
+
+#define FS_NOCAPS_UNKNOWN 1u
 
 struct fs_dirent {
 	char *name;

@@ -55,6 +55,7 @@ int fs_itable_init(struct fs *fs)
 	fs_pending_init(fs);
 	fs->root.nlookup = 2;
 	fs->root.type = S_IFDIR;
+	atomic_store(&fs->root.nocaps_gen, FS_NOCAPS_UNKNOWN);
 	return 0;
 }
 
@@ -264,6 +265,7 @@ static struct fs_inode *inode_new(int fd, const struct stat *st)
 	i->dev = st->st_dev;
 	i->ino = st->st_ino;
 	i->type = st->st_mode & S_IFMT;
+	atomic_store(&i->nocaps_gen, FS_NOCAPS_UNKNOWN);
 	pthread_mutex_init(&i->lock, NULL);
 	fs_pending_inode_init(i);
 	return i;

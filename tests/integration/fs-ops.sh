@@ -254,6 +254,30 @@ mkdir "$T/mnt/statrace"
 rm -r "$T/mnt/statrace"
 mfs_umount "$T/mnt"
 
+step "a capability the backing file had before the mount is seen, and removed by a write"
+# (the mount answers the kernel's per-write security.capability question
+# from memory once it saw a file without one: a file never asked must be)
+printf 'x' >"$T/data/capsold"
+python3 -c 'import os, struct, sys; os.setxattr(sys.argv[1], "security.capability", struct.pack("<IIIII", 0x02000000, 1 << 10, 0, 0, 0))' "$T/data/capsold"
+mfs_mount "$T/data" "$T/mnt"
+python3 - "$T/mnt/capsold" <<'PY' || fail "a capability set before the mount was not seen, or not removed by a write"
+import os, struct, sys
+p = sys.argv[1]
+assert os.getxattr(p, "security.capability") == struct.pack("<IIIII", 0x02000000, 1 << 10, 0, 0, 0)
+fd = os.open(p, os.O_WRONLY)
+os.pwrite(fd, b"y", 1)
+os.close(fd)
+try:
+    os.getxattr(p, "security.capability")
+    sys.exit("still there after a write")
+except OSError as e:
+    assert e.errno == 61, e  # ENODATA
+PY
+mfs_umount "$T/mnt"
+python3 -c 'import os, sys; os.getxattr(sys.argv[1], "security.capability")' "$T/data/capsold" 2>/dev/null &&
+	fail "the backing file keeps its capability after a write through the mount"
+rm "$T/data/capsold"
+
 step "remount keeps LSNs going"
 mfs_mount "$T/data" "$T/mnt"
 last=$(status_field "$T/mnt" last_lsn)
