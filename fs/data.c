@@ -217,7 +217,17 @@ static struct fs_file *file_new(struct fs *fs, struct fs_inode *i, int fd)
 	f->inode = i;
 	f->fd = fd;
 	fs_inode_ref(fs, i);
+	fs_pending_open(i);
 	return f;
+}
+
+/* Undo file_new(), closing the backing fd. */
+static void file_free(struct fs *fs, struct fs_file *f)
+{
+	close(f->fd);
+	fs_pending_release(f->inode);
+	fs_inode_unref(fs, f->inode);
+	free(f);
 }
 
 /* Open inode @i's backing file; O_TRUNC is journaled. Caller holds no lock. */
@@ -270,11 +280,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uintptr_t)f;
 	set_open_flags(fi);
-	if (fuse_reply_open(req, fi) != 0) {
-		close(f->fd);
-		fs_inode_unref(fs, i);
-		free(f);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		file_free(fs, f);
 }
 
 /* Create a new regular file: check, journal, create, compensate on failure. */
@@ -376,10 +383,10 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	fi->fh = (uintptr_t)f;
 	set_open_flags(fi);
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		close(f->fd);
-		fs_inode_unref(fs, f->inode);
-		fs_inode_forget(fs, f->inode, 1);
-		free(f);
+		struct fs_inode *i = f->inode;
+
+		fs_inode_forget(fs, i, 1); /* the file's reference keeps it */
+		file_free(fs, f);
 	}
 }
 
@@ -497,12 +504,14 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fuse_req_userdata(req);
 	struct fs_file *f = file_of(fi);
 
-	if (f->fd >= 0)
-		close(f->fd);
-	if (f->inode->vkind == FS_VK_NONE)
-		fs_inode_unref(fs, f->inode);
-	free(f->buf);
-	free(f);
+	if (f->inode->vkind == FS_VK_NONE) {
+		file_free(fs, f);
+	} else {
+		if (f->fd >= 0)
+			close(f->fd);
+		free(f->buf);
+		free(f);
+	}
 	fuse_reply_err(req, 0);
 }
 

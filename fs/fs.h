@@ -143,8 +143,9 @@ struct fs_inode {
 	/* pending.c: writes journaled but not yet applied */
 	pthread_mutex_t plock;
 	struct fs_pwrite *phead, *ptail; /* plock */
-	uint64_t psize;                  /* plock: the size with them */
-	int pfd;                         /* plock: where they go, -1 */
+	uint64_t pend;                   /* plock: the end of the furthest one */
+	int pfd;         /* plock: where they go (kept while open or pending), -1 */
+	unsigned nopen;  /* plock: open files of the inode (data.c) */
 	bool in_plist, dirty;            /* fs->pend.lock */
 	struct fs_inode *pnext, *dnext;  /* fs->pend.lock */
 	const struct fs_node_ops *ops; /* a virtual or snapshot node's; NULL: a live one */
@@ -319,6 +320,11 @@ void fs_pending_inode_done(struct fs_inode *i);
 int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, const void *data,
 		   size_t len, uint64_t off);
 bool fs_pending_has(struct fs_inode *i);
+/* An open file of @i was made, or released: the fd that applies @i's
+ * pending writes is kept while @i has open files or pending writes, so
+ * that a commit costs no dup and close of it. */
+void fs_pending_open(struct fs_inode *i);
+void fs_pending_release(struct fs_inode *i);
 /* st_size of a regular file with its pending writes. */
 void fs_pending_fix_stat(struct fs_inode *i, struct stat *st);
 /* pread of @i's backing @fd with the pending writes laid over it. Returns

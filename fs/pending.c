@@ -88,7 +88,6 @@ int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, cons
 		   size_t len, uint64_t off)
 {
 	struct fs_pwrite *w = malloc(sizeof(*w) + len);
-	struct stat st;
 	bool add = false;
 
 	if (!w)
@@ -99,26 +98,21 @@ int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, cons
 	w->len = len;
 	memcpy(w->data, data, len);
 	pthread_mutex_lock(&i->plock);
+	if (i->pfd < 0)
+		i->pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (i->pfd < 0) {
+		pthread_mutex_unlock(&i->plock);
+		free(w);
+		return -errno;
+	}
 	if (!i->phead) {
-		if (fstat(fd, &st) < 0) {
-			pthread_mutex_unlock(&i->plock);
-			free(w);
-			return -errno;
-		}
-		if (i->pfd < 0)
-			i->pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		if (i->pfd < 0) {
-			pthread_mutex_unlock(&i->plock);
-			free(w);
-			return -errno;
-		}
-		i->psize = (uint64_t)st.st_size;
+		i->pend = 0;
 		i->phead = w;
 	} else {
 		i->ptail->next = w;
 	}
 	i->ptail = w;
-	i->psize = MFS_MAX(i->psize, off + len);
+	i->pend = MFS_MAX(i->pend, off + len);
 	pthread_mutex_unlock(&i->plock);
 	atomic_fetch_add(&fs->pend.bytes, len);
 	pthread_mutex_lock(&fs->pend.lock);
@@ -132,6 +126,23 @@ int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, cons
 	if (add)
 		fs_inode_ref(fs, i);
 	return 0;
+}
+
+void fs_pending_open(struct fs_inode *i)
+{
+	pthread_mutex_lock(&i->plock);
+	i->nopen++;
+	pthread_mutex_unlock(&i->plock);
+}
+
+void fs_pending_release(struct fs_inode *i)
+{
+	pthread_mutex_lock(&i->plock);
+	if (--i->nopen == 0 && !i->phead) {
+		closep(&i->pfd);
+		i->pfd = -1;
+	}
+	pthread_mutex_unlock(&i->plock);
 }
 
 bool fs_pending_has(struct fs_inode *i)
@@ -162,9 +173,9 @@ void fs_pending_fix_stat(struct fs_inode *i, struct stat *st)
 		st->st_mtim = now.st_mtim;
 		st->st_ctim = now.st_ctim;
 	}
-	if (i->phead && (uint64_t)st->st_size < i->psize) {
-		st->st_size = (off_t)i->psize;
-		st->st_blocks = (blkcnt_t)((i->psize + 511) / 512);
+	if (i->phead && (uint64_t)st->st_size < i->pend) {
+		st->st_size = (off_t)i->pend;
+		st->st_blocks = (blkcnt_t)((i->pend + 511) / 512);
 	}
 	pthread_mutex_unlock(&i->plock);
 }
@@ -180,9 +191,13 @@ ssize_t fs_pending_read(struct fs_inode *i, int fd, char *buf, size_t size, uint
 		pthread_mutex_unlock(&i->plock);
 		return n;
 	}
-	len = i->psize > off ? (size_t)MFS_MIN((uint64_t)size, i->psize - off) : 0;
+	/* the size with the pending writes: the backing file's (what the
+	 * pread found) or the end of the furthest one */
+	len = i->pend > off ? (size_t)MFS_MIN((uint64_t)size, i->pend - off) : 0;
 	if ((size_t)n < len)
 		memset(buf + n, 0, len - (size_t)n);
+	else
+		len = (size_t)n;
 	for (struct fs_pwrite *w = i->phead; w; w = w->next) {
 		uint64_t a = MFS_MAX(w->off, off), b = MFS_MIN(w->off + w->len, off + len);
 		if (a < b)
@@ -234,8 +249,10 @@ static int apply_inode(struct fs *fs, struct fs_inode *i, uint64_t durable)
 	}
 	if (!i->phead) {
 		i->ptail = NULL;
-		closep(&i->pfd);
-		i->pfd = -1;
+		if (i->nopen == 0) { /* else kept for the next write (fs_pending_open) */
+			closep(&i->pfd);
+			i->pfd = -1;
+		}
 	}
 	if (r == 0)
 		r = i->phead ? 1 : 0;
