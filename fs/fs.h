@@ -156,6 +156,17 @@ struct fs_inode {
 
 #define FS_NOCAPS_UNKNOWN 1u
 
+/* @i was just made (create, mknod, mkdir, symlink): it has no
+ * security.capability, and the kernel's question before its first write
+ * is answered without asking the backing file. */
+static inline void fs_inode_new_nocaps(struct fs_inode *i)
+{
+	uint64_t gen = atomic_load(&i->xattr_gen);
+
+	if (!(gen & 1))
+		atomic_store(&i->nocaps_gen, gen);
+}
+
 struct fs_dirent {
 	char *name;
 	ino_t ino;

@@ -170,6 +170,7 @@ int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mf
 	if (r < 0)
 		return r;
 	i = (struct fs_inode *)(uintptr_t)e->ino;
+	fs_inode_new_nocaps(i);
 	atomic_store(&i->last_lsn, lsn);
 	atomic_store(&p->last_lsn, lsn);
 	fs_dirty_add(fs, p);
