@@ -21,9 +21,18 @@
  *      journaled, puts the file system in the failed state (fs_fail).
  *
  * Namespace operations hold fs->ns_lock exclusively from their checks to
- * the end; those that remove a name (unlink, rmdir, rename) run between
- * two fences (fs_journal_fence, then fs_fence_after), so that recovery
- * never replays a record across them.
+ * the end; those that remove a name (unlink, rmdir, rename) run after a
+ * fence (fs_journal_fence), so that recovery never replays a record
+ * before a removal onto a tree that has it: a removal is the first record
+ * of the tail recovery replays, or not in it. A rename is also followed
+ * by a second fence (fs_fence_after): replayed after records that made
+ * its source name again, it would move the new object over its target.
+ * An unlink or rmdir needs none: replayed after the records that follow
+ * it, onto a tree that holds any subset of them, it removes whatever
+ * those records put at its name (a folder recursively) and they put it
+ * back (lib/replay.c, "Idempotency"); an older object comes under that
+ * name again only by a link, which replay makes again, or by a rename,
+ * which has its own first fence.
  */
 #include "fs.h"
 
@@ -143,7 +152,7 @@ void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec)
 		fs_fail(fs, -EIO, "a failed xattr change could not be compensated");
 }
 
-/* After a removal was applied: the second fence (see fs_journal_fence). */
+/* After a rename was applied: the second fence (see fs_journal_fence). */
 void fs_fence_after(struct fs *fs, bool durable)
 {
 	int r = fs_journal_fence(fs, durable);

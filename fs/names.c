@@ -4,7 +4,8 @@
  * rename, link. Each holds fs->ns_lock exclusively from its checks to the
  * end: it checks what the backing call would refuse (the name exists, is
  * missing, the directory is not empty...), journals, then applies
- * (mutate.c). Removals (unlink, rmdir, rename) run between two fences.
+ * (mutate.c). Removals (unlink, rmdir, rename) run after a fence, and a
+ * rename also before a second one (mutate.c).
  */
 #include "fs.h"
 
@@ -194,7 +195,8 @@ static int do_remove(struct fs *fs, struct fs_inode *p, const char *name, bool d
 		fs_fail(fs, r, "a journaled removal failed");
 		return r;
 	}
-	fs_fence_after(fs, false);
+	/* no second fence: an unlink or rmdir replayed after the records
+	 * that follow it gives their tree (mutate.c) */
 	atomic_store(&p->last_lsn, lsn);
 	i = fs_inode_find(fs, st.st_dev, st.st_ino);
 	if (i)
