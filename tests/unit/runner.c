@@ -27,6 +27,7 @@ static const struct {
 	{ "dir", suite_dir },
 	{ "s3", suite_s3 },
 	{ "cowmap", suite_cowmap },
+	{ "backup", suite_backup },
 	{ "ctl", suite_ctl },
 	{ "rectype", suite_rectype },
 };

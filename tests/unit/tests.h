@@ -24,6 +24,7 @@ extern CU_SuiteInfo suite_xattr[];
 extern CU_SuiteInfo suite_dir[];
 extern CU_SuiteInfo suite_s3[];
 extern CU_SuiteInfo suite_cowmap[];
+extern CU_SuiteInfo suite_backup[];
 extern CU_SuiteInfo suite_ctl[];
 extern CU_SuiteInfo suite_rectype[];
 
