@@ -544,9 +544,12 @@ bool mfs_bk_id_parse(const char *id, uint64_t *ret_lsn, uint64_t *ret_time_ns)
 	return true;
 }
 
-bool mfs_bk_key_parse(const char *rel, char ret_id[MFS_BK_ID_LEN + 1], bool *ret_manifest)
+bool mfs_bk_key_parse(const char *rel, char ret_id[MFS_BK_ID_LEN + 1], bool *ret_manifest,
+		      char ret_parent[MFS_BK_ID_LEN + 1])
 {
 	char id[MFS_BK_ID_LEN + 1];
+	const char *leaf = rel + MFS_BK_ID_LEN + 1;
+	size_t ml = strlen(MFS_BK_MANIFEST);
 	uint64_t a, b;
 
 	if (strlen(rel) < MFS_BK_ID_LEN + 2 || rel[MFS_BK_ID_LEN] != '/')
@@ -555,9 +558,20 @@ bool mfs_bk_key_parse(const char *rel, char ret_id[MFS_BK_ID_LEN + 1], bool *ret
 	id[MFS_BK_ID_LEN] = 0;
 	if (!mfs_bk_id_parse(id, &a, &b))
 		return false;
+	*ret_manifest = false;
+	ret_parent[0] = 0;
+	if (!strcmp(leaf, MFS_BK_MANIFEST))
+		*ret_manifest = true;
+	else if (!strncmp(leaf, MFS_BK_MANIFEST "-", ml + 1) && mfs_bk_id_parse(leaf + ml + 1, &a, &b))
+		*ret_manifest = true, memcpy(ret_parent, leaf + ml + 1, MFS_BK_ID_LEN + 1);
 	memcpy(ret_id, id, sizeof(id));
-	*ret_manifest = !strcmp(rel + MFS_BK_ID_LEN + 1, MFS_BK_MANIFEST);
 	return true;
+}
+
+void mfs_bk_manifest_key(const char *id, const char *parent, char out[2 * MFS_BK_ID_LEN + 20])
+{
+	snprintf(out, 2 * MFS_BK_ID_LEN + 20, "%s/" MFS_BK_MANIFEST "%s%s", id, *parent ? "-" : "",
+		 parent);
 }
 
 /* ================================================================ decisions */

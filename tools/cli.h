@@ -21,6 +21,8 @@ int cli_promote(int argc, char **argv);
 int cli_rejoin(int argc, char **argv);
 int cli_restore(int argc, char **argv);
 int cli_s3(int argc, char **argv);
+int cli_backup(int argc, char **argv);
+int cli_prune(int argc, char **argv);
 
 /* ---------------------------------------------------------------- s3fetch.c */
 

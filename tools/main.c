@@ -31,6 +31,8 @@ static const struct {
 	{ "restore", cli_restore, "restore [--dry-run] --snapshot PATH [--lsn N] [--until LSN|TIME|latest] [--auth-key FILE]... [--encrypt-key FILE]... --segments DIR|--from s3://BUCKET/PREFIX/ --to DIR" },
 	{ "rejoin", cli_rejoin, "rejoin [--dry-run] --data DIR --state STATEDIR --incoming DIR [--auth-key FILE]... [--encrypt-key FILE]...  old primary -> mirror" },
 	{ "sample", cli_sample, "sample FILE                   write a sample segment (for tests)" },
+	{ "backup", cli_backup, "backup [--full] MOUNTPOINT SNAPSHOT s3://BUCKET/PREFIX/  a snapshot to object storage, incremental" },
+	{ "prune", cli_prune, "prune [--dry-run] s3://BUCKET/PREFIX/ --keep-backups N|--keep-within DURATION" },
 	{ "s3", cli_s3, "s3 [--s3-endpoint URL] mb|put|get|head|ls|rm ...  object storage (see s3 --help)" },
 	{ "keygen", cli_keygen, "keygen FILE                   a new 256-bit key for authenticated segments" },
 };

@@ -22,6 +22,7 @@
 
 #include "restore.h"
 
+#include "bkcommon.h"
 #include "cli.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/s3.h"
@@ -86,15 +87,15 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Keep the keys of closed segments that can hold LSNs up to @until. */
-static void select_keys(struct fetch *f, uint64_t until)
+/* Keep the keys of closed segments that can hold LSNs in (@after, @until]. */
+static void select_keys(struct fetch *f, uint64_t after, uint64_t until)
 {
 	size_t k = 0;
 
 	for (size_t i = 0; i < f->list.n; i++) {
 		uint64_t first, last;
 
-		if (segment_key(f->list.v[i].key, &first, &last) && first <= until) {
+		if (segment_key(f->list.v[i].key, &first, &last) && first <= until && last > after) {
 			f->list.v[k++] = f->list.v[i];
 			f->total += f->list.v[i].size;
 		} else {
@@ -105,7 +106,8 @@ static void select_keys(struct fetch *f, uint64_t until)
 }
 
 /* List, then download with @jobs threads. Returns 0, or 1 after a message. */
-static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint64_t until, int jobs)
+static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint64_t after,
+		     uint64_t until, int jobs)
 {
 	char err[256], *seg_prefix = NULL;
 	pthread_t tid[64];
@@ -123,8 +125,8 @@ static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint6
 	mfs_s3_free(s);
 	if (r < 0)
 		return 1;
-	select_keys(f, until);
-	if (!f->list.n)
+	select_keys(f, after, until);
+	if (!f->list.n && !after)
 		return cli_fail("no segment under '%ssegments/'", url);
 	cli_progress_phase(&f->prog, "downloading", f->total);
 	for (; n < jobs && (size_t)n < f->list.n; n++)
@@ -151,7 +153,7 @@ bool cli_restore_wants_s3(int argc, char **argv)
 /* Take --from URL, --jobs N, --s3-endpoint URL out of @argv (into @f and
  * the returned values); the rest, with the scratch folders, goes to @out. */
 static int take_args(int argc, char **argv, char **out, int *nout, const char **url, int *jobs,
-		     uint64_t *until, bool *snapshot, struct fetch *f)
+		     uint64_t *until, uint64_t *until_ns, bool *snapshot, struct fetch *f)
 {
 	*nout = 0;
 	for (int i = 0; i < argc; i++) {
@@ -174,48 +176,92 @@ static int take_args(int argc, char **argv, char **out, int *nout, const char **
 			return cli_fail("--from and --segments exclude each other");
 		if (!strcmp(a, "--snapshot"))
 			*snapshot = true;
-		if (!strcmp(a, "--until") && has_val && !cli_parse_lsn(argv[i + 1], until))
+		if (!strcmp(a, "--until") && has_val && !cli_parse_lsn(argv[i + 1], until)) {
 			*until = UINT64_MAX;
+			if (cli_parse_time(argv[i + 1], until_ns) < 0)
+				*until_ns = UINT64_MAX;
+		}
 		out[(*nout)++] = argv[i];
 	}
 	return 0;
 }
 
+/*
+ * The newest backup at or before the target (LSN or time), rebuilt into
+ * @base: its LSN in *@ret_lsn. None there: 0 and *@ret_lsn 0 (restore
+ * from empty). Returns 0, or 1 after a message.
+ */
+static int from_backup(struct fetch *f, const char *url, uint64_t until, uint64_t until_ns,
+		       int jobs, const char *base, uint64_t *ret_lsn)
+{
+	struct cli_bk_dest d = { .opts = f->opts, .url = url };
+	struct mfs_bk_info *v = NULL;
+	uint64_t t0 = mfs_mono_ns(), bytes = 0;
+	size_t n = 0, k = 0;
+	int at, r;
+
+	*ret_lsn = 0;
+	r = cli_bk_dest_open(&d);
+	if (!r)
+		r = cli_bk_list(&d, &v, &n);
+	at = r ? -1 : mfs_bk_pick(v, n, until, until_ns);
+	if (at >= 0)
+		r = cli_bk_rebuild(&d, v, n, (size_t)at, base, jobs, &bytes);
+	if (at >= 0 && !r) {
+		for (int i = at; v[i].parent[0]; i = mfs_bk_find(v, n, v[i].parent))
+			k++;
+		printf("rebuilt backup %s (LSN %" PRIu64 ", a full backup and %zu incrementals, "
+		       "%" PRIu64 " bytes) in %.3f s\n",
+		       v[at].id, v[at].lsn, k, bytes, (double)(mfs_mono_ns() - t0) / 1e9);
+		*ret_lsn = v[at].lsn;
+	}
+	free(v);
+	cli_bk_dest_done(&d);
+	return r;
+}
+
 static int restore_from(struct fetch *f, int argc, char **argv, const char *scratch)
 {
 	char **args = calloc((size_t)argc + 8, sizeof(*args));
-	char *segs = NULL, *base = NULL, *bucket = NULL, *prefix = NULL;
+	char *segs = NULL, *base = NULL, *bucket = NULL, *prefix = NULL, lsn_text[24] = "0";
 	const char *url = NULL;
-	uint64_t until = UINT64_MAX, t0 = mfs_mono_ns();
+	uint64_t until = UINT64_MAX, until_ns = UINT64_MAX, after = 0, t0;
 	bool snapshot = false;
 	int n = 0, jobs = 4, r;
 
 	if (!args)
 		return cli_fail("out of memory");
-	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &snapshot, f);
+	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &until_ns, &snapshot, f);
 	if (!r && mfs_s3_parse_url(url, &bucket, &prefix) < 0)
 		r = cli_fail("--from '%s' is not s3://BUCKET/PREFIX/", url);
 	if (!r && (asprintf(&segs, "%s/segments", scratch) < 0 || asprintf(&base, "%s/base", scratch) < 0))
 		r = cli_fail("out of memory");
-	if (!r && (mkdir(segs, 0700) < 0 || mkdir(base, 0755) < 0)) /* base: the restored root */
+	if (!r && mkdir(segs, 0700) < 0)
+		r = cli_fail("cannot create folders in '%s': %m", scratch);
+	/* base: the restored root, a backup's tree or empty */
+	if (!r && !snapshot)
+		r = from_backup(f, url, until, until_ns, jobs, base, &after);
+	if (!r && !after && mkdir(base, 0755) < 0)
 		r = cli_fail("cannot create folders in '%s': %m", scratch);
 	f->bucket = bucket;
 	f->dir = segs;
+	t0 = mfs_mono_ns();
 	if (!r)
-		r = fetch_all(f, url, prefix, until, jobs);
+		r = fetch_all(f, url, prefix, after, until, jobs);
 	if (!r) {
 		printf("fetched %zu segments (%" PRIu64 " bytes) from '%s' in %.3f s, %d in parallel\n",
 		       f->list.n, f->bytes, url, (double)(mfs_mono_ns() - t0) / 1e9, jobs);
 		fflush(stdout);
-		static char o_segs[] = "--segments", o_snap[] = "--snapshot", o_lsn[] = "--lsn", zero[] = "0";
+		static char o_segs[] = "--segments", o_snap[] = "--snapshot", o_lsn[] = "--lsn";
 
 		args[n++] = o_segs;
 		args[n++] = segs;
-		if (!snapshot) { /* from empty: the bucket holds every LSN from 1 */
+		if (!snapshot) { /* from the backup, or from empty: the bucket holds every LSN from 1 */
+			snprintf(lsn_text, sizeof(lsn_text), "%" PRIu64, after);
 			args[n++] = o_snap;
 			args[n++] = base;
 			args[n++] = o_lsn;
-			args[n++] = zero;
+			args[n++] = lsn_text;
 		}
 		r = cli_restore(n, args);
 	}

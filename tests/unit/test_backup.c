@@ -121,7 +121,8 @@ static void test_hostile(void)
 
 static void test_ids(void)
 {
-	char id[MFS_BK_ID_LEN + 1], got[MFS_BK_ID_LEN + 1];
+	char id[MFS_BK_ID_LEN + 1], got[MFS_BK_ID_LEN + 1], par[MFS_BK_ID_LEN + 1];
+	char key[2 * MFS_BK_ID_LEN + 20];
 	uint64_t lsn, t;
 	bool man;
 
@@ -132,13 +133,27 @@ static void test_ids(void)
 	CU_ASSERT_EQUAL(t, 1700000000000000000ull);
 	CU_ASSERT_FALSE(mfs_bk_id_parse("00000000000000000123-0170000000000000000", &lsn, &t));
 	CU_ASSERT_FALSE(mfs_bk_id_parse("0000000000000000012x-01700000000000000000", &lsn, &t));
-	CU_ASSERT_TRUE(mfs_bk_key_parse("00000000000000000123-01700000000000000000/manifest", got, &man));
+	CU_ASSERT_TRUE(mfs_bk_key_parse(
+		"00000000000000000123-01700000000000000000/manifest", got, &man, par));
 	CU_ASSERT_TRUE(man);
+	CU_ASSERT_STRING_EQUAL(par, "");
 	CU_ASSERT_STRING_EQUAL(got, id);
-	CU_ASSERT_TRUE(mfs_bk_key_parse("00000000000000000123-01700000000000000000/pack-1-2", got, &man));
+	mfs_bk_manifest_key(id, "", key);
+	CU_ASSERT_STRING_EQUAL(key, "00000000000000000123-01700000000000000000/manifest");
+	mfs_bk_manifest_key(id, "00000000000000000100-01600000000000000000", key);
+	CU_ASSERT_STRING_EQUAL(key, "00000000000000000123-01700000000000000000/manifest-"
+				    "00000000000000000100-01600000000000000000");
+	CU_ASSERT_TRUE(mfs_bk_key_parse(key, got, &man, par));
+	CU_ASSERT_TRUE(man);
+	CU_ASSERT_STRING_EQUAL(par, "00000000000000000100-01600000000000000000");
+	CU_ASSERT_TRUE(mfs_bk_key_parse(
+		"00000000000000000123-01700000000000000000/pack-1-2", got, &man, par));
 	CU_ASSERT_FALSE(man);
-	CU_ASSERT_FALSE(mfs_bk_key_parse("00000000000000000123-01700000000000000000", got, &man));
-	CU_ASSERT_FALSE(mfs_bk_key_parse("junk/manifest", got, &man));
+	CU_ASSERT_TRUE(mfs_bk_key_parse(
+		"00000000000000000123-01700000000000000000/manifest-junk", got, &man, par));
+	CU_ASSERT_FALSE(man);
+	CU_ASSERT_FALSE(mfs_bk_key_parse("00000000000000000123-01700000000000000000", got, &man, par));
+	CU_ASSERT_FALSE(mfs_bk_key_parse("junk/manifest", got, &man, par));
 }
 
 /* Backups at LSN 10*(i+1), time i+1 s; @parents[i]: the parent's index or -1. */

@@ -8,11 +8,14 @@
  * Keys (every one written once, never overwritten):
  *
  *   PREFIX/backups/ID/pack-ATTEMPT-NNNNNN  file data: extents back to back
- *   PREFIX/backups/ID/manifest             written last: the backup exists
+ *   PREFIX/backups/ID/manifest             written last: a full backup exists
+ *   PREFIX/backups/ID/manifest-PARENT      written last: an incremental on
+ *                                          backup PARENT (an ID) exists
  *
  *   ID       LSN-TIME: the snapshot's LSN and time (ns since the epoch),
  *            20 digits each, so that key order is LSN order and a restore
- *            or prune picks a backup from a LIST without reading it.
+ *            or prune picks a backup, and follows its chain of parents,
+ *            from one LIST without reading any manifest.
  *   ATTEMPT  16 hex digits (the attempt's start time): an interrupted
  *            attempt's packs never collide with a later one's.
  *
@@ -111,9 +114,14 @@ int mfs_bk_manifest_decode(const char *text, size_t len, struct mfs_bk_manifest 
 void mfs_bk_id_format(uint64_t lsn, uint64_t time_ns, char out[MFS_BK_ID_LEN + 1]);
 /* Parse an ID (exactly its 41 characters): true and its LSN and time. */
 bool mfs_bk_id_parse(const char *id, uint64_t *ret_lsn, uint64_t *ret_time_ns);
-/* A key relative to PREFIX/backups/: "ID/manifest" (true, *@ret_manifest
- * true) or "ID/ANYTHING" (true, false); the ID copied into @ret_id. */
-bool mfs_bk_key_parse(const char *rel, char ret_id[MFS_BK_ID_LEN + 1], bool *ret_manifest);
+/* A key relative to PREFIX/backups/: "ID/manifest" or "ID/manifest-PARENT"
+ * (true, *@ret_manifest true, the parent's ID or "" in @ret_parent) or
+ * "ID/ANYTHING" (true, false); the ID copied into @ret_id. */
+bool mfs_bk_key_parse(const char *rel, char ret_id[MFS_BK_ID_LEN + 1], bool *ret_manifest,
+		      char ret_parent[MFS_BK_ID_LEN + 1]);
+/* The manifest's key relative to PREFIX/backups/ of backup @id on @parent
+ * ("" for a full one), into @out. */
+void mfs_bk_manifest_key(const char *id, const char *parent, char out[2 * MFS_BK_ID_LEN + 20]);
 
 /* ---- retention */
 
