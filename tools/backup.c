@@ -365,40 +365,13 @@ static bool same_inode(struct bk *b, const char *path, uint64_t *ino)
 	return a.st_ino == c.st_ino && a.st_dev == c.st_dev && S_ISREG(a.st_mode);
 }
 
-/* The data of regular file @e (open at @fd). Returns 0, or 1 after a message. */
-static int file_data(struct bk *b, struct mfs_bk_entry *e, int fd)
+/* Blocks of @e (open at @fd) that OLD's @map names, or from OLD's last
+ * partial block (@osize) on, and differ from OLD's (@ofd). 0 or 1. */
+static int store_changed(struct bk *b, struct mfs_bk_entry *e, int fd, int ofd,
+			 const uint8_t *map, uint64_t osize)
 {
-	uint64_t nb = mfs_cowmap_nblocks(e->size), ino, osize = 0, full_below;
-	_cleanup_free_ uint8_t *map = NULL;
-	_cleanup_close_ int ofd = -EBADF;
-	bool all = true;
+	uint64_t nb = mfs_cowmap_nblocks(e->size), full_below = osize / BS;
 
-	b->bytes += e->size;
-	if (!same_inode(b, e->path, &ino))
-		return store_run(b, e, fd, e->size, -1, 0, 0, nb);
-	map = old_map(b, ino, &osize, &all);
-	e->other = strdup(e->path);
-	if (!e->other)
-		return cli_fail("out of memory");
-	if (!map && !all) { /* never changed since OLD */
-		if (e->size != parent_file(b, e->path)->size)
-			return cli_fail("'%s': no change recorded since '%s' but its size differs",
-					e->path, b->pm.snapshot);
-		return 0;
-	}
-	ofd = cli_open_src(b->old_view_fd, e->path, 0);
-	if (ofd < 0) {
-		errno = -ofd;
-		return cli_fail("cannot open '%s' of snapshot '%s': %m", e->path, b->pm.snapshot);
-	}
-	b->changed_files++;
-	if (all) {
-		struct stat st;
-		osize = fstat(ofd, &st) == 0 ? (uint64_t)st.st_size : 0;
-		return store_run(b, e, fd, e->size, ofd, osize, 0, nb);
-	}
-	/* blocks OLD preserved, and everything from its last (partial) block on */
-	full_below = osize / BS;
 	for (uint64_t k = 0; k < nb;) {
 		uint64_t end;
 		if (k < full_below && !mfs_cowmap_test(map, k)) {
@@ -412,6 +385,65 @@ static int file_data(struct bk *b, struct mfs_bk_entry *e, int fd)
 		k = end;
 	}
 	return 0;
+}
+
+/* A file OLD never saw change (no map): its attributes from the parent. 0 or 1. */
+static int unchanged(struct bk *b, struct mfs_bk_entry *e)
+{
+	const struct mfs_bk_entry *pe = parent_file(b, e->path);
+
+	if (e->size != pe->size)
+		return cli_fail("'%s': no change recorded since '%s' but its size differs", e->path,
+				b->pm.snapshot);
+	for (size_t i = 0; i < pe->n_xa; i++)
+		if (mfs_bk_xattr_add(e, pe->xa[i].name, pe->xa[i].value, pe->xa[i].len) < 0)
+			return cli_fail("out of memory");
+	return 0;
+}
+
+static int add_xattrs(struct mfs_bk_entry *e, int fd, bool top);
+
+/*
+ * Regular file @e, @name of folder @dfd: its extended attributes and data.
+ * A file unchanged since OLD is not even opened. Returns 0, or 1 after a message.
+ */
+static int file_data(struct bk *b, struct mfs_bk_entry *e, int dfd, const char *name)
+{
+	uint64_t ino = 0, osize = 0;
+	_cleanup_free_ uint8_t *map = NULL;
+	_cleanup_close_ int fd = -EBADF, ofd = -EBADF;
+	bool same = same_inode(b, e->path, &ino), all = true;
+	int r;
+
+	b->bytes += e->size;
+	if (same) {
+		map = old_map(b, ino, &osize, &all);
+		e->other = strdup(e->path);
+		if (!e->other)
+			return cli_fail("out of memory");
+		if (!map && !all)
+			return unchanged(b, e);
+	}
+	fd = cli_open_src(dfd, name, 0);
+	r = fd < 0 ? fd : add_xattrs(e, fd, false);
+	if (r < 0) {
+		errno = -r;
+		return cli_fail("cannot read '%s' of snapshot '%s': %m", e->path, b->name);
+	}
+	if (!same)
+		return store_run(b, e, fd, e->size, -1, 0, 0, mfs_cowmap_nblocks(e->size));
+	ofd = cli_open_src(b->old_view_fd, e->path, 0);
+	if (ofd < 0) {
+		errno = -ofd;
+		return cli_fail("cannot open '%s' of snapshot '%s': %m", e->path, b->pm.snapshot);
+	}
+	b->changed_files++;
+	if (all) { /* every block a candidate */
+		struct stat st;
+		osize = fstat(ofd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		return store_run(b, e, fd, e->size, ofd, osize, 0, mfs_cowmap_nblocks(e->size));
+	}
+	return store_changed(b, e, fd, ofd, map, osize);
 }
 
 /* Extended attributes of @fd onto @e (not the snapshot's own at the top). */
@@ -472,7 +504,6 @@ static int walk(struct bk *b, int dfd, const char *rel, int depth);
 static int walk_entry(struct bk *b, int dfd, const char *name, const char *path, int depth)
 {
 	struct mfs_bk_entry *e;
-	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
 	char target[4097];
 	ssize_t n;
@@ -501,23 +532,13 @@ static int walk_entry(struct bk *b, int dfd, const char *name, const char *path,
 	r = hard_link(b, path, &st);
 	if (r)
 		return r < 0 ? cli_fail("out of memory") : 0;
-	fd = cli_open_src(dfd, name, 0);
-	if (fd < 0) {
-		errno = -fd;
-		return cli_fail("cannot open '%s' of snapshot '%s': %m", path, b->name);
-	}
 	e = mfs_bk_entry_add(&b->m, 'f', path);
 	if (!e)
 		return cli_fail("out of memory");
 	set_attrs(e, &st);
 	e->size = (uint64_t)st.st_size;
 	b->files++;
-	r = add_xattrs(e, fd, false);
-	if (r < 0) {
-		errno = -r;
-		return cli_fail("cannot read the attributes of '%s': %m", path);
-	}
-	return file_data(b, e, fd);
+	return file_data(b, e, dfd, name);
 }
 
 /* Folder @rel (open at @dfd's @rel, "." the root) and everything in it. */

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * s3fetch.c - `mirrorctl restore --from s3://BUCKET/PREFIX/ ...`: the
- * segments mirrorfs-ship put under PREFIX/segments/ are downloaded, by
- * --jobs parallel clients, each verified (MD5 against the ETag), into a
- * scratch folder; then the ordinary restore runs on that folder (from an
- * empty base at LSN 0 unless --snapshot is given) and the folder is removed.
+ * newest complete backup at or before the target (mirrorctl backup, under
+ * PREFIX/backups/) is rebuilt into a scratch folder (bkcommon.c), then the
+ * segments mirrorfs-ship put under PREFIX/segments/ after its LSN are
+ * downloaded, by --jobs parallel clients, each verified (MD5 against the
+ * ETag); then the ordinary restore runs on that folder (from the backup's
+ * tree at its LSN; without a backup from an empty base at LSN 0; or from
+ * --snapshot when given) and the scratch folders are removed.
  *
- * Only the segments a restore can need are fetched: with --until LSN, none
- * that starts after it. One LIST (all pages) of PREFIX/segments/ finds them.
+ * Only the segments a restore can need are fetched: none that ends at or
+ * before the backup's LSN, and with --until LSN none that starts after it.
+ * One LIST (all pages) of PREFIX/backups/ and one of PREFIX/segments/.
  */
 #include <errno.h>
 #include <fcntl.h>
