@@ -154,7 +154,7 @@ fetched=$(sed -n 's/^fetched \([0-9]*\) segments.*/\1/p' "$T/r3.out")
 [ "$fetched" -lt "$(wc -l <"$T/keys")" ] || fail "--until $mid_lsn fetched every segment ($fetched)"
 
 step "restore --until LSN before any backup: from empty, as without backups"
-early=$((lsn1 - 1))
+early=$((lsn1 < 300 ? lsn1 - 1 : 300)) # small: the replay from empty stays cheap
 "$CTL" restore --from "$DEST" --until $early --to "$T/r4" >"$T/r4.out" 2>"$T/r4.err" ||
 	fail "restore --until $early: $(cat "$T/r4.err")"
 grep -q "^rebuilt backup" "$T/r4.out" && fail "--until $early used a backup: $(cat "$T/r4.out")"
