@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +33,12 @@
 #include "mirrorfs/macro.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
+#include "mirrorfs/segrun.h"
 
 static int name_cmp(const void *a, const void *b);
 
 struct replay_ctx {
-	struct mfs_replay *engine;
-	uint64_t after;
-	uint64_t applied, failed, last;
-	bool scan;      /* first pass: only find the last checkpoint mark */
+	uint64_t applied, failed;
 	uint64_t mark;  /* the highest LSN a durable checkpoint mark covers */
 	char **touched; /* paths the replay changed, to fsync after it */
 	size_t n_touched, cap_touched;
@@ -95,33 +94,35 @@ static void touch_rec(struct replay_ctx *c, const struct mfs_rec *rec)
 	}
 }
 
-static int replay_one(const struct mfs_rec *rec, void *arg)
+/* The read pass's hook: find the last checkpoint mark. */
+static int mark_one(void *arg, const struct mfs_rec *rec, int e)
 {
 	struct replay_ctx *c = arg;
-	int r;
 
-	if (rec->lsn <= c->after)
-		return 0;
-	if (c->scan) {
-		if (rec->type == MFS_REC_CHECKPOINT)
-			c->mark = MFS_MAX(c->mark, rec->length);
-		return 0;
-	}
-	c->last = rec->lsn;
+	if (rec->type == MFS_REC_CHECKPOINT)
+		c->mark = MFS_MAX(c->mark, rec->length);
+	return 0;
+}
+
+/* The redo pass's hook: what was applied, for the fsync after; a record
+ * that failed is logged and passed over. */
+static int replay_one(void *arg, const struct mfs_rec *rec, int e)
+{
+	struct replay_ctx *c = arg;
+
 	if (mfs_rec_type_is_marker(rec->type))
 		return 0;
-	if (mfs_replay_is_past_limits(c->engine, rec)) {
+	if (e == MFS_SEGRUN_PAST_LIMITS) {
 		/* failed when it was made (EFBIG...): a later record compensates */
 		log_debug("recovery: LSN %" PRIu64 " %s '%s' is past the file system's limits, "
 			  "skipped", rec->lsn, mfs_rec_type_name(rec->type), rec->path);
 		return 0;
 	}
 	touch_rec(c, rec);
-	r = mfs_replay_apply(c->engine, rec);
-	if (r < 0) {
+	if (e < 0) {
 		char line[512];
 		mfs_rec_format(rec, line, sizeof(line));
-		log_warning_errno(r, "recovery: LSN %" PRIu64 " (%s) failed, ignoring: %m",
+		log_warning_errno(e, "recovery: LSN %" PRIu64 " (%s) failed, ignoring: %m",
 				  rec->lsn, line);
 		c->failed++;
 	} else {
@@ -168,29 +169,24 @@ static void touched_free(struct replay_ctx *c)
 	free(c->touched);
 }
 
+/* Segment @name, in journal/ when @closed, else in open/, through @run.
+ * Errors are logged. */
 static int replay_file(struct fs_journal *j, int dirfd, const char *name, bool closed,
-		       struct replay_ctx *c)
+		       struct mfs_segrun *run)
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	const char *sub = closed ? MFS_JDIR_CLOSED : MFS_JDIR_OPEN;
-	struct mfs_seg_info info;
-	char verdict[256];
+	char path[PATH_MAX];
 	int r;
 
 	if (fd < 0)
 		return log_error_errno(-errno, "cannot open segment '%s/%s/%s': %m", j->path, sub,
 				       name);
-	r = mfs_seg_scan_fd_opts(fd, &(struct mfs_segr_opts){ .expect_uuid = j->uuid,
-							       .keys = &j->dec },
-				 replay_one, c, &info);
-	if (r < 0)
-		return log_error_errno(r, "cannot read segment '%s/%s/%s': %m", j->path, sub, name);
-	if (info.verdict != MFS_SEG_OK && (closed || info.verdict != MFS_SEG_TORN)) {
-		mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
-		return log_error_errno(-EBADMSG, "segment '%s/%s/%s' is damaged: %s", j->path, sub,
-				       name, verdict);
-	}
-	return 0;
+	snprintf(path, sizeof(path), "%s/%s/%s", j->path, sub, name);
+	r = mfs_segrun_fd(run, fd, path, !closed);
+	if (r < 0 && run->why[0])
+		return log_error_errno(r, "%s", run->why);
+	return r;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -198,17 +194,33 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* One pass over the closed segments after @c->after and the open one. */
+/*
+ * One pass of a stream-mode run (lib/segrun.c) over the closed segments
+ * after LSN @after, then the open one: into @engine (the redo pass), or
+ * into nothing (the read pass, @engine NULL), each record to @each with
+ * @c. *ret_last: the last LSN handled.
+ */
 static int replay_pass(struct fs_journal *j, const struct mfs_segent *segs, size_t n,
-		       struct replay_ctx *c)
+		       uint64_t after, struct mfs_replay *engine,
+		       int (*each)(void *arg, const struct mfs_rec *rec, int e),
+		       struct replay_ctx *c, uint64_t *ret_last)
 {
+	struct mfs_segrun run;
 	int r = 0;
 
+	mfs_segrun_init(&run, engine, after);
+	run.stream = true;
+	run.keys = &j->dec;
+	run.have_uuid = true;
+	memcpy(run.uuid, j->uuid, 16);
+	run.each = each;
+	run.each_arg = c;
 	for (size_t k = 0; k < n && r == 0; k++)
-		if (segs[k].last > c->after)
-			r = replay_file(j, j->closed_dirfd, segs[k].name, true, c);
+		if (segs[k].last > after)
+			r = replay_file(j, j->closed_dirfd, segs[k].name, true, &run);
 	if (r == 0 && j->w)
-		r = replay_file(j, j->open_dirfd, j->open_name, false, c);
+		r = replay_file(j, j->open_dirfd, j->open_name, false, &run);
+	*ret_last = run.last;
 	return r;
 }
 
@@ -222,40 +234,41 @@ static int replay_pass(struct fs_journal *j, const struct mfs_segent *segs, size
 int fs_journal_redo(struct fs *fs, uint64_t after, uint64_t *ret_last)
 {
 	struct fs_journal *j = fs->j;
-	struct replay_ctx c = { .after = after, .scan = true };
+	struct replay_ctx c = { 0 };
+	struct mfs_replay *engine = NULL;
 	_cleanup_free_ struct mfs_segent *segs = NULL;
+	uint64_t last = after;
 	size_t n = 0;
 	int r;
 
 	r = mfs_segdir_list(j->closed_dirfd, &segs, &n);
 	if (r < 0)
 		return log_error_errno(r, "cannot list '%s/" MFS_JDIR_CLOSED "': %m", j->path);
-	r = replay_pass(j, segs, n, &c);
+	r = replay_pass(j, segs, n, after, NULL, mark_one, &c, &last);
 	if (r == 0) {
-		c.after = MFS_MAX(after, c.mark);
-		c.scan = false;
-		atomic_store(&j->checkpoint_lsn, c.after);
-		r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &c.engine);
+		after = MFS_MAX(after, c.mark);
+		atomic_store(&j->checkpoint_lsn, after);
+		r = mfs_replay_new(fs->sync_fd, MFS_REPLAY_F_NO_SYNC, &engine);
 		if (r < 0)
 			log_error_errno(r, "cannot start the replay engine on '%s': %m",
 					fs->opt.data_dir);
 	}
 	if (r == 0)
-		r = replay_pass(j, segs, n, &c);
-	if (c.engine && r == 0) {
-		int r2 = mfs_replay_finish(c.engine);
+		r = replay_pass(j, segs, n, after, engine, replay_one, &c, &last);
+	if (engine && r == 0) {
+		int r2 = mfs_replay_finish(engine);
 		if (r2 < 0)
 			log_warning_errno(r2, "recovery: replay into '%s' finished with an error, "
 					  "ignoring: %m", fs->opt.data_dir);
 	}
-	mfs_replay_free(c.engine);
+	mfs_replay_free(engine);
 	if (r == 0 && !fs->opt.skip_backing_sync)
 		r = sync_touched(fs, &c);
 	touched_free(&c);
 	if (r == 0 && (c.applied || c.failed))
 		log_notice("recovery: replayed %" PRIu64 " records after checkpoint LSN %" PRIu64
 			   " up to LSN %" PRIu64 " (%" PRIu64 " failed)",
-			   c.applied, c.after, c.last, c.failed);
-	*ret_last = c.last;
+			   c.applied, after, last, c.failed);
+	*ret_last = last;
 	return r;
 }

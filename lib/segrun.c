@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * segrun.c - a run of segment files applied in LSN order with the replay
- * engine, shared by `mirrorctl replay`, `mirrorctl restore` and
- * `mirrorctl promote`.
+ * engine, shared by `mirrorctl replay`, `mirrorctl restore`, `mirrorctl
+ * promote` and crash recovery on mount (fs/redo.c).
  *
  * Each file is loaded once (mfs_replay_seg_load) and validated in full:
  * the reader's verdict, every record's checks, then the engine's preflight
@@ -12,6 +12,11 @@
  * --until limit are neither checked nor applied. The run keeps the
  * invariant that the target holds every LSN up to run->last and nothing
  * after it; a file that does not start at or before run->last + 1 is a gap.
+ *
+ * Stream mode, for crash recovery and mirrord's naive mode, applies each
+ * record as the file is read and hands what happened to it to the
+ * caller's hook, which decides whether a failed record stops the run;
+ * the file's verdict is judged once it was read.
  */
 #include "mirrorfs/segrun.h"
 
@@ -76,7 +81,7 @@ static int apply_cb(const struct mfs_rec *rec, void *arg)
 	run->last = rec->lsn;
 	run->last_ns = rec->time_ns;
 	run->records++;
-	return 0;
+	return run->each ? run->each(run->each_arg, rec, 0) : 0;
 }
 
 /* Does the closed-segment name of @path (if it is one) agree with its content? */
@@ -186,10 +191,6 @@ static int open_regular(const char *path)
 int mfs_segrun_file(struct mfs_segrun *run, const char *path, bool last_file)
 {
 	_cleanup_close_ int fd = -EBADF;
-	struct apply_ctx c = { .run = run };
-	struct mfs_replay_seg *s = NULL;
-	struct mfs_seg_info info;
-	int r;
 
 	run->why[0] = 0;
 	fd = open_regular(path);
@@ -197,6 +198,17 @@ int mfs_segrun_file(struct mfs_segrun *run, const char *path, bool last_file)
 		return fail(run, fd, "refusing '%s': not a regular file", path);
 	if (fd < 0)
 		return fail(run, fd, "cannot open '%s': %s", path, strerror(-fd));
+	return mfs_segrun_fd(run, fd, path, last_file);
+}
+
+/* Whole-file mode: validate all of @fd, preflight it, then apply it. */
+static int run_whole(struct mfs_segrun *run, int fd, const char *path, bool last_file)
+{
+	struct apply_ctx c = { .run = run };
+	struct mfs_replay_seg *s = NULL;
+	struct mfs_seg_info info;
+	int r;
+
 	r = mfs_replay_seg_load(run->engine, fd, run->have_uuid ? run->uuid : NULL, UINT64_MAX, &s);
 	if (r < 0)
 		return fail(run, r, "cannot read '%s': %s", path, strerror(-r));
@@ -244,4 +256,104 @@ int mfs_segrun_file(struct mfs_segrun *run, const char *path, bool last_file)
 	/* records left unapplied are past an --until limit: no later file is needed */
 	run->done = run->last == run->until_lsn || run->last < info.last_lsn;
 	return 0;
+}
+
+int mfs_segrun_seg(struct mfs_segrun *run, struct mfs_replay_seg *s)
+{
+	struct apply_ctx c = { .run = run };
+	const struct mfs_seg_info *info = mfs_replay_seg_info(s);
+	int r;
+
+	run->why[0] = 0;
+	if (!run->have_uuid) {
+		memcpy(run->uuid, info->uuid, 16);
+		run->have_uuid = true;
+	}
+	run->started = true;
+	run->bytes += MFS_SEG_HEADER_SIZE;
+	r = mfs_replay_seg_apply(run->engine, s, run->last, apply_cb, &c); /* takes @s */
+	if (r == 0)
+		run->files++;
+	return r;
+}
+
+/* ================================================================ stream mode */
+
+struct stream_ctx {
+	struct mfs_segrun *run;
+	int stopped; /* the hook's value, or a failed record's error without a hook */
+};
+
+/* Apply @rec (stream mode): 0, MFS_SEGRUN_PAST_LIMITS or -errno. */
+static int stream_apply(struct mfs_segrun *run, const struct mfs_rec *rec)
+{
+	if (!run->engine || mfs_rec_type_is_marker(rec->type))
+		return 0;
+	if (mfs_replay_is_past_limits(run->engine, rec))
+		return MFS_SEGRUN_PAST_LIMITS;
+	return mfs_replay_apply(run->engine, rec);
+}
+
+static int stream_cb(const struct mfs_rec *rec, void *arg)
+{
+	struct stream_ctx *c = arg;
+	struct mfs_segrun *run = c->run;
+	int e, r;
+
+	if (rec->lsn <= run->last)
+		return 0;
+	e = stream_apply(run, rec);
+	r = run->each ? run->each(run->each_arg, rec, e) : MFS_MIN(e, 0);
+	if (r < 0) {
+		c->stopped = r;
+		return r;
+	}
+	run->bytes += mfs_rec_head_size(rec) + rec->data_len;
+	if (run->progress)
+		run->progress(run->progress_arg, run->bytes);
+	run->last = rec->lsn;
+	if (e == 0) {
+		run->last_ns = rec->time_ns;
+		run->records++;
+	}
+	return 0;
+}
+
+/* Stream mode: apply @fd's records as they are read, then judge its verdict. */
+static int run_stream(struct mfs_segrun *run, int fd, const char *path, bool last_file)
+{
+	struct mfs_segr_opts o = { .expect_uuid = run->have_uuid ? run->uuid : NULL,
+				   .keys = run->keys };
+	struct stream_ctx c = { .run = run };
+	uint64_t records = run->records;
+	struct mfs_seg_info info;
+	char verdict[256];
+	int r;
+
+	r = mfs_seg_scan_fd_opts(fd, &o, stream_cb, &c, &info);
+	if (c.stopped && run->each)
+		return c.stopped; /* the hook said why */
+	if (c.stopped)
+		return fail(run, c.stopped, "applying '%s' failed at LSN %" PRIu64 ": %s", path,
+			    run->last + 1, mfs_replay_why(run->engine) ?: strerror(-c.stopped));
+	if (r < 0)
+		return fail(run, r, "cannot read segment '%s': %s", path, strerror(-r));
+	if (info.verdict != MFS_SEG_OK && (!last_file || info.verdict != MFS_SEG_TORN)) {
+		mfs_seg_verdict_format(&info, verdict, sizeof(verdict));
+		return fail(run, -EBADMSG, "segment '%s' is damaged: %s", path, verdict);
+	}
+	if (!run->have_uuid && info.header_valid) {
+		memcpy(run->uuid, info.uuid, 16);
+		run->have_uuid = true;
+	}
+	run->started = true;
+	if (run->records > records)
+		run->files++;
+	return 0;
+}
+
+int mfs_segrun_fd(struct mfs_segrun *run, int fd, const char *path, bool last_file)
+{
+	run->why[0] = 0;
+	return run->stream ? run_stream(run, fd, path, last_file) : run_whole(run, fd, path, last_file);
 }

@@ -30,6 +30,7 @@ static const struct {
 	{ "backup", suite_backup },
 	{ "ctl", suite_ctl },
 	{ "rectype", suite_rectype },
+	{ "segrun", suite_segrun },
 };
 
 int main(int argc, char **argv)

@@ -27,6 +27,7 @@ extern CU_SuiteInfo suite_cowmap[];
 extern CU_SuiteInfo suite_backup[];
 extern CU_SuiteInfo suite_ctl[];
 extern CU_SuiteInfo suite_rectype[];
+extern CU_SuiteInfo suite_segrun[];
 
 /* Make a fresh temporary directory (mkdtemp under $TMPDIR or /tmp); returns
  * a malloc'd path or NULL. rm_rf() removes it again. */
