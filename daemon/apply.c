@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * apply.c - one segment applied (and cascaded), batches of them
+ * apply.c - one segment applied through lib/segrun.c (loaded and judged
+ * ahead, or in naive mode streamed) and cascaded, batches of them
  * gathered, flushed once, recorded as applied, then retired.
  */
 #include "mirror_i.h"
+
+#include "mirrorfs/segrun.h"
 
 /* ================================================================ apply */
 
@@ -30,21 +33,25 @@ static int applied_cb(const struct mfs_rec *rec, void *arg)
 	return 0;
 }
 
-/* Naive mode: each record of the streaming scan is applied, then accounted. */
-static int stream_cb(const struct mfs_rec *rec, void *arg)
+/* Naive mode: each record of the streaming read, applied (or past the file
+ * system's limits: compensated, see the preflight), then accounted; the
+ * first that fails stops the segment. */
+static int stream_each(void *arg, const struct mfs_rec *rec, int e)
 {
 	struct apply_ctx *a = arg;
 
-	if (rec->lsn <= a->after)
-		return 0;
-	if (mfs_replay_is_past_limits(a->m->engine, rec)) /* compensated: see the preflight */
-		return applied_cb(rec, arg) ? 1 : 0;
-	a->error = mfs_replay_apply(a->m->engine, rec);
-	if (a->error < 0) {
+	if (e < 0) {
+		a->error = e;
 		a->err_lsn = rec->lsn;
-		return 1;
+		return e;
 	}
-	return applied_cb(rec, arg) ? 1 : 0;
+	return applied_cb(rec, arg);
+}
+
+/* Default mode: each record applied from the loaded segment, then accounted. */
+static int applied_each(void *arg, const struct mfs_rec *rec, int e)
+{
+	return applied_cb(rec, arg);
 }
 
 /*
@@ -139,8 +146,7 @@ static int apply_segment(struct mirror *m, const struct mfs_segent *e, int fd,
 			 const struct mfs_seg_info *info, struct mfs_replay_seg *s)
 {
 	struct apply_ctx a = { .m = m, .after = m->batch_lsn, .last = m->batch_lsn };
-	struct mfs_segr_opts o = { .expect_uuid = info->uuid, .keys = m->cfg.keys };
-	struct mfs_seg_info again;
+	struct mfs_segrun run;
 	int r;
 
 	r = cascade_begin(m, info, a.after + 1, &a.cw);
@@ -149,16 +155,23 @@ static int apply_segment(struct mirror *m, const struct mfs_segent *e, int fd,
 		return log_error_errno(r, "Failed to start the cascade segment in '%s': %m",
 				       m->cfg.cascade);
 	}
+	mfs_segrun_init(&run, m->engine, a.after);
+	run.each_arg = &a;
 	if (s) {
-		r = mfs_replay_seg_apply(m->engine, s, a.after, applied_cb, &a);
+		run.each = applied_each;
+		r = mfs_segrun_seg(&run, s);
 		if (r < 0 && !a.local) {
 			a.error = r;
 			a.err_lsn = a.last + 1; /* LSNs are consecutive */
 		}
 	} else {
-		r = mfs_seg_scan_fd_opts(fd, &o, stream_cb, &a, &again);
-		if (r >= 0 && !a.error && again.verdict != MFS_SEG_OK)
-			r = -EBADMSG; /* changed since validation */
+		run.stream = true;
+		run.each = stream_each;
+		run.keys = m->cfg.keys;
+		run.have_uuid = true;
+		memcpy(run.uuid, info->uuid, 16);
+		/* not the last file: torn, it changed since validation (-EBADMSG) */
+		r = mfs_segrun_fd(&run, fd, e->name, false);
 	}
 	if (a.error < 0 || r < 0) {
 		int err = a.error < 0 ? a.error : r;
