@@ -3,9 +3,10 @@
  * mirror_i.h - what the pieces of mirror.c share: the mirror's state and
  * the steps of a pass. incoming.c opens and locks the folders and judges
  * an arriving segment (validation, quarantine, retire); prefetch.c loads
- * the next segments on threads of their own; apply.c applies a segment,
- * gathers batches and commits them; mirror.c runs a pass and owns the
- * mirror's lifetime. The invariants are stated at the head of mirror.c.
+ * the next segments on threads of their own; apply.c applies a segment
+ * (through lib/segrun.c), gathers batches and commits them; mirror.c runs
+ * a pass and owns the mirror's lifetime. The invariants are stated at the
+ * head of mirror.c.
  */
 #pragma once
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * segrun.h - a run of segment files applied in LSN order with the replay
- * engine after a given LSN: what `mirrorctl replay`, `mirrorctl restore`
- * and `mirrorctl promote` share.
+ * engine after a given LSN: what `mirrorctl replay`, `mirrorctl restore`,
+ * `mirrorctl promote`, mirrord and crash recovery on mount share.
  *
- * Every file is validated in full before any of its records is applied.
+ * Whole-file mode (the default): every file is validated in full before
+ * any of its records is applied.
  * All files must belong to one data set and follow each other without a
  * gap; a file holding only LSNs already applied is skipped; only the last
  * file may be an open (trailer-less) segment, applied up to its last valid
@@ -18,6 +19,10 @@
  * whole-file check or preflight; what happened to it goes to run->each,
  * which decides whether the run goes on. The verdict is checked after the
  * file was read.
+ *
+ * mirrord, which loads segments ahead on threads of its own and judges
+ * them with its own quarantine, hands each loaded segment over with
+ * mfs_segrun_seg().
  */
 #pragma once
 
