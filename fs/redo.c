@@ -8,12 +8,15 @@
  * file's, or a later mark in the durable journal) into DATADIR, from the
  * closed segments and the open one (whose torn tail is cut), then fsyncs
  * what it changed. That is correct whatever subset of those records had
- * reached the backing files, because no name is removed inside that tail
- * but by its first record: unlink, rmdir and rename run between two fences
- * (fs_journal_fence), each a checkpoint mark without a state file. Every
- * replayed record then makes its post-condition true (lib/replay.c,
- * "Idempotency"). One limit: RENAME_EXCHANGE applied but its second mark
- * not yet durable when the power fails is exchanged again by recovery.
+ * reached the backing files: unlink, rmdir and rename run after a fence
+ * (fs_journal_fence, a checkpoint mark without a state file), so a removal
+ * can only be the first record of that tail, and a rename also before a
+ * second fence. An unlink or rmdir replayed after later records removes
+ * what they put at its name, and they put it back; a rename would not,
+ * hence its second fence. Every replayed record then makes its
+ * post-condition true (lib/replay.c, "Idempotency"). One limit:
+ * RENAME_EXCHANGE applied but its second mark not yet durable when the
+ * power fails is exchanged again by recovery.
  */
 #include "journal_i.h"
 
