@@ -109,7 +109,8 @@ int mfs_bk_xattr_add(struct mfs_bk_entry *e, const char *name, const void *value
 		free(val);
 		return -ENOMEM;
 	}
-	memcpy(val, value, len);
+	if (len)
+		memcpy(val, value, len);
 	e->xa[e->n_xa++] = (struct mfs_bk_xattr){ n, val, len };
 	return 0;
 }
