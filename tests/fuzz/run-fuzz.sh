@@ -65,7 +65,7 @@ fi
 cflags=(-g -O1 -std=gnu17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread
 	-fno-omit-frame-pointer -fno-sanitize-recover=all
 	-I"$src/lib/include" -I"$work")
-# the include paths of the libraries some lib sources use (lib/s3.c)
+# the include paths of the libraries some lib sources use (lib/s3*.c)
 read -ra pkgflags <<<"$(pkg-config --cflags libcurl libxml-2.0 2>/dev/null || true)"
 cflags+=("${pkgflags[@]}")
 : >"$work/config.h" # the lib sources do not need it today; targets may
