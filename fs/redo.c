@@ -34,6 +34,7 @@
 #include "mirrorfs/jdir.h"
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/rectype.h"
 #include "mirrorfs/replay.h"
 #include "mirrorfs/segment.h"
 #include "mirrorfs/segrun.h"
@@ -83,15 +84,10 @@ static void touch(struct replay_ctx *c, const char *path, bool parent)
 
 static void touch_rec(struct replay_ctx *c, const struct mfs_rec *rec)
 {
-	bool ns = rec->type == MFS_REC_MKNOD || rec->type == MFS_REC_MKDIR ||
-		  rec->type == MFS_REC_SYMLINK || rec->type == MFS_REC_UNLINK ||
-		  rec->type == MFS_REC_RMDIR || rec->type == MFS_REC_RENAME ||
-		  rec->type == MFS_REC_LINK;
-
 	touch(c, rec->path, false);
-	if (ns)
+	if (mfs_rec_type_changes_names(rec->type))
 		touch(c, rec->path, true);
-	if (rec->type == MFS_REC_RENAME || rec->type == MFS_REC_LINK) {
+	if (mfs_rec_type_has_path2(rec->type)) {
 		touch(c, rec->path2, false);
 		touch(c, rec->path2, true);
 	}

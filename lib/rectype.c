@@ -114,19 +114,19 @@ static const struct mfs_rec_type_info types[] = {
 	[MFS_REC_FALLOCATE] = { "fallocate", MFS_RT_DATA, fallocate_why,
 				{ U32(mode, MFS_SHOW_HEX, "mode", FALLOC_FL_KEEP_SIZE),
 				  U64(offset, "offset", 8192), U64(length, "length", 4096) } },
-	[MFS_REC_MKNOD] = { "mknod", 0, mknod_why,
+	[MFS_REC_MKNOD] = { "mknod", MFS_RT_NAMES, mknod_why,
 			    { U32(mode, MFS_SHOW_OCT, "mode", S_IFIFO | 0644), U64(rdev, "rdev", 0),
 			      UID, GID } },
-	[MFS_REC_MKDIR] = { "mkdir", 0, mkdir_why,
+	[MFS_REC_MKDIR] = { "mkdir", MFS_RT_NAMES, mkdir_why,
 			    { U32(mode, MFS_SHOW_OCT, "mode", 0755), UID, GID } },
-	[MFS_REC_UNLINK] = { "unlink", 0, NULL, { { 0 } } },
-	[MFS_REC_RMDIR] = { "rmdir", 0, NULL, { { 0 } } },
-	[MFS_REC_RENAME] = { "rename", 0, rename_why,
+	[MFS_REC_UNLINK] = { "unlink", MFS_RT_NAMES, NULL, { { 0 } } },
+	[MFS_REC_RMDIR] = { "rmdir", MFS_RT_NAMES, NULL, { { 0 } } },
+	[MFS_REC_RENAME] = { "rename", MFS_RT_NAMES, rename_why,
 			     { STR(MFS_PATH_MAX, MFS_RULE_PATH, "to", "new path", "pg/base/new"),
 			       U32(flags, MFS_SHOW_HEX, "flags", 0) } },
-	[MFS_REC_LINK] = { "link", 0, NULL,
+	[MFS_REC_LINK] = { "link", MFS_RT_NAMES, NULL,
 			   { STR(MFS_PATH_MAX, MFS_RULE_PATH, "to", "new path", "pg/base/new") } },
-	[MFS_REC_SYMLINK] = { "symlink", 0, NULL,
+	[MFS_REC_SYMLINK] = { "symlink", MFS_RT_NAMES, NULL,
 			      { STR(MFS_PATH_MAX, MFS_RULE_NONE, "target", NULL, "../target"), UID,
 				GID } },
 	[MFS_REC_CHMOD] = { "chmod", 0, NULL, { U32(mode, MFS_SHOW_OCT, "mode", 0644) } },
@@ -214,6 +214,13 @@ bool mfs_rec_type_has_path2(uint32_t type)
 	const struct mfs_rec_field *f = find_kind(type, MFS_FLD_STR);
 
 	return f && f->rule == MFS_RULE_PATH;
+}
+
+bool mfs_rec_type_changes_names(uint32_t type)
+{
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info(type);
+
+	return ti && (ti->flags & MFS_RT_NAMES);
 }
 
 /* ================================================================ values */

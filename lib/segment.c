@@ -34,6 +34,7 @@
 #include "mirrorfs/crc32c.h"
 #include "mirrorfs/io.h"
 #include "mirrorfs/macro.h"
+#include "mirrorfs/rectype.h"
 
 #define PREALLOC_CHUNK (4u << 20)
 #define HEAD_MAX (MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64)
@@ -399,11 +400,6 @@ int mfs_segw_reserve(struct mfs_segw *w, uint64_t bytes)
 	return r;
 }
 
-static bool rec_has_blob(enum mfs_rec_type t)
-{
-	return t == MFS_REC_WRITE || t == MFS_REC_SETXATTR;
-}
-
 int mfs_segw_set_compress(struct mfs_segw *w, int level)
 {
 	if (w->version < MFS_FORMAT_VERSION_2 && level)
@@ -420,9 +416,10 @@ int mfs_segw_set_compress(struct mfs_segw *w, int level)
 /* Compress a write's data into w->zbuf when it pays. Called with w->lock held. */
 static int compress_locked(struct mfs_segw *w, struct mfs_rec *rec)
 {
+	const struct mfs_rec_type_info *ti = mfs_rec_type_info(rec->type);
 	size_t need;
 
-	if (!w->zstd_level || rec->type != MFS_REC_WRITE || rec->data_len < 64)
+	if (!w->zstd_level || !ti || !(ti->flags & MFS_RT_ZSTD) || rec->data_len < 64)
 		return 0;
 	need = ZSTD_compressBound(rec->data_len);
 	if (need > w->zcap) {
@@ -523,7 +520,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		goto out_unlock;
 	iov[0] = (struct iovec){ head, head_len };
 	total = head_len;
-	if (rec_has_blob(rec->type) && blob) {
+	if (mfs_rec_type_has_blob(rec->type) && blob) {
 		iov[cnt++] = (struct iovec){ (void *)rec->data, blob };
 		total += blob;
 	}

@@ -65,6 +65,7 @@ struct mfs_rec_field {
 #define MFS_RT_DATA (1u << 1) /* changes a regular file's bytes or size, up to mfs_rec_end() */
 #define MFS_RT_ZSTD (1u << 2) /* format 2: its blob may be a zstd frame (MFS_REC_F_ZSTD) */
 #define MFS_RT_TRAILER (1u << 3) /* a segment's trailer: never applied */
+#define MFS_RT_NAMES (1u << 4) /* makes or removes a name: its parent directory changes */
 
 #define MFS_REC_FIELDS_MAX 4
 
@@ -93,6 +94,10 @@ bool mfs_rec_type_is_data(uint32_t type);
 
 /* Whether @type carries a second record path (rename, link: path2 is checked as a path). */
 bool mfs_rec_type_has_path2(uint32_t type);
+
+/* Whether @type makes or removes a name (MFS_RT_NAMES): the directory holding
+ * its path (and its second path, if it has one) changes. */
+bool mfs_rec_type_changes_names(uint32_t type);
 
 /* Field @f of @rec: as a number (TIME: the seconds; STR, BLOB: 0), or its string (NULL). */
 uint64_t mfs_rec_field_get(const struct mfs_rec_fields *rec, const struct mfs_rec_field *f);
