@@ -2,7 +2,9 @@
 /*
  * replay_check.c - the checks every record passes before it is applied:
  * paths (relative, no "..", not the reserved .mirrorfs, within limits),
- * fields (modes, flags, sizes) and the record as a whole.
+ * fields (modes, flags, sizes) and the record as a whole. Each field's
+ * limit and rule, and a type's own rule over its fields, are rows of the
+ * record type table (rectype.c); this file applies them.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -73,7 +73,8 @@
  * Nothing may follow the trailer. A segment without a trailer is the open
  * segment or a torn one.
  *
- * Payload fields (see codec.c, docs/journal-format.md):
+ * Payload fields (per type: the table in rectype.c, which codec.c encodes
+ * and decodes from; docs/journal-format.md):
  *   str16 = u16 length + bytes (no NUL), blob32 = u32 length + bytes.
  */
 #pragma once

@@ -117,7 +117,7 @@ int mfs_rec_decode_seg(const void *buf, size_t len, struct mfs_rec *ret, uint32_
  * mfs_rec_decode_seg() for records ending in a @tag_len-byte tag (format
  * 2, MFS_REC_F_TAG; 0: no tag, flags must be zero). The CRC covers the
  * tag; the payload ends where the tag starts. The tag itself is not
- * checked here (see segment.c).
+ * checked here (the reader checks it: segread.c).
  */
 int mfs_rec_decode_ext(const void *buf, size_t len, uint32_t tag_len, struct mfs_rec *ret,
 		       uint32_t *seg_crc);

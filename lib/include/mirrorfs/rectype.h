@@ -5,8 +5,10 @@
  * limits and checks, how they are shown, and an example value.
  *
  * The codec encodes, decodes and formats every type from this table; the
- * replay checks, the preflight, mirrorctl sample, the mkseg test helper
- * and the fuzz seeds read it too. Adding a record type is: its number in
+ * replay checks, the preflight, the segment writer (which types carry a
+ * blob, which may be compressed), crash recovery's redo pass (fs/redo.c:
+ * which types change names), mirrorctl sample, the mkseg test helper and
+ * the fuzz seeds read it too. Adding a record type is: its number in
  * format.h, its row in lib/rectype.c, what applying it means
  * (lib/replay_ops.c), the fs/ call site that journals it, the docs and
  * its tests. The table is not the format: the byte layout it produces is
