@@ -196,7 +196,7 @@ static int take_args(int argc, char **argv, char **out, int *nout, const char **
  * from empty). Returns 0, or 1 after a message.
  */
 static int from_backup(struct fetch *f, const char *url, uint64_t until, uint64_t until_ns,
-		       int jobs, const char *base, uint64_t *ret_lsn)
+		       int jobs, bool dry_run, const char *base, uint64_t *ret_lsn)
 {
 	struct cli_bk_dest d = { .opts = f->opts, .url = url };
 	struct mfs_bk_info *v = NULL;
@@ -209,16 +209,22 @@ static int from_backup(struct fetch *f, const char *url, uint64_t until, uint64_
 	if (!r)
 		r = cli_bk_list(&d, &v, &n);
 	at = r ? -1 : mfs_bk_pick(v, n, until, until_ns);
-	if (at >= 0)
+	for (int i = at; i >= 0 && v[i].parent[0]; i = mfs_bk_find(v, n, v[i].parent))
+		k++;
+	if (at >= 0 && dry_run) { /* the plan only: an empty base at the backup's LSN */
+		printf("would rebuild backup %s (LSN %" PRIu64 ", a full backup and %zu "
+		       "incrementals)\n",
+		       v[at].id, v[at].lsn, k);
+		r = mkdir(base, 0700) < 0 ? cli_fail("cannot create '%s': %m", base) : 0;
+	} else if (at >= 0) {
 		r = cli_bk_rebuild(&d, v, n, (size_t)at, base, jobs, &bytes);
-	if (at >= 0 && !r) {
-		for (int i = at; v[i].parent[0]; i = mfs_bk_find(v, n, v[i].parent))
-			k++;
+	}
+	if (at >= 0 && !r && !dry_run)
 		printf("rebuilt backup %s (LSN %" PRIu64 ", a full backup and %zu incrementals, "
 		       "%" PRIu64 " bytes) in %.3f s\n",
 		       v[at].id, v[at].lsn, k, bytes, (double)(mfs_mono_ns() - t0) / 1e9);
+	if (at >= 0 && !r)
 		*ret_lsn = v[at].lsn;
-	}
 	free(v);
 	cli_bk_dest_done(&d);
 	return r;
@@ -230,11 +236,13 @@ static int restore_from(struct fetch *f, int argc, char **argv, const char *scra
 	char *segs = NULL, *base = NULL, *bucket = NULL, *prefix = NULL, lsn_text[24] = "0";
 	const char *url = NULL;
 	uint64_t until = UINT64_MAX, until_ns = UINT64_MAX, after = 0, t0;
-	bool snapshot = false;
+	bool snapshot = false, dry_run = false;
 	int n = 0, jobs = 4, r;
 
 	if (!args)
 		return cli_fail("out of memory");
+	for (int i = 1; i < argc; i++)
+		dry_run |= !strcmp(argv[i], "--dry-run");
 	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &until_ns, &snapshot, f);
 	if (!r && mfs_s3_parse_url(url, &bucket, &prefix) < 0)
 		r = cli_fail("--from '%s' is not s3://BUCKET/PREFIX/", url);
@@ -244,7 +252,7 @@ static int restore_from(struct fetch *f, int argc, char **argv, const char *scra
 		r = cli_fail("cannot create folders in '%s': %m", scratch);
 	/* base: the restored root, a backup's tree or empty */
 	if (!r && !snapshot)
-		r = from_backup(f, url, until, until_ns, jobs, base, &after);
+		r = from_backup(f, url, until, until_ns, jobs, dry_run, base, &after);
 	if (!r && !after && mkdir(base, 0755) < 0)
 		r = cli_fail("cannot create folders in '%s': %m", scratch);
 	f->bucket = bucket;

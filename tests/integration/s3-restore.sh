@@ -121,6 +121,10 @@ after4=$(while read -r k _; do [ "$(seg_last "$k")" -gt "$lsn4" ] && echo "$k"; 
 grep -q "^rebuilt backup $id4 " "$T/r1.out" || fail "latest did not start from backup s4: $(cat "$T/r1.out")"
 grep -q "^fetched $after4 segments" "$T/r1.out" || fail "not only the $after4 segments after s4 fetched: $(cat "$T/r1.out")"
 verify_equal "$T/ref" "$T/r1" || fail "restore --until latest differs from the replay of the bucket"
+"$CTL" restore --dry-run --from "$DEST" --until latest --to "$T/rd" >"$T/rd.out" 2>&1 ||
+	fail "restore --dry-run: $(cat "$T/rd.out")"
+grep -q "^would rebuild backup $id4 " "$T/rd.out" || fail "restore --dry-run: $(cat "$T/rd.out")"
+[ -e "$T/rd" ] && fail "restore --dry-run created '$T/rd'"
 ls /var/tmp | grep -q '^mirrorctl-restore\.' && fail "scratch folder left in /var/tmp"
 
 pg_ok() { # DATADIR: starts, amcheck clean, prints the marks
