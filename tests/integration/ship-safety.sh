@@ -10,7 +10,9 @@
 #    refused, naming the first's PID;
 #  - mirrorfs killed under a running shipper: its status says down (not
 #    "running" and up) while the mount is dead and once it is unmounted;
-#    after a new mount it ships again.
+#    after a new mount it ships again;
+#  - while it waits, another data folder's mount, given the dead mount's
+#    device number by the kernel, is not "in use" by it.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v rsync >/dev/null || skip "no rsync"
@@ -68,6 +70,7 @@ refused "$T/two-status.log" "status file '$T/ship.json' is in use by mirrorfs-sh
 
 step "mirrorfs dies under the shipper: its status says down"
 MPID=${MFS_PID[$T/mnt]}
+odev=$(stat -c %d "$T/mnt/.mirrorfs/journal")
 kill -9 "$MPID"
 wait "$MPID" 2>/dev/null || true
 # (MFS_PID keeps the mount: the exit trap drops the dead mount if a check fails)
@@ -79,6 +82,18 @@ fusermount3 -u -z "$T/mnt"
 wait_for grep -q 'no longer a mirrorfs mount' "$T/ship.json" ||
 	{ cat "$T/ship.json"; fail "status does not say the mount is gone"; }
 grep -q '"state":"down"' "$T/ship.json" || fail "status not down once unmounted"
+
+step "another data folder's mount, on the device number the dead mount had: not in use"
+mkdir -p "$T/data2" "$T/in3"
+mfs_mount "$T/data2" "$T/mnt2"
+echo "other" >"$T/mnt2/o"
+"$CTL" rotate "$T/mnt2" >/dev/null
+ndev=$(stat -c %d "$T/mnt2/.mirrorfs/journal")
+"$SHIP" --once --mirrorctl "$CTL" --status "$T/s3.json" "$T/mnt2" "$T/in3" >"$T/other.log" 2>&1 ||
+	{ cat "$T/other.log" >&2; fail "a shipper of another mount was refused (device $ndev, the dead mount's $odev)"; }
+ls "$T/in3/"*.mfsj >/dev/null 2>&1 || fail "nothing shipped from the other mount"
+[ "$ndev" = "$odev" ] || echo "(the other mount got device $ndev, not the dead mount's $odev: the case was not hit)"
+mfs_umount "$T/mnt2"
 
 step "mounted again: the shipper is up and ships the new segments"
 mfs_mount "$T/data" "$T/mnt"
