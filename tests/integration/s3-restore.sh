@@ -18,9 +18,10 @@
 # backup. Restores start from the newest backup before the target (latest:
 # s4; the time: s1; an LSN before s4: the chain s1+s2+s3; an LSN before s1:
 # no backup, from empty as before) and fetch only the segments after it.
-# Prune --keep-backups 2 keeps s3's parents and the segments after s3 (a
-# restore there still works), --dry-run deletes nothing, --keep-backups 1
-# removes s1..s3 and the segments up to s4, and a restore after it works.
+# Prune --keep-backups 2 keeps s3's parents and the segments after s3 (the
+# restore to an LSN before s4 runs after it), --dry-run deletes nothing,
+# --keep-backups 1 removes s1..s3 and the segments up to s4 (the restore to
+# latest runs after it).
 set -eu
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
@@ -107,25 +108,11 @@ wait_for -t 120 nothing_held || fail "not everything shipped and trimmed after 1
 pg_stop "$T/mnt/pg" immediate
 mfs_kill9 "$T/mnt"
 
-step "restore --from the bucket --until latest (4 downloads in parallel)"
+step "the reference: every segment in the bucket, replayed from empty"
 "$CTL" s3 ls "${DEST}segments/" >"$T/keys" || fail "ls"
 mkdir -p "$T/dl" "$T/ref"
 while read -r k _; do "$CTL" s3 get "$B/$k" "$T/dl/${k##*/}" || fail "get $k"; done <"$T/keys"
 "$CTL" replay --to "$T/ref" "$T/dl"/*.mfsj >"$T/replay.log" 2>&1 || fail "replay"
-t0=$(date +%s%N)
-"$CTL" restore --from "$DEST" --until latest --jobs 4 --to "$T/r1" >"$T/r1.out" 2>"$T/r1.err" ||
-	fail "restore latest: $(cat "$T/r1.err")"
-echo "   $(head -n 1 "$T/r1.out")"
-echo "   $(tail -n 1 "$T/r1.out") ($((($(date +%s%N) - t0) / 1000000)) ms in all)"
-after4=$(while read -r k _; do [ "$(seg_last "$k")" -gt "$lsn4" ] && echo "$k"; done <"$T/keys" | wc -l)
-grep -q "^rebuilt backup $id4 " "$T/r1.out" || fail "latest did not start from backup s4: $(cat "$T/r1.out")"
-grep -q "^fetched $after4 segments" "$T/r1.out" || fail "not only the $after4 segments after s4 fetched: $(cat "$T/r1.out")"
-verify_equal "$T/ref" "$T/r1" || fail "restore --until latest differs from the replay of the bucket"
-"$CTL" restore --dry-run --from "$DEST" --until latest --to "$T/rd" >"$T/rd.out" 2>&1 ||
-	fail "restore --dry-run: $(cat "$T/rd.out")"
-grep -q "^would rebuild backup $id4 " "$T/rd.out" || fail "restore --dry-run: $(cat "$T/rd.out")"
-[ -e "$T/rd" ] && fail "restore --dry-run created '$T/rd'"
-ls /var/tmp | grep -q '^mirrorctl-restore\.' && fail "scratch folder left in /var/tmp"
 
 pg_ok() { # DATADIR: starts, amcheck clean, prints the marks
 	pg_start "$1" $PORT "$T/sock2" || fail "PostgreSQL did not start on '$1'"
@@ -135,27 +122,13 @@ pg_ok() { # DATADIR: starts, amcheck clean, prints the marks
 	marks=$(q "$T/sock2" "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks")
 	pg_stop "$1"
 }
-pg_ok "$T/r1/pg"
-[ "$marks" = 1,2,3 ] || fail "latest: marks '$marks', want 1,2,3"
 
-step "restore --until TIME (between mark 1 and mark 2)"
+step "restore --until TIME (between mark 1 and mark 2: from backup s1)"
 "$CTL" restore --from "$DEST" --until "$mid" --to "$T/r2" >"$T/r2.out" 2>"$T/r2.err" ||
 	fail "restore --until $mid: $(cat "$T/r2.err")"
 grep -q "^rebuilt backup $id1 " "$T/r2.out" || fail "--until $mid did not start from backup s1: $(cat "$T/r2.out")"
 pg_ok "$T/r2/pg"
 [ "$marks" = 1 ] || fail "--until $mid: marks '$marks', want 1"
-
-step "restore --until LSN (before s4: the chain s1+s2+s3, then segments) = replay --until"
-mid_lsn=$((lsn4 - 1))
-"$CTL" restore --from "$DEST" --until $mid_lsn --jobs 2 --to "$T/r3" >"$T/r3.out" 2>"$T/r3.err" ||
-	fail "restore --until $mid_lsn: $(cat "$T/r3.err")"
-grep -q "^rebuilt backup $id3 (LSN $lsn3, a full backup and 2 incrementals" "$T/r3.out" ||
-	fail "--until $mid_lsn did not start from the chain of s3: $(cat "$T/r3.out")"
-mkdir -p "$T/ref3"
-"$CTL" replay --to "$T/ref3" --until $mid_lsn "$T/dl"/*.mfsj >"$T/replay3.log" 2>&1 || fail "replay --until"
-verify_equal "$T/ref3" "$T/r3" || fail "restore --until $mid_lsn differs from replay --until"
-fetched=$(sed -n 's/^fetched \([0-9]*\) segments.*/\1/p' "$T/r3.out")
-[ "$fetched" -lt "$(wc -l <"$T/keys")" ] || fail "--until $mid_lsn fetched every segment ($fetched)"
 
 step "restore --until LSN before any backup: from empty, as without backups"
 early=$((lsn1 < 300 ? lsn1 - 1 : 300)) # small: the replay from empty stays cheap
@@ -178,9 +151,20 @@ while read -r k _; do
 	if [ "$l" -gt "$lsn3" ]; then grep -q "^$k " "$T/after-p2" || fail "prune deleted $k, needed after s3"
 	else grep -q "^$k " "$T/after-p2" && fail "prune kept $k (ends at or before s3's LSN $lsn3)"; fi
 done <"$T/keys"
-"$CTL" restore --from "$DEST" --until $mid_lsn --to "$T/r5" >"$T/r5.out" 2>"$T/r5.err" ||
-	fail "restore --until $mid_lsn after prune: $(cat "$T/r5.err")"
-verify_equal "$T/ref3" "$T/r5" || fail "restore --until $mid_lsn after prune differs"
+
+step "after that prune, restore --until LSN before s4: the chain s1+s2+s3, then segments = replay --until"
+mid_lsn=$((lsn4 - 1))
+"$CTL" restore --from "$DEST" --until $mid_lsn --jobs 2 --to "$T/r3" >"$T/r3.out" 2>"$T/r3.err" ||
+	fail "restore --until $mid_lsn: $(cat "$T/r3.err")"
+grep -q "^rebuilt backup $id3 (LSN $lsn3, a full backup and 2 incrementals" "$T/r3.out" ||
+	fail "--until $mid_lsn did not start from the chain of s3: $(cat "$T/r3.out")"
+want3=$(while read -r k _; do
+	[ "$(seg_last "$k")" -gt "$lsn3" ] && [ "$(seg_first "$k")" -le "$mid_lsn" ] && echo "$k"
+done <"$T/keys" | wc -l)
+grep -q "^fetched $want3 segments" "$T/r3.out" || fail "not only the $want3 segments after s3 fetched: $(cat "$T/r3.out")"
+mkdir -p "$T/ref3"
+"$CTL" replay --to "$T/ref3" --until $mid_lsn "$T/dl"/*.mfsj >"$T/replay3.log" 2>&1 || fail "replay --until"
+verify_equal "$T/ref3" "$T/r3" || fail "restore --until $mid_lsn differs from replay --until"
 
 step "prune --keep-backups 1 (--dry-run first): s1..s3 and the segments up to s4 go"
 "$CTL" prune "$DEST" --keep-backups 1 --dry-run >"$T/p1d.out" 2>&1 || fail "prune --dry-run: $(cat "$T/p1d.out")"
@@ -198,9 +182,25 @@ while read -r k _; do
 	if [ "$l" -gt "$lsn4" ]; then grep -q "^$k " "$T/after-p1" || fail "prune deleted $k, needed after s4"
 	else grep -q "^$k " "$T/after-p1" && fail "prune kept $k (ends at or before s4's LSN $lsn4)"; fi
 done <"$T/keys"
-"$CTL" restore --from "$DEST" --until latest --to "$T/r6" >"$T/r6.out" 2>"$T/r6.err" ||
-	fail "restore latest after prune: $(cat "$T/r6.err")"
-verify_equal "$T/ref" "$T/r6" || fail "restore latest after prune differs from the replay"
+
+step "after that prune, restore --until latest (backup s4, then the segments after it; 4 downloads in parallel)"
+t0=$(date +%s%N)
+"$CTL" restore --from "$DEST" --until latest --jobs 4 --to "$T/r1" >"$T/r1.out" 2>"$T/r1.err" ||
+	fail "restore latest: $(cat "$T/r1.err")"
+echo "   $(head -n 1 "$T/r1.out")"
+echo "   $(tail -n 1 "$T/r1.out") ($((($(date +%s%N) - t0) / 1000000)) ms in all)"
+after4=$(while read -r k _; do [ "$(seg_last "$k")" -gt "$lsn4" ] && echo "$k"; done <"$T/keys" | wc -l)
+grep -q "^rebuilt backup $id4 " "$T/r1.out" || fail "latest did not start from backup s4: $(cat "$T/r1.out")"
+grep -q "^fetched $after4 segments" "$T/r1.out" || fail "not only the $after4 segments after s4 fetched: $(cat "$T/r1.out")"
+verify_equal "$T/ref" "$T/r1" || fail "restore --until latest differs from the replay of the bucket"
+"$CTL" restore --dry-run --from "$DEST" --until latest --to "$T/rd" >"$T/rd.out" 2>&1 ||
+	fail "restore --dry-run: $(cat "$T/rd.out")"
+grep -q "^would rebuild backup $id4 " "$T/rd.out" || fail "restore --dry-run: $(cat "$T/rd.out")"
+[ -e "$T/rd" ] && fail "restore --dry-run created '$T/rd'"
+ls /var/tmp | grep -q '^mirrorctl-restore\.' && fail "scratch folder left in /var/tmp"
+ls /var/tmp | grep -q '^mirrorctl-backup\.' && fail "scratch folder left in /var/tmp"
+pg_ok "$T/r1/pg"
+[ "$marks" = 1,2,3 ] || fail "latest: marks '$marks', want 1,2,3"
 
 step "refusals"
 if "$CTL" restore --from "$B/nothing/" --to "$T/r4" >/dev/null 2>"$T/err"; then fail "empty prefix restored"; fi
