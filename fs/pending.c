@@ -340,6 +340,17 @@ void fs_dirty_add(struct fs *fs, struct fs_inode *i)
 		fs_inode_ref(fs, i);
 }
 
+/*
+ * Up to this many changed objects are fsynced one after the other, with
+ * no thread: a thread costs more than it saves there, and on ext4 the
+ * second fsync mostly finds its transaction committed by the first. A
+ * fence before an unlink of a new file (the file, then its folder), per
+ * create + write + close + unlink, measured on an ext4 of its own: 4.34
+ * jbd2 commits and 8.8 device flushes in parallel, 4.00 and 8.00 one
+ * after the other, and 9 syscalls less (the thread).
+ */
+#define DSYNC_INLINE_MAX 2
+
 struct dsync_job {
 	struct fs_inode *i;
 };
@@ -361,6 +372,19 @@ static int dsync_one(void *arg)
 	if (fsync(fd) < 0)
 		r = -errno;
 	close(fd);
+	return r;
+}
+
+/* Run @jobs in this thread, in order; returns the first error, or 0. */
+static int run_inline(struct mfs_job *jobs, size_t n)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		jobs[k].r = jobs[k].fn(jobs[k].arg);
+		if (jobs[k].r < 0 && r == 0)
+			r = jobs[k].r;
+	}
 	return r;
 }
 
@@ -408,7 +432,7 @@ int fs_dirty_sync(struct fs *fs, char *ret_path, size_t size)
 		fs->pend.dlist = NULL;
 	pthread_mutex_unlock(&fs->pend.lock);
 	if (n)
-		r = mfs_run_jobs(jobs, n);
+		r = n <= DSYNC_INLINE_MAX ? run_inline(jobs, n) : mfs_run_jobs(jobs, n);
 	for (k = 0; k < n; k++) {
 		if (r < 0 && jobs[k].r < 0 && ret_path && !*ret_path)
 			name_backing(v[k], ret_path, size);
