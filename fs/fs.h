@@ -240,6 +240,7 @@ struct fs {
 	struct fs_inode root;
 	double timeout;
 	uid_t owner;
+	gid_t egid; /* the group what the daemon makes gets, but in a set-group-ID folder */
 	bool is_root;
 
 	pthread_rwlock_t ns_lock; /* take before inode->lock */

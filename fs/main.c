@@ -301,6 +301,7 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	raise_nofile();
 	fs->owner = getuid();
 	fs->is_root = geteuid() == 0;
+	fs->egid = getegid();
 	fs->timeout = 1.0;
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);

@@ -166,12 +166,16 @@ void fs_fence_after(struct fs *fs, bool durable)
 int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mfs_rec *rec,
 		  uint64_t lsn, struct fuse_entry_param *e)
 {
+	/* made by root for root in its own group: already theirs (in a
+	 * set-group-ID folder the node has the folder's group, which rec->gid
+	 * is then, unequal to ours unless the same) */
+	bool give = fs->is_root && (rec->uid != 0 || rec->gid != fs->egid);
 	struct fs_inode *i;
 	int r;
 
 	/* chown clears the set-id bits of a non-folder (root's too): the new
 	 * node gets back those it was created with, as it would natively */
-	if (fs->is_root && fchownat(p->fd, name, rec->uid, rec->gid, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (give && fchownat(p->fd, name, rec->uid, rec->gid, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    (rec->mode & (S_ISUID | S_ISGID)) && !S_ISDIR(rec->mode) && !S_ISLNK(rec->mode) &&
 	    fchmodat(p->fd, name, rec->mode & 07777, 0) < 0)
 		log_debug("cannot give '%s' back its set-id bits: %m (journaled as it is)", name);
