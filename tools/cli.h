@@ -45,6 +45,10 @@ struct mfs_keyring;
 int cli_auth_key_add(struct mfs_keyring *kr, const char *file);
 /* --encrypt-key FILE: add it to @kr's encryption keys, or fail with a message. */
 int cli_encrypt_key_add(struct mfs_keyring *kr, const char *file);
+/* argv[*i] is --auth-key FILE or --encrypt-key FILE: add the key to @kr and
+ * step *i over FILE. Returns 1 when it was one, 0 when it is another
+ * argument, -1 after a message when the key cannot be used. */
+int cli_key_opt(struct mfs_keyring *kr, int argc, char **argv, int *i);
 
 /* mirrorctl keygen FILE */
 int cli_keygen(int argc, char **argv);

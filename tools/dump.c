@@ -119,18 +119,14 @@ static int dump_one(const char *path, struct dump_ctx *c)
 int cli_dump(int argc, char **argv)
 {
 	struct dump_ctx c = { 0 };
-	int i = 1, ret = 0, count;
+	int i = 1, ret = 0, count, k;
 
 	for (; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			c.json = true;
-		else if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
-			if (cli_encrypt_key_add(&c.keys, argv[++i]))
-				return 1;
-		} else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
-			if (cli_auth_key_add(&c.keys, argv[++i]))
-				return 1;
-		} else
+		else if ((k = cli_key_opt(&c.keys, argc, argv, &i)) < 0)
+			return 1;
+		else if (!k)
 			break;
 	}
 	if (i >= argc) {

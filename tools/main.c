@@ -57,6 +57,18 @@ int cli_encrypt_key_add(struct mfs_keyring *kr, const char *file)
 	return 0;
 }
 
+int cli_key_opt(struct mfs_keyring *kr, int argc, char **argv, int *i)
+{
+	bool auth = !strcmp(argv[*i], "--auth-key");
+
+	if ((!auth && strcmp(argv[*i], "--encrypt-key")) || *i + 1 >= argc)
+		return 0;
+	*i += 1;
+	if (auth ? cli_auth_key_add(kr, argv[*i]) : cli_encrypt_key_add(kr, argv[*i]))
+		return -1;
+	return 1;
+}
+
 int cli_keygen(int argc, char **argv)
 {
 	struct mfs_auth_key k;

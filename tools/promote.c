@@ -346,16 +346,12 @@ int cli_promote(int argc, char **argv)
 			dry_run = true;
 			continue;
 		}
-		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
-			if (cli_auth_key_add(&arg_keys, argv[++i]))
-				return 1;
+		int k = cli_key_opt(&arg_keys, argc, argv, &i);
+
+		if (k < 0)
+			return 1;
+		if (k)
 			continue;
-		}
-		if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
-			if (cli_encrypt_key_add(&arg_keys, argv[++i]))
-				return 1;
-			continue;
-		}
 		const char **slot = !strcmp(argv[i], "--data")	    ? &data
 				    : !strcmp(argv[i], "--state")    ? &state
 				    : !strcmp(argv[i], "--incoming") ? &incoming

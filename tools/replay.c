@@ -30,7 +30,7 @@ int cli_replay(int argc, char **argv)
 	uint64_t after = 0, until = UINT64_MAX;
 	bool have_after = false;
 	struct mfs_keyring keys = { 0 };
-	int i = 1, r, ret = 0;
+	int i = 1, r, ret = 0, k;
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--to") && i + 1 < argc) {
@@ -40,13 +40,9 @@ int cli_replay(int argc, char **argv)
 			have_after = true;
 		} else if (!strcmp(argv[i], "--until") && i + 1 < argc) {
 			until = strtoull(argv[++i], NULL, 10);
-		} else if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
-			if (cli_auth_key_add(&keys, argv[++i]))
-				return 1;
-		} else if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
-			if (cli_encrypt_key_add(&keys, argv[++i]))
-				return 1;
-		} else {
+		} else if ((k = cli_key_opt(&keys, argc, argv, &i)) < 0) {
+			return 1;
+		} else if (!k) {
 			break;
 		}
 	}

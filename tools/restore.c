@@ -82,16 +82,12 @@ static int parse_args(int argc, char **argv, struct restore *o)
 			o->dry_run = true;
 			continue;
 		}
-		if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
-			if (cli_encrypt_key_add(&o->keys, argv[++i]))
-				return 1;
+		int k = cli_key_opt(&o->keys, argc, argv, &i);
+
+		if (k < 0)
+			return 1;
+		if (k)
 			continue;
-		}
-		if (!strcmp(argv[i], "--auth-key") && i + 1 < argc) {
-			if (cli_auth_key_add(&o->keys, argv[++i]))
-				return 1;
-			continue;
-		}
 		const char **slot = !strcmp(argv[i], "--snapshot")   ? &o->snapshot
 				    : !strcmp(argv[i], "--segments") ? &o->segments
 				    : !strcmp(argv[i], "--to")	     ? &o->to
