@@ -68,7 +68,7 @@ int cli_bk_dest_open(struct cli_bk_dest *d)
 	d->s3 = mfs_s3_new(&d->opts, err, sizeof(err));
 	if (!d->s3)
 		return cli_fail("%s", err);
-	return cli_bk_scratch(&d->scratch);
+	return d->no_scratch ? 0 : cli_bk_scratch(&d->scratch);
 }
 
 void cli_bk_dest_done(struct cli_bk_dest *d)
@@ -87,19 +87,25 @@ void cli_bk_dest_done(struct cli_bk_dest *d)
 
 int cli_bk_list(struct cli_bk_dest *d, struct mfs_bk_info **ret, size_t *ret_n)
 {
-	struct mfs_bk_info *v = NULL;
-	size_t n = 0, pl = strlen(d->bkprefix);
-
 	mfs_s3_list_done(&d->keys);
 	d->keys = (struct mfs_s3_list){ 0 };
 	if (mfs_s3_list(d->s3, d->bucket, d->bkprefix, NULL, 0, &d->keys) < 0)
 		return cli_fail("cannot list '%s%s': %s", d->url, MFS_BK_DIR, mfs_s3_error(d->s3));
+	return cli_bk_parse(d, ret, ret_n);
+}
+
+int cli_bk_parse(struct cli_bk_dest *d, struct mfs_bk_info **ret, size_t *ret_n)
+{
+	struct mfs_bk_info *v = NULL;
+	size_t n = 0, pl = strlen(d->bkprefix);
+
 	for (size_t i = 0; i < d->keys.n; i++) {
 		char id[MFS_BK_ID_LEN + 1], parent[MFS_BK_ID_LEN + 1];
 		bool man;
 		struct mfs_bk_info *b;
 
-		if (!mfs_bk_key_parse(d->keys.v[i].key + pl, id, &man, parent))
+		if (strncmp(d->keys.v[i].key, d->bkprefix, pl) ||
+		    !mfs_bk_key_parse(d->keys.v[i].key + pl, id, &man, parent))
 			continue;
 		if (!n || strcmp(v[n - 1].id, id)) { /* keys come sorted: one run per ID */
 			b = realloc(v, (n + 1) * sizeof(*v));

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,9 +22,11 @@ struct cli_bk_dest {
 	struct mfs_s3 *s3;
 	struct mfs_s3_list keys; /* the last cli_bk_list(): every key under bkprefix */
 	char *scratch;           /* a private folder, removed by cli_bk_dest_done() */
+	bool no_scratch;         /* in: a plan only, no scratch folder */
 };
 
-/* Parse d->url, make the client and the scratch folder. 0, or 1 after a message. */
+/* Parse d->url, make the client and (unless d->no_scratch) the scratch
+ * folder. 0, or 1 after a message. */
 int cli_bk_dest_open(struct cli_bk_dest *d);
 void cli_bk_dest_done(struct cli_bk_dest *d);
 
@@ -33,6 +36,11 @@ int cli_bk_scratch(char **ret);
 /* The backups under PREFIX/backups/ (one LIST), sorted by ID, in *@ret
  * (malloc'd). 0, or 1 after a message. */
 int cli_bk_list(struct cli_bk_dest *d, struct mfs_bk_info **ret, size_t *ret_n);
+
+/* As cli_bk_list() from the keys already in d->keys (keys outside
+ * PREFIX/backups/ are skipped): a LIST of all of PREFIX/ serves both the
+ * backups and the segments. 0, or 1 after a message. */
+int cli_bk_parse(struct cli_bk_dest *d, struct mfs_bk_info **ret, size_t *ret_n);
 
 /* Download and decode the manifest of @b, checked against its ID. 0, or 1 after a message. */
 int cli_bk_get_manifest(struct cli_bk_dest *d, const struct mfs_bk_info *b,

@@ -12,9 +12,16 @@
  * Only the segments a restore can need are fetched: none that ends at or
  * before the backup's LSN, and with --until LSN none that starts after it.
  * One LIST (all pages) of PREFIX/backups/ and one of PREFIX/segments/.
+ *
+ * --dry-run prints the plan from one LIST of PREFIX/ alone: the backup it
+ * would rebuild and its objects, the segments it would fetch (LSN ranges
+ * from their names, sizes from the LIST) and the target. Nothing is
+ * downloaded and nothing written, not even a scratch folder; where a time
+ * target ends is decided by the records, so the plan says so instead.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,8 +36,10 @@
 #include "bkcommon.h"
 #include "cli.h"
 #include "mirrorfs/io.h"
+#include "mirrorfs/macro.h"
 #include "mirrorfs/s3.h"
 #include "mirrorfs/segment.h"
+#include "segset.h"
 
 struct fetch {
 	struct mfs_s3_opts opts;
@@ -196,7 +205,7 @@ static int take_args(int argc, char **argv, char **out, int *nout, const char **
  * from empty). Returns 0, or 1 after a message.
  */
 static int from_backup(struct fetch *f, const char *url, uint64_t until, uint64_t until_ns,
-		       int jobs, bool dry_run, const char *base, uint64_t *ret_lsn)
+		       int jobs, const char *base, uint64_t *ret_lsn)
 {
 	struct cli_bk_dest d = { .opts = f->opts, .url = url };
 	struct mfs_bk_info *v = NULL;
@@ -211,15 +220,9 @@ static int from_backup(struct fetch *f, const char *url, uint64_t until, uint64_
 	at = r ? -1 : mfs_bk_pick(v, n, until, until_ns);
 	for (int i = at; i >= 0 && v[i].parent[0]; i = mfs_bk_find(v, n, v[i].parent))
 		k++;
-	if (at >= 0 && dry_run) { /* the plan only: an empty base at the backup's LSN */
-		printf("would rebuild backup %s (LSN %" PRIu64 ", a full backup and %zu "
-		       "incrementals)\n",
-		       v[at].id, v[at].lsn, k);
-		r = mkdir(base, 0700) < 0 ? cli_fail("cannot create '%s': %m", base) : 0;
-	} else if (at >= 0) {
+	if (at >= 0)
 		r = cli_bk_rebuild(&d, v, n, (size_t)at, base, jobs, &bytes);
-	}
-	if (at >= 0 && !r && !dry_run)
+	if (at >= 0 && !r)
 		printf("rebuilt backup %s (LSN %" PRIu64 ", a full backup and %zu incrementals, "
 		       "%" PRIu64 " bytes) in %.3f s\n",
 		       v[at].id, v[at].lsn, k, bytes, (double)(mfs_mono_ns() - t0) / 1e9);
@@ -236,13 +239,11 @@ static int restore_from(struct fetch *f, int argc, char **argv, const char *scra
 	char *segs = NULL, *base = NULL, *bucket = NULL, *prefix = NULL, lsn_text[24] = "0";
 	const char *url = NULL;
 	uint64_t until = UINT64_MAX, until_ns = UINT64_MAX, after = 0, t0;
-	bool snapshot = false, dry_run = false;
+	bool snapshot = false;
 	int n = 0, jobs = 4, r;
 
 	if (!args)
 		return cli_fail("out of memory");
-	for (int i = 1; i < argc; i++)
-		dry_run |= !strcmp(argv[i], "--dry-run");
 	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &until_ns, &snapshot, f);
 	if (!r && mfs_s3_parse_url(url, &bucket, &prefix) < 0)
 		r = cli_fail("--from '%s' is not s3://BUCKET/PREFIX/", url);
@@ -252,7 +253,7 @@ static int restore_from(struct fetch *f, int argc, char **argv, const char *scra
 		r = cli_fail("cannot create folders in '%s': %m", scratch);
 	/* base: the restored root, a backup's tree or empty */
 	if (!r && !snapshot)
-		r = from_backup(f, url, until, until_ns, jobs, dry_run, base, &after);
+		r = from_backup(f, url, until, until_ns, jobs, base, &after);
 	if (!r && !after && mkdir(base, 0755) < 0)
 		r = cli_fail("cannot create folders in '%s': %m", scratch);
 	f->bucket = bucket;
@@ -286,6 +287,189 @@ static int restore_from(struct fetch *f, int argc, char **argv, const char *scra
 	return r;
 }
 
+/* ================================================================ --dry-run */
+
+/* Whether folder @to is missing or empty (as the restore wants it); 1 after a message. */
+static int check_target(const char *to)
+{
+	DIR *dir = opendir(to);
+	struct dirent *e;
+	bool empty = true;
+
+	if (!dir && errno == ENOENT)
+		return 0;
+	if (!dir && errno == ENOTDIR)
+		return cli_fail("refusing to restore into '%s': it is not a directory", to);
+	if (!dir)
+		return cli_fail("cannot open '%s': %m", to);
+	while (empty && (e = readdir(dir)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(dir);
+	return empty ? 0 : cli_fail("refusing to restore into '%s': it is not empty", to);
+}
+
+/* The objects of backup @v[@at]'s chain in @d->keys: their count and bytes. */
+static size_t chain_objects(const struct cli_bk_dest *d, const struct mfs_bk_info *v, size_t n,
+			    int at, uint64_t *ret_bytes)
+{
+	size_t pl = strlen(d->bkprefix), count = 0;
+
+	*ret_bytes = 0;
+	for (int i = at; i >= 0; i = v[i].parent[0] ? mfs_bk_find(v, n, v[i].parent) : -1)
+		for (size_t j = 0; j < d->keys.n; j++) {
+			const char *key = d->keys.v[j].key;
+
+			if (!strncmp(key, d->bkprefix, pl) &&
+			    !strncmp(key + pl, v[i].id, MFS_BK_ID_LEN) && key[pl + MFS_BK_ID_LEN] == '/') {
+				count++;
+				*ret_bytes += d->keys.v[j].size;
+			}
+		}
+	return count;
+}
+
+/* The closed segments in @d->keys that can hold LSNs in (@after, @until],
+ * sorted (their names sort by LSN); paths borrowed from the keys. */
+static int plan_segments(const struct cli_bk_dest *d, uint64_t after, uint64_t until,
+			 struct cli_segfile **ret, size_t *ret_n)
+{
+	size_t pl = strlen(d->segprefix), k = 0;
+	struct cli_segfile *v = calloc(d->keys.n + 1, sizeof(*v));
+
+	if (!v)
+		return cli_fail("out of memory");
+	for (size_t i = 0; i < d->keys.n; i++) {
+		struct cli_segfile *s = &v[k];
+
+		if (strncmp(d->keys.v[i].key, d->segprefix, pl) ||
+		    !segment_key(d->keys.v[i].key, &s->first, &s->last) || s->first > until || s->last <= after)
+			continue;
+		s->path = d->keys.v[i].key;
+		s->size = d->keys.v[i].size;
+		k++;
+	}
+	*ret = v;
+	*ret_n = k;
+	return 0;
+}
+
+/* What the restore would do, from one LIST of PREFIX/. Returns 0, 1 or 2 after a message. */
+static int plan_from(struct fetch *f, int argc, char **argv)
+{
+	static const char *const with_value[] = { "--to", "--until", "--snapshot", "--lsn",
+						  "--auth-key", "--encrypt-key" };
+	char **args = calloc((size_t)argc + 1, sizeof(*args)), until_text[64] = "";
+	struct cli_bk_dest d = { .no_scratch = true };
+	struct mfs_bk_info *v = NULL;
+	struct cli_segfile *segs = NULL;
+	const char *url = NULL, *to = NULL, *until_arg = NULL, *snap = NULL;
+	uint64_t until = UINT64_MAX, until_ns = UINT64_MAX, after = 0, bytes = 0, lo, hi;
+	uint64_t gap_from, gap_to;
+	bool snapshot = false;
+	size_t nb = 0, nsegs = 0;
+	int n = 0, jobs = 4, at = -1, r;
+
+	if (!args)
+		return cli_fail("out of memory");
+	r = take_args(argc, argv, args, &n, &url, &jobs, &until, &until_ns, &snapshot, f);
+	for (int i = 1; !r && i < n; i++) { /* what cli_restore() would refuse */
+		bool known = !strcmp(args[i], "--dry-run");
+
+		for (size_t j = 0; !known && j < ARRAY_SIZE(with_value); j++)
+			if (!strcmp(args[i], with_value[j]) && i + 1 < n) {
+				known = true;
+				to = j == 0 ? args[i + 1] : to;
+				until_arg = j == 1 ? args[i + 1] : until_arg;
+				snap = j == 2 ? args[i + 1] : snap;
+				i++;
+			}
+		if (!known) {
+			cli_fail("restore --from: unknown option or missing value '%s'", args[i]);
+			r = 2;
+		}
+	}
+	if (!r && !to) {
+		cli_fail("restore --from needs --to DIR");
+		r = 2;
+	}
+	if (!r && until_arg && strcmp(until_arg, "latest") && until == UINT64_MAX && until_ns == UINT64_MAX)
+		r = cli_fail("--until '%s' is neither an LSN nor a time "
+			     "(YYYY-MM-DDTHH:MM:SS[.frac][Z|+HH:MM] or @SECONDS[.frac])",
+			     until_arg);
+	if (!r && (check_target(to) || cli_probe_data_tree(to)))
+		r = 1;
+	d.opts = f->opts;
+	d.url = url;
+	if (!r)
+		r = cli_bk_dest_open(&d);
+	if (!r && mfs_s3_list(d.s3, d.bucket, d.prefix, NULL, 0, &d.keys) < 0)
+		r = cli_fail("cannot list '%s': %s", url, mfs_s3_error(d.s3));
+	if (!r)
+		r = cli_bk_parse(&d, &v, &nb);
+	if (!r && !snapshot)
+		at = mfs_bk_pick(v, nb, until, until_ns);
+	after = at >= 0 ? v[at].lsn : 0;
+	if (!r)
+		r = plan_segments(&d, after, until, &segs, &nsegs);
+	if (!r && !nsegs && !after)
+		r = cli_fail("no segment under '%ssegments/'", url);
+	if (!r && !cli_segfiles_contiguous(segs, nsegs, after, until, &gap_from, &gap_to))
+		r = cli_fail("gap in the segments under '%ssegments/': LSN %" PRIu64 "..%" PRIu64
+			     " missing",
+			     url, gap_from, gap_to);
+	lo = nsegs ? segs[0].first : 0;
+	hi = nsegs ? segs[nsegs - 1].last : 0;
+	if (!r && until != UINT64_MAX && until > MFS_MAX(hi, after))
+		r = cli_fail("--until %" PRIu64 " is past the last segment under '%ssegments/' (LSN %" PRIu64 ")",
+			     until, url, MFS_MAX(hi, after));
+	if (r)
+		goto out;
+	for (size_t i = 0; i < nsegs; i++)
+		bytes += segs[i].size;
+	printf("dry run: nothing downloaded or written (one LIST of '%s')\n", url);
+	if (at >= 0) {
+		uint64_t bk_bytes;
+		size_t objects = chain_objects(&d, v, nb, at, &bk_bytes), k = 0;
+
+		for (int i = at; v[i].parent[0] && (i = mfs_bk_find(v, nb, v[i].parent)) >= 0;)
+			k++;
+		printf("would rebuild backup %s (LSN %" PRIu64 ", a full backup and %zu incrementals, "
+		       "%zu objects, %" PRIu64 " bytes)\n",
+		       v[at].id, v[at].lsn, k, objects, bk_bytes);
+	} else if (snapshot) {
+		printf("would start from the snapshot '%s' (at its LSN)\n", snap);
+	} else {
+		printf("would start from empty (LSN 0): no complete backup at or before the target\n");
+	}
+	if (nsegs)
+		printf("would fetch %zu segments (LSN %" PRIu64 "..%" PRIu64 ", %" PRIu64
+		       " bytes) from '%ssegments/', %d in parallel\n",
+		       nsegs, lo, hi, bytes, url, jobs);
+	else
+		printf("would fetch no segment: none under '%ssegments/' goes past LSN %" PRIu64 "\n",
+		       url, after);
+	if (until != UINT64_MAX) {
+		printf("would replay after LSN %" PRIu64 " up to LSN %" PRIu64 " into '%s'\n", after,
+		       until, to);
+	} else if (until_ns != UINT64_MAX) {
+		cli_iso_time(until_ns, until_text, sizeof(until_text));
+		printf("would replay after LSN %" PRIu64 " up to %s into '%s': where that is is "
+		       "decided by reading the records of these segments (at most LSN %" PRIu64
+		       "), not from the LIST\n",
+		       after, until_text, to, MFS_MAX(hi, after));
+	} else {
+		printf("would replay after LSN %" PRIu64 " up to the end of the segments (LSN %" PRIu64
+		       ") into '%s'\n",
+		       after, MFS_MAX(hi, after), to);
+	}
+out:
+	free(segs);
+	free(v);
+	free(args);
+	cli_bk_dest_done(&d);
+	return r;
+}
+
 int cli_restore_s3(int argc, char **argv)
 {
 	struct fetch f = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -295,6 +479,9 @@ int cli_restore_s3(int argc, char **argv)
 
 	f.prog.on = isatty(STDERR_FILENO);
 	mfs_s3_opts_from_env(&f.opts);
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--dry-run")) /* the plan: no scratch folder */
+			return plan_from(&f, argc, argv);
 	if (asprintf(&scratch, "%s/mirrorctl-restore.XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0)
 		return cli_fail("out of memory");
 	if (!mkdtemp(scratch)) {

@@ -193,10 +193,24 @@ after4=$(while read -r k _; do [ "$(seg_last "$k")" -gt "$lsn4" ] && echo "$k"; 
 grep -q "^rebuilt backup $id4 " "$T/r1.out" || fail "latest did not start from backup s4: $(cat "$T/r1.out")"
 grep -q "^fetched $after4 segments" "$T/r1.out" || fail "not only the $after4 segments after s4 fetched: $(cat "$T/r1.out")"
 verify_equal "$T/ref" "$T/r1" || fail "restore --until latest differs from the replay of the bucket"
-"$CTL" restore --dry-run --from "$DEST" --until latest --to "$T/rd" >"$T/rd.out" 2>&1 ||
+step "restore --dry-run: the plan from the LIST alone, no segment, pack or manifest downloaded"
+RGWLOG=$CEPH_DIR/log/client.rgw.log
+log0=$(wc -l <"$RGWLOG")
+mkdir -p "$T/dtmp"
+TMPDIR=$T/dtmp "$CTL" restore --dry-run --from "$DEST" --until latest --to "$T/rd" >"$T/rd.out" 2>&1 ||
 	fail "restore --dry-run: $(cat "$T/rd.out")"
+sed 's/^/   /' "$T/rd.out"
+"$CTL" s3 ls "${DEST}dry-run-done/" >/dev/null || fail "ls marker"
+marker_seen() { tail -n +"$((log0 + 1))" "$RGWLOG" | grep -q 'dry-run-done'; }
+wait_for -t 10 marker_seen || fail "the gateway's access log does not show the marker LIST"
+got=$(tail -n +"$((log0 + 1))" "$RGWLOG" | grep ' beast: ' |
+	grep -E '"GET [^ ?"]*pg1/(segments|backups)/' || true)
+[ -z "$got" ] || fail "restore --dry-run downloaded: $(echo "$got" | head -3)"
 grep -q "^would rebuild backup $id4 " "$T/rd.out" || fail "restore --dry-run: $(cat "$T/rd.out")"
+grep -q "^would fetch $after4 segments " "$T/rd.out" ||
+	fail "restore --dry-run: not the $after4 segments after s4: $(cat "$T/rd.out")"
 [ -e "$T/rd" ] && fail "restore --dry-run created '$T/rd'"
+[ -z "$(ls -A "$T/dtmp")" ] || fail "restore --dry-run wrote in \$TMPDIR: $(ls "$T/dtmp")"
 ls /var/tmp | grep -q '^mirrorctl-restore\.' && fail "scratch folder left in /var/tmp"
 ls /var/tmp | grep -q '^mirrorctl-backup\.' && fail "scratch folder left in /var/tmp"
 pg_ok "$T/r1/pg"
