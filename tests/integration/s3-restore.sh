@@ -10,6 +10,8 @@
 #  - --until TIME (between two marked transactions): the first row is there,
 #    the second is not, pg_amcheck clean;
 #  - --until LSN: equal to mirrorctl replay --until of the same segments;
+#  - --dry-run: the plan (backup, segments) from one LIST, no GET of a
+#    segment, pack or manifest in the gateway's access log;
 #  - refusals: no such bucket prefix, --from with --segments.
 # Backups (mirrorctl backup, issue 22): snapshot s1 after pgbench -i is a
 # full backup (with a 16 MiB file); s2 after the load an incremental; 1% of
@@ -129,6 +131,10 @@ step "restore --until TIME (between mark 1 and mark 2: from backup s1)"
 grep -q "^rebuilt backup $id1 " "$T/r2.out" || fail "--until $mid did not start from backup s1: $(cat "$T/r2.out")"
 pg_ok "$T/r2/pg"
 [ "$marks" = 1 ] || fail "--until $mid: marks '$marks', want 1"
+"$CTL" restore --dry-run --from "$DEST" --until "$mid" --to "$T/rd2" >"$T/rd2.out" 2>&1 ||
+	fail "restore --dry-run --until $mid: $(cat "$T/rd2.out")"
+grep -q "^would rebuild backup $id1 " "$T/rd2.out" && grep -q "decided by reading the records" "$T/rd2.out" ||
+	fail "restore --dry-run --until $mid: $(cat "$T/rd2.out")"
 
 step "restore --until LSN before any backup: from empty, as without backups"
 early=$((lsn1 < 300 ? lsn1 - 1 : 300)) # small: the replay from empty stays cheap
