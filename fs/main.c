@@ -189,52 +189,49 @@ static int check_metrics(struct fs *fs, const char *path)
 	return 0;
 }
 
-/* -o encrypt_key=FILE (enc[0], seals new segments), encrypt_key_old=FILE (enc[1]). */
-static int load_enc_keys(struct fs *fs, struct cli *c)
+/* -o NAME=FILE and NAME_old=FILE (@old: the key before a key change) into
+ * fs's keyring: its encryption keys with @enc, else its authentication keys. */
+static int load_key_pair(struct fs *fs, const char *name, const char *file, const char *old, bool enc)
 {
-	const char *files[] = { c->encrypt_key, c->encrypt_key_old };
-	char id[17];
+	const char *files[] = { file, old };
 	int r;
 
-	if (c->encrypt_key_old && !c->encrypt_key)
-		return log_error_errno(-EINVAL, "encrypt_key_old needs encrypt_key (the new key)");
+	if (old && !file)
+		return log_error_errno(-EINVAL, "%s_old needs %s (the new key)", name, name);
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		if (!files[i])
 			continue;
-		r = mfs_keyring_add_enc_file(&fs->opt.keys, files[i]);
+		r = enc ? mfs_keyring_add_enc_file(&fs->opt.keys, files[i])
+			: mfs_keyring_add_file(&fs->opt.keys, files[i]);
 		if (r < 0)
 			return log_error_errno(-EINVAL, "cannot use key file '%s': %s", files[i],
 					       mfs_auth_key_error(r));
+	}
+	return 0;
+}
+
+/* -o auth_key=FILE (keys[0], tags new segments), auth_key_old=FILE (keys[1]);
+ * -o encrypt_key=FILE (enc[0], seals new segments), encrypt_key_old=FILE (enc[1]). */
+static int load_keys(struct fs *fs, struct cli *c)
+{
+	char id[17];
+	int r;
+
+	r = load_key_pair(fs, "auth_key", c->auth_key, c->auth_key_old, false);
+	if (r < 0)
+		return r;
+	r = load_key_pair(fs, "encrypt_key", c->encrypt_key, c->encrypt_key_old, true);
+	if (r < 0)
+		return r;
+	if (c->auth_key) {
+		mfs_auth_id_format(fs->opt.keys.keys[0].id, id);
+		log_info("segments are authenticated with key id %s", id);
 	}
 	if (c->encrypt_key) {
 		mfs_auth_id_format(fs->opt.keys.enc[0].id, id);
 		log_info("segments are encrypted with key id %s", id);
 	}
 	return 0;
-}
-
-/* -o auth_key=FILE (keys[0], tags new segments), auth_key_old=FILE (keys[1]). */
-static int load_keys(struct fs *fs, struct cli *c)
-{
-	const char *files[] = { c->auth_key, c->auth_key_old };
-	int r;
-
-	if (c->auth_key_old && !c->auth_key)
-		return log_error_errno(-EINVAL, "auth_key_old needs auth_key (the new key)");
-	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-		if (!files[i])
-			continue;
-		r = mfs_keyring_add_file(&fs->opt.keys, files[i]);
-		if (r < 0)
-			return log_error_errno(-EINVAL, "cannot use key file '%s': %s", files[i],
-					       mfs_auth_key_error(r));
-	}
-	if (c->auth_key) {
-		char id[17];
-		mfs_auth_id_format(fs->opt.keys.keys[0].id, id);
-		log_info("segments are authenticated with key id %s", id);
-	}
-	return load_enc_keys(fs, c);
 }
 
 /* -o compress=zstd[:LEVEL] */
