@@ -202,19 +202,24 @@ static void *dl_worker(void *arg)
 	return NULL;
 }
 
+void cli_bk_workers(void *(*fn)(void *), void *arg, size_t n)
+{
+	pthread_t tid[64];
+	size_t k = 0;
+
+	for (; k < n && k < 64; k++)
+		if (pthread_create(&tid[k], NULL, fn, arg))
+			break;
+	if (!k)
+		fn(arg);
+	for (size_t i = 0; i < k; i++)
+		pthread_join(tid[i], NULL);
+}
+
 /* Download @f->n keys with @jobs threads. 0, or 1 after a message. */
 static int dl_run(struct dl *f, int jobs)
 {
-	pthread_t tid[64];
-	int n = 0;
-
-	for (; n < jobs && n < 64 && (size_t)n < f->n; n++)
-		if (pthread_create(&tid[n], NULL, dl_worker, f))
-			break;
-	if (!n)
-		dl_worker(f);
-	for (int i = 0; i < n; i++)
-		pthread_join(tid[i], NULL);
+	cli_bk_workers(dl_worker, f, MFS_MIN((size_t)jobs, f->n));
 	if (f->failed)
 		return cli_fail("download from '%s' failed: %s", f->d->url, f->err);
 	return 0;

@@ -25,6 +25,11 @@ struct cli_bk_dest {
 	bool no_scratch;         /* in: a plan only, no scratch folder */
 };
 
+/* Run @fn(@arg) on @n threads (at most 64; in this thread when none can
+ * start) and wait for them all: workers that take their next download from
+ * @arg until none is left. */
+void cli_bk_workers(void *(*fn)(void *), void *arg, size_t n);
+
 /* Parse d->url, make the client and (unless d->no_scratch) the scratch
  * folder. 0, or 1 after a message. */
 int cli_bk_dest_open(struct cli_bk_dest *d);

@@ -123,9 +123,8 @@ static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint6
 		     uint64_t until, int jobs)
 {
 	char err[256], *seg_prefix = NULL;
-	pthread_t tid[64];
 	struct mfs_s3 *s = mfs_s3_new(&f->opts, err, sizeof(err));
-	int n = 0, r;
+	int r;
 
 	if (!s)
 		return cli_fail("%s", err);
@@ -142,13 +141,7 @@ static int fetch_all(struct fetch *f, const char *url, const char *prefix, uint6
 	if (!f->list.n && !after)
 		return cli_fail("no segment under '%ssegments/'", url);
 	cli_progress_phase(&f->prog, "downloading", f->total);
-	for (; n < jobs && (size_t)n < f->list.n; n++)
-		if (pthread_create(&tid[n], NULL, worker, f))
-			break;
-	if (!n)
-		worker(f);
-	for (int i = 0; i < n; i++)
-		pthread_join(tid[i], NULL);
+	cli_bk_workers(worker, f, MFS_MIN((size_t)jobs, f->list.n));
 	cli_progress_end(&f->prog);
 	if (f->failed)
 		return cli_fail("download from '%s' failed: %s", url, f->err);
