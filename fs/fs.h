@@ -364,7 +364,7 @@ int fs_dirty_sync(struct fs *fs, char *ret_path, size_t size);
  * swapped): see places.c. Errors are logged. Returns 0 or -errno. */
 int fs_check_places(const char *data_arg, const char *mnt_arg);
 
-/* ---------------------------------------------------------------- journal.c rotate.c recover.c */
+/* ------------------------------------------ journal.c rotate.c recover.c redo.c keycheck.c */
 
 /* Open the journal dir, lock it, recover (replay the tail after the last
  * checkpoint into DATADIR). Errors are logged. Returns 0 or -errno. */

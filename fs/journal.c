@@ -40,7 +40,9 @@
  *
  * Rotation, the snapshots' segment switch, trims and the timer thread are
  * in rotate.c; opening (locks, folders, crash recovery) and closing in
- * recover.c; the private interfaces in journal_i.h.
+ * recover.c, which replays the tail through redo.c and, on a keyed mount,
+ * checks the closed segments' tags through keycheck.c; the private
+ * interfaces in journal_i.h.
  */
 #include "journal_i.h"
 
