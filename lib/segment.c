@@ -380,8 +380,9 @@ int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
 	w->records = info.records;
 	w->written_lsn = info.last_lsn;
 	w->durable_lsn = info.last_lsn;
-	if (ret_cut)
-		*ret_cut = info.file_size - info.valid_end;
+	if (ret_cut) /* the zeroed window is no torn tail */
+		*ret_cut = (info.verdict == MFS_SEG_TORN ? info.zeros_from : info.file_size) -
+			   info.valid_end;
 	*ret = w;
 	return 0;
 

@@ -96,6 +96,57 @@ static void finish(struct mfs_segr *r, enum mfs_seg_verdict v, uint64_t bad_offs
 	r->done = true;
 }
 
+/*
+ * The offset just past the last non-zero byte of [@from, file_size), or
+ * @from when that range is all zeros. Returns 0 or -errno.
+ */
+static int zeros_from(struct mfs_segr *r, uint64_t from, uint64_t *ret)
+{
+	uint64_t end = from;
+
+	for (uint64_t off = from; off < r->info.file_size;) {
+		size_t n = (size_t)MFS_MIN(r->info.file_size - off, (uint64_t)WINDOW);
+		const uint8_t *p;
+		int e = segr_get(r, off, n, &p);
+
+		if (e < 0)
+			return e;
+		for (size_t i = n; i > 0; i--)
+			if (p[i - 1]) {
+				end = off + i;
+				break;
+			}
+		off += n;
+	}
+	*ret = end;
+	return 0;
+}
+
+/*
+ * The record at r->off does not read. The writer keeps written zeros
+ * ahead of an open segment's last record (segment.c), so a record torn by
+ * a crash is followed by zeros, not by the end of the file: it is a torn
+ * tail when nothing but zeros follows byte @end (its own last bytes may
+ * be zeros too), and corrupt when anything else does. @torn: torn
+ * whatever follows (no record starts here, or it runs past the file).
+ * Returns 0 or -errno.
+ */
+static int finish_tail(struct mfs_segr *r, uint64_t end, bool torn)
+{
+	uint64_t z;
+	int e = zeros_from(r, r->off, &z);
+
+	if (e < 0)
+		return e;
+	if (torn || z <= end) {
+		r->info.zeros_from = z;
+		finish(r, MFS_SEG_TORN, r->off);
+	} else {
+		finish(r, MFS_SEG_CORRUPT, r->off);
+	}
+	return 0;
+}
+
 /* Version 1: bytes 56..123 are reserved. Returns the first non-zero one, or -1. */
 static int header_v1_extra(const uint8_t *h)
 {
@@ -205,8 +256,7 @@ static int segr_open_sealed(struct mfs_segr *r, const uint8_t *p, uint64_t len,
 	if (len < MFS_REC_HEADER_SIZE + r->tag_len + MFS_ENC_OVERHEAD || !(flags & MFS_REC_F_ENC) ||
 	    mfs_get_le32(p + 28) != mfs_crc32c(mfs_crc32c(0, p, 28), p + MFS_REC_HEADER_SIZE,
 					       len - MFS_REC_HEADER_SIZE)) {
-		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT, r->off);
-		return 0;
+		return finish_tail(r, r->off + len, false);
 	}
 	if (r->key && !segr_tag_ok(r, p, len, tag)) {
 		finish_unauth(r, MFS_AUTH_BAD_TAG, r->off, mfs_get_le64(p + 8));
@@ -341,7 +391,7 @@ int mfs_segr_open_fd_opts(int fd, const struct mfs_segr_opts *o, struct mfs_segr
 	if (!r)
 		return -ENOMEM;
 	r->fd = fd;
-	r->info.file_size = (uint64_t)st.st_size;
+	r->info.file_size = r->info.zeros_from = (uint64_t)st.st_size;
 	return segr_open(r, o, ret);
 }
 
@@ -363,7 +413,7 @@ int mfs_segr_open_buf_opts(const void *buf, size_t len, const struct mfs_segr_op
 		return -ENOMEM;
 	r->fd = -EBADF;
 	r->buf = len ? buf : empty;
-	r->info.file_size = len;
+	r->info.file_size = r->info.zeros_from = len;
 	return segr_open(r, o, ret);
 }
 
@@ -409,26 +459,18 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	if (r->done)
 		return 0;
 	remain = r->info.file_size - r->off;
-	if (remain < MFS_REC_HEADER_SIZE) {
-		finish(r, MFS_SEG_TORN, r->off);
-		return 0;
-	}
+	if (remain < MFS_REC_HEADER_SIZE)
+		return finish_tail(r, r->off, true);
 	e = segr_get(r, r->off, MFS_REC_HEADER_SIZE, &p);
 	if (e < 0)
 		return e;
 	len = mfs_get_le32(p);
-	if (len == 0) { /* zeros: preallocated space or a write that never landed */
-		finish(r, MFS_SEG_TORN, r->off);
-		return 0;
-	}
-	if (len < MFS_REC_HEADER_SIZE || len > MFS_REC_MAX) {
-		finish(r, MFS_SEG_CORRUPT, r->off);
-		return 0;
-	}
-	if (len > remain) {
-		finish(r, MFS_SEG_TORN, r->off);
-		return 0;
-	}
+	if (len == 0) /* zeros: the zeroed window, or a write that never landed */
+		return finish_tail(r, r->off, true);
+	if (len < MFS_REC_HEADER_SIZE || len > MFS_REC_MAX) /* torn inside its length? */
+		return finish_tail(r, r->off + 4, false);
+	if (len > remain)
+		return finish_tail(r, r->off, true);
 	e = segr_get(r, r->off, (size_t)len, &p);
 	if (e < 0)
 		return e;
@@ -440,10 +482,8 @@ int mfs_segr_next(struct mfs_segr *r, struct mfs_rec *rec)
 	} else if ((r->info.version == MFS_FORMAT_VERSION_2 ? mfs_rec_decode_v2
 							     : mfs_rec_decode_ext)(
 			   p, (size_t)len, r->tag_len, rec, &crc) < 0) {
-		/* the last record of the file may be half-written: torn, not corrupt */
-		finish(r, r->off + len == r->info.file_size ? MFS_SEG_TORN : MFS_SEG_CORRUPT,
-		       r->off);
-		return 0;
+		/* the last record may be half-written: torn, not corrupt */
+		return finish_tail(r, r->off + len, false);
 	}
 	if (r->key && !rec->decrypted && !segr_tag_ok(r, p, len, tag)) {
 		finish_unauth(r, MFS_AUTH_BAD_TAG, r->off, rec->lsn);
@@ -578,7 +618,9 @@ void mfs_seg_verdict_format(const struct mfs_seg_info *i, char *out, size_t cap)
 	case MFS_SEG_TORN:
 		snprintf(out, cap, "torn tail at byte %" PRIu64 " after LSN %" PRIu64 "%s",
 			 i->bad_offset, i->last_lsn,
-			 i->bad_offset == i->file_size ? " (no trailer: open segment)" : "");
+			 i->bad_offset == i->file_size || i->zeros_from == i->bad_offset
+				 ? " (no trailer: open segment)"
+				 : "");
 		break;
 	case MFS_SEG_CORRUPT:
 		snprintf(out, cap, "corrupt record at byte %" PRIu64 " (last valid LSN %" PRIu64 ")",

@@ -509,6 +509,143 @@ static void test_tail_after_trailer(void)
 	free(s.buf);
 }
 
+/*
+ * The open segment's zeroed window (segment.c): its records end where the
+ * zeros begin. The sample's records without the trailer, then @zeros zero
+ * bytes, in a new buffer of *ret_len bytes.
+ */
+static uint8_t *open_with_zeros(const struct sample *s, size_t zeros, size_t *ret_len)
+{
+	size_t end = s->end[SAMPLE_RECS - 1];
+	uint8_t *b = calloc(1, end + zeros);
+
+	if (b)
+		memcpy(b, s->buf, end);
+	*ret_len = end + zeros;
+	return b;
+}
+
+/* Zeros after the last record: a torn tail there, the records all read. */
+static void test_zero_tail(void)
+{
+	struct sample s = {0};
+	struct read_result res;
+	struct mfs_seg_info info;
+	char why[256];
+	size_t len, end;
+	uint8_t *b;
+	int fd;
+
+	CU_ASSERT_EQUAL_FATAL(make_sample("sample-zt", &s), 0);
+	b = open_with_zeros(&s, 1u << 20, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	end = s.end[SAMPLE_RECS - 1];
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(res.n, SAMPLE_RECS);
+	CU_ASSERT_EQUAL(res.info.bad_offset, end);
+	CU_ASSERT_EQUAL(res.info.valid_end, end);
+	CU_ASSERT_EQUAL(res.info.zeros_from, end);
+	mfs_seg_verdict_format(&res.info, why, sizeof(why));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "open segment"));
+	/* the same through the fd reader (its window is smaller than the file) */
+	CU_ASSERT_EQUAL_FATAL(spit("zt", b, len), 0);
+	CU_ASSERT_EQUAL(scan_name("zt", NULL, NULL, &info), 0);
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(info.records, SAMPLE_RECS);
+	CU_ASSERT_EQUAL(info.zeros_from, end);
+	/* reopen continues after the last record and cuts nothing torn */
+	{
+		struct mfs_segw *w = NULL;
+		struct mfs_segw_stats st;
+		uint64_t cut = 99;
+
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_reopen(dirfd_, "zt", uuid_a, &w, &cut), 0);
+		mfs_segw_get_stats(w, &st);
+		CU_ASSERT_EQUAL(cut, 0);
+		CU_ASSERT_EQUAL(st.size, end);
+		CU_ASSERT_EQUAL(st.next_lsn, SAMPLE_FIRST_LSN + SAMPLE_RECS);
+		mfs_segw_free(w);
+	}
+	fd = openat(dirfd_, "zt", O_RDONLY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_END), (off_t)end);
+	close(fd);
+	(void)unlinkat(dirfd_, "zt", 0);
+	free(b);
+	free(s.buf);
+}
+
+/*
+ * A record torn by a crash inside the zeroed window: some of its bytes
+ * landed, the rest and everything after it are zeros. Torn, at its start.
+ */
+static void test_zero_tail_torn_record(void)
+{
+	struct sample s = {0};
+	struct read_result res;
+	size_t len, start = 0, end, last;
+	uint8_t *b;
+
+	CU_ASSERT_EQUAL_FATAL(make_sample("sample-ztt", &s), 0);
+	b = open_with_zeros(&s, 64u << 10, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	end = s.end[SAMPLE_RECS - 1];
+	start = s.end[SAMPLE_RECS - 2];
+	last = s.lsn[SAMPLE_RECS - 2];
+	/* its second half never landed */
+	memset(b + start + (end - start) / 2, 0, end - start - (end - start) / 2);
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(res.n, SAMPLE_RECS - 1);
+	CU_ASSERT_EQUAL(res.info.bad_offset, start);
+	CU_ASSERT_EQUAL(res.info.last_lsn, last);
+	CU_ASSERT(res.info.zeros_from > start && res.info.zeros_from <= end);
+	/* only the first bytes of its length landed */
+	memset(b + start + 2, 0, end - start - 2);
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(res.info.bad_offset, start);
+	CU_ASSERT_EQUAL(res.info.last_lsn, last);
+	/* its first sector never landed, a later one did: zeros first, torn */
+	memset(b + start, 0, end - start);
+	b[start + 100] = 0x5a;
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(res.info.bad_offset, start);
+	free(b);
+	free(s.buf);
+}
+
+/* Bytes other than zeros after a record that does not read: corrupt, as before. */
+static void test_zero_tail_garbage(void)
+{
+	struct sample s = {0};
+	struct read_result res;
+	size_t len, start, end;
+	uint8_t *b;
+
+	CU_ASSERT_EQUAL_FATAL(make_sample("sample-ztg", &s), 0);
+	b = open_with_zeros(&s, 64u << 10, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	end = s.end[SAMPLE_RECS - 1];
+	start = s.end[SAMPLE_RECS - 2];
+	/* a damaged record, then a non-zero byte far into the zeros */
+	b[start + (end - start) / 2] ^= 0xff;
+	b[len - 1] = 0x01;
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_CORRUPT);
+	CU_ASSERT_EQUAL(res.info.bad_offset, start);
+	/* a bad length with anything but zeros after it */
+	b[start] = 0x02;
+	b[start + 1] = b[start + 2] = b[start + 3] = 0;
+	read_buf(b, len, uuid_a, &res);
+	CU_ASSERT_EQUAL(res.info.verdict, MFS_SEG_CORRUPT);
+	CU_ASSERT_EQUAL(res.info.bad_offset, start);
+	free(b);
+	free(s.buf);
+}
+
 /* ---------------------------------------------------------------- (c) group commit */
 
 #define GC_THREADS 8
@@ -836,7 +973,7 @@ static void test_reopen_torn_tail(void)
 	CU_ASSERT_EQUAL(mfs_segw_reopen(dirfd_, "missing", uuid_a, &w, &cut), -ENOENT);
 }
 
-/* A crash right after create, with preallocated zeros behind the header. */
+/* A crash right after create, with the zeroed window behind the header. */
 static void test_reopen_empty_and_zeros(void)
 {
 	static const uint8_t zeros[4096];
@@ -852,7 +989,8 @@ static void test_reopen_empty_and_zeros(void)
 	CU_ASSERT_EQUAL(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
 	close(fd);
 	CU_ASSERT_EQUAL_FATAL(mfs_segw_reopen(dirfd_, "reopen-z", uuid_a, &w, &cut), 0);
-	CU_ASSERT_EQUAL(cut, sizeof(zeros));
+	CU_ASSERT_EQUAL(cut, 0); /* zeros are the zeroed window, not a torn tail */
+	CU_ASSERT_EQUAL(lseek(mfs_segw_fd(w), 0, SEEK_END), MFS_SEG_HEADER_SIZE);
 	mfs_segw_get_stats(w, &st);
 	CU_ASSERT_EQUAL(st.next_lsn, 77);
 	CU_ASSERT_EQUAL(st.records, 0);
@@ -1309,6 +1447,9 @@ static CU_TestInfo tests[] = {
 	{"(b) cut at every byte: torn after the right LSN", test_truncate_every_position},
 	{"(b) cut files through the fd reader", test_truncate_fd},
 	{"bytes after the trailer, zeros after records", test_tail_after_trailer},
+	{"zeroed window: records end where the zeros begin", test_zero_tail},
+	{"zeroed window: a record torn before zeros is a torn tail", test_zero_tail_torn_record},
+	{"zeroed window: non-zero bytes after a bad record are corrupt", test_zero_tail_garbage},
 	{"(c) group commit, 8 threads", test_group_commit},
 	{"(c) group commit on a slow disk", test_group_commit_slow_disk},
 	{"sync and append semantics", test_sync_semantics},

@@ -13,7 +13,9 @@
  *
  * Reader: validates a segment from bytes that may be hostile. It never
  * reads outside the file, never allocates from an unchecked length, and
- * ends with exactly one verdict.
+ * ends with exactly one verdict. Zeros end the records of an open
+ * segment: a record that does not read is a torn tail when nothing but
+ * zeros follows it, and corrupt when anything else does.
  */
 #pragma once
 
@@ -87,7 +89,8 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
  * trailer (sealed but not yet renamed: close it again with a new writer is
  * not possible, rename it by its closed name), -EBADMSG if it is not a
  * valid open segment of data set @uuid, -errno on I/O failure. On success *ret_cut tells how many
- * bytes of torn tail were dropped.
+ * bytes of torn tail were dropped (the zeros of the zeroed window after
+ * them are dropped too, and not counted).
  */
 int mfs_segw_reopen(int dirfd, const char *name, const uint8_t uuid[16], struct mfs_segw **ret,
 		    uint64_t *ret_cut);
@@ -224,6 +227,9 @@ struct mfs_seg_info {
 	uint64_t valid_end;  /* offset just past the last valid record */
 	uint64_t bad_offset; /* TORN / CORRUPT: where reading stopped */
 	uint64_t file_size;
+	uint64_t zeros_from; /* TORN: where the zeros that end the file begin (file_size if
+			      * none); == bad_offset when only zeros follow the last record
+			      * (an open segment's zeroed window) */
 	bool header_valid;
 	uint32_t crc_valid_end; /* CRC32C of bytes [0, valid_end) */
 	/* format 2 */
