@@ -30,8 +30,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, errno);
 		return;
 	}
-	fs_snap_fix_nlink(fs_of(req), &st);
-	fs_pending_fix_stat(i, &st);
+	fs_stat_fix(fs_of(req), i, &st);
 	fuse_reply_attr(req, &st, fs_of(req)->timeout);
 }
 

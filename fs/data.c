@@ -321,6 +321,7 @@ static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode
 		close(fd);
 		return r;
 	}
+	fs_stat_fix(fs, (struct fs_inode *)(uintptr_t)e->ino, &e->attr);
 	*ret_fd = fd;
 	return 0;
 }
@@ -333,7 +334,7 @@ static int create_existing(struct fs *fs, struct fs_inode *p, const char *name, 
 	int r;
 
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	r = fs_inode_lookup(fs, p, name, e);
+	r = fs_stat_lookup(fs, p, name, e);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (r < 0)
 		return r;

@@ -134,7 +134,7 @@ static size_t add_plus(fuse_req_t req, struct fs_file *f, const struct fs_dirent
 		e.attr.st_mode = de->type;
 		return fuse_add_direntry_plus(req, p, rem, de->name, &e, next);
 	}
-	if (fs_inode_lookup(fs, f->inode, de->name, &e) < 0)
+	if (fs_stat_lookup(fs, f->inode, de->name, &e) < 0)
 		return 0; /* vanished: skip it */
 	n = fuse_add_direntry_plus(req, p, rem, de->name, &e, next);
 	if (n > rem)

@@ -2,12 +2,10 @@
 /*
  * fs.h - internal interfaces of mirrorfs, the journaling FUSE filesystem.
  *
- * Modules, top layer first: a module calls only those listed below it,
- * but for the upward calls tools/fs-callgraph.py --layers lists (the
- * link count and size fix-ups of a looked-up file: inode.c -> cowread.c,
- * pending.c). What the journal reports upward goes through fs->hooks;
- * virtual and snapshot nodes are reached through their operations
- * (struct fs_node_ops).
+ * Modules, top layer first: a module calls only those listed below it
+ * (tools/fs-callgraph.py --layers checks). What the journal and the inode
+ * table report upward goes through fs->hooks; virtual and snapshot nodes
+ * are reached through their operations (struct fs_node_ops).
  *
  *   main.c      options, bring-up, session loop, teardown
  *   ops.c       the FUSE ops table; init, lookup, forget, readlink, statfs
@@ -16,6 +14,7 @@
  *   dir.c       opendir, readdir(plus), releasedir, fsyncdir
  *   xattr.c     get/list/set/removexattr
  *   data.c      open files: open/create, read, write, fsync, fallocate, copy
+ *   stat.c      the attributes a live node shows, in getattr and entries
  *   vtree.c     the virtual .mirrorfs/ tree (journal/, current, status, ctl)
  *   snapview.c  the read-only views .mirrorfs/snapshots/NAME/
  *   cowread.c   a preserved file as a snapshot view reads it
@@ -223,13 +222,19 @@ struct fs_metrics {
 };
 
 struct fs;
-/* What the journal reports to the modules above it, without calling them:
- * main.c points these at metrics.c. NULL members are skipped. */
+/* What the journal and the inode table report to the modules above them,
+ * without calling them: main.c points these at metrics.c and pending.c.
+ * NULL members are skipped. */
 struct fs_hooks {
 	/* the timer thread, about once a second (@force: now, at start) */
 	void (*tick)(struct fs *fs, bool force);
 	/* a group commit's fsync took @ns */
 	void (*fsync)(struct fs *fs, uint64_t ns);
+	/* inode.c made live inode @i, or is about to free it: the state the
+	 * modules above keep in it. Called with fs->itable_lock held (take
+	 * no lock). */
+	void (*inode_init)(struct fs_inode *i);
+	void (*inode_done)(struct fs_inode *i);
 };
 
 struct fs {
@@ -259,7 +264,7 @@ struct fs {
 	} pend;
 	atomic_int failed; /* 0 or the first fatal error (negative errno) */
 	struct fs_metrics metrics;
-	struct fs_hooks hooks; /* set by main.c before the journal starts */
+	struct fs_hooks hooks; /* set by main.c before the inode table and journal start */
 
 	struct fs_inode *vnodes[FS_VK_COUNT]; /* static virtual nodes */
 	pthread_mutex_t vlock;
@@ -270,6 +275,16 @@ struct fs {
 	struct fs_views *views; /* snapview.c: the view nodes */
 	struct fuse_session *se; /* for notifications; set once mounted */
 };
+
+/* ---------------------------------------------------------------- stat.c */
+
+/* The attributes live node @i shows, from its backing file's (@st): the
+ * link count without the snapshots' links, the size with the pending
+ * writes. */
+void fs_stat_fix(struct fs *fs, struct fs_inode *i, struct stat *st);
+/* fs_inode_lookup(), with the attributes @i shows in @e (fs_stat_fix). */
+int fs_stat_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
+		   struct fuse_entry_param *e);
 
 /* ---------------------------------------------------------------- metrics.c */
 
@@ -293,7 +308,8 @@ int fs_itable_init(struct fs *fs);
 void fs_itable_done(struct fs *fs);
 struct fs_inode *fs_inode(fuse_req_t req, fuse_ino_t ino);
 /* Look up @name in @parent on the backing fs; adds a kernel lookup reference
- * and the name. Returns 0 or -errno. */
+ * and the name. @e->attr is the backing file's (fs_stat_lookup() gives what
+ * mirrorfs shows). Returns 0 or -errno. */
 int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
 		    struct fuse_entry_param *e);
 void fs_inode_forget(struct fs *fs, struct fs_inode *i, uint64_t n);
@@ -323,7 +339,9 @@ void fs_proc_path(int fd, char buf[64]);
 #define FS_PENDING_MAX (64u << 20)
 /* The timer commits pending writes at least this often. */
 #define FS_PENDING_DELAY_MS 200u
+/* fs->pend's locks; main.c, before the inode table. */
 void fs_pending_init(struct fs *fs);
+/* A live inode's pending state: fs->hooks.inode_init and inode_done. */
 void fs_pending_inode_init(struct fs_inode *i);
 void fs_pending_inode_done(struct fs_inode *i);
 /* Keep a journaled write (LSN @lsn) of @i until its record is durable;
@@ -522,7 +540,8 @@ void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec);
 /* After a rename was applied: the second fence (or fail the fs). */
 void fs_fence_after(struct fs *fs, bool durable);
 /* After creating @name in @p (record @rec, LSN @lsn): chown, lookup into
- * @e, and journal mode/owner fix-ups. */
+ * @e (the backing file's attributes: the caller fixes them up,
+ * fs_stat_fix), and journal mode/owner fix-ups. */
 int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mfs_rec *rec,
 		  uint64_t lsn, struct fuse_entry_param *e);
 

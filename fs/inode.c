@@ -14,6 +14,10 @@
  * Lifetime: an inode is freed when the kernel has forgotten it (nlookup 0)
  * and nothing refers to it (refs 0: child links, open handles). A link
  * holds a reference on its parent, so a path can always be computed.
+ *
+ * The modules above keep state of their own in a live inode (pending.c's
+ * writes): fs->hooks.inode_init and inode_done set it up and tear it down
+ * as the table makes and frees one, with fs->itable_lock held.
  */
 #include "fs.h"
 
@@ -51,20 +55,21 @@ int fs_itable_init(struct fs *fs)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->root.lock, NULL);
-	fs_pending_inode_init(&fs->root);
-	fs_pending_init(fs);
+	if (fs->hooks.inode_init)
+		fs->hooks.inode_init(&fs->root);
 	fs->root.nlookup = 2;
 	fs->root.type = S_IFDIR;
 	atomic_store(&fs->root.nocaps_gen, FS_NOCAPS_UNKNOWN);
 	return 0;
 }
 
-static void inode_free(struct fs_inode *i)
+static void inode_free(struct fs *fs, struct fs_inode *i)
 {
 	if (i->fd >= 0)
 		close(i->fd);
 	pthread_mutex_destroy(&i->lock);
-	fs_pending_inode_done(i);
+	if (fs->hooks.inode_done)
+		fs->hooks.inode_done(i);
 	free(i->vname);
 	free(i);
 }
@@ -81,7 +86,7 @@ void fs_itable_done(struct fs *fs)
 				free(l);
 				l = ln;
 			}
-			inode_free(i);
+			inode_free(fs, i);
 			i = next;
 		}
 	}
@@ -148,7 +153,7 @@ static void put_locked(struct fs *fs, struct fs_inode *i)
 		put_locked(fs, p);
 		l = next;
 	}
-	inode_free(i);
+	inode_free(fs, i);
 }
 
 static bool has_link_locked(struct fs_inode *i, struct fs_inode *parent, const char *name)
@@ -255,7 +260,7 @@ void fs_inode_forget(struct fs *fs, struct fs_inode *i, uint64_t n)
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
-static struct fs_inode *inode_new(int fd, const struct stat *st)
+static struct fs_inode *inode_new(struct fs *fs, int fd, const struct stat *st)
 {
 	struct fs_inode *i = calloc(1, sizeof(*i));
 
@@ -267,7 +272,8 @@ static struct fs_inode *inode_new(int fd, const struct stat *st)
 	i->type = st->st_mode & S_IFMT;
 	atomic_store(&i->nocaps_gen, FS_NOCAPS_UNKNOWN);
 	pthread_mutex_init(&i->lock, NULL);
-	fs_pending_inode_init(i);
+	if (fs->hooks.inode_init)
+		fs->hooks.inode_init(i);
 	return i;
 }
 
@@ -285,12 +291,11 @@ int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
 		return -errno;
 	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	fs_snap_fix_nlink(fs, &e->attr);
 
 	pthread_mutex_lock(&fs->itable_lock);
 	i = find_locked(fs, e->attr.st_dev, e->attr.st_ino);
 	if (!i) {
-		i = inode_new(fd, &e->attr);
+		i = inode_new(fs, fd, &e->attr);
 		if (!i) {
 			pthread_mutex_unlock(&fs->itable_lock);
 			return -ENOMEM;
@@ -312,7 +317,6 @@ int fs_inode_lookup(struct fs *fs, struct fs_inode *parent, const char *name,
 		link_add_locked(i, parent, name);
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
-	fs_pending_fix_stat(i, &e->attr);
 	e->ino = (uintptr_t)i;
 	return 0;
 }

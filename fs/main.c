@@ -304,6 +304,11 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs->ns_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	fs->hooks.tick = fs_metrics_write;
+	fs->hooks.fsync = fs_metrics_fsync;
+	fs->hooks.inode_init = fs_pending_inode_init;
+	fs->hooks.inode_done = fs_pending_inode_done;
+	fs_pending_init(fs);
 	r = fs_itable_init(fs);
 	if (r == 0)
 		r = fs_vtree_init(fs);
@@ -316,8 +321,6 @@ static int fs_setup(struct fs *fs, struct cli *c)
 	fs->root.dev = st.st_dev;
 	fs->root.ino = st.st_ino;
 	fs->data_fd = fs->root.fd;
-	fs->hooks.tick = fs_metrics_write;
-	fs->hooks.fsync = fs_metrics_fsync;
 	r = fs_journal_open(fs);
 	if (r == 0)
 		r = fs_snap_open(fs); /* after recovery: see cow.c, "Ordering" */

@@ -129,7 +129,10 @@ static int make_node(fuse_req_t req, struct fs_inode *p, const char *name, mode_
 		fs_compensate(fs, undo, "a failed creation could not be compensated");
 		return r;
 	}
-	return fs_finish_new(fs, p, name, rec, lsn, e);
+	r = fs_finish_new(fs, p, name, rec, lsn, e);
+	if (r == 0)
+		fs_stat_fix(fs, (struct fs_inode *)(uintptr_t)e->ino, &e->attr);
+	return r;
 }
 
 static void mknod_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -380,7 +383,7 @@ static int do_link(struct fs *fs, struct fs_inode *i, struct fs_inode *np, const
 	}
 	atomic_store(&i->last_lsn, lsn);
 	atomic_store(&np->last_lsn, lsn);
-	return fs_inode_lookup(fs, np, newname, e);
+	return fs_stat_lookup(fs, np, newname, e);
 }
 
 void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)

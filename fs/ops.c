@@ -40,7 +40,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	r = fs_inode_lookup(fs, p, name, &e);
+	r = fs_stat_lookup(fs, p, name, &e);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (r == -ENOENT) {
 		/* every namespace change goes through us: let the kernel cache
