@@ -420,6 +420,12 @@ void fs_journal_close(struct fs *fs)
 
 	if (!j)
 		return;
+	if (j->w && !atomic_load(&fs->failed)) { /* a clean unmount leaves no zeroed window */
+		int r = mfs_segw_trim(j->w);
+		if (r < 0)
+			log_warning_errno(r, "cannot cut the zeros after the last record of '%s/"
+					  MFS_JDIR_OPEN "/%s', ignoring: %m", j->path, j->open_name);
+	}
 	mfs_segw_free(j->w);
 	closep(&j->dirfd);
 	closep(&j->open_dirfd);

@@ -392,6 +392,10 @@ static void vt_read(fuse_req_t req, struct fs_inode *i, size_t size, off_t off,
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
+	if (i->vkind == FS_VK_CURRENT) { /* its records, not the zeroed window after them */
+		uint64_t end = fs_journal_current_size((struct fs *)fuse_req_userdata(req));
+		size = (uint64_t)off >= end ? 0 : (size_t)MFS_MIN((uint64_t)size, end - (uint64_t)off);
+	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

@@ -8,8 +8,20 @@
  * the file (page cache) before it returns, so a killed process loses
  * nothing appended; durability comes from mfs_segw_sync(), where the first
  * caller becomes the leader and issues one fdatasync for everyone waiting
- * (group commit). Space is preallocated ahead with FALLOC_FL_KEEP_SIZE, so
- * the file size is always exactly the bytes written. In format 2 a write
+ * (group commit). Space is preallocated ahead with FALLOC_FL_KEEP_SIZE.
+ *
+ * The zeroed window: an append past the file's size makes fdatasync
+ * commit the new size and extent too (a file system journal commit and a
+ * second flush). While appends are made durable a few at a time, the
+ * writer keeps real, written zeros ahead of the last record, so that such
+ * appends land inside the file and fdatasync flushes their data alone.
+ * The window is refilled by a sync, before its fdatasync (which commits
+ * the refill's size change, once per chunk), only when the bytes appended
+ * since the last sync are few (big streaming appends would write every
+ * byte twice for nothing), by a chunk in proportion to those bytes and to
+ * the segment so far (a segment a second with one record in it writes
+ * little). Readers stop at the zeros (segread.c); sealing cuts them off.
+ * In format 2 a write
  * may be compressed, then sealed (encryption), then tagged (the
  * authentication chain), in that order, all under w->lock. The reader and
  * validator is segread.c.
@@ -37,6 +49,10 @@
 #include "mirrorfs/rectype.h"
 
 #define PREALLOC_CHUNK (4u << 20)
+#define ZERO_SMALL (256u << 10) /* refill only after syncs of at most this much */
+#define ZERO_MIN (32u << 10)    /* a refill's chunk: at least, */
+#define ZERO_MAX (1u << 20)     /* at most, */
+#define ZERO_PER_SYNC 64u       /* and else this many times the bytes of a sync */
 #define HEAD_MAX (MFS_REC_HEADER_SIZE + 2 * (MFS_PATH_MAX + 2) + 64)
 
 /* ================================================================ writer */
@@ -52,6 +68,8 @@ struct mfs_segw {
 	uint64_t next_lsn;     /* protected by lock */
 	uint64_t size;         /* protected by lock */
 	uint64_t reserved_end; /* protected by lock */
+	uint64_t zero_end;     /* protected by lock: [size, zero_end) holds written zeros */
+	uint64_t fence_size;   /* protected by lock: size at the last sync's refill check */
 	uint32_t seg_crc;      /* protected by lock */
 	uint64_t records;      /* protected by lock */
 	uint64_t last_off;     /* protected by lock: where the last record starts */
@@ -272,7 +290,7 @@ int mfs_segw_create_opts(int dirfd, const char *name, const uint8_t uuid[16], ui
 	if (r < 0)
 		goto out_free_unlink;
 	w->pending = flags & MFS_SEGW_LAZY;
-	w->size = MFS_SEG_HEADER_SIZE;
+	w->size = w->zero_end = w->fence_size = MFS_SEG_HEADER_SIZE;
 	w->seg_crc = mfs_crc32c(0, hdr, sizeof(hdr));
 	w->written_lsn = first_lsn - 1;
 	w->durable_lsn = first_lsn - 1;
@@ -375,7 +393,7 @@ int mfs_segw_reopen_keys(int dirfd, const char *name, const uint8_t uuid[16],
 	w->seg_no = info.seg_no;
 	w->first_lsn = info.first_lsn;
 	w->next_lsn = info.last_lsn + 1;
-	w->size = w->reserved_end = info.valid_end;
+	w->size = w->reserved_end = w->zero_end = w->fence_size = info.valid_end;
 	w->seg_crc = info.crc_valid_end;
 	w->records = info.records;
 	w->written_lsn = info.last_lsn;
@@ -555,7 +573,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		 * stays usable; else refuse more. */
 		if (ftruncate(w->fd, (off_t)w->size) < 0 || (r != -ENOSPC && r != -EDQUOT))
 			w->broken = r;
-		w->reserved_end = w->size; /* ask the file system again next time */
+		w->reserved_end = w->zero_end = w->size; /* ask the file system again */
 		goto out_unlock;
 	}
 	w->last_off = w->size;
@@ -566,6 +584,7 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		memcpy(w->chain, tag, MFS_TAG_SIZE);
 	}
 	w->size += total;
+	w->zero_end = MFS_MAX(w->zero_end, w->size);
 	w->records++;
 	w->next_lsn++;
 	atomic_store(&w->written_lsn, rec->lsn);
@@ -603,7 +622,9 @@ int mfs_segw_unappend(struct mfs_segw *w, uint64_t lsn)
 		r = -errno;
 		w->broken = r;
 	} else {
-		w->size = w->last_off;
+		/* the truncation took the zeroed window and the preallocation too */
+		w->size = w->reserved_end = w->zero_end = w->last_off;
+		w->fence_size = MFS_MIN(w->fence_size, w->size);
 		w->seg_crc = w->last_crc;
 		if (w->auth)
 			memcpy(w->chain, w->last_chain, MFS_TAG_SIZE);
@@ -636,10 +657,48 @@ int mfs_segw_establish(struct mfs_segw *w)
 	return r;
 }
 
+/*
+ * Refill the zeroed window (see the top of the file) when the bytes
+ * appended since the last check are few and it runs low: preallocate,
+ * then write zeros up to a chunk past the last record. A failure leaves
+ * the window as it was (the zeros that were written read as the end).
+ * Called by a sync before it takes sync_lock.
+ */
+static void refill_window(struct mfs_segw *w)
+{
+	static const uint8_t zeros[64u << 10];
+	struct iovec iov[ZERO_MAX / sizeof(zeros) + 1];
+	uint64_t since, chunk, from, to;
+	int cnt = 0;
+
+	pthread_mutex_lock(&w->lock);
+	since = w->size - w->fence_size;
+	w->fence_size = w->size;
+	if (w->broken || w->sealed || since == 0 || since > ZERO_SMALL)
+		goto out_unlock;
+	chunk = MFS_MIN(since * ZERO_PER_SYNC, (uint64_t)ZERO_MAX);
+	chunk = MFS_MIN(chunk, MFS_MAX(w->size, (uint64_t)ZERO_MIN));
+	if (w->zero_end - w->size >= chunk / 2)
+		goto out_unlock;
+	from = w->zero_end;
+	to = (w->size + chunk + 4095) & ~(uint64_t)4095;
+	if (reserve_locked(w, to - w->size) < 0)
+		goto out_unlock;
+	for (uint64_t n = to - from; n && cnt < (int)ARRAY_SIZE(iov); cnt++) {
+		iov[cnt] = (struct iovec){ (void *)zeros, (size_t)MFS_MIN(n, sizeof(zeros)) };
+		n -= iov[cnt].iov_len;
+	}
+	if (mfs_pwritev_all(w->fd, iov, cnt, from) == 0)
+		w->zero_end = to;
+out_unlock:
+	pthread_mutex_unlock(&w->lock);
+}
+
 int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn)
 {
 	int r = 0;
 
+	refill_window(w);
 	pthread_mutex_lock(&w->sync_lock);
 	w->sync_requests++;
 	while (w->pending && !w->sync_error) /* nothing is durable before that */
@@ -671,6 +730,21 @@ int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn)
 	if (w->sync_error)
 		r = w->sync_error;
 	pthread_mutex_unlock(&w->sync_lock);
+	return r;
+}
+
+int mfs_segw_trim(struct mfs_segw *w)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->broken && w->zero_end > w->size) {
+		if (ftruncate(w->fd, (off_t)w->size) < 0)
+			r = -errno;
+		else
+			w->zero_end = w->reserved_end = w->size;
+	}
+	pthread_mutex_unlock(&w->lock);
 	return r;
 }
 

@@ -7,8 +7,12 @@
 #     backing folder.
 #  2. simulated power cut (WAL mode): the backing folder rolled back to its state at
 #     the last checkpoint (what was never synced is lost) and the journal's
-#     last 1-100 bytes cut off (a torn tail): the mount cuts the tail,
-#     replays the journal after the checkpoint, and the databases are ok.
+#     last 1-100 bytes of records cut off (a torn tail): the mount cuts the
+#     tail, replays the journal after the checkpoint, and the databases are
+#     ok. The open segment ends in its zeroed window (written zeros after the
+#     last record, kept by small synced appends): the cut bytes are turned to
+#     zeros in place (a torn append followed by zeros) or, every other time,
+#     cut off the file with the zeros after them.
 #  3. (between 1 and 2) a crash between a snapshot's switch to a new segment
 #     and the seal of the old one: two open segments, which the mount seals
 #     and continues without a gap; the snapshot is not kept.
@@ -132,7 +136,16 @@ for i in 1 2 3; do
 	rsync -a --delete --exclude=/.mirrorfs "$T/snap/" "$T/data/"
 	seg=$(ls "$T/data/.mirrorfs/open/"*.mfsj)
 	cut=$((RANDOM % 100 + 1))
-	truncate -s "-$cut" "$seg"
+	verdict=$("$CTL" dump "$seg" 2>/dev/null | tail -n 1 || true)
+	end=$(sed -n 's/.*torn tail at byte \([0-9]*\) .*/\1/p' <<<"$verdict")
+	[ -n "$end" ] || fail "no torn tail in the open segment after the kill: $verdict"
+	[[ $verdict == *"(no trailer: open segment)"* ]] || fail "not a clean open end: $verdict"
+	[ "$(stat -c %s "$seg")" -gt "$end" ] || fail "no zeroed window after the last record ($end)"
+	if [ $((i % 2)) = 1 ]; then
+		dd if=/dev/zero of="$seg" bs=1 seek=$((end - cut)) count="$cut" conv=notrunc status=none
+	else
+		truncate -s $((end - cut)) "$seg"
+	fi
 	: >"$T/fs.log"
 	mfs_mount "$T/data" "$T/mnt"
 	grep -q "cut a torn tail" "$T/fs.log" || fail "no torn-tail line after cutting $cut bytes"

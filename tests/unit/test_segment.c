@@ -837,7 +837,9 @@ static void test_sync_semantics(void)
 		CU_ASSERT_EQUAL(mfs_seg_scan_fd(mfs_segw_fd(w), uuid_a, NULL, NULL, &info), 0);
 		CU_ASSERT_EQUAL(info.verdict, MFS_SEG_TORN);
 		CU_ASSERT_EQUAL(info.last_lsn, 51);
-		CU_ASSERT_EQUAL(info.bad_offset, info.file_size);
+		/* the zeroed window a sync of few bytes refilled: zeros after the end */
+		CU_ASSERT(info.file_size > info.bad_offset);
+		CU_ASSERT_EQUAL(info.zeros_from, info.bad_offset);
 	}
 	/* create refuses an existing name and LSN 0 */
 	{
@@ -869,6 +871,90 @@ static void append_n(struct mfs_segw *w, int n, uint64_t *ret_last)
 	}
 	*ret_last = lsn;
 	free(rec);
+}
+
+/* Append one write record of @len bytes of @c and sync it; returns its LSN. */
+static uint64_t append_sync(struct mfs_segw *w, size_t len, int c)
+{
+	struct mfs_rec *rec = calloc(1, sizeof(*rec));
+	char *data = malloc(len);
+	uint64_t lsn = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+	memset(data, c, len);
+	rec->type = MFS_REC_WRITE;
+	strcpy(rec->path, "f");
+	rec->data = data;
+	rec->data_len = len;
+	CU_ASSERT_EQUAL(mfs_segw_append(w, rec, &lsn), 0);
+	CU_ASSERT_EQUAL(mfs_segw_sync(w, lsn), 0);
+	free(data);
+	free(rec);
+	return lsn;
+}
+
+static uint64_t file_size_of(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/*
+ * The zeroed window: small appends each synced keep written zeros after
+ * the last record, at most about a chunk of them; big ones get none; the
+ * segment reads to its last record throughout, and sealing, trimming and
+ * unappend leave no zeros behind.
+ */
+static void test_zero_window(void)
+{
+	struct mfs_segw *w = NULL;
+	struct mfs_segw_stats st;
+	struct mfs_seg_info info;
+	uint64_t size, lsn = 0;
+	int fd;
+
+	CU_ASSERT_EQUAL_FATAL(mfs_segw_create(dirfd_, "zw", uuid_a, 1, 1, &w), 0);
+	fd = mfs_segw_fd(w);
+	for (int i = 0; i < 300; i++) {
+		lsn = append_sync(w, 4096, 'a' + i % 26);
+		mfs_segw_get_stats(w, &st);
+		size = file_size_of(fd);
+		if (i > 0) /* the first sync has nothing appended before it to go by */
+			CU_ASSERT(size > st.size);
+		CU_ASSERT(size <= st.size + (1u << 20) + 4096);
+	}
+	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_TORN);
+	CU_ASSERT_EQUAL(info.last_lsn, lsn);
+	CU_ASSERT_EQUAL(info.bad_offset, st.size);
+	CU_ASSERT_EQUAL(info.zeros_from, st.size);
+	/* unappend cuts the record and the zeros after it */
+	CU_ASSERT_EQUAL(mfs_segw_unappend(w, lsn), 0);
+	mfs_segw_get_stats(w, &st);
+	CU_ASSERT_EQUAL(file_size_of(fd), st.size);
+	/* the next small sync refills it; trim cuts it */
+	lsn = append_sync(w, 4096, 'z');
+	mfs_segw_get_stats(w, &st);
+	CU_ASSERT(file_size_of(fd) > st.size);
+	CU_ASSERT_EQUAL(mfs_segw_trim(w), 0);
+	CU_ASSERT_EQUAL(file_size_of(fd), st.size);
+	/* a big append synced alone: no zeros written after it */
+	lsn = append_sync(w, 1u << 20, 'b');
+	mfs_segw_get_stats(w, &st);
+	CU_ASSERT_EQUAL(file_size_of(fd), st.size);
+	/* sealed: the trailer right after the last record, nothing after it */
+	for (int i = 0; i < 5; i++)
+		lsn = append_sync(w, 100, 'c');
+	mfs_segw_get_stats(w, &st);
+	CU_ASSERT(file_size_of(fd) > st.size);
+	CU_ASSERT_EQUAL(mfs_segw_seal(w), 0);
+	CU_ASSERT_EQUAL(mfs_seg_scan_fd(fd, uuid_a, NULL, NULL, &info), 0);
+	CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
+	CU_ASSERT_EQUAL(info.last_lsn, lsn);
+	CU_ASSERT_EQUAL(mfs_segw_close(w, -1, NULL), 0);
+	(void)unlinkat(dirfd_, "zw", 0);
 }
 
 /* A power cut keeps any subset of the unsynced sectors: a record torn in
@@ -926,10 +1012,10 @@ static void test_reopen_torn_tail(void)
 	size_before = st.size;
 	mfs_segw_free(w); /* crash: no trailer */
 
-	/* a half-written record at the end */
-	fd = openat(dirfd_, "reopen", O_WRONLY | O_APPEND | O_CLOEXEC);
+	/* a half-written record after the last one, in the zeroed window */
+	fd = openat(dirfd_, "reopen", O_WRONLY | O_CLOEXEC);
 	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	CU_ASSERT_EQUAL(pwrite(fd, junk, sizeof(junk), (off_t)size_before), (ssize_t)sizeof(junk));
 	close(fd);
 
 	/* reopen: the wrong data set is refused */
@@ -1457,6 +1543,7 @@ static CU_TestInfo tests[] = {
 	{"(d) reopen cuts at a record torn before whole ones (power cut)", test_reopen_torn_middle},
 	{"(d) reopen after create, zeros behind the header", test_reopen_empty_and_zeros},
 	{"close an empty segment", test_close_empty},
+	{"zeroed window: kept after small syncs, none after big ones, cut by seal", test_zero_window},
 	{"write-behind submits whole appended pages", test_writeback},
 	{"unappend takes back the last record", test_unappend},
 	{"unappend during a sync in flight", test_unappend_during_sync},

@@ -146,6 +146,13 @@ int mfs_segw_sync(struct mfs_segw *w, uint64_t lsn);
 uint64_t mfs_segw_writeback(struct mfs_segw *w);
 
 /*
+ * Cut the zeroed window (the written zeros kept after the last record,
+ * see segment.c) off the file, as a clean unmount does; the next sync
+ * refills it if appends go on. Returns 0 or -errno.
+ */
+int mfs_segw_trim(struct mfs_segw *w);
+
+/*
  * Write the trailer and fdatasync, in place; no append may follow. Done
  * once: a later mfs_segw_seal() or mfs_segw_close() does not write it
  * again. Returns 0 or -errno (the writer is then broken).
