@@ -59,6 +59,16 @@ verify_equal "$T/mnt" "$replay_dir" || fail "shipped segments do not rebuild the
 grep -q '"segments":0' "$T/mnt/.mirrorfs/status" || fail "status segments count"
 [ -s "$T/mnt/.mirrorfs/current" ] || fail "current is empty"
 cmp "$T/mnt/.mirrorfs/current" "$T/data/.mirrorfs/open/"*.mfsj || fail "current differs from the open segment"
+# small synced appends keep a zeroed window after the last record: current
+# shows the records only
+for k in $(seq 20); do
+	dd if=/dev/urandom of="$T/mnt/small" bs=4k count=1 seek="$k" conv=notrunc,fdatasync status=none
+done
+open=$(ls "$T/data/.mirrorfs/open/"*.mfsj)
+end=$("$CTL" dump "$open" 2>/dev/null | tail -n 1 | sed -n 's/.*torn tail at byte \([0-9]*\) .*/\1/p' || true)
+[ -n "$end" ] && [ "$(stat -c %s "$open")" -gt "$end" ] || fail "no zeroed window after small syncs ($end)"
+[ "$(stat -c %s "$T/mnt/.mirrorfs/current")" = "$end" ] || fail "current's size is not its records' end"
+head -c "$end" "$open" | cmp - "$T/mnt/.mirrorfs/current" || fail "current differs from the open segment's records"
 
 step "unwritable virtual files"
 if (echo x >"$T/mnt/.mirrorfs/status") 2>/dev/null; then fail "status writable"; fi
