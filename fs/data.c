@@ -123,8 +123,8 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 {
 	struct fs_inode *i = f->inode;
 	struct mfs_rec *rec = fs_rec_new(MFS_REC_WRITE);
-	uint64_t lsn = 0;
-	int r;
+	uint64_t lsn = 0, joff = 0;
+	int r, jfd = -1;
 
 	if (!rec)
 		return -ENOMEM;
@@ -139,10 +139,13 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 		rec->offset = off;
 		rec->data = data;
 		rec->data_len = (uint32_t)len;
-		r = fs_journal_append(fs, rec, &lsn);
+		r = len > FS_PENDING_COPY_MAX ? fs_journal_append_at(fs, rec, &lsn, &jfd, &joff)
+					      : fs_journal_append(fs, rec, &lsn);
 		if (r == 0 && (fs_pending_sync_writes(fs) || off + len > FS_PENDING_OFF_MAX ||
-			       fs_pending_add(fs, i, f->fd, lsn, data, len, off) < 0))
+			       fs_pending_add(fs, i, f->fd, lsn, data, len, off, jfd, joff) < 0)) {
+			closep(&jfd);
 			r = write_now(fs, f, rec, lsn);
+		}
 		if (r == 0)
 			atomic_store(&i->last_lsn, lsn);
 	} else if (r == 0) { /* no name left: nothing to journal */

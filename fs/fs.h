@@ -344,11 +344,16 @@ void fs_pending_init(struct fs *fs);
 /* A live inode's pending state: fs->hooks.inode_init and inode_done. */
 void fs_pending_inode_init(struct fs_inode *i);
 void fs_pending_inode_done(struct fs_inode *i);
+/* Writes up to this size are kept in memory; a larger one is read back
+ * from the journal (its segment's fd and offset), not copied. */
+#define FS_PENDING_COPY_MAX (64u << 10)
 /* Keep a journaled write (LSN @lsn) of @i until its record is durable;
- * @fd: the open file it came through. Caller holds i->lock. Returns 0 or
- * -errno (nothing kept). */
+ * @fd: the open file it came through; @jfd >= 0: its data lies at @joff
+ * of that journal segment, not copied, and on success the fd is the
+ * list's (closed once applied). Caller holds i->lock. Returns 0 or -errno
+ * (nothing kept). */
 int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, const void *data,
-		   size_t len, uint64_t off);
+		   size_t len, uint64_t off, int jfd, uint64_t joff);
 bool fs_pending_has(struct fs_inode *i);
 /* An open file of @i was made, or released: the fd that applies @i's
  * pending writes is kept while @i has open files or pending writes, so
@@ -399,6 +404,12 @@ void fs_journal_stop(struct fs *fs);
 void fs_journal_close(struct fs *fs);
 /* Append @rec; sets rec->lsn. Returns 0 or -errno (nothing written). */
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+/* fs_journal_append() of a write, saying where its data lies in the
+ * journal as given: *ret_fd an fd of the segment (the caller's to close)
+ * and *ret_off the offset there, or *ret_fd -1 (not stored as given:
+ * compressed, sealed). */
+int fs_journal_append_at(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn, int *ret_fd,
+			 uint64_t *ret_off);
 /* Make records up to @lsn durable (0: everything appended so far) and
  * apply the pending writes they hold (group commit). */
 int fs_journal_sync(struct fs *fs, uint64_t lsn);

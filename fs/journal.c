@@ -138,11 +138,18 @@ static uint64_t next_lsn_locked(struct fs_journal *j)
 	return s.next_lsn;
 }
 
-static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn);
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn, int *ret_fd,
+			  uint64_t *ret_off);
 
 int fs_journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
-	return journal_append(fs, rec, ret_lsn);
+	return journal_append(fs, rec, ret_lsn, NULL, NULL);
+}
+
+int fs_journal_append_at(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn, int *ret_fd,
+			 uint64_t *ret_off)
+{
+	return journal_append(fs, rec, ret_lsn, ret_fd, ret_off);
 }
 
 /* Ask the timer thread for the work behind @flag (a tlock field). */
@@ -156,17 +163,22 @@ static void timer_want(struct fs_journal *j, bool *flag)
 	pthread_mutex_unlock(&j->tlock);
 }
 
-static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
+/* With @ret_fd: where the data of write @rec lies, as given, in the
+ * segment (an fd of it, the caller's to close), or -1 (not as given). */
+static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn, int *ret_fd,
+			  uint64_t *ret_off)
 {
 	struct fs_journal *j = fs->j;
-	uint64_t lsn = 0, bytes, add;
-	int r;
+	uint64_t lsn = 0, bytes, add, off = UINT64_MAX;
+	int r, fd = -1;
 
 	r = fs_check_failed(fs);
 	if (r < 0)
 		return r;
 	pthread_rwlock_rdlock(&j->seg_lock);
-	r = j->w ? mfs_segw_append_publish(j->w, rec, &lsn, NULL) : -EIO;
+	r = j->w ? mfs_segw_append_at(j->w, rec, &lsn, ret_fd ? &off : NULL) : -EIO;
+	if (r == 0 && off != UINT64_MAX)
+		fd = fcntl(mfs_segw_fd(j->w), F_DUPFD_CLOEXEC, 3);
 	pthread_rwlock_unlock(&j->seg_lock);
 	if (r == -ENOSPC || r == -EDQUOT) {
 		log_warning("journal '%s' is full: a change was refused with %s", j->path,
@@ -187,6 +199,10 @@ static int journal_append(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 		timer_want(j, &j->want_wb);
 	if (ret_lsn)
 		*ret_lsn = lsn;
+	if (ret_fd) {
+		*ret_fd = fd;
+		*ret_off = off;
+	}
 	return 0;
 }
 
@@ -250,7 +266,7 @@ int fs_journal_sync(struct fs *fs, uint64_t lsn)
 int fs_journal_append_durable(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
 	uint64_t lsn;
-	int r = journal_append(fs, rec, &lsn);
+	int r = journal_append(fs, rec, &lsn, NULL, NULL);
 
 	if (r < 0)
 		return r;

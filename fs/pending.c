@@ -12,7 +12,10 @@
  * record durable; the commit then applies it (fs_pending_apply(), called by
  * fs_journal_sync()). Until then it answers reads (fs_pending_read()
  * overlays it on the backing file's bytes) and sizes
- * (fs_pending_fix_stat()). Every other mutation waits for its own record
+ * (fs_pending_fix_stat()). A write larger than FS_PENDING_COPY_MAX is
+ * not copied: its bytes are read back from the journal segment it was
+ * appended to (an fd of the segment is kept with it), in the kernel
+ * (copy_file_range) when it is applied. Every other mutation waits for its own record
  * to be durable before it is applied (journal.c), and that wait applies
  * every pending write before it returns, so one file's changes reach its
  * backing file in journal order.
@@ -51,8 +54,17 @@ struct fs_pwrite {
 	struct fs_pwrite *next;
 	uint64_t lsn, off;
 	size_t len;
+	int jfd;       /* -1: the bytes are in data[]; else at joff of this segment */
+	uint64_t joff;
 	char data[];
 };
+
+static void pwrite_free(struct fs_pwrite *w)
+{
+	if (w->jfd >= 0)
+		close(w->jfd);
+	free(w);
+}
 
 void fs_pending_init(struct fs *fs)
 {
@@ -72,7 +84,7 @@ void fs_pending_inode_done(struct fs_inode *i)
 
 	while (w) {
 		struct fs_pwrite *n = w->next;
-		free(w);
+		pwrite_free(w);
 		w = n;
 	}
 	i->phead = i->ptail = NULL;
@@ -85,9 +97,9 @@ void fs_pending_inode_done(struct fs_inode *i)
 /* ================================================================ pending writes */
 
 int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, const void *data,
-		   size_t len, uint64_t off)
+		   size_t len, uint64_t off, int jfd, uint64_t joff)
 {
-	struct fs_pwrite *w = malloc(sizeof(*w) + len);
+	struct fs_pwrite *w = malloc(sizeof(*w) + (jfd >= 0 ? 0 : len));
 	bool add = false;
 
 	if (!w)
@@ -96,7 +108,10 @@ int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, cons
 	w->lsn = lsn;
 	w->off = off;
 	w->len = len;
-	memcpy(w->data, data, len);
+	w->jfd = -1; /* the caller's until the write is kept */
+	w->joff = joff;
+	if (jfd < 0)
+		memcpy(w->data, data, len);
 	pthread_mutex_lock(&i->plock);
 	if (i->pfd < 0)
 		i->pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -105,6 +120,7 @@ int fs_pending_add(struct fs *fs, struct fs_inode *i, int fd, uint64_t lsn, cons
 		free(w);
 		return -errno;
 	}
+	w->jfd = jfd;
 	if (!i->phead) {
 		i->pend = 0;
 		i->phead = w;
@@ -198,13 +214,16 @@ ssize_t fs_pending_read(struct fs_inode *i, int fd, char *buf, size_t size, uint
 		memset(buf + n, 0, len - (size_t)n);
 	else
 		len = (size_t)n;
-	for (struct fs_pwrite *w = i->phead; w; w = w->next) {
+	for (struct fs_pwrite *w = i->phead; w && n >= 0; w = w->next) {
 		uint64_t a = MFS_MAX(w->off, off), b = MFS_MIN(w->off + w->len, off + len);
-		if (a < b)
+		if (a < b && w->jfd < 0)
 			memcpy(buf + (a - off), w->data + (a - w->off), b - a);
+		else if (a < b && mfs_pread_all(w->jfd, buf + (a - off), b - a,
+						w->joff + (a - w->off)) != (ssize_t)(b - a))
+			n = -EIO;
 	}
 	pthread_mutex_unlock(&i->plock);
-	return (ssize_t)len;
+	return n < 0 ? n : (ssize_t)len;
 }
 
 uint64_t fs_pending_bytes(struct fs *fs)
@@ -240,12 +259,13 @@ static int apply_inode(struct fs *fs, struct fs_inode *i, uint64_t durable)
 
 	pthread_mutex_lock(&i->plock);
 	while ((w = i->phead) && w->lsn <= durable) {
-		r = mfs_pwrite_all(i->pfd, w->data, w->len, w->off);
+		r = w->jfd < 0 ? mfs_pwrite_all(i->pfd, w->data, w->len, w->off)
+			       : mfs_copy_range_all(w->jfd, w->joff, i->pfd, w->off, w->len);
 		if (r < 0)
 			break;
 		i->phead = w->next;
 		atomic_fetch_sub(&fs->pend.bytes, w->len);
-		free(w);
+		pwrite_free(w);
 	}
 	if (!i->phead) {
 		i->ptail = NULL;

@@ -120,6 +120,50 @@ ssize_t mfs_pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
+/* The rest of a copy the kernel could not do, through a buffer. */
+static int copy_by_buffer(int in, uint64_t in_off, int out, uint64_t out_off, size_t len)
+{
+	size_t chunk = MFS_MIN(len, (size_t)1 << 20);
+	char *buf = malloc(chunk ? chunk : 1);
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (r == 0 && len > 0) {
+		size_t want = MFS_MIN(len, chunk);
+		ssize_t n = mfs_pread_all(in, buf, want, in_off);
+
+		if (n >= 0 && (size_t)n != want)
+			n = -EIO; /* the source ends early */
+		r = n < 0 ? (int)n : mfs_pwrite_all(out, buf, want, out_off);
+		in_off += want;
+		out_off += want;
+		len -= want;
+	}
+	free(buf);
+	return r;
+}
+
+int mfs_copy_range_all(int in, uint64_t in_off, int out, uint64_t out_off, size_t len)
+{
+	while (len > 0) {
+		off_t io = (off_t)in_off, oo = (off_t)out_off;
+		ssize_t n = copy_file_range(in, &io, out, &oo, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP &&
+		    errno != ENOSYS)
+			return -errno;
+		if (n <= 0) /* not between these files, or the source ends: copy it here */
+			return copy_by_buffer(in, in_off, out, out_off, len);
+		in_off += (uint64_t)n;
+		out_off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int mfs_write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

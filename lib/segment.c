@@ -507,8 +507,23 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 	return mfs_segw_append_publish(w, rec, ret_lsn, NULL);
 }
 
+static int segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+		       _Atomic uint64_t *publish, uint64_t *ret_data_off);
+
 int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
 			    _Atomic uint64_t *publish)
+{
+	return segw_append(w, rec, ret_lsn, publish, NULL);
+}
+
+int mfs_segw_append_at(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+		       uint64_t *ret_data_off)
+{
+	return segw_append(w, rec, ret_lsn, NULL, ret_data_off);
+}
+
+static int segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+		       _Atomic uint64_t *publish, uint64_t *ret_data_off)
 {
 	uint8_t head[HEAD_MAX], tag[MFS_TAG_SIZE];
 	const void *data = rec->data;
@@ -576,6 +591,9 @@ int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *r
 		w->reserved_end = w->zero_end = w->size; /* ask the file system again */
 		goto out_unlock;
 	}
+	if (ret_data_off) /* the data as given: iov[1], not compressed, not sealed */
+		*ret_data_off = cnt > 1 && !w->enc && !rec->zstd_len ? w->size + head_len
+								     : UINT64_MAX;
 	w->last_off = w->size;
 	w->last_crc = w->seg_crc;
 	w->seg_crc = crc;

@@ -31,6 +31,13 @@ int mfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Read up to len bytes at off; returns bytes read (< len only at EOF) or -errno. */
 ssize_t mfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
 int mfs_write_all(int fd, const void *buf, size_t len);
+/*
+ * Copy @len bytes at @in_off of @in to @out_off of @out: in the kernel
+ * (copy_file_range: no pass through this process's memory), or through a
+ * buffer where the kernel cannot copy between these two files. Returns 0,
+ * -EIO if @in ends before, or -errno.
+ */
+int mfs_copy_range_all(int in, uint64_t in_off, int out, uint64_t out_off, size_t len);
 
 /*
  * Rename @old in @odir to @new in @ndir, failing with -EEXIST if @new

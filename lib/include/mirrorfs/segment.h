@@ -120,6 +120,12 @@ int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn);
  * is assigned, before the record is written (an intent slot: see fs/). */
 int mfs_segw_append_publish(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
 			    _Atomic uint64_t *publish);
+/* mfs_segw_append(); *ret_data_off: where in the file the write data of
+ * @rec lies as it was given (for a reader of the file, as pread or
+ * copy_file_range), or UINT64_MAX where it is not stored as it is (no
+ * data, compressed, sealed). */
+int mfs_segw_append_at(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn,
+		       uint64_t *ret_data_off);
 
 /*
  * Take back the record @lsn, which must be the last one appended (the
