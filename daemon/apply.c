@@ -281,8 +281,10 @@ static int batch_flush(struct mirror *m)
 
 /*
  * Flush everything the batch touched, then record its last LSN durably,
- * then retire its segments. Returns 0 or -errno (the segments stay in
- * incoming and are applied again: idempotent).
+ * then retire its segments. The mirror's applied LSN (m->st, which passes
+ * skip and retire by and status.json reports) moves only once recorded.
+ * Returns 0 or -errno (the segments stay in incoming and are applied
+ * again: idempotent).
  */
 int mirror_batch_commit(struct mirror *m)
 {
@@ -297,17 +299,22 @@ int mirror_batch_commit(struct mirror *m)
 		mirror_set_error(m, "flushing the data directory '%s' failed (will retry): %m",
 			  m->cfg.data);
 	} else {
-		m->st.applied_lsn = m->batch_lsn;
+		/* the mirror goes by (skips, retires, reports) only what is recorded */
+		struct mfs_applied next = m->st;
+
+		next.applied_lsn = m->batch_lsn;
 		if (m->batch_ns)
-			m->st.last_record_ns = m->batch_ns;
-		m->st.segments_applied += m->n_batch;
-		m->st.have_chain = m->batch_have_chain;
-		m->st.chain_lsn = m->batch_chain_lsn;
-		memcpy(m->st.chain_tag, m->batch_chain, MFS_TAG_SIZE);
-		r = mfs_applied_write(m->state_fd, &m->st);
+			next.last_record_ns = m->batch_ns;
+		next.segments_applied += m->n_batch;
+		next.have_chain = m->batch_have_chain;
+		next.chain_lsn = m->batch_chain_lsn;
+		memcpy(next.chain_tag, m->batch_chain, MFS_TAG_SIZE);
+		r = mfs_applied_write(m->state_fd, &next);
 		if (r < 0)
 			log_error_errno(r, "Failed to record applied LSN %" PRIu64 " in '%s/"
 					MFS_APPLIED_FILE "': %m", m->batch_lsn, m->cfg.state);
+		else
+			m->st = next;
 	}
 	if (r == 0) {
 		dt = mfs_mono_ns() - m->batch_t0;
