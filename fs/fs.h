@@ -420,8 +420,9 @@ int fs_journal_append_durable(struct fs *fs, struct mfs_rec *rec, uint64_t *ret_
  * A fence: make every change journaled so far durable on the backing files
  * (the changed ones, fsynced) and mark it in the journal, so that recovery
  * never replays a record across it. Namespace operations that remove a
- * name (unlink, rmdir, rename) run after a fence, a rename also before a
- * second one (mutate.c), with fs->ns_lock held exclusively: replaying the
+ * name (unlink, rmdir, rename; not the unlink of a file's last name) run
+ * after a fence, a rename also before a second one (mutate.c), with
+ * fs->ns_lock held exclusively: replaying the
  * records after a mark onto a tree that already has some of them then
  * gives the same tree (journal.c). @durable: also sync the mark itself.
  * Returns 0 or -errno.
@@ -548,6 +549,9 @@ int fs_attr_change(struct fs *fs, struct fs_inode *i, struct mfs_rec *rec, bool 
 /* A failed xattr change after its record @rec: journal the attribute as
  * the file (@proc) has it, or fail the fs. */
 void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec);
+/* Whether the removal of a name of @st needs no fence before it: the
+ * unlink of a non-folder's last name (why: mutate.c). */
+bool fs_remove_is_unfenced(bool dir, const struct stat *st);
 /* After a rename was applied: the second fence (or fail the fs). */
 void fs_fence_after(struct fs *fs, bool durable);
 /* After creating @name in @p (record @rec, LSN @lsn): chown, lookup into

@@ -24,7 +24,8 @@
  * the end; those that remove a name (unlink, rmdir, rename) run after a
  * fence (fs_journal_fence), so that recovery never replays a record
  * before a removal onto a tree that has it: a removal is the first record
- * of the tail recovery replays, or not in it. A rename is also followed
+ * of the tail recovery replays, or not in it. The unlink of a file's last
+ * name is the exception (fs_remove_is_unfenced). A rename is also followed
  * by a second fence (fs_fence_after): replayed after records that made
  * its source name again, it would move the new object over its target.
  * An unlink or rmdir needs none: replayed after the records that follow
@@ -150,6 +151,40 @@ void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec)
 	rec->data_len = n >= 0 ? (uint32_t)n : 0;
 	if (fs_journal_append_durable(fs, rec, &lsn) < 0)
 		fs_fail(fs, -EIO, "a failed xattr change could not be compensated");
+}
+
+/*
+ * Whether the removal of a name of @st (a folder if @dir) may run without
+ * the first fence: the unlink of a non-folder's last name (st_nlink 1, on
+ * the backing file, where a snapshot's hard link counts too). What the
+ * fence guards against is a record before the removal replayed onto a tree
+ * that the removal, and what came after it, already reached: a write
+ * through a removed name that the file still has under another, a link
+ * from it, a record below a removed folder would be skipped (the name is
+ * missing), the other name keeping what the disk had. Before the last
+ * name's unlink, every record that names the file concerns that file
+ * alone, which nothing reaches once the name is gone:
+ *  - replayed onto a tree without the name, it is skipped; onto one where
+ *    later records put another object there, it changes that object, or,
+ *    a data record finding no regular file, is done (redo.c,
+ *    is_replaced); the unlink replayed after it then removes whatever
+ *    is there, and the records after the unlink put back what they made
+ *    (the argument above for the second fence);
+ *  - a LINK from it made another name, so the file had two until that
+ *    name's removal, which, not the last, ran after a fence; a RENAME has
+ *    fences on both sides, so in a replayed tail it is alone, or first
+ *    and replayed onto a tree missing its source (skipped: done).
+ * The file's pending writes are in the journal before the unlink's record
+ * and are applied when it is made durable; nothing of them needs to reach
+ * the disk (no name reaches them after a crash: recovery replays them from
+ * the journal as above), and a checkpoint does not fsync a file without a
+ * name (pending.c). A create + write + close + unlink then costs two
+ * journal syncs (the two records, write-ahead) instead of three fdatasyncs
+ * and two fsyncs.
+ */
+bool fs_remove_is_unfenced(bool dir, const struct stat *st)
+{
+	return !dir && !S_ISDIR(st->st_mode) && st->st_nlink == 1;
 }
 
 /* After a rename was applied: the second fence (see fs_journal_fence). */

@@ -4,8 +4,9 @@
  * rename, link. Each holds fs->ns_lock exclusively from its checks to the
  * end: it checks what the backing call would refuse (the name exists, is
  * missing, the directory is not empty...), journals, then applies
- * (mutate.c). Removals (unlink, rmdir, rename) run after a fence, and a
- * rename also before a second one (mutate.c).
+ * (mutate.c). Removals (rmdir, rename, unlink of a name that is not a
+ * file's last) run after a fence, and a rename also before a second one
+ * (mutate.c).
  */
 #include "fs.h"
 
@@ -186,7 +187,7 @@ static int do_remove(struct fs *fs, struct fs_inode *p, const char *name, bool d
 	if (dir && !dir_is_empty(p->fd, name))
 		return -ENOTEMPTY;
 	r = fs_entry_path(fs, p, name, rec->path, sizeof(rec->path));
-	if (r == 0)
+	if (r == 0 && !fs_remove_is_unfenced(dir, &st))
 		r = fs_journal_fence(fs, false);
 	if (r == 0)
 		r = fs_journal_first(fs, rec, &lsn);

@@ -8,13 +8,17 @@
  * file's, or a later mark in the durable journal) into DATADIR, from the
  * closed segments and the open one (whose torn tail is cut), then fsyncs
  * what it changed. That is correct whatever subset of those records had
- * reached the backing files: unlink, rmdir and rename run after a fence
- * (fs_journal_fence, a checkpoint mark without a state file), so a removal
- * can only be the first record of that tail, and a rename also before a
- * second fence. An unlink or rmdir replayed after later records removes
- * what they put at its name, and they put it back; a rename would not,
- * hence its second fence. Every replayed record then makes its
- * post-condition true (lib/replay.c, "Idempotency"). One limit:
+ * reached the backing files: rmdir, rename and the unlink of a name that
+ * is not a file's last run after a fence (fs_journal_fence, a checkpoint
+ * mark without a state file), so such a removal can only be the first
+ * record of that tail, and a rename also before a second fence. The unlink
+ * of a file's last name may come anywhere: what was journaled before it
+ * about that file changes nothing else (fs_remove_is_unfenced, mutate.c).
+ * An unlink or rmdir replayed after later records removes what they put
+ * at its name, and they put it back; a rename would not, hence its second
+ * fence. Every replayed record then makes its post-condition true
+ * (lib/replay.c, "Idempotency"); a data record that meets a folder or
+ * symlink a later record made is done (is_replaced). One limit:
  * RENAME_EXCHANGE applied but its second mark not yet durable when the
  * power fails is exchanged again by recovery.
  */
@@ -103,6 +107,19 @@ static int mark_one(void *arg, const struct mfs_rec *rec, int e)
 	return 0;
 }
 
+/*
+ * A data record (write, truncate, fallocate) that met a folder (EISDIR) or
+ * a symlink or other non-regular object (EINVAL) at its path: the primary
+ * journals one only for a regular file, so a later record of the tail put
+ * that object there, after the unlink of the file's last name, which runs
+ * without a fence (mutate.c). Done, as a record that meets no name is
+ * (lib/replay.c, "Idempotency").
+ */
+static bool is_replaced(const struct mfs_rec *rec, int e)
+{
+	return (e == -EISDIR || e == -EINVAL) && mfs_rec_type_is_data(rec->type);
+}
+
 /* The redo pass's hook: what was applied, for the fsync after; a record
  * that failed is logged and passed over. */
 static int replay_one(void *arg, const struct mfs_rec *rec, int e)
@@ -115,6 +132,11 @@ static int replay_one(void *arg, const struct mfs_rec *rec, int e)
 		/* failed when it was made (EFBIG...): a later record compensates */
 		log_debug("recovery: LSN %" PRIu64 " %s '%s' is past the file system's limits, "
 			  "skipped", rec->lsn, mfs_rec_type_name(rec->type), rec->path);
+		return 0;
+	}
+	if (e < 0 && is_replaced(rec, e)) {
+		log_debug("recovery: LSN %" PRIu64 " %s '%s' met another kind of object, which a "
+			  "later record made: done", rec->lsn, mfs_rec_type_name(rec->type), rec->path);
 		return 0;
 	}
 	touch_rec(c, rec);
@@ -227,8 +249,9 @@ static int replay_pass(struct fs_journal *j, const struct mfs_segent *segs, size
  * Replay every record after the last checkpoint: the state file's, or a
  * later checkpoint mark in the durable journal (fences write them, see
  * fs_journal_fence), onto DATADIR, then fsync what it changed. Between
- * two marks no record removes a name but the first after a mark, so the
- * records apply idempotently onto a tree that already has any of them.
+ * two marks no record removes a name but the first after a mark and the
+ * unlinks of files' last names, so the records apply idempotently onto a
+ * tree that already has any of them.
  */
 int fs_journal_redo(struct fs *fs, uint64_t after, uint64_t *ret_last)
 {

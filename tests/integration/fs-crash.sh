@@ -16,6 +16,9 @@
 #  3. (between 1 and 2) a crash between a snapshot's switch to a new segment
 #     and the seal of the old one: two open segments, which the mount seals
 #     and continues without a gap; the snapshot is not kept.
+#  4. (between 3 and 2) kill -9 after files' last names were unlinked (no
+#     fence) and reused for a folder and a symlink: recovery replays the
+#     files' writes as done, none fails.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || skip "no sqlite3"
@@ -109,6 +112,30 @@ for where in 1 sealed; do
 	mfs_umount "$T/mnt"
 	check_equivalence "crash in a snapshot ($where)"
 done
+
+step "names reused after the unlink of a file's last name (no fence)"
+# The rename's fences put the tail's start after the files' creation; the
+# writes and truncate after it are replayed onto the folder and the
+# symlink later records made under the unlinked names: done, not failed.
+mfs_mount "$T/data" "$T/mnt" -o checkpoint_interval=3600
+mkdir "$T/mnt/re"
+printf one >"$T/mnt/re/f"
+printf one >"$T/mnt/re/h"
+mv "$T/mnt/re/f" "$T/mnt/re/g"
+printf two >>"$T/mnt/re/g"
+truncate -s 2 "$T/mnt/re/g"
+printf two >>"$T/mnt/re/h"
+rm "$T/mnt/re/g" "$T/mnt/re/h"
+mkdir "$T/mnt/re/g"
+ln -s g "$T/mnt/re/h"
+mfs_kill9 "$T/mnt"
+: >"$T/fs.log"
+mfs_mount "$T/data" "$T/mnt"
+grep -q "recovery: replayed" "$T/fs.log" || fail "nothing replayed after the kill"
+grep "recovery: LSN" "$T/fs.log" && fail "a replayed record failed onto a reused name"
+[ -d "$T/mnt/re/g" ] && [ -L "$T/mnt/re/h" ] || fail "the reused names are not a folder and a symlink"
+mfs_umount "$T/mnt"
+check_equivalence "names reused"
 
 step "power cut: backing folder rolled back to the checkpoint, torn journal tail"
 # WAL mode only: this rollback models a backing folder that kept nothing

@@ -5,7 +5,9 @@
 # and the journal. Per cut point, on a fresh cutfs:
 #  - mirrorfs on C/data (small rotate_size, checkpoints every second) under
 #    a workload: a writer of pwrite+fsync/fdatasync and fsync'ed new files
-#    that logs every acknowledged fsync outside the layer; SQLite in WAL and
+#    that logs every acknowledged fsync outside the layer; small files made,
+#    written and unlinked, names reused for folders and symlinks, hard
+#    links, and fsynced kept files it logs; SQLite in WAL and
 #    in rollback (delete) mode, synchronous FULL or EXTRA, whose committers
 #    log committed ids outside the layer; a loop of `mirrorctl rotate`,
 #    `snapshot create`, `lock --timeout 2 -- true` and `checkpoint`; some
@@ -220,6 +222,78 @@ print("writer: %d acknowledged writes in %d files checked, %d files bad" % (len(
 sys.exit(1 if bad else 0)
 PY
 
+cat >"$T/small.py" <<'PY'
+# small MNT LOG SEED: small files made, written, closed and unlinked (most
+# without any sync: the unlink of a last name runs without a fence), names
+# reused for folders and symlinks, hard links (the unlink of a name that
+# is not the last runs after a fence); a kept file now and then, fsynced
+# with its folder, logs "A name seq" once durable.
+import os, random, sys
+mnt, log, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rnd = random.Random(seed)
+L = open(log, "a")
+def note(s):
+    L.write(s + "\n"); L.flush(); os.fsync(L.fileno())
+def content(seq, n):
+    return random.Random(seed * 1000003 + seq).randbytes(n)
+def put(p, seq, sync=False):
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, content(seq, rnd.randint(1, 9000)))
+    if sync: os.fsync(fd)
+    os.close(fd)
+def gone(p):
+    if os.path.isdir(p) and not os.path.islink(p): os.rmdir(p)
+    elif os.path.lexists(p): os.unlink(p)
+try:
+    s = mnt + "/s"
+    os.mkdir(s)
+    seq = 0
+    while True:
+        seq += 1
+        p = s + "/n%d" % rnd.randrange(8)
+        x = rnd.random()
+        gone(p)
+        if x < 0.6:
+            put(p, seq); os.unlink(p)
+        elif x < 0.7:
+            put(p, seq) # left for a later round to unlink
+        elif x < 0.8:
+            put(p, seq); os.unlink(p); os.mkdir(p)
+        elif x < 0.85:
+            put(p, seq); os.unlink(p); os.symlink("n0", p)
+        elif x < 0.95:
+            put(p, seq); os.link(p, p + "h"); put(p, seq + 1000000)
+            os.unlink(p); os.unlink(p + "h")
+        else:
+            k = s + "/k%d" % seq
+            put(k, seq, True)
+            d = os.open(s, os.O_RDONLY | os.O_DIRECTORY); os.fsync(d); os.close(d)
+            note("A k%d %d" % (seq, len(open(k, "rb").read())))
+except OSError:
+    sys.exit(0)
+PY
+
+cat >"$T/check_small.py" <<'PY'
+# check_small MNT LOG SEED: every kept file logged as durable is there, whole.
+import os, random, sys
+mnt, log, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bad = n = 0
+for line in open(log):
+    f = line.split()
+    if len(f) != 3 or f[0] != "A":
+        continue
+    n += 1
+    name, size = f[1], int(f[2])
+    try:
+        got = open(mnt + "/s/" + name, "rb").read()
+    except OSError as err:
+        print("acked loss: s/%s: %s" % (name, err.strerror)); bad += 1; continue
+    if len(got) != size:
+        print("acked loss: s/%s is %d bytes, not %d" % (name, len(got), size)); bad += 1
+print("small: %d kept files checked, %d bad" % (n, bad))
+sys.exit(1 if bad else 0)
+PY
+
 cat >"$T/committer.py" <<'PY'
 # committer DB MODE SYNC LOG SEED: transactions; logs the id of each commit.
 import os, random, sqlite3, sys
@@ -334,6 +408,9 @@ start_workload() {
 	: >"$T/writer.log"; : >"$T/wal.ids"; : >"$T/rb.ids"; : >"$T/pg.ids"
 	python3 "$T/writer.py" "$M" "$T/writer.log" "$s" 2>/dev/null &
 	WPIDS="$!"
+	: >"$T/small.log"
+	python3 "$T/small.py" "$M" "$T/small.log" "$s" 2>/dev/null &
+	WPIDS="$WPIDS $!"
 	python3 "$T/committer.py" "$M/wal.db" wal "$sync" "$T/wal.ids" "$s" 2>/dev/null &
 	WPIDS="$WPIDS $!"
 	python3 "$T/committer.py" "$M/rb.db" delete "$sync" "$T/rb.ids" $((s + 1)) 2>/dev/null &
@@ -416,7 +493,7 @@ keep_evidence() { # I
 	[ -n "$KEEP" ] || return 0
 	mkdir -p "$KEEP/cut-$1"
 	cp -a "$D" "$KEEP/cut-$1/data" 2>/dev/null || true
-	cp "$T/fs.log" "$T/writer.log" "$T/wal.ids" "$T/rb.ids" "$KEEP/cut-$1/" 2>/dev/null || true
+	cp "$T/fs.log" "$T/writer.log" "$T/small.log" "$T/wal.ids" "$T/rb.ids" "$KEEP/cut-$1/" 2>/dev/null || true
 	echo "  evidence kept in $KEEP/cut-$1"
 }
 
@@ -486,6 +563,8 @@ one_cut() {
 	# (b) acknowledged writes and commits
 	[ -s "$T/writer.log" ] && { python3 "$T/check_writer.py" "$M" "$T/writer.log" "$s" >"$T/cw.out" 2>&1 ||
 		note acked_losses "$(grep -v '^writer:' "$T/cw.out" | head -n 3 | tr '\n' ' ')"; }
+	[ -s "$T/small.log" ] && { python3 "$T/check_small.py" "$M" "$T/small.log" "$s" >"$T/cs.out" 2>&1 ||
+		note acked_losses "$(grep -v '^small:' "$T/cs.out" | head -n 3 | tr '\n' ' ')"; }
 	check_sqlite wal.db wal.ids
 	check_sqlite rb.db rb.ids
 	[ "$with_pg" = 1 ] && check_pg
