@@ -103,10 +103,7 @@ static int do_setattr(struct fs *fs, struct fs_inode *i, struct stat *attr, int 
 
 	if (!rec)
 		return -ENOMEM;
-	r = fs_check_failed(fs);
-	if (r < 0)
-		return r;
-	jr = fs_inode_jpath(fs, i, rec->path);
+	jr = fs_mutate_begin(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
 	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |

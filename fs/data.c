@@ -40,15 +40,6 @@ static struct fs_file *file_of(struct fuse_file_info *fi)
 	return (struct fs_file *)(uintptr_t)fi->fh;
 }
 
-/* Append @rec to the journal and make it durable (write-ahead: only then
- * may its change be applied). Returns 0 or -errno. */
-static int journal_rec(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn)
-{
-	int r = fs_check_failed(fs);
-
-	return r < 0 ? r : fs_journal_append_durable(fs, rec, lsn);
-}
-
 /*
  * A journaled write at [off, off+len) failed (maybe halfway): journal what
  * the backing file really holds there and its real size, so that replay
@@ -130,11 +121,9 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&i->lock);
-	r = fs_check_failed(fs);
-	if (r == 0) {
+	r = fs_mutate_begin(fs, i, rec->path);
+	if (r >= 0)
 		fs_snap_cow(fs, i, off, len); /* before the journal: see cow.c */
-		r = fs_inode_jpath(fs, i, rec->path);
-	}
 	if (r > 0) {
 		rec->offset = off;
 		rec->data = data;
@@ -169,22 +158,19 @@ int fs_data_truncate(struct fs *fs, struct fs_inode *i, int fd, uint64_t size)
 
 	if (!rec)
 		return -ENOMEM;
-	r = fs_check_failed(fs);
-	if (r < 0)
-		return r;
+	jr = fs_mutate_begin(fs, i, rec->path);
+	if (jr < 0)
+		return jr;
 	fs_proc_path(i->fd, proc);
 	if (fstatat(i->fd, "", &st, AT_EMPTY_PATH) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	fs_pending_fix_stat(i, &st);
-	jr = fs_inode_jpath(fs, i, rec->path);
-	if (jr < 0)
-		return jr;
 	rec->length = size;
 	fs_snap_cow(fs, i, size, UINT64_MAX);
 	if (jr > 0) {
-		r = journal_rec(fs, rec, &lsn);
+		r = fs_journal_first(fs, rec, &lsn);
 		if (r < 0)
 			return r;
 	}
@@ -310,7 +296,7 @@ static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode
 	rec->gid = fs->is_root ? ctx->gid : getgid();
 	if (fstatat(p->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
 		rec->gid = pst.st_gid;
-	r = journal_rec(fs, rec, &lsn);
+	r = fs_journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
 	fd = openat(p->fd, name, open_flags(flags) | O_CREAT | O_EXCL, mode & 07777);
@@ -542,10 +528,7 @@ static int do_fallocate(struct fs *fs, struct fs_file *f, int mode, off_t off, o
 
 	if (!rec)
 		return -ENOMEM;
-	r = fs_check_failed(fs);
-	if (r < 0)
-		return r;
-	jr = fs_inode_jpath(fs, i, rec->path);
+	jr = fs_mutate_begin(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
@@ -559,7 +542,7 @@ static int do_fallocate(struct fs *fs, struct fs_file *f, int mode, off_t off, o
 	rec->mode = (uint32_t)mode;
 	rec->offset = (uint64_t)off;
 	rec->length = (uint64_t)len;
-	r = journal_rec(fs, rec, &lsn);
+	r = fs_journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
 	r = fallocate(f->fd, mode, off, len) < 0 ? -errno : 0;

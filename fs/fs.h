@@ -535,6 +535,11 @@ static inline struct mfs_rec *fs_rec_new(enum mfs_rec_type type)
 		rec->type = type;
 	return rec;
 }
+/* The start of every mutation of an existing node @i: the failed check
+ * (-EIO), then @i's journal path into @path (MFS_PATH_MAX + 1 bytes).
+ * Returns 1 if the change is to be journaled, 0 if not (@i has no name
+ * left, or is the root), or -errno with nothing to do. */
+int fs_mutate_begin(struct fs *fs, struct fs_inode *i, char *path);
 /* Journal @rec durably (unless the fs failed): sets *lsn and returns 0,
  * or -errno with nothing to apply. */
 int fs_journal_first(struct fs *fs, struct mfs_rec *rec, uint64_t *lsn);

@@ -6,6 +6,8 @@
  *
  *   1. checks: what the backing call would refuse, and the failed state
  *      (fs_check_failed: after a fatal error every mutation gets EIO);
+ *      a change of an existing node starts with fs_mutate_begin (the
+ *      failed check and its journal path);
  *   2. copy-on-write: a snapshot that holds the inode keeps what changes
  *      (fs_snap_cow, cow.c);
  *   3. record: appended and made durable (fs_journal_first) before the
@@ -45,6 +47,15 @@
 
 #include "mirrorfs/log.h"
 #include "mirrorfs/macro.h"
+
+/* The start of a mutation of @i: the failed check, then @i's journal path
+ * into @path. */
+int fs_mutate_begin(struct fs *fs, struct fs_inode *i, char *path)
+{
+	int r = fs_check_failed(fs);
+
+	return r < 0 ? r : fs_inode_jpath(fs, i, path);
+}
 
 /* Journal @rec durably; returns 0 and sets *lsn, or -errno with nothing
  * applied. */

@@ -363,7 +363,7 @@ static int do_link(struct fs *fs, struct fs_inode *i, struct fs_inode *np, const
 	if (r == 0)
 		r = must_be_absent(np, newname);
 	if (r == 0)
-		r = fs_inode_jpath(fs, i, rec->path);
+		r = fs_mutate_begin(fs, i, rec->path);
 	if (r == 0)
 		r = -ENOENT; /* no name left to link from */
 	if (r > 0)

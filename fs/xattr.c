@@ -109,10 +109,7 @@ static int do_xattr(struct fs *fs, struct fs_inode *i, const char *name, const c
 		return -ERANGE;
 	if (size > MFS_XATTR_VALUE_MAX)
 		return -E2BIG;
-	r = fs_check_failed(fs);
-	if (r < 0)
-		return r;
-	jr = fs_inode_jpath(fs, i, rec->path);
+	jr = fs_mutate_begin(fs, i, rec->path);
 	if (jr < 0)
 		return jr;
 	fs_proc_path(i->fd, proc);
