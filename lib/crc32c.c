@@ -58,23 +58,6 @@ uint32_t mfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
-#if defined(__x86_64__)
-/*
- * Shifting a CRC over n zero bytes is a multiplication by x^(8n) mod P.
- * The hardware path runs three independent CRC32 streams over three
- * consecutive blocks (the instruction has a 3-cycle latency and a 1-cycle
- * throughput) and joins them with two table-driven shifts. Two block sizes:
- * 4 KiB for long buffers, 256 bytes for the records of a few KiB that
- * dominate a journal (one stream alone runs at a third of the speed).
- */
-struct shift_tab {
-	size_t blk;
-	uint32_t by1[4][256], by2[4][256]; /* shift by blk, by 2 * blk bytes */
-};
-
-static struct shift_tab tab_big = {.blk = 4096}, tab_small = {.blk = 256};
-static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
-
 /* a * b mod P, in the reflected domain (bit 31 is x^0) */
 static uint32_t gf2_mul(uint32_t a, uint32_t b)
 {
@@ -101,6 +84,28 @@ static uint32_t xpow8n(uint64_t n)
 	}
 	return r;
 }
+
+uint32_t mfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	return gf2_mul(xpow8n(len_b), crc_a) ^ crc_b;
+}
+
+#if defined(__x86_64__)
+/*
+ * Shifting a CRC over n zero bytes is a multiplication by x^(8n) mod P.
+ * The hardware path runs three independent CRC32 streams over three
+ * consecutive blocks (the instruction has a 3-cycle latency and a 1-cycle
+ * throughput) and joins them with two table-driven shifts. Two block sizes:
+ * 4 KiB for long buffers, 256 bytes for the records of a few KiB that
+ * dominate a journal (one stream alone runs at a third of the speed).
+ */
+struct shift_tab {
+	size_t blk;
+	uint32_t by1[4][256], by2[4][256]; /* shift by blk, by 2 * blk bytes */
+};
+
+static struct shift_tab tab_big = {.blk = 4096}, tab_small = {.blk = 256};
+static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
 
 static void shift_table(uint32_t t[4][256], uint32_t k)
 {

@@ -502,6 +502,23 @@ static void tag_record(struct mfs_segw *w, uint8_t *head, size_t head_len, const
 	mfs_put_le32(head + 28, mfs_crc32c(mfs_get_le32(head + 28), tag, MFS_TAG_SIZE));
 }
 
+/* Blobs from this size on are read once for both CRCs (blob_crc()). */
+#define CRC_COMBINE_MIN (64u << 10)
+
+/*
+ * The CRC of the @blob bytes that follow the record encoded in
+ * head[0..head_len), from the record's CRC and that of its head alone:
+ * the segment's CRC then takes it in with mfs_crc32c_combine(), and the
+ * blob is read once (by the encoder) instead of twice.
+ */
+static uint32_t blob_crc(const uint8_t *head, size_t head_len, size_t blob)
+{
+	uint32_t h = mfs_crc32c(mfs_crc32c(0, head, 28), head + MFS_REC_HEADER_SIZE,
+				head_len - MFS_REC_HEADER_SIZE);
+
+	return mfs_get_le32(head + 28) ^ mfs_crc32c_combine(h, 0, blob);
+}
+
 int mfs_segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_lsn)
 {
 	return mfs_segw_append_publish(w, rec, ret_lsn, NULL);
@@ -529,7 +546,8 @@ static int segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_ls
 	const void *data = rec->data;
 	struct iovec iov[3];
 	size_t head_len, total, blob;
-	uint32_t crc;
+	uint32_t crc, bcrc = 0;
+	bool combine;
 	int cnt = 1, r;
 
 	if (rec->type == MFS_REC_SEG_CLOSED)
@@ -558,6 +576,9 @@ static int segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_ls
 		iov[cnt++] = (struct iovec){ (void *)rec->data, blob };
 		total += blob;
 	}
+	combine = cnt > 1 && !w->enc && blob >= CRC_COMBINE_MIN;
+	if (combine) /* before the tag changes the record's CRC */
+		bcrc = blob_crc(head, head_len, blob);
 	if (w->enc) {
 		r = seal_locked(w, head, head_len, cnt > 1 ? rec->data : NULL, blob, &total);
 		if (r < 0)
@@ -579,7 +600,8 @@ static int segw_append(struct mfs_segw *w, struct mfs_rec *rec, uint64_t *ret_ls
 		goto out_unlock; /* nothing written: the writer stays usable */
 	crc = w->seg_crc; /* before the write, which may consume iov */
 	for (int i = 0; i < cnt; i++)
-		crc = mfs_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+		crc = combine && i == 1 ? mfs_crc32c_combine(crc, bcrc, blob)
+					: mfs_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
 	r = mfs_pwritev_all(w->fd, iov, cnt, w->size);
 	if (r < 0) {
 		/* Part of the record may be in the file: cut it. Out of space

@@ -202,6 +202,30 @@ static void test_large(void)
 	free(buf);
 }
 
+/* combine(crc(a), crc(b), |b|) == crc(a || b), from empty to 1 MiB pieces. */
+static void test_combine(void)
+{
+	size_t len = (1u << 20) + 300;
+	const size_t cuts[] = { 0, 1, 28, 300, 4096, 65536 + 7, len - 1, len };
+	uint8_t *buf = malloc(len);
+	uint32_t whole;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	fill_random(buf, len, 5);
+	whole = mfs_crc32c(0, buf, len);
+	for (size_t k = 0; k < ARRAY_SIZE(cuts); k++) {
+		size_t c = cuts[k];
+
+		CU_ASSERT_EQUAL(mfs_crc32c_combine(mfs_crc32c(0, buf, c),
+						   mfs_crc32c(0, buf + c, len - c), len - c),
+				whole);
+	}
+	/* the CRC of b alone, recovered from crc(a || b) and crc(a) */
+	CU_ASSERT_EQUAL(whole ^ mfs_crc32c_combine(mfs_crc32c(0, buf, 300), 0, len - 300),
+			mfs_crc32c(0, buf + 300, len - 300));
+	free(buf);
+}
+
 static CU_TestInfo tests[] = {
 	{"check values (sw, hw, dispatch)", test_check_values},
 	{"hw path present", test_hw_reported},
@@ -209,6 +233,7 @@ static CU_TestInfo tests[] = {
 	{"hw == sw around the block sizes, one CRC and a pair", test_hw_blocks},
 	{"incremental chaining", test_chaining},
 	{"1 MiB buffer", test_large},
+	{"combine two CRCs without the bytes", test_combine},
 	CU_TEST_INFO_NULL,
 };
 

@@ -1143,6 +1143,61 @@ static void test_writeback(void)
 	(void)unlinkat(dirfd_, closed, 0);
 }
 
+/*
+ * Writes of 64 KiB and more (their blob read once for both CRCs) make a
+ * segment that validates, plain and compressed, and mfs_segw_append_at()
+ * says where each blob lies as given (nowhere once compressed).
+ */
+static void test_big_records(void)
+{
+	const size_t sizes[] = { (64u << 10) - 1, 64u << 10, (200u << 10) + 3, 1u << 20 };
+	uint8_t *blob = malloc(1u << 20), *back = malloc(1u << 20), *same = malloc(1u << 20);
+	struct mfs_segw_opts o = { .zstd_level = 1 };
+	char closed[MFS_SEG_NAME_LEN + 1];
+	struct mfs_seg_info info;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(blob);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(same);
+	memset(same, 'c', 1u << 20); /* compresses well: stored as a frame */
+	for (size_t k = 0, x = 88172645463325252u; k < (1u << 20); k++) { /* incompressible */
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		blob[k] = (uint8_t)(x >> 24);
+	}
+	for (int zstd = 0; zstd < 2; zstd++) {
+		struct mfs_segw *w = NULL;
+		uint64_t lsn, off;
+
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_create_opts(dirfd_, "big", uuid_a, 1, 1, 0,
+							   zstd ? &o : NULL, &w), 0);
+		for (size_t k = 0; k < ARRAY_SIZE(sizes) * 2; k++) {
+			size_t n = sizes[k % ARRAY_SIZE(sizes)];
+			struct mfs_rec rec = { .type = MFS_REC_WRITE, .data = k % 2 ? blob : same,
+					       .data_len = (uint32_t)n };
+
+			snprintf(rec.path, sizeof(rec.path), "f%zu", k);
+			CU_ASSERT_EQUAL_FATAL(mfs_segw_append_at(w, &rec, &lsn, &off), 0);
+			if (zstd && k % 2 == 0) {
+				CU_ASSERT_EQUAL(off, UINT64_MAX);
+				continue;
+			}
+			CU_ASSERT_FATAL(off != UINT64_MAX);
+			CU_ASSERT_EQUAL(pread(mfs_segw_fd(w), back, n, (off_t)off), (ssize_t)n);
+			CU_ASSERT_EQUAL(memcmp(back, k % 2 ? blob : same, n), 0);
+		}
+		CU_ASSERT_EQUAL_FATAL(mfs_segw_close(w, dirfd_, closed), 0);
+		CU_ASSERT_EQUAL(scan_name(closed, NULL, NULL, &info), 0);
+		CU_ASSERT_EQUAL(info.verdict, MFS_SEG_OK);
+		CU_ASSERT_EQUAL(info.records, ARRAY_SIZE(sizes) * 2);
+		(void)unlinkat(dirfd_, closed, 0);
+	}
+	free(blob);
+	free(back);
+	free(same);
+}
+
 /* ---------------------------------------------------------------- unappend */
 
 
@@ -1545,6 +1600,7 @@ static CU_TestInfo tests[] = {
 	{"close an empty segment", test_close_empty},
 	{"zeroed window: kept after small syncs, none after big ones, cut by seal", test_zero_window},
 	{"write-behind submits whole appended pages", test_writeback},
+	{"records of 64 KiB and more: one CRC pass, data where said", test_big_records},
 	{"unappend takes back the last record", test_unappend},
 	{"unappend during a sync in flight", test_unappend_during_sync},
 	{"unappend of a durable record", test_unappend_durable},

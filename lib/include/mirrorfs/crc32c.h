@@ -22,6 +22,14 @@ uint32_t mfs_crc32c(uint32_t crc, const void *buf, size_t len);
  */
 void mfs_crc32c_pair(uint32_t *crc_a, uint32_t *crc_b, const void *buf, size_t len);
 
+/*
+ * The CRC32C of A || B from the CRC32Cs of A and of B (@len_b bytes),
+ * without the bytes: mfs_crc32c_combine(mfs_crc32c(0, a), mfs_crc32c(0, b),
+ * len_b) == mfs_crc32c(mfs_crc32c(0, a), b). A microsecond or so, whatever
+ * @len_b: for long buffers whose CRC is known already.
+ */
+uint32_t mfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 /* The portable table implementation, always available (for tests). */
 uint32_t mfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
