@@ -184,7 +184,11 @@ void fs_compensate_xattr(struct fs *fs, const char *proc, struct mfs_rec *rec)
  *  - a LINK from it made another name, so the file had two until that
  *    name's removal, which, not the last, ran after a fence; a RENAME has
  *    fences on both sides, so in a replayed tail it is alone, or first
- *    and replayed onto a tree missing its source (skipped: done).
+ *    and replayed onto a tree missing its source (skipped: done);
+ *  - an older object comes under the unlinked name again only by a LINK
+ *    to it or a RENAME onto it, and both run after a fence: replayed onto
+ *    that object, a record of the unlinked file would change it, and the
+ *    replayed unlink would remove only the name (names.c, do_link).
  * The file's pending writes are in the journal before the unlink's record
  * and are applied when it is made durable; nothing of them needs to reach
  * the disk (no name reaches them after a crash: recovery replays them from

@@ -5,8 +5,8 @@
  * end: it checks what the backing call would refuse (the name exists, is
  * missing, the directory is not empty...), journals, then applies
  * (mutate.c). Removals (rmdir, rename, unlink of a name that is not a
- * file's last) run after a fence, and a rename also before a second one
- * (mutate.c).
+ * file's last) and link run after a fence, and a rename also before a
+ * second one (mutate.c).
  */
 #include "fs.h"
 
@@ -371,7 +371,12 @@ static int do_link(struct fs *fs, struct fs_inode *i, struct fs_inode *np, const
 	if (r < 0)
 		return r;
 	memcpy(undo->path, rec->path2, sizeof(rec->path2));
-	r = fs_journal_first(fs, rec, &lsn);
+	/* a fence first: the name may be one whose file's last name was
+	 * unlinked without one, and a record of that file replayed after
+	 * this link would change the linked file (mutate.c) */
+	r = fs_journal_fence(fs, false);
+	if (r == 0)
+		r = fs_journal_first(fs, rec, &lsn);
 	if (r < 0)
 		return r;
 	fs_proc_path(i->fd, proc);

@@ -18,7 +18,8 @@
 #     and continues without a gap; the snapshot is not kept.
 #  4. (between 3 and 2) kill -9 after files' last names were unlinked (no
 #     fence) and reused for a folder and a symlink: recovery replays the
-#     files' writes as done, none fails.
+#     files' writes as done, none fails; and a name so freed given to an
+#     older file by a hard link: recovery leaves that file as it was.
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || skip "no sqlite3"
@@ -136,6 +137,27 @@ grep "recovery: LSN" "$T/fs.log" && fail "a replayed record failed onto a reused
 [ -d "$T/mnt/re/g" ] && [ -L "$T/mnt/re/h" ] || fail "the reused names are not a folder and a symlink"
 mfs_umount "$T/mnt"
 check_equivalence "names reused"
+
+step "a hard link made at the name of a file whose last name was unlinked"
+# The rename's fences put the tail's start after f's creation; f's
+# truncate and write (O_TRUNC) and its unfenced unlink are in the tail.
+# Replayed onto the tree the kill left, where f is h's new name, they
+# would truncate and overwrite h, unless the link has a fence of its own.
+mfs_mount "$T/data" "$T/mnt" -o checkpoint_interval=3600
+mkdir "$T/mnt/hl"
+printf keep-this >"$T/mnt/hl/h"
+printf one >"$T/mnt/hl/f"
+printf x >"$T/mnt/hl/x"
+mv "$T/mnt/hl/x" "$T/mnt/hl/y"
+printf OVERWRITE >"$T/mnt/hl/f"
+rm "$T/mnt/hl/f"
+ln "$T/mnt/hl/h" "$T/mnt/hl/f"
+mfs_kill9 "$T/mnt"
+mfs_mount "$T/data" "$T/mnt"
+[ "$(cat "$T/mnt/hl/h")" = keep-this ] || fail "recovery changed h through its new name f: '$(cat "$T/mnt/hl/h")'"
+[ "$(cat "$T/mnt/hl/f")" = keep-this ] || fail "f is not h's second name after recovery"
+mfs_umount "$T/mnt"
+check_equivalence "hard link at an unlinked file's name"
 
 step "power cut: backing folder rolled back to the checkpoint, torn journal tail"
 # WAL mode only: this rollback models a backing folder that kept nothing
