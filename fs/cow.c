@@ -2,7 +2,8 @@
 /*
  * cow.c - copy-on-write of the files snapshots hold: the write side
  * (preserve before a change), its durability, the maps' load at mount,
- * and the read side (what a snapshot view reads of a regular file).
+ * and the live link count without the snapshots' links. The read side
+ * (what a snapshot view reads of a regular file) is cowread.c.
  *
  * A hard link shares the inode with the live file, so
  * before anything changes an inode that a live snapshot holds,
@@ -606,4 +607,24 @@ int fs_snap_sync_dirty(struct fs *fs)
 	if (S)
 		sync_upto(S, atomic_load(&S->dirty_gen));
 	return 0;
+}
+
+void fs_snap_fix_nlink(struct fs *fs, struct stat *st)
+{
+	struct fs_snaps *S = fs->snaps;
+	struct cow_entry *e;
+	nlink_t held = 0;
+
+	if (!S || !S_ISREG(st->st_mode) || atomic_load(&S->count) == 0)
+		return;
+	pthread_rwlock_rdlock(&S->rw);
+	e = fs_cow_find(S, st->st_ino);
+	if (e) {
+		pthread_rwlock_rdlock(&e->mu);
+		for (struct cow_state *c = e->states; c; c = c->next)
+			held += c->links;
+		pthread_rwlock_unlock(&e->mu);
+	}
+	pthread_rwlock_unlock(&S->rw);
+	st->st_nlink = st->st_nlink > held ? st->st_nlink - held : 0;
 }

@@ -56,25 +56,6 @@ int fs_snap_file_stat(struct fs *fs, struct fs_snap *s, struct stat *st)
 	return 0;
 }
 
-void fs_snap_fix_nlink(struct fs *fs, struct stat *st)
-{
-	struct fs_snaps *S = fs->snaps;
-	struct cow_entry *e;
-	nlink_t held = 0;
-
-	if (!S || !S_ISREG(st->st_mode) || atomic_load(&S->count) == 0)
-		return;
-	pthread_rwlock_rdlock(&S->rw);
-	e = fs_cow_find(S, st->st_ino);
-	if (e) {
-		pthread_rwlock_rdlock(&e->mu);
-		for (struct cow_state *c = e->states; c; c = c->next)
-			held += c->links;
-		pthread_rwlock_unlock(&e->mu);
-	}
-	pthread_rwlock_unlock(&S->rw);
-	st->st_nlink = st->st_nlink > held ? st->st_nlink - held : 0;
-}
 
 /*
  * getxattr (@name) or listxattr (@name NULL) of regular file @ino in @s:

@@ -35,7 +35,7 @@
  *   rotate.c    rotation, a snapshot's segment switch, trims, the timer
  *   journal.c   the segment writer, group commit, checkpoints, fences
  *               (journal_i.h)
- *   cow.c       copy-on-write before a change, and its durability
+ *   cow.c       copy-on-write before a change, its durability, live link counts
  *   pending.c   writes journaled, not yet applied (write-ahead); the dirty set
  *   inode.c     inode table (backing O_PATH fds), names per inode, paths
  *   places.c    refuses a DATADIR and MOUNTPOINT that cannot be meant
