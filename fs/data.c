@@ -17,7 +17,8 @@
  * O_APPEND (the kernel gives the offset) and without O_DIRECT (buffers are
  * unaligned). Opens keep the kernel's page cache (keep_cache): every change
  * comes through here, and an O_DIRECT write drops the pages of its range
- * (inval_direct) so that buffered readers never keep stale ones.
+ * (inval_direct) so that buffered readers never keep stale ones; a new
+ * mtime does not drop them either (no FUSE_CAP_AUTO_INVAL_DATA, ops.c).
  */
 #include "fs.h"
 

@@ -19,6 +19,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* the kernel clears suid/sgid itself with a (journaled) setattr */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* every change comes through us and keeps the page cache right (or
+	 * drops what it changed: data.c inval_direct), so a new mtime seen
+	 * by a GETATTR after a write must not drop the whole file's pages */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = 1u << 20;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ; /* we need write data in memory */

@@ -6,6 +6,7 @@
 # reads it again, and afterwards the reader (same descriptor and a new
 # open) sees the new bytes. The mount's lock holds the write so that the
 # reader's read lands between the kernel's invalidation and the write.
+# And a write does not make the kernel drop the file's other cached pages.
 set -eu
 . "$(dirname "$0")/lib.sh"
 HELPER=$MFS_BUILD/tests/integration/odirect
@@ -22,6 +23,25 @@ for mode in aio uring; do
 	[ $rc -eq 0 ] || stale="$stale $mode"
 done
 [ -z "$stale" ] || fail "a buffered reader saw stale data after an O_DIRECT write:$stale"
+
+step "a write keeps the file's other cached pages"
+# Every change comes through mirrorfs, so the kernel must not drop a file's
+# whole page cache when a write changes its mtime (FUSE_CAP_AUTO_INVAL_DATA
+# would, at the next GETATTR: then every read after a write goes to the
+# daemon again). fincore counts the pages cached; the bytes are compared too.
+head -c $((1 << 20)) /dev/urandom >"$T/cached.src"
+cp "$T/cached.src" "$T/mnt/cached"
+sync "$T/mnt/cached"
+stat "$T/mnt/cached" >/dev/null
+cat "$T/mnt/cached" >/dev/null
+sleep 0.1
+dd if=/dev/zero of="$T/mnt/cached" bs=4096 seek=100 count=1 conv=notrunc,fsync status=none
+dd if=/dev/zero of="$T/cached.src" bs=4096 seek=100 count=1 conv=notrunc status=none
+stat "$T/mnt/cached" >/dev/null
+res=$(fincore -b -n -o RES "$T/mnt/cached")
+echo "cached after the write: $res of $((1 << 20)) bytes"
+[ "$res" -ge $((1 << 20)) ] || fail "a write dropped the file's cached pages ($res of $((1 << 20)) bytes left)"
+cmp "$T/cached.src" "$T/mnt/cached" || fail "the cached file reads other bytes than were written"
 
 step "the journal replays to the backing folder"
 mfs_umount "$T/mnt"
