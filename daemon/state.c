@@ -5,13 +5,15 @@
  * STATE/applied (format and durable write: lib/applied.c) is replaced after
  * each batch's flush: data set id, applied LSN, time of the last applied
  * record, segments applied. It only ever moves forward. STATE/status.json
- * and the --metrics file are written the same way, so a reader never sees
- * half of one.
+ * is replaced the same way (a shipper trims the primary's segments by the
+ * applied LSN it reports: after a power cut it must not show an older
+ * state's), so a reader never sees half of one. The --metrics file is
+ * replaced by a rename too but not fsynced (mfs_publish_path): it is
+ * written again after every batch, and nothing is decided from it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,18 +185,12 @@ static int metrics_text(const struct mirror_status *st, char **ret, size_t *ret_
 
 int mirror_metrics_write(const char *path, const struct mirror_status *st)
 {
-	_cleanup_free_ char *buf = NULL, *dcopy = strdup(path), *bcopy = strdup(path);
-	_cleanup_close_ int dirfd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r;
 
-	if (!dcopy || !bcopy)
-		return -ENOMEM;
 	r = metrics_text(st, &buf, &len);
 	if (r < 0)
 		return r;
-	dirfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return -errno;
-	return mfs_replace_file(dirfd, basename(bcopy), buf, len, 0644);
+	return mfs_publish_path(path, buf, len, 0644);
 }

@@ -5,7 +5,8 @@
  * The write path only bumps atomic counters (fs->metrics); the timer thread
  * (journal.c) calls fs_metrics_write() about once a second, which reads
  * them with the journal's gauges and replaces FILE by a temp file and a
- * rename, so node_exporter's textfile collector never reads half of one.
+ * rename (mfs_publish_path), so node_exporter's textfile collector never
+ * reads half of one.
  * Nothing is fsynced: the file is rewritten every second, and a crash loses
  * nothing a reader needs.
  */
@@ -119,26 +120,6 @@ static int metrics_text(struct fs *fs, char **ret, size_t *ret_len)
 	return fclose(f) == 0 ? 0 : -ENOMEM;
 }
 
-/* Replace @path by @len bytes of @buf: a temp file beside it, then a rename. */
-static int replace_nosync(const char *path, const char *buf, size_t len)
-{
-	_cleanup_free_ char *tmp = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	int r;
-
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
-		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return -errno;
-	r = mfs_pwrite_all(fd, buf, len, 0);
-	if (r >= 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)unlink(tmp);
-	return r < 0 ? r : 0;
-}
-
 void fs_metrics_write(struct fs *fs, bool force)
 {
 	struct fs_metrics *m = &fs->metrics;
@@ -152,7 +133,7 @@ void fs_metrics_write(struct fs *fs, bool force)
 	m->last_write_ns = now;
 	r = metrics_text(fs, &buf, &len);
 	if (r == 0)
-		r = replace_nosync(fs->opt.metrics, buf, len);
+		r = mfs_publish_path(fs->opt.metrics, buf, len, 0644);
 	if (r < 0 && !m->warned)
 		log_warning_errno(r, "Failed to write the metrics file '%s', ignoring: %m",
 				  fs->opt.metrics);

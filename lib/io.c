@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -302,7 +303,8 @@ int mfs_drop_clean_cache(int fd)
 	return e ? -e : 1;
 }
 
-int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)
+static int replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode,
+			bool durable)
 {
 	char tmp[PATH_MAX];
 	_cleanup_close_ int fd = -EBADF;
@@ -310,11 +312,11 @@ int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, 
 
 	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return -errno;
 	r = mfs_write_all(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
 	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
 		r = -errno;
@@ -322,7 +324,30 @@ int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, 
 		(void)unlinkat(dirfd, tmp, 0);
 		return r;
 	}
-	return mfs_fsync_dir(dirfd, NULL);
+	return durable ? mfs_fsync_dir(dirfd, NULL) : 0;
+}
+
+int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)
+{
+	return replace_file(dirfd, name, data, len, mode, true);
+}
+
+int mfs_publish_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode)
+{
+	return replace_file(dirfd, name, data, len, mode, false);
+}
+
+int mfs_publish_path(const char *path, const void *data, size_t len, unsigned mode)
+{
+	_cleanup_free_ char *dcopy = strdup(path), *bcopy = strdup(path);
+	_cleanup_close_ int dirfd = -EBADF;
+
+	if (!dcopy || !bcopy)
+		return -ENOMEM;
+	dirfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	return mfs_publish_file(dirfd, basename(bcopy), data, len, mode);
 }
 
 int mfs_read_file(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len)

@@ -106,6 +106,37 @@ static void test_replace_file(void)
 	CU_ASSERT_EQUAL(mfs_fsync_dir(dirfd_, "big"), -ENOTDIR);
 }
 
+/* mfs_publish_file and _path: the same replace, without fsync */
+static void test_publish_file(void)
+{
+	_cleanup_free_ char *path = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+
+	CU_ASSERT_EQUAL(mfs_publish_file(dirfd_, "pub", "first version", 13, 0644), 0);
+	CU_ASSERT_EQUAL(mfs_publish_file(dirfd_, "pub", "2nd", 3, 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_read_file(dirfd_, "pub", 100, &buf, &len), 0);
+	CU_ASSERT_EQUAL(len, 3);
+	CU_ASSERT_STRING_EQUAL(buf, "2nd");
+	free(buf);
+	buf = NULL;
+	CU_ASSERT(faccessat(dirfd_, ".pub.tmp", F_OK, 0) < 0);
+	/* by path */
+	CU_ASSERT_FATAL(asprintf(&path, "%s/pub", tmpdir) > 0);
+	CU_ASSERT_EQUAL(mfs_publish_path(path, "by path", 7, 0644), 0);
+	CU_ASSERT_EQUAL_FATAL(mfs_read_file(dirfd_, "pub", 100, &buf, &len), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "by path");
+	free(buf);
+	buf = NULL;
+	CU_ASSERT_EQUAL(mfs_publish_path("/no/such/dir/pub", "x", 1, 0644), -ENOENT);
+	/* a symlink planted at the temp name is not followed */
+	CU_ASSERT_EQUAL_FATAL(symlinkat("victim", dirfd_, ".pub.tmp"), 0);
+	CU_ASSERT_EQUAL(mfs_publish_file(dirfd_, "pub", "x", 1, 0644), -ELOOP);
+	CU_ASSERT_EQUAL(mfs_replace_file(dirfd_, "pub", "x", 1, 0644), -ELOOP);
+	CU_ASSERT(faccessat(dirfd_, "victim", F_OK, AT_SYMLINK_NOFOLLOW) < 0);
+	CU_ASSERT_EQUAL(unlinkat(dirfd_, ".pub.tmp", 0), 0);
+}
+
 static void test_parse_size(void)
 {
 	static const struct {
@@ -847,6 +878,7 @@ static void test_rename_noreplace_fallback(void)
 
 static CU_TestInfo tests[] = {
 	{"replace_file, read_file, fsync_dir", test_replace_file},
+	{"publish_file, publish_path", test_publish_file},
 	{"parse_size", test_parse_size},
 	{"uuid format, parse, generate", test_uuid},
 	{"pwritev_all, pread_all, clocks", test_rw_all_and_time},

@@ -100,6 +100,18 @@ int mfs_rm_tree(int dirfd, const char *name);
  */
 int mfs_replace_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode);
 
+/*
+ * Replace @name in @dirfd with @len bytes of @data for readers: a temp
+ * file, then renameat over @name, nothing fsynced. A reader sees the old
+ * file or the new one, never half of one; after a crash either may be
+ * there, or an empty one. For what is rewritten often and regenerated
+ * (status and metrics files). Returns 0 or -errno.
+ */
+int mfs_publish_file(int dirfd, const char *name, const void *data, size_t len, unsigned mode);
+
+/* mfs_publish_file() by path: the folder of @path, then its last part. */
+int mfs_publish_path(const char *path, const void *data, size_t len, unsigned mode);
+
 /* Read a whole small file (up to @max bytes) into a NUL-terminated malloc'd buffer. */
 int mfs_read_file(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len);
 
