@@ -2,7 +2,8 @@
 /*
  * attr.c - attributes: getattr, and setattr (mode, owner, size, times),
  * each change journaled durably before it is applied and compensated if
- * it fails (mutate.c).
+ * it fails (mutate.c); the kill of suid and sgid the kernel leaves to us
+ * (killpriv.c).
  */
 #include "fs.h"
 
@@ -48,6 +49,49 @@ static int set_mode(struct fs *fs, struct fs_inode *i, int fd, mode_t mode, stru
 	rec->type = MFS_REC_CHMOD;
 	rec->mode = mode & 07777;
 	return fs_attr_change(fs, i, rec, journaled, apply_mode, fd);
+}
+
+/* The VFS's in_group_or_capable() for @req's caller and group @gid, with
+ * root taken to have CAP_FSETID (FUSE does not say). */
+static bool in_group_or_root(fuse_req_t req, gid_t gid)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[64];
+	int n;
+
+	if (ctx->uid == 0 || ctx->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, (int)ARRAY_SIZE(groups), groups);
+	for (int k = 0; k < MFS_MIN(n, (int)ARRAY_SIZE(groups)); k++)
+		if (groups[k] == gid)
+			return true;
+	return false;
+}
+
+int fs_attr_kill_suidgid(struct fs *fs, struct fs_inode *i, int fd, fuse_req_t req)
+{
+	_cleanup_free_ struct mfs_rec *rec = NULL;
+	struct stat st;
+	mode_t mode;
+	int jr;
+
+	if (fstatat(i->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	mode = st.st_mode & 07777 & ~(mode_t)S_ISUID;
+	/* sgid without group execute marks mandatory locking: the VFS keeps
+	 * it for a caller in the file's group (setattr_should_drop_sgid) */
+	if ((mode & S_ISGID) && ((mode & S_IXGRP) || !in_group_or_root(req, st.st_gid)))
+		mode &= ~(mode_t)S_ISGID;
+	if (!S_ISREG(st.st_mode) || mode == (st.st_mode & 07777))
+		return 0;
+	rec = fs_rec_new(MFS_REC_CHMOD);
+	if (!rec)
+		return -ENOMEM;
+	jr = fs_mutate_begin(fs, i, rec->path);
+	if (jr < 0)
+		return jr;
+	fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
+	return set_mode(fs, i, fd, mode, rec, jr);
 }
 
 static int apply_owner(struct fs_inode *i, int fd, const struct mfs_rec *rec)
@@ -96,7 +140,8 @@ static int set_times(struct fs *fs, struct fs_inode *i, const struct stat *attr,
 	return fs_attr_change(fs, i, rec, journaled, apply_times, -1);
 }
 
-static int do_setattr(struct fs *fs, struct fs_inode *i, struct stat *attr, int valid, int fd)
+static int do_setattr(fuse_req_t req, struct fs *fs, struct fs_inode *i, struct stat *attr,
+		      int valid, int fd)
 {
 	_cleanup_free_ struct mfs_rec *rec = fs_rec_new(MFS_REC_CHMOD);
 	int r, jr;
@@ -109,6 +154,11 @@ static int do_setattr(struct fs *fs, struct fs_inode *i, struct stat *attr, int 
 	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 		     FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
 		fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
+	if (fs_killpriv_asked()) { /* a chown, or a truncate without CAP_FSETID */
+		r = fs_attr_kill_suidgid(fs, i, fd, req);
+		if (r < 0)
+			return r;
+	}
 	if (valid & FUSE_SET_ATTR_MODE) {
 		r = set_mode(fs, i, fd, attr->st_mode, rec, jr);
 		if (r < 0)
@@ -145,7 +195,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&i->lock);
-	r = do_setattr(fs, i, attr, valid, f ? f->fd : -1);
+	r = do_setattr(req, fs, i, attr, valid, f ? f->fd : -1);
 	pthread_mutex_unlock(&i->lock);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (r < 0)

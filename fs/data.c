@@ -109,9 +109,10 @@ static int write_now(struct fs *fs, struct fs_file *f, struct mfs_rec *rec, uint
 	return r;
 }
 
-/* Write @len bytes at @off through open file @f, journaled. */
+/* Write @len bytes at @off through open file @f, journaled; with @kill
+ * (the request), first clear the suid and sgid bits (killpriv.c). */
 static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, size_t len,
-			  uint64_t off)
+			  uint64_t off, fuse_req_t kill)
 {
 	struct fs_inode *i = f->inode;
 	struct mfs_rec *rec = fs_rec_new(MFS_REC_WRITE);
@@ -123,6 +124,10 @@ static ssize_t data_write(struct fs *fs, struct fs_file *f, const void *data, si
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&i->lock);
 	r = fs_mutate_begin(fs, i, rec->path);
+	if (r >= 0 && kill) {
+		int e = fs_attr_kill_suidgid(fs, i, f->fd, kill);
+		r = e < 0 ? e : r;
+	}
 	if (r >= 0)
 		fs_snap_cow(fs, i, off, len); /* before the journal: see cow.c */
 	if (r > 0) {
@@ -220,8 +225,10 @@ static void file_free(struct fs *fs, struct fs_file *f)
 	free(f);
 }
 
-/* Open inode @i's backing file; O_TRUNC is journaled. Caller holds no lock. */
-static int open_inode(struct fs *fs, struct fs_inode *i, int flags, struct fs_file **ret)
+/* Open inode @i's backing file for @req; O_TRUNC is journaled. Caller
+ * holds no lock. */
+static int open_inode(fuse_req_t req, struct fs *fs, struct fs_inode *i, int flags,
+		      struct fs_file **ret)
 {
 	char proc[64];
 	int fd, r = 0;
@@ -233,7 +240,10 @@ static int open_inode(struct fs *fs, struct fs_inode *i, int flags, struct fs_fi
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
 		pthread_rwlock_rdlock(&fs->ns_lock);
 		pthread_mutex_lock(&i->lock);
-		r = fs_data_truncate(fs, i, fd, 0);
+		if (fs_killpriv_asked()) /* without CAP_FSETID */
+			r = fs_attr_kill_suidgid(fs, i, fd, req);
+		if (r == 0)
+			r = fs_data_truncate(fs, i, fd, 0);
 		pthread_mutex_unlock(&i->lock);
 		pthread_rwlock_unlock(&fs->ns_lock);
 	}
@@ -263,7 +273,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		i->ops->open(req, i, fi);
 		return;
 	}
-	r = open_inode(fs, i, fi->flags, &f);
+	r = open_inode(req, fs, i, fi->flags, &f);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -317,8 +327,8 @@ static int create_new(fuse_req_t req, struct fs_inode *p, const char *name, mode
 }
 
 /* create on a name that exists (no O_EXCL): open it. */
-static int create_existing(struct fs *fs, struct fs_inode *p, const char *name, int flags,
-			   struct fuse_entry_param *e, struct fs_file **ret)
+static int create_existing(fuse_req_t req, struct fs *fs, struct fs_inode *p, const char *name,
+			   int flags, struct fuse_entry_param *e, struct fs_file **ret)
 {
 	struct fs_inode *i;
 	int r;
@@ -329,7 +339,7 @@ static int create_existing(struct fs *fs, struct fs_inode *p, const char *name, 
 	if (r < 0)
 		return r;
 	i = (struct fs_inode *)(uintptr_t)e->ino;
-	r = open_inode(fs, i, flags, ret);
+	r = open_inode(req, fs, i, flags, ret);
 	if (r < 0)
 		fs_inode_forget(fs, i, 1);
 	return r;
@@ -362,7 +372,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		r = create_new(req, p, name, mode, fi->flags, &e, &fd);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (r == 1)
-		r = create_existing(fs, p, name, fi->flags, &e, &f);
+		r = create_existing(req, fs, p, name, fi->flags, &e, &f);
 	else if (r == 0 && !(f = file_new(fs, (struct fs_inode *)(uintptr_t)e.ino, fd)))
 		r = -ENOMEM;
 	if (r < 0) {
@@ -476,7 +486,7 @@ void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, o
 		f->inode->ops->write(req, f->inode, data, size, f);
 		return;
 	}
-	n = data_write(fs, f, data, size, (uint64_t)off);
+	n = data_write(fs, f, data, size, (uint64_t)off, fs_killpriv_asked() ? req : NULL);
 	if (n > 0 && (fi->flags & O_DIRECT) && !fi->writepage)
 		inval_direct(fs, ino, (uint64_t)off, (size_t)n);
 	if (n < 0)
@@ -580,7 +590,12 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&f->inode->lock);
-	r = do_fallocate(fs, f, mode, off, len);
+	/* as in copy_file_range: root is taken to have CAP_FSETID */
+	r = fs_killpriv_enabled() && fuse_req_ctx(req)->uid != 0
+		    ? fs_attr_kill_suidgid(fs, f->inode, f->fd, req)
+		    : 0;
+	if (r == 0)
+		r = do_fallocate(fs, f, mode, off, len);
 	pthread_mutex_unlock(&f->inode->lock);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	fuse_reply_err(req, -r);
@@ -596,6 +611,8 @@ void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	_cleanup_free_ char *buf = NULL;
 	size_t done = 0;
 	ssize_t n = 0;
+	/* no flag tells whether the caller has CAP_FSETID: root is taken to */
+	bool kill = fs_killpriv_enabled() && fuse_req_ctx(req)->uid != 0;
 
 	if (in->inode->vkind != FS_VK_NONE || out->inode->vkind != FS_VK_NONE || flags) {
 		fuse_reply_err(req, flags ? EINVAL : EXDEV);
@@ -611,7 +628,8 @@ void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		n = fs_pending_read(in->inode, in->fd, buf, chunk, (uint64_t)off_in + done);
 		if (n <= 0)
 			break;
-		n = data_write(fs, out, buf, (size_t)n, (uint64_t)off_out + done);
+		n = data_write(fs, out, buf, (size_t)n, (uint64_t)off_out + done,
+			       kill && done == 0 ? req : NULL);
 		if (n < 0)
 			break;
 		done += (size_t)n;

@@ -568,6 +568,21 @@ int fs_finish_new(struct fs *fs, struct fs_inode *p, const char *name, struct mf
 /* ---------------------------------------------------------------- attr.c names.c dir.c xattr.c */
 
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Clear a regular file's suid bit, and its sgid bit if it is group
+ * executable or @req's caller is not in its group, as a journaled mode
+ * change (what a write, truncate or chown by a caller without CAP_FSETID
+ * does to a file). Caller holds ns_lock (read) and @i's lock; @fd an open
+ * fd of it or -1. */
+int fs_attr_kill_suidgid(struct fs *fs, struct fs_inode *i, int fd, fuse_req_t req);
+/* killpriv.c: read and write /dev/fuse through hooks that negotiate
+ * FUSE_HANDLE_KILLPRIV_V2 with the kernel when it offers it. */
+void fs_killpriv_attach(struct fuse_session *se);
+/* Whether the request this thread handles asks for suid/sgid to be
+ * killed (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
+ * FUSE_OPEN_KILL_SUIDGID). */
+bool fs_killpriv_asked(void);
+/* Whether the kernel took FUSE_HANDLE_KILLPRIV_V2. */
+bool fs_killpriv_enabled(void);
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		   struct fuse_file_info *fi);
 void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);

@@ -352,6 +352,7 @@ static int run(struct fs *fs, struct fuse_session *se, struct fuse_cmdline_opts 
 		goto out_destroy;
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_signals;
+	fs_killpriv_attach(se);
 	fuse_daemonize(o->foreground);
 	if (!o->foreground)
 		mfs_log_use_syslog("mirrorfs");

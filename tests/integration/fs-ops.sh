@@ -134,6 +134,34 @@ def long_path():
             out.append(what + "=" + errno.errorcode[e.errno])
     return " ".join(out) + " " + st(p) + " " + rd(p)
 
+KS = [("ks-w", 0o4777), ("ks-wg", 0o2777), ("ks-wgx", 0o2767), ("ks-w6", 0o6777), ("ks-t", 0o6777),
+      ("ks-o", 0o4777), ("ks-f", 0o4777), ("ks-c", 0o6777), ("ks-root", 0o6777), ("ks-chown", 0o6755)]
+KS_USER = """
+import os
+def ap(n):
+    fd = os.open(n, os.O_WRONLY | os.O_APPEND); os.write(fd, b"x"); os.close(fd)
+for n in ("ks-w", "ks-wg", "ks-wgx", "ks-w6"):
+    ap(n)
+os.truncate("ks-t", 1)
+os.close(os.open("ks-o", os.O_WRONLY | os.O_TRUNC))
+fd = os.open("ks-f", os.O_WRONLY); os.posix_fallocate(fd, 0, 8192); os.close(fd)
+i = os.open("ks-w", os.O_RDONLY); o = os.open("ks-c", os.O_WRONLY)
+os.copy_file_range(i, o, 4); os.close(i); os.close(o)
+"""
+
+def kill_setid():
+    # a write, truncate, O_TRUNC open, fallocate or copy_file_range by a user
+    # without CAP_FSETID clears suid, and sgid when group-executable; root's
+    # write keeps them; a chown clears them (the mount does it itself when
+    # the kernel hands it over: fs/killpriv.c)
+    for n, m in KS:
+        wr(n, b"data")
+        os.chmod(n, m)
+    r = os.system("setpriv --reuid=4242 --regid=4343 --clear-groups -- python3 -c '%s'" % KS_USER)
+    wr("ks-root", b"x", os.O_WRONLY | os.O_APPEND)
+    os.chown("ks-chown", 4242, -1)
+    return "rc=%d " % r + " ".join("%s:%o" % (n, os.lstat(n).st_mode) for n, _ in KS)
+
 def as_user(cmd):
     r = os.system("setpriv --reuid=4242 --regid=4343 --clear-groups -- sh -c '%s'" % cmd)
     return "rc=%d" % r
@@ -204,6 +232,7 @@ OPS = [
     ("readdir", lambda: sorted(n for n in os.listdir(".") if n != ".mirrorfs")),
     ("other-user", lambda: os.chmod("d", 0o777) or as_user("echo u > d/mine; mkdir d/mydir; ln -s x d/mysl") + " " + st("d/mine") + " " + st("d/mydir") + " " + st("d/mysl")),
     ("other-user-denied", lambda: as_user("(echo u > f) 2>/dev/null")),
+    ("kill-setid", kill_setid),
     ("setgid-dir", lambda: os.mkdir("sg") or os.chown("sg", 0, 777) or os.chmod("sg", 0o2777) or as_user("mkdir sg/in; echo x > sg/in/f") + " " + st("sg/in") + " " + st("sg/in/f")),
 ]
 
