@@ -154,7 +154,7 @@ static int do_setattr(fuse_req_t req, struct fs *fs, struct fs_inode *i, struct 
 	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 		     FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
 		fs_snap_cow(fs, i, 0, 0); /* a snapshot keeps the old attributes */
-	if (fs_killpriv_asked()) { /* a chown, or a truncate without CAP_FSETID */
+	if (fs_killpriv_asked()) { /* a chown, or a truncate without CAP_FSETID (killpriv.c) */
 		r = fs_attr_kill_suidgid(fs, i, fd, req);
 		if (r < 0)
 			return r;

@@ -23,8 +23,11 @@
  * (attr.c fs_attr_kill_suidgid()) before their own change, as the
  * kernel's VFS would. Capabilities stay the kernel's: it still removes
  * security.capability (a journaled REMOVEXATTR) when it finds one.
- * copy_file_range and fallocate carry no such flag: data.c kills the bits
- * there when the caller is not root.
+ * Two requests carry no such flag. copy_file_range and fallocate: data.c
+ * kills the bits there when the caller is not root. chown(f, -1, -1),
+ * which kills them on any file system, reaches us as a SETATTR that sets
+ * nothing: taken as a kill (so is the one a write by root sends after
+ * removing a capability of a setuid file, which then loses the bit).
  */
 #include "fs.h"
 
@@ -77,7 +80,11 @@ static bool parse(const void *buf, size_t len)
 		if (alen < sizeof(in))
 			return false;
 		memcpy(&in, arg, sizeof(in));
-		return in.valid & FATTR_KILL_SUIDGID;
+		/* a SETATTR that sets nothing is the VFS's kill that the kernel
+		 * stripped: chown(f, -1, -1), or a write's file_remove_privs()
+		 * (whose WRITE carries the flag too) */
+		return (in.valid & FATTR_KILL_SUIDGID) ||
+		       (in.valid & ~(uint32_t)(FATTR_FH | FATTR_LOCKOWNER)) == 0;
 	}
 	case FUSE_OPEN: {
 		struct fuse_open_in in;

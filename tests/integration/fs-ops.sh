@@ -135,7 +135,8 @@ def long_path():
     return " ".join(out) + " " + st(p) + " " + rd(p)
 
 KS = [("ks-w", 0o4777), ("ks-wg", 0o2777), ("ks-wgx", 0o2767), ("ks-w6", 0o6777), ("ks-t", 0o6777),
-      ("ks-o", 0o4777), ("ks-f", 0o4777), ("ks-c", 0o6777), ("ks-root", 0o6777), ("ks-chown", 0o6755)]
+      ("ks-o", 0o4777), ("ks-f", 0o4777), ("ks-c", 0o6777), ("ks-root", 0o6777), ("ks-chown", 0o6755),
+      ("ks-chown-none", 0o6755), ("ks-chown-g", 0o2745)]
 KS_USER = """
 import os
 def ap(n):
@@ -160,6 +161,8 @@ def kill_setid():
     r = os.system("setpriv --reuid=4242 --regid=4343 --clear-groups -- python3 -c '%s'" % KS_USER)
     wr("ks-root", b"x", os.O_WRONLY | os.O_APPEND)
     os.chown("ks-chown", 4242, -1)
+    os.chown("ks-chown-none", -1, -1)
+    os.chown("ks-chown-g", -1, 4343)
     return "rc=%d " % r + " ".join("%s:%o" % (n, os.lstat(n).st_mode) for n, _ in KS)
 
 def as_user(cmd):
