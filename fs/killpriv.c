@@ -57,6 +57,8 @@ static bool parse(const void *buf, size_t len)
 	if (len < sizeof(*h) || h->len > len)
 		return false;
 	alen = h->len - sizeof(*h);
+	if (h->opcode != FUSE_INIT && !atomic_load(&enabled))
+		return false; /* the kernel kills them itself */
 	switch (h->opcode) {
 	case FUSE_INIT: {
 		struct fuse_init_in in;
