@@ -46,62 +46,56 @@ static atomic_bool offered;	 /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 static _Atomic uint64_t init_unique;
 static atomic_bool enabled;
 
+/* Copy the request's argument (@alen bytes at @arg) into @out, @size
+ * bytes of it; false if it is shorter. */
+static bool arg_of(const char *arg, size_t alen, void *out, size_t size)
+{
+	if (alen < size)
+		return false;
+	memcpy(out, arg, size);
+	return true;
+}
+
 /* What the request in @buf (@len bytes read) asks: does it carry a kill
  * of suid/sgid? Notes the INIT's offer too. */
 static bool parse(const void *buf, size_t len)
 {
 	const struct fuse_in_header *h = buf;
 	const char *arg = (const char *)buf + sizeof(*h);
+	struct fuse_init_in init;
+	struct fuse_write_in w;
+	struct fuse_setattr_in sa;
+	struct fuse_open_in o;
+	struct fuse_create_in c;
 	size_t alen;
 
 	if (len < sizeof(*h) || h->len > len)
 		return false;
 	alen = h->len - sizeof(*h);
-	if (h->opcode != FUSE_INIT && !atomic_load(&enabled))
-		return false; /* the kernel kills them itself */
-	switch (h->opcode) {
-	case FUSE_INIT: {
-		struct fuse_init_in in;
-		if (alen < offsetof(struct fuse_init_in, flags) + sizeof(in.flags))
-			return false;
-		memcpy(&in, arg, offsetof(struct fuse_init_in, flags) + sizeof(in.flags));
-		atomic_store(&init_unique, h->unique);
-		atomic_store(&offered, in.major == FUSE_KERNEL_VERSION && in.minor >= 33 &&
-					       (in.flags & FUSE_HANDLE_KILLPRIV_V2));
+	if (h->opcode == FUSE_INIT) {
+		if (arg_of(arg, alen, &init, offsetof(struct fuse_init_in, flags) + sizeof(init.flags))) {
+			atomic_store(&init_unique, h->unique);
+			atomic_store(&offered, init.major == FUSE_KERNEL_VERSION && init.minor >= 33 &&
+						       (init.flags & FUSE_HANDLE_KILLPRIV_V2));
+		}
 		return false;
 	}
-	case FUSE_WRITE: {
-		struct fuse_write_in in;
-		if (alen < sizeof(in))
-			return false;
-		memcpy(&in, arg, sizeof(in));
-		return in.write_flags & FUSE_WRITE_KILL_SUIDGID;
-	}
-	case FUSE_SETATTR: {
-		struct fuse_setattr_in in;
-		if (alen < sizeof(in))
-			return false;
-		memcpy(&in, arg, sizeof(in));
+	if (!atomic_load(&enabled))
+		return false; /* the kernel kills them itself */
+	switch (h->opcode) {
+	case FUSE_WRITE:
+		return arg_of(arg, alen, &w, sizeof(w)) && (w.write_flags & FUSE_WRITE_KILL_SUIDGID);
+	case FUSE_SETATTR:
 		/* a SETATTR that sets nothing is the VFS's kill that the kernel
 		 * stripped: chown(f, -1, -1), or a write's file_remove_privs()
 		 * (whose WRITE carries the flag too) */
-		return (in.valid & FATTR_KILL_SUIDGID) ||
-		       (in.valid & ~(uint32_t)(FATTR_FH | FATTR_LOCKOWNER)) == 0;
-	}
-	case FUSE_OPEN: {
-		struct fuse_open_in in;
-		if (alen < sizeof(in))
-			return false;
-		memcpy(&in, arg, sizeof(in));
-		return in.open_flags & FUSE_OPEN_KILL_SUIDGID;
-	}
-	case FUSE_CREATE: {
-		struct fuse_create_in in;
-		if (alen < sizeof(in))
-			return false;
-		memcpy(&in, arg, sizeof(in));
-		return in.open_flags & FUSE_OPEN_KILL_SUIDGID;
-	}
+		return arg_of(arg, alen, &sa, sizeof(sa)) &&
+		       ((sa.valid & FATTR_KILL_SUIDGID) ||
+			(sa.valid & ~(uint32_t)(FATTR_FH | FATTR_LOCKOWNER)) == 0);
+	case FUSE_OPEN:
+		return arg_of(arg, alen, &o, sizeof(o)) && (o.open_flags & FUSE_OPEN_KILL_SUIDGID);
+	case FUSE_CREATE:
+		return arg_of(arg, alen, &c, sizeof(c)) && (c.open_flags & FUSE_OPEN_KILL_SUIDGID);
 	default:
 		return false;
 	}
