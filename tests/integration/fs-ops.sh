@@ -310,6 +310,33 @@ python3 -c 'import os, sys; os.getxattr(sys.argv[1], "security.capability")' "$T
 	fail "the backing file keeps its capability after a write through the mount"
 rm "$T/data/capsold"
 
+step "the kernel asks for security.capability once per file, not before every write"
+# (FUSE_HANDLE_KILLPRIV_V2, negotiated by fs/killpriv.c: without it every
+# write is preceded by a GETXATTR round trip)
+mfs_mount "$T/data" "$T/mnt" -d
+L0=$(wc -l <"$T/fs.log")
+python3 - "$T/mnt/fewcaps" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+for k in range(50):
+    os.pwrite(fd, b"x" * 4096, k * 4096)
+    os.fdatasync(fd)
+os.close(fd)
+PY
+mfs_umount "$T/mnt"
+if grep -q "FUSE_HANDLE_KILLPRIV_V2 on" "$T/fs.log"; then
+	n=$(tail -n +"$L0" "$T/fs.log" | grep -c "opcode: GETXATTR" || true)
+	w=$(tail -n +"$L0" "$T/fs.log" | grep -c "opcode: WRITE" || true)
+	echo "$w WRITE requests, $n GETXATTR"
+	[ "$w" -ge 50 ] || fail "expected 50 WRITE requests in the debug log, found $w"
+	[ "$n" -le 2 ] || fail "the kernel asked for security.capability $n times for 50 writes"
+elif [ "$(printf '%s\n' 5.11 "$(uname -r)" | sort -V | head -n 1)" = 5.11 ]; then
+	fail "Linux $(uname -r) has FUSE_HANDLE_KILLPRIV_V2 (5.11 and later), but it was not negotiated"
+else
+	echo "(Linux $(uname -r) has no FUSE_HANDLE_KILLPRIV_V2: a GETXATTR per write)"
+fi
+rm "$T/data/fewcaps"
+
 step "large writes are read back from the journal until applied, across rotations"
 # (a write over FS_PENDING_COPY_MAX is kept as a place in its segment, not
 # a copy: O_DIRECT reads, which the kernel's cache cannot answer, must see
