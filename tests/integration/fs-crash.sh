@@ -189,10 +189,13 @@ for i in 1 2 3; do
 	end=$(sed -n 's/.*torn tail at byte \([0-9]*\) .*/\1/p' <<<"$verdict")
 	[ -n "$end" ] || fail "no torn tail in the open segment after the kill: $verdict"
 	[[ $verdict == *"(no trailer: open segment)"* ]] || fail "not a clean open end: $verdict"
-	[ "$(stat -c %s "$seg")" -gt "$end" ] || fail "no zeroed window after the last record ($end)"
+	# the zeroed window is refilled only after small appends (lib/segment.c):
+	# a kill after a large one (a WAL checkpoint's pages) finds none
+	window=yes
+	[ "$(stat -c %s "$seg")" -gt "$end" ] || { window=no; echo "(no zeroed window at the kill)"; }
 	# zeros over bytes that are zeros already (a page's empty end) tear
 	# nothing: cut the file then
-	if [ $((i % 2)) = 1 ] &&
+	if [ $((i % 2)) = 1 ] && [ $window = yes ] &&
 		[ -n "$(dd if="$seg" bs=1 skip=$((end - cut)) count="$cut" status=none | tr -d '\0' | head -c 1)" ]; then
 		dd if=/dev/zero of="$seg" bs=1 seek=$((end - cut)) count="$cut" conv=notrunc status=none
 	else
