@@ -120,7 +120,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 		struct fuse_init_out *out = iov[1].iov_base;
 
 		out->flags |= FUSE_HANDLE_KILLPRIV_V2;
-		atomic_store(&init_unique, 0);
+		atomic_store(&init_unique, UINT64_MAX); /* notifications have unique 0 */
 		atomic_store(&enabled, true);
 		log_debug("FUSE_HANDLE_KILLPRIV_V2 on: suid and sgid are killed here");
 	}
