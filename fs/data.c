@@ -590,10 +590,7 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&f->inode->lock);
-	/* as in copy_file_range: root is taken to have CAP_FSETID */
-	r = fs_killpriv_enabled() && fuse_req_ctx(req)->uid != 0
-		    ? fs_attr_kill_suidgid(fs, f->inode, f->fd, req)
-		    : 0;
+	r = fs_killpriv_unflagged(req) ? fs_attr_kill_suidgid(fs, f->inode, f->fd, req) : 0;
 	if (r == 0)
 		r = do_fallocate(fs, f, mode, off, len);
 	pthread_mutex_unlock(&f->inode->lock);
@@ -611,8 +608,7 @@ void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	_cleanup_free_ char *buf = NULL;
 	size_t done = 0;
 	ssize_t n = 0;
-	/* no flag tells whether the caller has CAP_FSETID: root is taken to */
-	bool kill = fs_killpriv_enabled() && fuse_req_ctx(req)->uid != 0;
+	bool kill = fs_killpriv_unflagged(req);
 
 	if (in->inode->vkind != FS_VK_NONE || out->inode->vkind != FS_VK_NONE || flags) {
 		fuse_reply_err(req, flags ? EINVAL : EXDEV);

@@ -581,8 +581,9 @@ void fs_killpriv_attach(struct fuse_session *se);
  * killed (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
  * FUSE_OPEN_KILL_SUIDGID). */
 bool fs_killpriv_asked(void);
-/* Whether the kernel took FUSE_HANDLE_KILLPRIV_V2. */
-bool fs_killpriv_enabled(void);
+/* For copy_file_range and fallocate, which carry no flag: whether the
+ * kernel took FUSE_HANDLE_KILLPRIV_V2 and @req's caller is not root. */
+bool fs_killpriv_unflagged(fuse_req_t req);
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		   struct fuse_file_info *fi);
 void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);

@@ -144,7 +144,8 @@ bool fs_killpriv_asked(void)
 	return asked;
 }
 
-bool fs_killpriv_enabled(void)
+bool fs_killpriv_unflagged(fuse_req_t req)
 {
-	return atomic_load(&enabled);
+	/* no flag tells whether the caller has CAP_FSETID: root is taken to */
+	return atomic_load(&enabled) && fuse_req_ctx(req)->uid != 0;
 }
